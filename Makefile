@@ -1,0 +1,46 @@
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+GO        ?= go
+BUF       := $(GO) tool -modfile=tools/buf/go.mod buf
+STATICCHECK := $(GO) tool -modfile=tools/go.mod staticcheck
+GOTEST_FLAGS ?= -race -count=1 -timeout 15m
+
+.PHONY: help
+help: ## list targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build bin/writ
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/writ ./cmd/writ
+
+.PHONY: run
+run: build ## build and run a dev node with the example policies and identities
+	./bin/writ dev
+
+.PHONY: test
+test: ## unit, rpc and in-process cluster tests with -race
+	$(GO) test $(GOTEST_FLAGS) ./...
+
+.PHONY: bench
+bench: ## Go micro-benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: generate
+generate: ## regenerate protobuf and Connect code
+	rm -rf rpc/gen fsm/fsmpb/*.pb.go
+	$(BUF) generate
+
+.PHONY: checkgenerate
+checkgenerate: generate ## fail if generated code is stale
+	@git diff --exit-code -- rpc/gen fsm/fsmpb || { echo "generated code is stale: run make generate and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- rpc/gen fsm/fsmpb)" || { git status --porcelain -- rpc/gen fsm/fsmpb; echo "untracked generated files: run make generate and commit"; exit 1; }
+
+.PHONY: lint
+lint: ## gofmt, go vet, staticcheck, buf lint
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^rpc/gen/\|\.pb\.go$$')); test -z "$$out" || { echo "gofmt needed: $$out"; exit 1; }
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+	$(BUF) lint
