@@ -28,6 +28,10 @@ test: ## unit, rpc and in-process cluster tests with -race
 bench: ## Go micro-benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+.PHONY: bench-ci
+bench-ci: ## run every benchmark once so they cannot rot
+	$(GO) test -run '^$$' -bench . -benchtime=1x ./...
+
 .PHONY: generate
 generate: ## regenerate protobuf and Connect code
 	rm -rf rpc/gen fsm/fsmpb/*.pb.go

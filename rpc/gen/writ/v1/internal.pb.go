@@ -120,8 +120,11 @@ func (x *ForwardResponse) GetIndex() uint64 {
 }
 
 type WaitAppliedRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Index uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// Read index: the receiver must be the leader; it confirms leadership,
+	// waits until everything committed is applied, and returns that index.
+	ReadIndex     bool `protobuf:"varint,2,opt,name=read_index,json=readIndex,proto3" json:"read_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -161,6 +164,13 @@ func (x *WaitAppliedRequest) GetIndex() uint64 {
 		return x.Index
 	}
 	return 0
+}
+
+func (x *WaitAppliedRequest) GetReadIndex() bool {
+	if x != nil {
+		return x.ReadIndex
+	}
+	return false
 }
 
 type WaitAppliedResponse struct {
@@ -216,9 +226,11 @@ const file_writ_v1_internal_proto_rawDesc = "" +
 	"\bcommands\x18\x01 \x03(\fR\bcommands\"A\n" +
 	"\x0fForwardResponse\x12\x18\n" +
 	"\aresults\x18\x01 \x03(\fR\aresults\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"*\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"I\n" +
 	"\x12WaitAppliedRequest\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\":\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1d\n" +
+	"\n" +
+	"read_index\x18\x02 \x01(\bR\treadIndex\":\n" +
 	"\x13WaitAppliedResponse\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex2\x95\x01\n" +
 	"\vNodeService\x12<\n" +
