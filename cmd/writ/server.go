@@ -1,0 +1,285 @@
+//go:build !writ_nonode
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/writ-dev/writ/node"
+	"github.com/writ-dev/writ/policies"
+	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
+)
+
+// serverFlags are shared by `writ server` and `writ dev`.
+type serverFlags struct {
+	nodeID, dataDir             string
+	apiAddr, raftAddr           string
+	advertiseAPI, advertiseRaft string
+	bootstrap                   bool
+	join                        []string
+	adminToken                  string
+	maxStaleness                time.Duration
+	logLevel, logFormat         string
+}
+
+func (f *serverFlags) addLogging(cmd *cobra.Command, level string) {
+	cmd.Flags().StringVar(&f.logLevel, "log-level", level, "debug, info, warn or error")
+	cmd.Flags().StringVar(&f.logFormat, "log-format", "text", "text or json")
+}
+
+// logger builds the node's logger; raft's own chatter is kept for debug.
+func (f *serverFlags) logger(w io.Writer) (*slog.Logger, slog.Level, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, 0, usagef("--log-level %q: want debug, info, warn or error", f.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch f.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), lvl, nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), lvl, nil
+	}
+	return nil, 0, usagef("--log-format %q: want text or json", f.logFormat)
+}
+
+func (a *app) serverCmd() *cobra.Command {
+	var f serverFlags
+	host, _ := os.Hostname()
+	cmd := &cobra.Command{
+		Use:   "server --data-dir DIR [--bootstrap | --join ADDR ...]",
+		Short: "Run a Writ node",
+		Long: `Run one Writ node until SIGINT or SIGTERM.
+
+Start the first node with --bootstrap (it forms a one-voter cluster; without
+an admin token one is generated and printed once), then start the others
+with --join pointing at any member's API address. A restarted node needs
+neither flag: its data dir remembers the cluster.`,
+		Example: `  WRIT_ADMIN_TOKEN=... writ server --node-id n1 --data-dir /var/lib/writ --bootstrap
+  WRIT_ADMIN_TOKEN=... writ server --node-id n2 --data-dir /var/lib/writ \
+      --api-addr 10.0.0.2:7400 --raft-addr 10.0.0.2:7401 --join 10.0.0.1:7400`,
+		Args: noArgs,
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.nodeID, "node-id", host, "stable Raft server id")
+	fl.StringVar(&f.dataDir, "data-dir", "", "directory for the Raft log, snapshots and state")
+	fl.StringVar(&f.apiAddr, "api-addr", "127.0.0.1:7400", "API listen address")
+	fl.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:7401", "Raft listen address")
+	fl.StringVar(&f.advertiseAPI, "advertise-api", "", "API address other nodes and clients dial (default: --api-addr)")
+	fl.StringVar(&f.advertiseRaft, "advertise-raft", "", "Raft address other nodes dial (default: --raft-addr)")
+	fl.BoolVar(&f.bootstrap, "bootstrap", false, "form a new cluster with this node as its first voter")
+	fl.StringSliceVar(&f.join, "join", nil, "API address of an existing member to join through (repeatable)")
+	fl.StringVar(&f.adminToken, "admin-token", "", "admin token (env "+envAdminToken+"); required to join, generated if missing with --bootstrap")
+	fl.DurationVar(&f.maxStaleness, "max-staleness", 0, "refuse stale reads after losing the leader for this long (default: the node's, 2s)")
+	f.addLogging(cmd, "info")
+	_ = cmd.MarkFlagRequired("data-dir")
+	cmd.MarkFlagsMutuallyExclusive("bootstrap", "join")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		log, _, err := f.logger(a.stderr)
+		if err != nil {
+			return err
+		}
+		if f.nodeID == "" {
+			return usagef("--node-id is required (the host name is unknown)")
+		}
+		for i, j := range f.join {
+			f.join[i] = strings.TrimSpace(j)
+			if f.join[i] == "" {
+				return usagef("--join: empty address")
+			}
+		}
+		if f.maxStaleness < 0 {
+			return usagef("--max-staleness must not be negative")
+		}
+		token := f.adminToken
+		if token == "" {
+			token = a.getenv(envAdminToken)
+		}
+		if token == "" && len(f.join) > 0 {
+			return usagef("--join needs the cluster's admin token (--admin-token or %s)", envAdminToken)
+		}
+		if token == "" && f.bootstrap && hasState(f.dataDir) {
+			// The cluster exists already; bootstrapping is a no-op and a
+			// fresh token would be useless.
+			log.Info("data dir holds state; --bootstrap ignored", "data_dir", f.dataDir)
+			f.bootstrap = false
+		}
+		if token == "" && f.bootstrap {
+			if token, err = newAdminToken(nil); err != nil {
+				return markRun(err)
+			}
+			fmt.Fprintf(a.stderr, "Generated admin token (shown once; keep it secret):\n\n    %s\n\n", token)
+		}
+		cfg := node.Config{
+			NodeID: f.nodeID, DataDir: f.dataDir,
+			APIAddr: f.apiAddr, RaftAddr: f.raftAddr,
+			AdvertiseAPI: f.advertiseAPI, AdvertiseRaft: f.advertiseRaft,
+			Bootstrap: f.bootstrap, Join: f.join, AdminToken: token,
+			MaxStaleness: f.maxStaleness, Logger: log, RaftLogOutput: a.stderr,
+		}
+		return markRun(a.runNode(cmd.Context(), cfg, log, nil))
+	}
+	return cmd
+}
+
+func (a *app) devCmd() *cobra.Command {
+	var f serverFlags
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run a throwaway single-node Writ with example data",
+		Long: `Start one node with a temporary data dir (deleted on exit) and no fsync,
+load the example policies, identities and roles through its own admin API,
+create a secret id, and print a walkthrough to paste into another shell.`,
+		Args: noArgs,
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.apiAddr, "api-addr", "127.0.0.1:7400", "API listen address (Raft takes the next port)")
+	fl.StringVar(&f.raftAddr, "raft-addr", "", "Raft listen address (default: the API port + 1)")
+	fl.StringVar(&f.adminToken, "admin-token", "", "admin token (env "+envAdminToken+"; default: generated)")
+	f.addLogging(cmd, "warn")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		log, lvl, err := f.logger(a.stderr)
+		if err != nil {
+			return err
+		}
+		raftAddr := f.raftAddr
+		if raftAddr == "" {
+			if raftAddr, err = nextPort(f.apiAddr); err != nil {
+				return flagErr("api-addr", err)
+			}
+		}
+		token := f.adminToken
+		if token == "" {
+			token = a.getenv(envAdminToken)
+		}
+		if token == "" {
+			if token, err = newAdminToken(nil); err != nil {
+				return markRun(err)
+			}
+		}
+		data, err := loadDevData()
+		if err != nil {
+			return markRun(err)
+		}
+		dir, err := os.MkdirTemp("", "writ-dev-")
+		if err != nil {
+			return markRun(err)
+		}
+		defer os.RemoveAll(dir)
+		cfg := node.Config{
+			NodeID: "dev", DataDir: dir, APIAddr: f.apiAddr, RaftAddr: raftAddr,
+			Bootstrap: true, AdminToken: token, Logger: log, DevMode: true,
+		}
+		if lvl <= slog.LevelDebug {
+			cfg.RaftLogOutput = a.stderr
+		} else {
+			cfg.RaftLogOutput = io.Discard
+		}
+		ready := func(ctx context.Context, n *node.Node) error {
+			base := "http://" + n.APIAddr()
+			c := newClients(clientConfig{BaseURL: base, Token: token, Protocol: protoConnect})
+			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			seed, err := seedDev(sctx, c, data)
+			if err != nil {
+				return fmt.Errorf("load example data: %w", err)
+			}
+			fmt.Fprint(a.stdout, renderBanner(bannerData{APIURL: base, AdminToken: token, Seed: seed, Example: devExample}))
+			return nil
+		}
+		return markRun(a.runNode(cmd.Context(), cfg, log, ready))
+	}
+	return cmd
+}
+
+// runNode starts a node, waits until it is ready, calls ready (if any), and
+// serves until ctx ends (SIGINT/SIGTERM), then closes the node. A second
+// signal while closing exits at once.
+func (a *app) runNode(ctx context.Context, cfg node.Config, log *slog.Logger, ready func(context.Context, *node.Node) error) error {
+	n, err := node.New(cfg)
+	if err != nil {
+		return &usageError{err: err}
+	}
+	if err := n.Start(ctx); err != nil {
+		_ = n.Close()
+		return fmt.Errorf("start node: %w", err)
+	}
+	closeNode := func() error {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(sig)
+		done := make(chan error, 1)
+		go func() { done <- n.Close() }()
+		select {
+		case err := <-done:
+			return err
+		case <-sig:
+			return errors.New("interrupted while shutting down")
+		}
+	}
+	log.Info("node started", "node_id", cfg.NodeID, "api", n.APIAddr(), "data_dir", cfg.DataDir)
+	if err := n.WaitReady(ctx); err != nil {
+		if ctx.Err() != nil {
+			return closeNode()
+		}
+		_ = closeNode()
+		return err
+	}
+	log.Info("node ready", "node_id", cfg.NodeID)
+	if ready != nil {
+		if err := ready(ctx, n); err != nil {
+			_ = closeNode()
+			return err
+		}
+	}
+	<-ctx.Done()
+	log.Info("shutting down", "node_id", cfg.NodeID)
+	return closeNode()
+}
+
+// loadDevData converts the example library in package policies to API form.
+func loadDevData() (devData, error) {
+	sets, err := policies.Sets()
+	if err != nil {
+		return devData{}, fmt.Errorf("example policies: %w", err)
+	}
+	fx, err := policies.DevFixtures()
+	if err != nil {
+		return devData{}, fmt.Errorf("example fixtures: %w", err)
+	}
+	var d devData
+	for _, s := range sets {
+		d.PolicySets = append(d.PolicySets, &writv1.PolicySet{Name: s.Name, Cedar: string(s.Cedar), Description: "example policies (writ dev)"})
+	}
+	for _, i := range fx.Identities {
+		d.Identities = append(d.Identities, &writv1.Identity{
+			Id: i.ID, Kind: i.Kind, Owner: i.Owner, Environment: i.Environment,
+			Attributes: i.Attributes, Description: i.Description, Status: "active",
+		})
+	}
+	for _, r := range fx.Roles {
+		d.Roles = append(d.Roles, &writv1.Role{
+			Name: r.Name, Environment: r.Environment, Identity: r.Identity, AuthMethods: r.AuthMethods,
+			DefaultTtlSeconds: int64(r.DefaultTTL / time.Second), MaxTtlSeconds: int64(r.MaxTTL / time.Second),
+			MaxRenewals: r.MaxRenewals, MaxLiveLeases: r.MaxLiveLeases,
+		})
+	}
+	return d, nil
+}
+
+// hasState reports whether dir exists and is not empty.
+func hasState(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	return err == nil && len(entries) > 0
+}
