@@ -122,7 +122,7 @@ func (v *Verifier) Verify(token string, keys KeySource, now time.Time) (*Claims,
 
 // verify parses token and checks its signature; it does not look at time.
 func (v *Verifier) verify(token string, keys KeySource) (*entry, error) {
-	// ParseSigned accepts only the compact form and only the listed
+	// ParseSignedCompact accepts only the compact form and only the listed
 	// algorithm, so "none", HS256 and friends fail here.
 	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{Alg})
 	if err != nil {
