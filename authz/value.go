@@ -1,0 +1,158 @@
+package authz
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/cedar-policy/cedar-go/types"
+)
+
+// MaxValueDepth bounds how deeply records and sets may nest in a request's
+// context or resource attributes.
+const MaxValueDepth = 16
+
+// valueError is a conversion failure with the path of the offending value,
+// e.g. context.delegation[2].ttl.
+type valueError struct {
+	path string
+	msg  string
+}
+
+func (e *valueError) Error() string { return e.path + ": " + e.msg }
+
+func (e *valueError) prefix(p string) *valueError {
+	e.path = p + e.path
+	return e
+}
+
+// recordFromMap converts decoded JSON (or Go values of the same shape) into a
+// Cedar record; root names the record in error messages ("context").
+// The rules are in toValue.
+func recordFromMap(root string, m map[string]any) (types.Record, error) {
+	if len(m) == 0 {
+		return types.Record{}, nil
+	}
+	r, err := toRecord(m, 1)
+	if err != nil {
+		return types.Record{}, err.prefix(root)
+	}
+	return r, nil
+}
+
+func toRecord(m map[string]any, depth int) (types.Record, *valueError) {
+	rm := make(types.RecordMap, len(m))
+	for k, v := range m {
+		cv, err := toValue(v, depth)
+		if err != nil {
+			return types.Record{}, err.prefix("." + k)
+		}
+		rm[types.String(k)] = cv
+	}
+	return types.NewRecord(rm), nil
+}
+
+// toValue converts one value:
+//
+//	string                     → String
+//	bool                       → Boolean
+//	float64, float32           → Long when integral and within int64; else an error
+//	                             (JSON numbers arrive as float64: Cedar has no floats,
+//	                             and silently truncating 1.5 would change a decision)
+//	int*, uint*, json.Number   → Long (an error when outside int64)
+//	[]any, []string            → Set
+//	map[string]any,
+//	map[string]string          → Record
+//	types.Value                → itself (an entity reference, a decimal...)
+//	nil, anything else         → an error
+func toValue(v any, depth int) (types.Value, *valueError) {
+	if depth > MaxValueDepth {
+		return nil, &valueError{msg: fmt.Sprintf("nested more than %d levels deep", MaxValueDepth)}
+	}
+	switch v := v.(type) {
+	case string:
+		return types.String(v), nil
+	case bool:
+		return types.Boolean(v), nil
+	case float64:
+		return longFromFloat(v)
+	case float32:
+		return longFromFloat(float64(v))
+	case int:
+		return types.Long(v), nil
+	case int8:
+		return types.Long(v), nil
+	case int16:
+		return types.Long(v), nil
+	case int32:
+		return types.Long(v), nil
+	case int64:
+		return types.Long(v), nil
+	case uint8:
+		return types.Long(v), nil
+	case uint16:
+		return types.Long(v), nil
+	case uint32:
+		return types.Long(v), nil
+	case uint:
+		return longFromUint(uint64(v))
+	case uint64:
+		return longFromUint(v)
+	case json.Number:
+		n, err := strconv.ParseInt(string(v), 10, 64)
+		if err != nil {
+			return nil, &valueError{msg: fmt.Sprintf("%s is not an integer within the 64-bit range (Cedar has no floating-point numbers)", v)}
+		}
+		return types.Long(n), nil
+	case []any:
+		vals := make([]types.Value, len(v))
+		for i, e := range v {
+			cv, err := toValue(e, depth+1)
+			if err != nil {
+				return nil, err.prefix("[" + strconv.Itoa(i) + "]")
+			}
+			vals[i] = cv
+		}
+		return types.NewSet(vals...), nil
+	case []string:
+		vals := make([]types.Value, len(v))
+		for i, e := range v {
+			vals[i] = types.String(e)
+		}
+		return types.NewSet(vals...), nil
+	case map[string]any:
+		r, err := toRecord(v, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
+	case map[string]string:
+		rm := make(types.RecordMap, len(v))
+		for k, s := range v {
+			rm[types.String(k)] = types.String(s)
+		}
+		return types.NewRecord(rm), nil
+	case nil:
+		return nil, &valueError{msg: "null has no Cedar equivalent; leave the key out instead"}
+	case types.Value:
+		return v, nil
+	}
+	return nil, &valueError{msg: fmt.Sprintf("unsupported value of Go type %T", v)}
+}
+
+func longFromFloat(f float64) (types.Value, *valueError) {
+	// 2^63 is exactly representable; every float below it in magnitude that is
+	// integral converts without loss.
+	if math.IsNaN(f) || math.IsInf(f, 0) || f != math.Trunc(f) || f < -(1<<63) || f >= 1<<63 {
+		return nil, &valueError{msg: fmt.Sprintf("%v is not an integer within the 64-bit range (Cedar has no floating-point numbers)", f)}
+	}
+	return types.Long(int64(f)), nil
+}
+
+func longFromUint(u uint64) (types.Value, *valueError) {
+	if u > math.MaxInt64 {
+		return nil, &valueError{msg: fmt.Sprintf("%d is larger than the largest Cedar Long", u)}
+	}
+	return types.Long(int64(u)), nil
+}
