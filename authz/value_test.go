@@ -1,0 +1,115 @@
+package authz
+
+import (
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/cedar-policy/cedar-go/types"
+)
+
+func TestToValue(t *testing.T) {
+	t.Parallel()
+	uid := types.NewEntityUID("Secret", "s")
+	cases := []struct {
+		name string
+		in   any
+		want types.Value
+	}{
+		{"string", "x", types.String("x")},
+		{"bool", true, types.True},
+		{"integral float", float64(900), types.Long(900)},
+		{"negative integral float", float64(-3), types.Long(-3)},
+		{"2^53", float64(1 << 53), types.Long(1 << 53)},
+		{"largest float below 2^63", math.Nextafter(1<<63, 0), types.Long(int64(math.Nextafter(1<<63, 0)))},
+		{"-2^63", float64(-1 << 63), types.Long(math.MinInt64)},
+		{"float32", float32(7), types.Long(7)},
+		{"int", 5, types.Long(5)},
+		{"int64", int64(math.MaxInt64), types.Long(math.MaxInt64)},
+		{"uint64", uint64(math.MaxInt64), types.Long(math.MaxInt64)},
+		{"uint32", uint32(1), types.Long(1)},
+		{"json.Number", json.Number("42"), types.Long(42)},
+		{"set", []any{"a", float64(1), true}, types.NewSet(types.String("a"), types.Long(1), types.True)},
+		{"string slice", []string{"a", "b", "a"}, types.NewSet(types.String("a"), types.String("b"))},
+		{"empty set", []any{}, types.NewSet()},
+		{"record", map[string]any{"a": "x", "n": float64(2)}, types.NewRecord(types.RecordMap{"a": types.String("x"), "n": types.Long(2)})},
+		{"string map", map[string]string{"a": "x"}, types.NewRecord(types.RecordMap{"a": types.String("x")})},
+		{"nested", map[string]any{"chain": []any{map[string]any{"id": "svc/a", "ttl": float64(60)}}},
+			types.NewRecord(types.RecordMap{"chain": types.NewSet(types.NewRecord(types.RecordMap{"id": types.String("svc/a"), "ttl": types.Long(60)}))})},
+		{"cedar value", uid, uid},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := toValue(c.in, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !got.Equal(c.want) {
+				t.Fatalf("got %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+func TestToValueRejects(t *testing.T) {
+	t.Parallel()
+	deep := any("leaf")
+	for range MaxValueDepth + 1 {
+		deep = []any{deep}
+	}
+	cases := []struct {
+		name string
+		in   map[string]any
+		want string
+	}{
+		{"fraction", map[string]any{"ttl": 1.5}, "context.ttl: 1.5 is not an integer"},
+		{"NaN", map[string]any{"x": math.NaN()}, "context.x: NaN"},
+		{"Inf", map[string]any{"x": math.Inf(1)}, "context.x: +Inf"},
+		{"2^63", map[string]any{"x": float64(1 << 63)}, "context.x: 9.223372036854776e+18"},
+		{"uint64 overflow", map[string]any{"x": uint64(math.MaxUint64)}, "context.x: 18446744073709551615 is larger"},
+		{"json.Number fraction", map[string]any{"x": json.Number("1.0")}, "context.x: 1.0"},
+		{"null", map[string]any{"x": nil}, "context.x: null"},
+		{"nested fraction", map[string]any{"a": map[string]any{"b": []any{float64(1), 0.25}}}, "context.a.b[1]: 0.25"},
+		{"unsupported", map[string]any{"x": struct{}{}}, "context.x: unsupported value of Go type struct {}"},
+		{"too deep", map[string]any{"x": deep}, "nested more than 16 levels"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := recordFromMap("context", c.in)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestRecordFromMapEmpty(t *testing.T) {
+	t.Parallel()
+	for _, m := range []map[string]any{nil, {}} {
+		r, err := recordFromMap("context", m)
+		if err != nil || r.Len() != 0 {
+			t.Fatalf("recordFromMap(%v) = %v, %v", m, r, err)
+		}
+	}
+}
+
+// FuzzContext feeds arbitrary JSON through the conversion: it must return a
+// value or an error, never panic.
+func FuzzContext(f *testing.F) {
+	for _, s := range []string{
+		`{}`, `{"ttl": 900}`, `{"ttl": 1.5}`, `{"a": {"b": [1, "x", true, null]}}`,
+		`{"n": 1e300}`, `{"n": -9223372036854775808}`, `{"s": [[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var m map[string]any
+		if json.Unmarshal(b, &m) != nil {
+			return
+		}
+		_, _ = recordFromMap("context", m)
+	})
+}
