@@ -205,4 +205,3 @@ func TestExampleCases(t *testing.T) {
 		}
 	}
 }
-
