@@ -32,7 +32,12 @@ func main() {
 
 // run executes one command line and returns the process exit code.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, now: time.Now}
+	return runWithClock(ctx, args, stdin, stdout, stderr, getenv, time.Now)
+}
+
+// runWithClock is run with the clock used for relative times ("in 14m").
+func runWithClock(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string, now func() time.Time) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, now: now}
 	root := a.rootCmd()
 	root.SetArgs(args)
 	root.SetIn(stdin)

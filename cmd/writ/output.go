@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -47,7 +49,9 @@ type printer struct {
 	now    func() time.Time
 }
 
-var jsonOpts = protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitUnpopulated: true}
+// jsonOpts emits every field, so scripts see "allowed": false rather than
+// a missing key.
+var jsonOpts = protojson.MarshalOptions{EmitUnpopulated: true}
 
 // emit prints msg as JSON, one field of it, or through text.
 func (p *printer) emit(msg proto.Message, text func(t *textOut)) error {
@@ -57,7 +61,14 @@ func (p *printer) emit(msg proto.Message, text func(t *textOut)) error {
 		if err != nil {
 			return fmt.Errorf("encode response: %w", err)
 		}
-		_, err = fmt.Fprintf(p.w, "%s\n", b)
+		// protojson's spacing is deliberately unstable; re-indent so the
+		// output is the same from one run to the next.
+		var buf bytes.Buffer
+		if err := json.Indent(&buf, b, "", "  "); err != nil {
+			return fmt.Errorf("encode response: %w", err)
+		}
+		buf.WriteByte('\n')
+		_, err = p.w.Write(buf.Bytes())
 		return err
 	case "field":
 		s, err := fieldValue(msg.ProtoReflect(), p.format.path)

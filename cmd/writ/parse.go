@@ -46,6 +46,9 @@ func parseResource(s string) (typ, id string, err error) {
 			return bad(`no "::"`)
 		}
 		typ, id = s[:i], s[i+2:]
+		if strings.HasPrefix(id, `"`) {
+			return bad("unbalanced quote")
+		}
 	}
 	if typ == "" {
 		return bad("empty type")
@@ -169,14 +172,14 @@ func decodeJSON(b []byte) (any, error) {
 func jsonErr(b []byte, err error) error {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		line, col := position(b, se.Offset)
+		line, col := position(b, se.Offset-1) // Offset is just past the bad byte
 		return fmt.Errorf("line %d, column %d: %v", line, col, se)
 	}
 	return err
 }
 
 func position(b []byte, off int64) (line, col int) {
-	off = min(off, int64(len(b)))
+	off = max(0, min(off, int64(len(b))))
 	line, col = 1, 1
 	for _, c := range b[:off] {
 		if c == '\n' {
