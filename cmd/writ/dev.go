@@ -141,19 +141,44 @@ func pickDemoRole(roles []*writv1.Role, identities []*writv1.Identity) *writv1.R
 }
 
 // exampleIntent is the walkthrough's request. It must be one the example
-// prod policy set (policies/sets/prod.cedar) permits for the demo role.
+// prod policy set permits for the demo role.
 type exampleIntent struct {
-	Identity string
-	Action   string
-	Resource string
-	Context  string
+	Identity      string
+	Action        string
+	Resource      string
+	ResourceAttrs []string // k=v, as --resource-attr takes them
+	Context       string
 }
 
+// devExample follows policies/sets/prod.cedar: prod-ci-deploy-with-ticket
+// permits a CiJob to deploy a Deployment its team owns with a CHG-* ticket
+// and a pipeline run, and prod-environment-separation forbids anything whose
+// resource.environment is not the principal's (prod). Writ stores no
+// resources, so the caller states the resource's attributes.
+// policies/dev.yaml: ci/deploy-api is a ci_job owned by "api" in prod.
 var devExample = exampleIntent{
-	Identity: "ci/deploy-api",
-	Action:   "deploy",
-	Resource: "Deployment::api-prod",
-	Context:  `{"ticket":"CHG-1234"}`,
+	Identity:      "ci/deploy-api",
+	Action:        "deploy",
+	Resource:      "Deployment::api-prod",
+	ResourceAttrs: []string{"environment=prod", "owner=api", "service=api"},
+	Context:       `{"ticket":"CHG-1234","pipeline_run":"local-1"}`,
+}
+
+// intentArgs renders ex as the writ flags for an intent, one flag group a
+// line, ready to join with a shell line continuation.
+func (ex exampleIntent) intentArgs() []string {
+	lines := []string{"--action " + shellQuote(ex.Action) + " --resource " + shellQuote(ex.Resource)}
+	if len(ex.ResourceAttrs) > 0 {
+		var attrs []string
+		for _, kv := range ex.ResourceAttrs {
+			attrs = append(attrs, "--resource-attr "+shellQuote(kv))
+		}
+		lines = append(lines, strings.Join(attrs, " "))
+	}
+	if ex.Context != "" {
+		lines = append(lines, "--context "+shellQuote(ex.Context))
+	}
+	return lines
 }
 
 // bannerData is everything the dev banner shows.
@@ -196,16 +221,16 @@ func renderBanner(b bannerData) string {
 	w("")
 	w("  # %s (role %s) proves who it is with AppRole, states its intent,", r.GetIdentity(), r.GetName())
 	w("  # and gets a short-lived credential if the %s policies allow it:", orDash(r.GetEnvironment()))
-	w("  CRED=$(writ issue --role-id %s --secret-id %s \\", shellQuote(r.GetRoleId()), shellQuote(sd.SecretID))
-	w("      --action %s --resource %s \\", shellQuote(ex.Action), shellQuote(ex.Resource))
-	w("      --context %s --credential-only)", shellQuote(ex.Context))
+	intent := ex.intentArgs()
+	const cont = " \\\n      "
+	w("  CRED=$(writ issue --role-id %s --secret-id %s%s%s --credential-only)",
+		shellQuote(r.GetRoleId()), shellQuote(sd.SecretID), cont, strings.Join(intent, cont))
 	w("")
 	w("  # Is the credential live? (exit 0 active, 3 not)")
 	w("  writ verify \"$CRED\"")
 	w("")
 	w("  # A gateway asks on every request: may it do this, now? (exit 0 allowed, 3 denied)")
-	w("  writ authorize --credential \"$CRED\" --action %s --resource %s --context %s",
-		shellQuote(ex.Action), shellQuote(ex.Resource), shellQuote(ex.Context))
+	w("  writ authorize --credential \"$CRED\"%s%s", cont, strings.Join(intent, cont))
 	w("")
 	w("  # Revoke its lease; every node rejects the credential once this returns.")
 	w("  LEASE=$(writ verify \"$CRED\" -o field=lease.id)")

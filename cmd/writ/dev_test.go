@@ -300,6 +300,20 @@ func TestBannerWalkthroughRuns(t *testing.T) {
 	if in.GetAction() != devExample.Action || resourceRef(in.GetResource().GetType(), in.GetResource().GetId()) != devExample.Resource {
 		t.Errorf("intent %v", in)
 	}
+	wantAttrs, err := parseAttrs(devExample.ResourceAttrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(wantAttrs, in.GetResource().GetAttributes(), protocmp.Transform()); diff != "" {
+		t.Errorf("resource attributes (-want +got):\n%s", diff)
+	}
+	authz := f.calls[2].req.(*writv1.AuthorizeRequest)
+	if diff := cmp.Diff(in.GetResource(), authz.GetResource(), protocmp.Transform()); diff != "" {
+		t.Errorf("authorize resource differs from issue's (-issue +authorize):\n%s", diff)
+	}
+	if diff := cmp.Diff(in.GetContext(), authz.GetContext(), protocmp.Transform()); diff != "" {
+		t.Errorf("authorize context differs from issue's:\n%s", diff)
+	}
 	wantCtx, err := parseContext(devExample.Context, nil)
 	if err != nil {
 		t.Fatal(err)
