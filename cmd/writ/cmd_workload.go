@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -31,7 +32,7 @@ func (f *intentFlags) add(cmd *cobra.Command) {
 }
 
 // parse returns the action, resource and context, with usage errors.
-func (f *intentFlags) parse(stdin interface{ Read([]byte) (int, error) }) (string, *writv1.Resource, *structpb.Struct, error) {
+func (f *intentFlags) parse(stdin io.Reader) (string, *writv1.Resource, *structpb.Struct, error) {
 	action := strings.TrimSpace(f.action)
 	if action == "" {
 		return "", nil, nil, usagef("--action is empty")
@@ -67,7 +68,8 @@ you are about to do, and receive a credential for exactly that when the Cedar
 policies allow it. A denial exits 3 and prints the determining policies.`,
 		Example: `  CRED=$(writ issue --role-id "$ROLE_ID" --secret-id "$SECRET_ID" \
       --action deploy --resource Deployment::api-prod \
-      --context '{"ticket":"CHG-1234"}' --credential-only)`,
+      --resource-attr environment=prod --resource-attr owner=api \
+      --context '{"ticket":"CHG-1234","pipeline_run":"run-981"}' --credential-only)`,
 		Args: noArgs,
 	}
 	in.add(cmd)
@@ -147,7 +149,8 @@ func (a *app) authorizeCmd() *cobra.Command {
 		Use:   "authorize --credential CRED --action A --resource TYPE::ID",
 		Short: "Check a credential for one action on one resource, now (exit 3 when denied)",
 		Example: `  writ authorize --credential "$CRED" --action deploy --resource Deployment::api-prod \
-      --context '{"ticket":"CHG-1234"}' && echo go`,
+      --resource-attr environment=prod --resource-attr owner=api \
+      --context '{"ticket":"CHG-1234","pipeline_run":"run-981"}' && echo go`,
 		Args: noArgs,
 	}
 	in.add(cmd)
