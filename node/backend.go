@@ -1,0 +1,396 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/writ-dev/writ/fsm"
+	"github.com/writ-dev/writ/fsm/fsmpb"
+	"github.com/writ-dev/writ/rpc"
+	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
+)
+
+// Node implements rpc.Backend.
+var _ rpc.Backend = (*Node)(nil)
+
+// fresh fails closed when this node cannot vouch for its state: a follower
+// that has not heard from a leader within max staleness, or a candidate.
+func (n *Node) fresh() error {
+	switch n.raft.State() {
+	case raft.Leader:
+		return nil
+	case raft.Follower:
+		last := n.raft.LastContact()
+		if last.IsZero() {
+			return rpc.ErrNoLeader
+		}
+		if n.cfg.Clock.Now().Sub(last) > n.cfg.MaxStaleness {
+			return rpc.ErrStale
+		}
+		return nil
+	case raft.Shutdown:
+		return raft.ErrRaftShutdown
+	default:
+		return rpc.ErrStale
+	}
+}
+
+// LocalView is the state as applied here, with no freshness check.
+func (n *Node) LocalView() *fsm.View { return n.fsm.View() }
+
+// Read returns a view satisfying opts (see rpc.Backend).
+func (n *Node) Read(ctx context.Context, opts rpc.ReadOptions) (*fsm.View, error) {
+	if opts.Linearizable {
+		idx, err := n.readIndex(ctx)
+		if err != nil {
+			return nil, err
+		}
+		opts.MinIndex = max(opts.MinIndex, idx)
+	} else if err := n.fresh(); err != nil {
+		return nil, err
+	}
+	if opts.MinIndex > n.fsm.AppliedIndex() {
+		if err := n.fsm.WaitApplied(ctx, opts.MinIndex); err != nil {
+			return nil, err
+		}
+	}
+	return n.fsm.View(), nil
+}
+
+// readIndex returns an index that covers every write committed before the
+// call: on the leader after confirming leadership and applying everything
+// committed; on a follower by asking the leader.
+func (n *Node) readIndex(ctx context.Context) (uint64, error) {
+	if n.raft.State() == raft.Leader {
+		return n.leaderReadIndex()
+	}
+	var out uint64
+	err := n.withLeader(ctx, func(ctx context.Context, addr string) error {
+		resp, err := n.peers.nodeClient(addr).WaitApplied(ctx, nodeRequest(n, &writv1.WaitAppliedRequest{ReadIndex: true}))
+		if err != nil {
+			return err
+		}
+		out = resp.Msg.GetAppliedIndex()
+		return nil
+	})
+	return out, err
+}
+
+func (n *Node) leaderReadIndex() (uint64, error) {
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return 0, leaderError(err)
+	}
+	// A barrier returns once every entry before it has been applied here.
+	if err := n.raft.Barrier(5 * time.Second).Error(); err != nil {
+		return 0, leaderError(err)
+	}
+	return n.fsm.AppliedIndex(), nil
+}
+
+// Propose replicates commands through the leader (see rpc.Backend).
+func (n *Node) Propose(ctx context.Context, cmds []*fsmpb.Command, opts rpc.ProposeOptions) ([]*fsmpb.Result, error) {
+	if len(cmds) == 0 {
+		return nil, nil
+	}
+	for _, c := range cmds {
+		if c.GetHeader().GetRequestId() == "" {
+			return nil, errors.New("propose: every command needs a request id")
+		}
+	}
+	var results []*fsmpb.Result
+	err := n.withLeader(ctx, func(ctx context.Context, addr string) error {
+		if addr == "" { // this node leads
+			var err error
+			results, err = n.proposer.submit(ctx, cmds, opts.Urgent)
+			return err
+		}
+		req := &writv1.ForwardRequest{Commands: make([][]byte, len(cmds))}
+		for i, c := range cmds {
+			fwd := proto.Clone(c).(*fsmpb.Command)
+			fwd.Header.Forwarded = true
+			b, err := proto.Marshal(fwd)
+			if err != nil {
+				return err
+			}
+			req.Commands[i] = b
+		}
+		resp, err := n.peers.nodeClient(addr).Forward(ctx, nodeRequest(n, req))
+		if err != nil {
+			return err
+		}
+		if len(resp.Msg.GetResults()) != len(cmds) {
+			return fmt.Errorf("leader returned %d results for %d commands", len(resp.Msg.GetResults()), len(cmds))
+		}
+		results = make([]*fsmpb.Result, len(cmds))
+		for i, b := range resp.Msg.GetResults() {
+			r := &fsmpb.Result{}
+			if err := proto.Unmarshal(b, r); err != nil {
+				return fmt.Errorf("decode forwarded result: %w", err)
+			}
+			results[i] = r
+		}
+		return nil
+	})
+	return results, err
+}
+
+// withLeader runs fn against the leader ("" when this node leads, else the
+// leader's API address), retrying with backoff through elections and
+// leadership changes until HoldTimeout or ctx ends.
+func (n *Node) withLeader(ctx context.Context, fn func(ctx context.Context, addr string) error) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.HoldTimeout)
+	defer cancel()
+	backoff := 10 * time.Millisecond
+	var lastErr error
+	for {
+		addr, err := n.leaderAPI()
+		if err == nil {
+			err = fn(ctx, addr)
+			if err == nil {
+				return nil
+			}
+			if !(errors.Is(err, errRetryable) || (addr != "" && retryableRemote(err))) {
+				return err
+			}
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			if errors.Is(lastErr, rpc.ErrNoLeader) || errors.Is(lastErr, errRetryable) || connect.CodeOf(lastErr) == connect.CodeUnavailable {
+				return n.notLeaderError()
+			}
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), lastErr)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 500*time.Millisecond)
+	}
+}
+
+// leaderAPI returns "" when this node leads, the leader's API address when
+// it is known, or ErrNoLeader.
+func (n *Node) leaderAPI() (string, error) {
+	if n.raft.State() == raft.Leader {
+		return "", nil
+	}
+	_, id := n.raft.LeaderWithID()
+	if id == "" {
+		return "", rpc.ErrNoLeader
+	}
+	node, ok := n.fsm.View().Node(string(id))
+	if !ok || node.GetApiAddr() == "" {
+		return "", rpc.ErrNoLeader
+	}
+	return node.GetApiAddr(), nil
+}
+
+func (n *Node) notLeaderError() error {
+	e := &rpc.NotLeaderError{}
+	if _, id := n.raft.LeaderWithID(); id != "" {
+		e.LeaderID = string(id)
+		if node, ok := n.fsm.View().Node(string(id)); ok {
+			e.LeaderAPIAddr = node.GetApiAddr()
+		}
+	}
+	return e
+}
+
+// nodeRequest wraps a node-to-node message with the node token.
+func nodeRequest[T any](n *Node, msg *T) *connect.Request[T] {
+	req := connect.NewRequest(msg)
+	req.Header().Set(rpc.NodeTokenHeader, rpc.NodeToken(n.fsm.View()))
+	return req
+}
+
+// ApplyForwarded applies commands a follower forwarded; never forwards again.
+func (n *Node) ApplyForwarded(ctx context.Context, cmds []*fsmpb.Command) ([]*fsmpb.Result, error) {
+	if n.raft.State() != raft.Leader {
+		return nil, n.notLeaderError()
+	}
+	for _, c := range cmds {
+		if c.GetHeader().GetRequestId() == "" {
+			return nil, fmt.Errorf("forwarded command without request id")
+		}
+	}
+	res, err := n.proposer.submit(ctx, cmds, false)
+	if errors.Is(err, errRetryable) {
+		return nil, n.notLeaderError()
+	}
+	return res, err
+}
+
+// WaitApplied waits for the local FSM to apply index (see rpc.Backend).
+func (n *Node) WaitApplied(ctx context.Context, index uint64, readIndex bool) (uint64, error) {
+	if readIndex {
+		if n.raft.State() != raft.Leader {
+			return 0, n.notLeaderError()
+		}
+		return n.leaderReadIndex()
+	}
+	if err := n.fsm.WaitApplied(ctx, index); err != nil {
+		return n.fsm.AppliedIndex(), err
+	}
+	return n.fsm.AppliedIndex(), nil
+}
+
+// AwaitEverywhere returns once every voter has applied index, or has failed
+// to confirm within max staleness (such a node is out of contact and fails
+// closed on its own). See docs/consistency.md.
+func (n *Node) AwaitEverywhere(ctx context.Context, index uint64) error {
+	if err := n.fsm.WaitApplied(ctx, index); err != nil {
+		return err
+	}
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return err
+	}
+	view := n.fsm.View()
+	var wg sync.WaitGroup
+	for _, srv := range cf.Configuration().Servers {
+		id := string(srv.ID)
+		if id == n.cfg.NodeID {
+			continue
+		}
+		node, ok := view.Node(id)
+		if !ok {
+			continue
+		}
+		wg.Add(1)
+		go func(addr string) {
+			defer wg.Done()
+			wctx, cancel := context.WithTimeout(ctx, n.cfg.MaxStaleness)
+			defer cancel()
+			for wctx.Err() == nil {
+				_, err := n.peers.nodeClient(addr).WaitApplied(wctx, nodeRequest(n, &writv1.WaitAppliedRequest{Index: index}))
+				if err == nil {
+					return
+				}
+				select {
+				case <-wctx.Done():
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+			n.log.Warn("peer did not confirm a revocation within max staleness; it fails closed", "peer", id, "index", index)
+		}(node.GetApiAddr())
+	}
+	wg.Wait()
+	return ctx.Err()
+}
+
+// Status reports this node's view of the cluster.
+func (n *Node) Status(ctx context.Context) (*writv1.StatusResponse, error) {
+	view := n.fsm.View()
+	stats := n.raft.Stats()
+	out := &writv1.StatusResponse{
+		NodeId:       n.cfg.NodeID,
+		ClusterId:    view.ClusterID(),
+		State:        stateName(n.raft.State()),
+		Term:         parseUint(stats["term"]),
+		AppliedIndex: n.fsm.AppliedIndex(),
+		CommitIndex:  n.raft.CommitIndex(),
+		LastLogIndex: n.raft.LastIndex(),
+		Version:      "dev",
+	}
+	_, leaderID := n.raft.LeaderWithID()
+	out.LeaderId = string(leaderID)
+	if node, ok := view.Node(string(leaderID)); ok {
+		out.LeaderApiAddr = node.GetApiAddr()
+	}
+	if lc := n.raft.LastContact(); !lc.IsZero() {
+		out.LastContact = durationpb.New(n.cfg.Clock.Now().Sub(lc))
+	}
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return nil, err
+	}
+	for _, srv := range cf.Configuration().Servers {
+		m := &writv1.Member{Id: string(srv.ID), RaftAddr: string(srv.Address), Leader: srv.ID == leaderID}
+		if srv.Suffrage == raft.Voter {
+			m.Suffrage = "voter"
+		} else {
+			m.Suffrage = "nonvoter"
+		}
+		if node, ok := view.Node(string(srv.ID)); ok {
+			m.ApiAddr = node.GetApiAddr()
+		}
+		out.Members = append(out.Members, m)
+	}
+	return out, nil
+}
+
+func stateName(s raft.RaftState) string {
+	switch s {
+	case raft.Leader:
+		return "leader"
+	case raft.Follower:
+		return "follower"
+	case raft.Candidate:
+		return "candidate"
+	default:
+		return "shutdown"
+	}
+}
+
+func parseUint(s string) uint64 {
+	v, _ := strconv.ParseUint(s, 10, 64)
+	return v
+}
+
+// Join adds a server as a voter; only the leader can (others answer with a hint).
+func (n *Node) Join(ctx context.Context, req *writv1.JoinRequest) (uint64, error) {
+	if n.raft.State() != raft.Leader {
+		return 0, n.notLeaderError()
+	}
+	id, addr := raft.ServerID(req.GetNodeId()), raft.ServerAddress(req.GetRaftAddr())
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return 0, err
+	}
+	present := false
+	for _, srv := range cf.Configuration().Servers {
+		if srv.ID == id && srv.Address == addr {
+			present = true
+		} else if srv.ID == id || srv.Address == addr {
+			// Same id at a new address, or a new id at an old address: replace.
+			if err := n.raft.RemoveServer(srv.ID, 0, 10*time.Second).Error(); err != nil {
+				return 0, leaderError(err)
+			}
+		}
+	}
+	if !present {
+		if err := n.raft.AddVoter(id, addr, 0, 10*time.Second).Error(); err != nil {
+			return 0, leaderError(err)
+		}
+		n.log.Info("server joined", "id", id, "raft_addr", addr)
+	}
+	results, err := n.Propose(ctx, []*fsmpb.Command{registerCommand(&fsmpb.Node{
+		Id: req.GetNodeId(), RaftAddr: req.GetRaftAddr(), ApiAddr: req.GetApiAddr(),
+	})}, rpc.ProposeOptions{})
+	if err != nil {
+		return 0, err
+	}
+	return results[0].GetIndex(), nil
+}
+
+// Leave removes a server from the Raft configuration (leader only).
+func (n *Node) Leave(ctx context.Context, nodeID string) (uint64, error) {
+	if n.raft.State() != raft.Leader {
+		return 0, n.notLeaderError()
+	}
+	if err := n.raft.RemoveServer(raft.ServerID(nodeID), 0, 10*time.Second).Error(); err != nil {
+		return 0, leaderError(err)
+	}
+	results, err := n.Propose(ctx, []*fsmpb.Command{removeCommand(nodeID)}, rpc.ProposeOptions{})
+	if err != nil {
+		return 0, err
+	}
+	return results[0].GetIndex(), nil
+}

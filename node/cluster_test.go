@@ -1,0 +1,232 @@
+package node_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/writ-dev/writ/node/nodetest"
+	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
+)
+
+const testPolicy = `
+@id("deploy-with-ticket")
+@reason("prod deploys need a change ticket")
+permit (principal, action == Action::"deploy", resource)
+when { context has ticket };
+`
+
+// setup loads a policy set, an identity, a role and a secret id through
+// member 0 and returns the AppRole proof.
+func setup(t *testing.T, c *nodetest.Cluster) *writv1.AppRoleProof {
+	t.Helper()
+	ctx := context.Background()
+	admin := c.Admin(0)
+	if _, err := admin.PutPolicySet(ctx, connect.NewRequest(&writv1.PutPolicySetRequest{
+		PolicySet: &writv1.PolicySet{Name: "prod", Cedar: testPolicy},
+	})); err != nil {
+		t.Fatalf("put policy set: %v", err)
+	}
+	if _, err := admin.PutIdentity(ctx, connect.NewRequest(&writv1.PutIdentityRequest{Identity: &writv1.Identity{
+		Id: "ci/deploy-api", Kind: "ci_job", Owner: "team-platform", Environment: "prod",
+	}})); err != nil {
+		t.Fatalf("put identity: %v", err)
+	}
+	role, err := admin.PutRole(ctx, connect.NewRequest(&writv1.PutRoleRequest{Role: &writv1.Role{
+		Name: "deploy-api", Environment: "prod", Identity: "ci/deploy-api", AuthMethods: []string{"approle"},
+		DefaultTtlSeconds: 600, MaxTtlSeconds: 3600,
+	}}))
+	if err != nil {
+		t.Fatalf("put role: %v", err)
+	}
+	sid, err := admin.CreateSecretID(ctx, connect.NewRequest(&writv1.CreateSecretIDRequest{Role: "deploy-api"}))
+	if err != nil {
+		t.Fatalf("create secret id: %v", err)
+	}
+	return &writv1.AppRoleProof{RoleId: role.Msg.GetRole().GetRoleId(), SecretId: sid.Msg.GetSecretId()}
+}
+
+func issueRequest(proof *writv1.AppRoleProof, ticket bool) *connect.Request[writv1.AuthorizeAndIssueRequest] {
+	fields := map[string]any{"purpose": "release"}
+	if ticket {
+		fields["ticket"] = "CHG-1"
+	}
+	ctxStruct, _ := structpb.NewStruct(fields)
+	return connect.NewRequest(&writv1.AuthorizeAndIssueRequest{
+		Proof: &writv1.Proof{Method: &writv1.Proof_Approle{Approle: proof}},
+		Intent: &writv1.Intent{
+			Action:   "deploy",
+			Resource: &writv1.Resource{Type: "Deployment", Id: "api-prod"},
+			Context:  ctxStruct,
+		},
+	})
+}
+
+// TestIssueRevokeAcrossNodes is the foundation's cluster walk: issue through
+// node 2, revoke through node 3, and node 1 rejects the credential as soon as
+// Revoke returns, with no min_index.
+func TestIssueRevokeAcrossNodes(t *testing.T) {
+	c := nodetest.New(t, 3, nodetest.Options{})
+	proof := setup(t, c)
+	ctx := context.Background()
+
+	issued, err := c.Authz(1, false).AuthorizeAndIssue(ctx, issueRequest(proof, true))
+	if err != nil {
+		t.Fatalf("issue through n2: %v", err)
+	}
+	if !issued.Msg.GetDecision().GetAllowed() || issued.Msg.GetCredential() == "" {
+		t.Fatalf("issue not allowed: %v", issued.Msg.GetDecision())
+	}
+	cred := issued.Msg.GetCredential()
+
+	v, err := c.Authz(0, false).Verify(ctx, connect.NewRequest(&writv1.VerifyRequest{
+		Credential: cred, Read: &writv1.ReadOptions{MinIndex: issued.Msg.GetIndex()},
+	}))
+	if err != nil {
+		t.Fatalf("verify on n1 before revoke: %v", err)
+	}
+	if !v.Msg.GetActive() {
+		t.Fatalf("verify on n1 before revoke: %v", v.Msg)
+	}
+
+	if _, err := c.Authz(2, true).Revoke(ctx, connect.NewRequest(&writv1.RevokeRequest{
+		Target: &writv1.RevokeRequest_LeaseId{LeaseId: issued.Msg.GetLease().GetId()},
+	})); err != nil {
+		t.Fatalf("revoke through n3: %v", err)
+	}
+	// No min_index: Revoke returned, so every node in contact must reject.
+	for i := range c.Members {
+		v, err := c.Authz(i, false).Verify(ctx, connect.NewRequest(&writv1.VerifyRequest{Credential: cred}))
+		if err != nil {
+			t.Fatalf("verify on %s: %v", c.Members[i].ID, err)
+		}
+		if v.Msg.GetActive() || v.Msg.GetReason() != "revoked" {
+			t.Fatalf("verify on %s after revoke: active=%v reason=%q", c.Members[i].ID, v.Msg.GetActive(), v.Msg.GetReason())
+		}
+		_, err = c.Authz(i, false).Authorize(ctx, connect.NewRequest(&writv1.AuthorizeRequest{
+			Credential: cred, Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "api-prod"},
+		}))
+		if connect.CodeOf(err) != connect.CodeUnauthenticated {
+			t.Fatalf("authorize on %s after revoke: want Unauthenticated, got %v", c.Members[i].ID, err)
+		}
+	}
+	c.WaitConverged()
+}
+
+// TestDenyNeverWrites: a denied AuthorizeAndIssue answers at once and leaves
+// the Raft log untouched.
+func TestDenyNeverWrites(t *testing.T) {
+	c := nodetest.New(t, 1, nodetest.Options{})
+	proof := setup(t, c)
+	ctx := context.Background()
+	before, err := c.Members[0].Node.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Authz(0, false).AuthorizeAndIssue(ctx, issueRequest(proof, false))
+	if err != nil {
+		t.Fatalf("issue without ticket: %v", err)
+	}
+	if resp.Msg.GetDecision().GetAllowed() || resp.Msg.GetCredential() != "" || resp.Msg.GetLease() != nil {
+		t.Fatalf("want a deny with no lease, got %v", resp.Msg)
+	}
+	after, err := c.Members[0].Node.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.GetLastLogIndex() != before.GetLastLogIndex() {
+		t.Fatalf("deny wrote to the log: last index %d -> %d", before.GetLastLogIndex(), after.GetLastLogIndex())
+	}
+}
+
+// TestLeaderKillKeepsAcknowledged: issue and revoke under load through every
+// node, kill the leader, and every acknowledged lease and revocation survives
+// on the new leader; the killed node restarts from its data dir and catches up.
+func TestLeaderKillKeepsAcknowledged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster failover test")
+	}
+	c := nodetest.New(t, 3, nodetest.Options{})
+	proof := setup(t, c)
+	ctx := context.Background()
+
+	type acked struct {
+		leaseID string
+		revoked bool
+	}
+	var mu sync.Mutex
+	var leases []acked
+	var wg sync.WaitGroup
+	for w := 0; w < 6; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			client := c.Authz(w%3, true)
+			for i := 0; i < 10; i++ {
+				resp, err := client.AuthorizeAndIssue(ctx, issueRequest(proof, true))
+				if err != nil {
+					t.Errorf("issue: %v", err)
+					return
+				}
+				a := acked{leaseID: resp.Msg.GetLease().GetId()}
+				if i%3 == 0 {
+					if _, err := client.Revoke(ctx, connect.NewRequest(&writv1.RevokeRequest{
+						Target: &writv1.RevokeRequest_LeaseId{LeaseId: a.leaseID},
+					})); err != nil {
+						t.Errorf("revoke: %v", err)
+						return
+					}
+					a.revoked = true
+				}
+				mu.Lock()
+				leases = append(leases, a)
+				mu.Unlock()
+			}
+		}(w)
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+
+	old := c.Leader()
+	c.Kill(old)
+	leader := c.Leader()
+	if leader == old {
+		t.Fatalf("killed leader %d still leads", old)
+	}
+	check := func(i int) {
+		t.Helper()
+		admin := c.Admin(i)
+		for _, a := range leases {
+			resp, err := admin.GetLease(ctx, connect.NewRequest(&writv1.GetLeaseRequest{
+				Id: a.leaseID, Read: &writv1.ReadOptions{Consistency: writv1.Consistency_CONSISTENCY_LINEARIZABLE},
+			}))
+			if err != nil {
+				t.Fatalf("%s: acknowledged lease %s lost: %v", c.Members[i].ID, a.leaseID, err)
+			}
+			want := "active"
+			if a.revoked {
+				want = "revoked"
+			}
+			if got := resp.Msg.GetLease().GetStatus(); got != want {
+				t.Fatalf("%s: lease %s status %q, want %q", c.Members[i].ID, a.leaseID, got, want)
+			}
+		}
+	}
+	check(leader)
+	// The survivors keep issuing.
+	if _, err := c.Authz(leader, false).AuthorizeAndIssue(ctx, issueRequest(proof, true)); err != nil {
+		t.Fatalf("issue after failover: %v", err)
+	}
+	c.Restart(old)
+	c.WaitReady(c.Members[old])
+	c.WaitConverged()
+	check(old)
+	if got := len(leases); got != 60 {
+		t.Fatalf("acknowledged %d leases, want 60", got)
+	}
+}

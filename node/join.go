@@ -1,0 +1,56 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"connectrpc.com/connect"
+
+	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
+)
+
+// joinLoop asks the configured members to add this node as a voter,
+// following leader hints, until one accepts or the node closes. A node that
+// is already in the configuration is simply re-registered by the leader.
+func (n *Node) joinLoop() {
+	defer n.wg.Done()
+	backoff := 100 * time.Millisecond
+	for attempt := 0; n.ctx.Err() == nil; attempt++ {
+		for _, seed := range n.cfg.Join {
+			addr := seed
+			for hop := 0; hop < 3 && addr != ""; hop++ {
+				err := n.joinVia(addr)
+				if err == nil {
+					n.log.Info("joined cluster", "via", addr)
+					return
+				}
+				next := leaderHint(err)
+				n.log.Debug("join attempt failed", "via", addr, "err", err, "leader_hint", next)
+				if next == addr {
+					break
+				}
+				addr = next
+			}
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+		if attempt%10 == 9 {
+			n.log.Warn("still trying to join", "seeds", n.cfg.Join)
+		}
+	}
+}
+
+func (n *Node) joinVia(addr string) error {
+	ctx, cancel := context.WithTimeout(n.ctx, 15*time.Second)
+	defer cancel()
+	req := connect.NewRequest(&writv1.JoinRequest{
+		NodeId: n.cfg.NodeID, RaftAddr: n.RaftAddr(), ApiAddr: n.cfg.AdvertiseAPI,
+	})
+	req.Header().Set("Authorization", "Bearer "+n.cfg.AdminToken)
+	_, err := n.peers.clusterClient(addr).Join(ctx, req)
+	return err
+}

@@ -1,0 +1,365 @@
+// Package node runs one Writ server: Raft (raft-boltdb/v2 log and stable
+// store behind a log cache, file snapshots, TCP transport), the group-commit
+// proposer, forwarding of writes to the leader, joins, leader duties and the
+// Connect API. It is the only package besides cmd that wires others together.
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/writ-dev/writ/authz"
+	"github.com/writ-dev/writ/credential"
+	"github.com/writ-dev/writ/fsm"
+	"github.com/writ-dev/writ/fsm/fsmpb"
+	"github.com/writ-dev/writ/rpc"
+)
+
+// Node is one running Writ server. Its methods are safe for concurrent use.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+
+	fsm      *fsm.FSM
+	engine   *authz.Engine
+	verifier *credential.Verifier
+
+	raft      *raft.Raft
+	transport *raft.NetworkTransport
+	store     *raftboltdb.BoltStore
+	proposer  *proposer
+	peers     *peerClients
+
+	apiLn   net.Listener
+	httpSrv *http.Server
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New validates cfg and prepares a node; Start brings it up.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg.defaults()
+	if cfg.AdvertiseAPI == "" {
+		cfg.AdvertiseAPI = cfg.APIAddr
+	}
+	n := &Node{
+		cfg:      cfg,
+		log:      cfg.Logger.With("node", cfg.NodeID),
+		engine:   authz.NewEngine(),
+		verifier: credential.NewVerifier(credential.VerifierConfig{}),
+	}
+	n.fsm = fsm.New(fsm.Config{
+		Logger: n.log,
+		OnPolicySetChange: func(ps *fsmpb.PolicySet, deleted bool) {
+			if deleted {
+				n.engine.Forget(ps.GetName())
+				return
+			}
+			// Compile eagerly so the first decision under a new version does not pay for it.
+			if _, err := n.engine.Get(ps); err != nil {
+				n.log.Error("compile replicated policy set", "set", ps.GetName(), "version", ps.GetVersion(), "err", err)
+			}
+		},
+	})
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	return n, nil
+}
+
+// Start opens storage, starts Raft and the API listener, then bootstraps or
+// joins as configured. It returns once the node is serving; WaitReady waits
+// for a leader.
+func (n *Node) Start(ctx context.Context) error {
+	if err := n.startRaft(); err != nil {
+		return err
+	}
+	n.proposer = newProposer(n.raft, n.cfg.Clock, n.log)
+	n.peers = newPeerClients()
+	if err := n.startAPI(); err != nil {
+		_ = n.Close()
+		return err
+	}
+	n.wg.Add(1)
+	go n.leaderLoop()
+	if len(n.cfg.Join) > 0 {
+		n.wg.Add(1)
+		go n.joinLoop()
+	}
+	return nil
+}
+
+func (n *Node) startRaft() error {
+	dir := filepath.Join(n.cfg.DataDir, "raft")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	hlog := hclog.New(&hclog.LoggerOptions{
+		Name:   "raft." + n.cfg.NodeID,
+		Level:  hclog.Warn,
+		Output: n.cfg.RaftLogOutput,
+	})
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), NoSync: n.cfg.DevMode})
+	if err != nil {
+		return fmt.Errorf("open raft store: %w", err)
+	}
+	n.store = store
+	logs, err := raft.NewLogCache(1024, store)
+	if err != nil {
+		return err
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog)
+	if err != nil {
+		return fmt.Errorf("snapshot store: %w", err)
+	}
+	advertise := n.cfg.AdvertiseRaft
+	if advertise == "" {
+		advertise = n.cfg.RaftAddr
+	}
+	var advAddr net.Addr
+	if advertise != "" {
+		if advAddr, err = net.ResolveTCPAddr("tcp", advertise); err != nil {
+			return fmt.Errorf("advertise raft addr: %w", err)
+		}
+	}
+	trans, err := raft.NewTCPTransportWithLogger(n.cfg.RaftAddr, advAddr, 3, 10*time.Second, hlog)
+	if err != nil {
+		return fmt.Errorf("raft transport: %w", err)
+	}
+	n.transport = trans
+
+	conf := raft.DefaultConfig()
+	conf.LocalID = raft.ServerID(n.cfg.NodeID)
+	conf.Logger = hlog
+	conf.HeartbeatTimeout = n.cfg.Raft.HeartbeatTimeout
+	conf.ElectionTimeout = n.cfg.Raft.ElectionTimeout
+	conf.LeaderLeaseTimeout = n.cfg.Raft.LeaderLeaseTimeout
+	conf.CommitTimeout = n.cfg.Raft.CommitTimeout
+	conf.SnapshotThreshold = n.cfg.Raft.SnapshotThreshold
+	conf.SnapshotInterval = n.cfg.Raft.SnapshotInterval
+	conf.TrailingLogs = n.cfg.Raft.TrailingLogs
+	conf.MaxAppendEntries = 256
+	if err := raft.ValidateConfig(conf); err != nil {
+		return fmt.Errorf("raft config: %w", err)
+	}
+
+	hasState, err := raft.HasExistingState(logs, store, snaps)
+	if err != nil {
+		return fmt.Errorf("inspect raft state: %w", err)
+	}
+	r, err := raft.NewRaft(conf, raftFSM{n.fsm}, logs, store, snaps, trans)
+	if err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	n.raft = r
+	if n.cfg.Bootstrap && !hasState {
+		f := r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
+			Suffrage: raft.Voter, ID: conf.LocalID, Address: trans.LocalAddr(),
+		}}})
+		if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+	}
+	return nil
+}
+
+func (n *Node) startAPI() error {
+	ln, err := net.Listen("tcp", n.cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("api listen: %w", err)
+	}
+	n.apiLn = ln
+	if n.cfg.AdvertiseAPI == n.cfg.APIAddr {
+		n.cfg.AdvertiseAPI = ln.Addr().String()
+	}
+	handler := rpc.NewHandler(rpc.Deps{
+		Backend:  n,
+		Engine:   n.engine,
+		Verifier: n.verifier,
+		Logger:   n.log,
+		Clock:    n.cfg.Clock,
+	})
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	n.httpSrv = &http.Server{
+		Handler:           handler,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("api server", "err", err)
+		}
+	}()
+	return nil
+}
+
+// APIAddr is the API's resolved listen address.
+func (n *Node) APIAddr() string {
+	if n.apiLn == nil {
+		return n.cfg.APIAddr
+	}
+	return n.apiLn.Addr().String()
+}
+
+// RaftAddr is the address other nodes dial for Raft.
+func (n *Node) RaftAddr() string { return string(n.transport.LocalAddr()) }
+
+// NodeID is this node's Raft server id.
+func (n *Node) NodeID() string { return n.cfg.NodeID }
+
+// FSM exposes the state machine (tests compare state hashes across nodes).
+func (n *Node) FSM() *fsm.FSM { return n.fsm }
+
+// IsLeader reports whether this node is the Raft leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// WaitReady returns once a leader is known, the cluster is bootstrapped and
+// this node is within max staleness.
+func (n *Node) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if n.Ready() == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node %s not ready: %w (last: %v)", n.cfg.NodeID, ctx.Err(), n.Ready())
+		case <-t.C:
+		}
+	}
+}
+
+// Ready reports nil when the node can serve decisions.
+func (n *Node) Ready() error {
+	if err := n.fresh(); err != nil {
+		return err
+	}
+	if !n.fsm.View().Bootstrapped() {
+		return rpc.ErrNotBootstrapped
+	}
+	return nil
+}
+
+// Close stops the API, the proposer and Raft, and closes storage. A leader
+// does not transfer leadership first: use Leave for a graceful departure.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.cancel()
+		var errs []error
+		if n.httpSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if err := n.httpSrv.Shutdown(ctx); err != nil {
+				_ = n.httpSrv.Close()
+			}
+			cancel()
+		}
+		if n.proposer != nil {
+			n.proposer.close()
+		}
+		if n.raft != nil {
+			if err := n.raft.Shutdown().Error(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if n.transport != nil {
+			errs = append(errs, n.transport.Close())
+		}
+		if n.store != nil {
+			errs = append(errs, n.store.Close())
+		}
+		if n.peers != nil {
+			n.peers.close()
+		}
+		n.wg.Wait()
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
+
+// leaderLoop runs leader duties whenever this node gains leadership:
+// finishing bootstrap and keeping its own registration current.
+func (n *Node) leaderLoop() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case isLeader := <-n.raft.LeaderCh():
+			if !isLeader {
+				continue
+			}
+			if err := n.establishLeadership(); err != nil && n.ctx.Err() == nil {
+				n.log.Error("establish leadership", "err", err)
+			}
+		}
+	}
+}
+
+func (n *Node) establishLeadership() error {
+	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+	defer cancel()
+	// Wait for everything committed by earlier terms to be applied.
+	if err := n.raft.Barrier(10 * time.Second).Error(); err != nil {
+		return fmt.Errorf("barrier: %w", err)
+	}
+	view := n.fsm.View()
+	if !view.Bootstrapped() {
+		if n.cfg.AdminToken == "" {
+			return errors.New("cluster not bootstrapped and this node has no admin token")
+		}
+		cmd, err := newBootstrapCommand(rand.Reader, n.cfg.AdminToken, n.cfg.Clock.Now())
+		if err != nil {
+			return err
+		}
+		if err := n.proposeOne(ctx, cmd); err != nil {
+			return fmt.Errorf("bootstrap entry: %w", err)
+		}
+		n.log.Info("cluster bootstrapped")
+	}
+	self := &fsmpb.Node{Id: n.cfg.NodeID, RaftAddr: n.RaftAddr(), ApiAddr: n.cfg.AdvertiseAPI}
+	if old, ok := n.fsm.View().Node(n.cfg.NodeID); !ok || old.GetApiAddr() != self.GetApiAddr() || old.GetRaftAddr() != self.GetRaftAddr() {
+		if err := n.proposeOne(ctx, registerCommand(self)); err != nil {
+			return fmt.Errorf("register self: %w", err)
+		}
+	}
+	return nil
+}
+
+// proposeOne proposes one command on this node (which must lead) and
+// requires an OK result.
+func (n *Node) proposeOne(ctx context.Context, cmd *fsmpb.Command) error {
+	results, err := n.Propose(ctx, []*fsmpb.Command{cmd}, rpc.ProposeOptions{})
+	if err != nil {
+		return err
+	}
+	if c := results[0].GetCode(); c != fsmpb.ResultCode_RESULT_CODE_OK {
+		return fmt.Errorf("%s: %s", c, results[0].GetMessage())
+	}
+	return nil
+}

@@ -1,0 +1,111 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+
+	"github.com/writ-dev/writ/rpc"
+	"github.com/writ-dev/writ/rpc/gen/writ/v1/writv1connect"
+)
+
+// peerClients holds Connect clients for other nodes' APIs, keyed by address.
+// One h2c transport multiplexes every call to a peer over one connection.
+type peerClients struct {
+	http *http.Client
+	mu   sync.Mutex
+	node map[string]writv1connect.NodeServiceClient
+	clus map[string]writv1connect.ClusterServiceClient
+}
+
+func newPeerClients() *peerClients {
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{
+		Protocols:           &protocols,
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 8,
+		IdleConnTimeout:     time.Minute,
+		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
+	}
+	return &peerClients{
+		http: &http.Client{Transport: tr},
+		node: map[string]writv1connect.NodeServiceClient{},
+		clus: map[string]writv1connect.ClusterServiceClient{},
+	}
+}
+
+func baseURL(addr string) string {
+	if strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://") {
+		return addr
+	}
+	return "http://" + addr
+}
+
+func (p *peerClients) nodeClient(addr string) writv1connect.NodeServiceClient {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, ok := p.node[addr]
+	if !ok {
+		c = writv1connect.NewNodeServiceClient(p.http, baseURL(addr), connect.WithGRPC())
+		p.node[addr] = c
+	}
+	return c
+}
+
+func (p *peerClients) clusterClient(addr string) writv1connect.ClusterServiceClient {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, ok := p.clus[addr]
+	if !ok {
+		c = writv1connect.NewClusterServiceClient(p.http, baseURL(addr))
+		p.clus[addr] = c
+	}
+	return c
+}
+
+func (p *peerClients) close() {
+	p.http.CloseIdleConnections()
+}
+
+// leaderHint extracts the leader address from a not_leader error, if any.
+func leaderHint(err error) string {
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		return ""
+	}
+	for _, d := range ce.Details() {
+		v, derr := d.Value()
+		if derr != nil {
+			continue
+		}
+		if info, ok := v.(*errdetails.ErrorInfo); ok && info.GetDomain() == rpc.ErrorDomain {
+			return info.GetMetadata()["leader_addr"]
+		}
+	}
+	return ""
+}
+
+// retryableRemote reports whether a failed call to a peer is worth retrying
+// (the peer is down, not the leader, or mid-election).
+func retryableRemote(err error) bool {
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	switch connect.CodeOf(err) {
+	case connect.CodeUnavailable, connect.CodeUnknown, connect.CodeDeadlineExceeded, connect.CodeAborted:
+		return true
+	case connect.CodeUnauthenticated:
+		// A node that has not yet applied the bootstrap entry cannot check the node token.
+		return true
+	}
+	return false
+}

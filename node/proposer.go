@@ -1,0 +1,259 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/writ-dev/writ/fsm"
+	"github.com/writ-dev/writ/fsm/fsmpb"
+	"github.com/writ-dev/writ/internal/clock"
+	"github.com/writ-dev/writ/rpc"
+)
+
+// Group commit. Every write on the leader goes through one proposer loop
+// that packs whatever proposals are waiting into one log entry (a Batch), so
+// one bbolt commit (two fsyncs) carries many leases: the batch, not the
+// request, is the unit of Raft work, and throughput grows with load. Up to
+// maxInflight entries are in flight at once, so a slow fsync does not stall
+// the queue; beyond that the queue fills and callers get ErrOverloaded
+// instead of the leader drowning and losing leadership.
+const (
+	maxBatchItems  = 512
+	maxBatchBytes  = 1 << 20
+	maxInflight    = 16
+	queueDepth     = 4096
+	applyTimeout   = 10 * time.Second
+	enqueueTimeout = 2 * time.Second
+)
+
+type proposal struct {
+	cmds   []*fsmpb.Command
+	size   int
+	urgent bool
+	done   chan proposalResult // buffered(1)
+}
+
+type proposalResult struct {
+	results []*fsmpb.Result
+	err     error
+}
+
+type proposer struct {
+	raft     *raft.Raft
+	clock    clock.Clock
+	log      *slog.Logger
+	queue    chan *proposal
+	inflight chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+func newProposer(r *raft.Raft, c clock.Clock, log *slog.Logger) *proposer {
+	p := &proposer{
+		raft:     r,
+		clock:    c,
+		log:      log,
+		queue:    make(chan *proposal, queueDepth),
+		inflight: make(chan struct{}, maxInflight),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	go p.run()
+	return p
+}
+
+func (p *proposer) close() {
+	close(p.stop)
+	<-p.done
+}
+
+// isUrgent: revocations must reach followers at once.
+func isUrgent(cmd *fsmpb.Command) bool {
+	switch cmd.GetPayload().(type) {
+	case *fsmpb.Command_RevokeLease, *fsmpb.Command_RevokeIdentity:
+		return true
+	}
+	return false
+}
+
+// submit queues commands for the next batch and waits for their results.
+func (p *proposer) submit(ctx context.Context, cmds []*fsmpb.Command, urgent bool) ([]*fsmpb.Result, error) {
+	pr := &proposal{cmds: cmds, urgent: urgent, done: make(chan proposalResult, 1)}
+	for _, c := range cmds {
+		pr.size += proto.Size(c)
+		pr.urgent = pr.urgent || isUrgent(c)
+	}
+	if pr.size > maxBatchBytes {
+		return nil, fmt.Errorf("write of %d bytes exceeds the %d byte entry limit", pr.size, maxBatchBytes)
+	}
+	timer := time.NewTimer(enqueueTimeout)
+	defer timer.Stop()
+	select {
+	case p.queue <- pr:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-timer.C:
+		return nil, rpc.ErrOverloaded
+	case <-p.stop:
+		return nil, raft.ErrRaftShutdown
+	}
+	select {
+	case res := <-pr.done:
+		return res.results, res.err
+	case <-ctx.Done():
+		// The entry may still commit; a retry with the same request id is deduplicated.
+		return nil, ctx.Err()
+	}
+}
+
+func (p *proposer) run() {
+	defer close(p.done)
+	var carry *proposal
+	for {
+		var first *proposal
+		if carry != nil {
+			first, carry = carry, nil
+		} else {
+			select {
+			case first = <-p.queue:
+			case <-p.stop:
+				p.drain(raft.ErrRaftShutdown)
+				return
+			}
+		}
+		batch := []*proposal{first}
+		items, size := len(first.cmds), first.size
+	fill:
+		for items < maxBatchItems && size < maxBatchBytes {
+			select {
+			case next := <-p.queue:
+				if items+len(next.cmds) > maxBatchItems || size+next.size > maxBatchBytes {
+					carry = next
+					break fill
+				}
+				batch = append(batch, next)
+				items += len(next.cmds)
+				size += next.size
+			default:
+				break fill
+			}
+		}
+		select {
+		case p.inflight <- struct{}{}:
+		case <-p.stop:
+			fail(batch, raft.ErrRaftShutdown)
+			if carry != nil {
+				fail([]*proposal{carry}, raft.ErrRaftShutdown)
+			}
+			p.drain(raft.ErrRaftShutdown)
+			return
+		}
+		p.apply(batch, items)
+	}
+}
+
+func (p *proposer) drain(err error) {
+	for {
+		select {
+		case pr := <-p.queue:
+			fail([]*proposal{pr}, err)
+		default:
+			return
+		}
+	}
+}
+
+func fail(batch []*proposal, err error) {
+	for _, pr := range batch {
+		pr.done <- proposalResult{err: err}
+	}
+}
+
+// apply encodes the batch as one entry stamped with the leader's clock and
+// hands it to raft; a goroutine waits for the commit and fans results out.
+func (p *proposer) apply(batch []*proposal, items int) {
+	header := &fsmpb.Header{TimeUnixNano: p.clock.Now().UnixNano(), MinFsmVersion: fsm.Version}
+	var entry *fsmpb.Command
+	if items == 1 {
+		entry = proto.Clone(batch[0].cmds[0]).(*fsmpb.Command)
+		if entry.Header == nil {
+			entry.Header = &fsmpb.Header{}
+		}
+		entry.Header.TimeUnixNano = header.TimeUnixNano
+		entry.Header.MinFsmVersion = header.MinFsmVersion
+	} else {
+		all := make([]*fsmpb.Command, 0, items)
+		for _, pr := range batch {
+			all = append(all, pr.cmds...)
+		}
+		entry = &fsmpb.Command{Header: header, Payload: &fsmpb.Command_Batch{Batch: &fsmpb.Batch{Commands: all}}}
+	}
+	data, err := fsm.Encode(entry)
+	if err != nil {
+		<-p.inflight
+		fail(batch, fmt.Errorf("encode entry: %w", err))
+		return
+	}
+	urgent := false
+	for _, pr := range batch {
+		urgent = urgent || pr.urgent
+	}
+	f := p.raft.Apply(data, applyTimeout)
+	go func() {
+		defer func() { <-p.inflight }()
+		if err := f.Error(); err != nil {
+			fail(batch, leaderError(err))
+			return
+		}
+		results, ok := f.Response().([]*fsmpb.Result)
+		if !ok || len(results) != items {
+			fail(batch, fmt.Errorf("fsm returned %d results for %d commands", len(results), items))
+			return
+		}
+		if urgent {
+			p.kick()
+		}
+		off := 0
+		for _, pr := range batch {
+			pr.done <- proposalResult{results: results[off : off+len(pr.cmds)]}
+			off += len(pr.cmds)
+		}
+	}()
+}
+
+// kick appends an empty entry so followers learn the new commit index in one
+// round trip: hashicorp/raft heartbeats do not carry it, so otherwise a lone
+// entry waits for the next append or CommitTimeout.
+func (p *proposer) kick() {
+	data, err := fsm.Encode(&fsmpb.Command{
+		Header:  &fsmpb.Header{TimeUnixNano: p.clock.Now().UnixNano()},
+		Payload: &fsmpb.Command_Noop{Noop: &fsmpb.Noop{}},
+	})
+	if err != nil {
+		p.log.Error("encode noop", "err", err)
+		return
+	}
+	p.raft.Apply(data, applyTimeout) // not awaited: its append is what matters
+}
+
+// leaderError maps raft's leadership errors onto the backend contract.
+func leaderError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrAbortedByRestore):
+		return fmt.Errorf("%w: %v", errRetryable, err)
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return rpc.ErrOverloaded
+	}
+	return err
+}
+
+// errRetryable marks a write that failed because leadership moved; the
+// caller may retry (request ids make the retry safe).
+var errRetryable = errors.New("leadership changed")

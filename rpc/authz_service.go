@@ -1,0 +1,620 @@
+package rpc
+
+import (
+	"context"
+	"encoding/base32"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/writ-dev/writ/authn"
+	"github.com/writ-dev/writ/authz"
+	"github.com/writ-dev/writ/credential"
+	"github.com/writ-dev/writ/fsm"
+	"github.com/writ-dev/writ/fsm/fsmpb"
+	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
+)
+
+// DefaultPolicySet is evaluated for an identity whose environment has no set of its own.
+const DefaultPolicySet = "default"
+
+// reserved context keys are filled by Writ, never by the caller.
+var reservedContextKeys = []string{"auth", "delegation"}
+
+type authzService struct {
+	d       Deps
+	signers sync.Map // kid → *credential.Signer (deriving a key costs as much as a signature)
+}
+
+func (s *authzService) signer(key *fsmpb.SigningKey) (*credential.Signer, error) {
+	if v, ok := s.signers.Load(key.GetKid()); ok {
+		return v.(*credential.Signer), nil
+	}
+	sg, err := credential.NewSigner(key)
+	if err != nil {
+		return nil, err
+	}
+	s.signers.Store(key.GetKid(), sg)
+	return sg, nil
+}
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// newID returns prefix + 128 random bits.
+func newID(r io.Reader, prefix string) (string, error) {
+	var b [16]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return "", fmt.Errorf("random id: %w", err)
+	}
+	return prefix + idEncoding.EncodeToString(b[:]), nil
+}
+
+func readOptions(ro *writv1.ReadOptions) ReadOptions {
+	return ReadOptions{
+		MinIndex:     ro.GetMinIndex(),
+		Linearizable: ro.GetConsistency() == writv1.Consistency_CONSISTENCY_LINEARIZABLE,
+	}
+}
+
+// policySetFor picks the policy set that governs an environment.
+func policySetFor(view *fsm.View, env string) (*fsmpb.PolicySet, bool) {
+	if ps, ok := view.PolicySet(env); ok {
+		return ps, true
+	}
+	return view.PolicySet(DefaultPolicySet)
+}
+
+func requestContext(s *structpb.Struct, auth map[string]any) (map[string]any, error) {
+	ctx := structMap(s)
+	for _, k := range reservedContextKeys {
+		if _, ok := ctx[k]; ok {
+			return nil, invalidf("context key %q is reserved: Writ fills it", k)
+		}
+	}
+	if ctx == nil {
+		ctx = make(map[string]any, 1)
+	}
+	ctx["auth"] = auth
+	return ctx, nil
+}
+
+func resourceFromAPI(r *writv1.Resource) (authz.Resource, error) {
+	if r == nil {
+		return authz.Resource{}, invalidf("resource is required")
+	}
+	if err := checkLen("resource type", r.GetType(), 128); err != nil {
+		return authz.Resource{}, err
+	}
+	if err := checkLen("resource id", r.GetId(), 512); err != nil {
+		return authz.Resource{}, err
+	}
+	return authz.Resource{Type: r.GetType(), ID: r.GetId(), Attributes: structMap(r.GetAttributes())}, nil
+}
+
+func decisionToAPI(dec authz.Decision, decisionID string) *writv1.Decision {
+	out := &writv1.Decision{
+		Allowed:       dec.Allowed,
+		DecisionId:    decisionID,
+		Errors:        dec.Errors,
+		PolicySet:     dec.PolicySet,
+		PolicyVersion: dec.Version,
+		Reason:        dec.Reason,
+	}
+	for _, p := range dec.Determining {
+		out.DeterminingPolicies = append(out.DeterminingPolicies, &writv1.DeterminingPolicy{Id: p.ID, Annotations: p.Annotations})
+	}
+	return out
+}
+
+func denied(reason, policySet string, version uint64, decisionID string) *writv1.Decision {
+	return &writv1.Decision{Allowed: false, Reason: reason, PolicySet: policySet, PolicyVersion: version, DecisionId: decisionID}
+}
+
+// decide evaluates one request against the policy set governing the identity.
+func (s *authzService) decide(view *fsm.View, ident *fsmpb.Identity, role, action string, res authz.Resource, ctx map[string]any) (authz.Decision, error) {
+	ps, ok := policySetFor(view, ident.GetEnvironment())
+	if !ok {
+		return authz.Decision{Allowed: false, Reason: fmt.Sprintf("no policy set for environment %q and no %q set", ident.GetEnvironment(), DefaultPolicySet)}, nil
+	}
+	compiled, err := s.d.Engine.Get(ps)
+	if err != nil {
+		return authz.Decision{}, fmt.Errorf("compile policy set %s v%d: %w", ps.GetName(), ps.GetVersion(), err)
+	}
+	return compiled.Decide(authz.Request{Identity: ident, Role: role, Action: action, Resource: res, Context: ctx})
+}
+
+func peerAddr(addr string) netip.Addr {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// AuthorizeAndIssue: authenticate the proof, decide locally, and on allow
+// replicate the lease (one Raft write, group-committed) and mint its credential.
+func (s *authzService) AuthorizeAndIssue(ctx context.Context, req *connect.Request[writv1.AuthorizeAndIssueRequest]) (*connect.Response[writv1.AuthorizeAndIssueResponse], error) {
+	resp, err := s.authorizeAndIssue(ctx, req)
+	return resp, toConnect(s.d.Logger, err)
+}
+
+func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Request[writv1.AuthorizeAndIssueRequest]) (*connect.Response[writv1.AuthorizeAndIssueResponse], error) {
+	m := req.Msg
+	proof := m.GetProof().GetApprole()
+	if proof == nil {
+		return nil, invalidf("proof.approle is required (the only auth method so far)")
+	}
+	intent := m.GetIntent()
+	if err := checkLen("intent.action", intent.GetAction(), 128); err != nil {
+		return nil, err
+	}
+	res, err := resourceFromAPI(intent.GetResource())
+	if err != nil {
+		return nil, err
+	}
+	if intent.GetTtlSeconds() < 0 {
+		return nil, invalidf("intent.ttl_seconds must not be negative")
+	}
+	if len(m.GetRequestId()) > 128 {
+		return nil, invalidf("request_id is longer than 128 bytes")
+	}
+	requestID := m.GetRequestId()
+	if requestID == "" {
+		if requestID, err = newID(s.d.Rand, "r_"); err != nil {
+			return nil, err
+		}
+	} else {
+		requestID = "c_" + requestID
+	}
+	leaseID, err := newID(s.d.Rand, "l_")
+	if err != nil {
+		return nil, err
+	}
+	decisionID, err := newID(s.d.Rand, "d_")
+	if err != nil {
+		return nil, err
+	}
+
+	var minIndex uint64
+	linearizable := false
+	// One retry when the policy set changed between the decision and Apply.
+	for attempt := 0; ; attempt++ {
+		view, err := s.d.Backend.Read(ctx, ReadOptions{MinIndex: minIndex, Linearizable: linearizable})
+		if err != nil {
+			return nil, err
+		}
+		now := s.d.Clock.Now()
+		principal, err := authn.LoginAppRole(view, authn.AppRoleProof{
+			RoleID: proof.GetRoleId(), SecretID: proof.GetSecretId(), Source: peerAddr(req.Peer().Addr),
+		}, now)
+		if err != nil && !linearizable && retryFresher(authn.Reason(err)) {
+			// A secret id or role created a moment ago on another node may not
+			// have reached this one yet: look again at a linearizable view
+			// before failing (only failed logins pay for this).
+			linearizable = true
+			attempt--
+			continue
+		}
+		if err != nil {
+			s.d.Logger.Info("login failed", "method", authn.MethodAppRole, "reason", authn.Reason(err))
+			return nil, err
+		}
+		role := principal.Role
+		ttl := time.Duration(intent.GetTtlSeconds()) * time.Second
+		if ttl == 0 {
+			ttl = time.Duration(role.GetDefaultTtlNanos())
+		}
+		if ttl > time.Duration(role.GetMaxTtlNanos()) {
+			return nil, invalidf("requested ttl %s exceeds the role's max ttl %s", ttl, time.Duration(role.GetMaxTtlNanos()))
+		}
+		cedarCtx, err := requestContext(intent.GetContext(), principal.Evidence)
+		if err != nil {
+			return nil, err
+		}
+		cedarCtx["requested_ttl"] = int64(ttl / time.Second)
+		dec, err := s.decide(view, principal.Identity, role.GetName(), intent.GetAction(), res, cedarCtx)
+		if err != nil {
+			return nil, err
+		}
+		apiDec := decisionToAPI(dec, decisionID)
+		if !dec.Allowed {
+			// A deny is answered at once and never written to the log.
+			return connect.NewResponse(&writv1.AuthorizeAndIssueResponse{Decision: apiDec}), nil
+		}
+		cmd := &fsmpb.Command{
+			Header: &fsmpb.Header{RequestId: requestID},
+			Payload: &fsmpb.Command_IssueLease{IssueLease: &fsmpb.IssueLease{
+				Lease: &fsmpb.Lease{
+					Id:            leaseID,
+					Identity:      principal.Identity.GetId(),
+					IdentityEpoch: principal.Identity.GetEpoch(),
+					Role:          role.GetName(),
+					RoleEpoch:     role.GetEpoch(),
+					Scope: &fsmpb.Scope{
+						Actions:   []string{intent.GetAction()},
+						Resources: []*fsmpb.Resource{{Type: res.Type, Id: res.ID}},
+					},
+					DecisionId:    decisionID,
+					PolicySet:     dec.PolicySet,
+					PolicyVersion: dec.Version,
+					AuthMethod:    principal.Method,
+				},
+				TtlNanos:              int64(ttl),
+				ConsumeSecretAccessor: principal.SecretAccessor,
+			}},
+		}
+		results, err := s.d.Backend.Propose(ctx, []*fsmpb.Command{cmd}, ProposeOptions{})
+		if err != nil {
+			return nil, err
+		}
+		r := results[0]
+		if r.GetCode() == fsmpb.ResultCode_RESULT_CODE_POLICY_CHANGED && attempt == 0 {
+			minIndex = r.GetIndex()
+			continue
+		}
+		if err := resultError(r); err != nil {
+			return nil, err
+		}
+		lease := r.GetLease()
+		cred, err := s.mint(view, lease)
+		if err != nil {
+			return nil, err
+		}
+		return connect.NewResponse(&writv1.AuthorizeAndIssueResponse{
+			Decision:   apiDec,
+			Lease:      leaseToAPI(lease, ""),
+			Credential: cred,
+			Index:      r.GetIndex(),
+		}), nil
+	}
+}
+
+// retryFresher names login failures that a lagging replica could cause.
+func retryFresher(reason string) bool {
+	switch reason {
+	case "invalid_secret_id", "unknown_role_id", "identity_not_found":
+		return true
+	}
+	return false
+}
+
+// mint signs a credential for a lease with the newest replicated signing key.
+func (s *authzService) mint(view *fsm.View, l *fsmpb.Lease) (string, error) {
+	keys := view.SigningKeys()
+	if len(keys) == 0 {
+		return "", ErrNotBootstrapped
+	}
+	c := credential.Claims{
+		Issuer:        s.d.Issuer,
+		Subject:       l.GetIdentity(),
+		Audience:      []string{s.d.Audience},
+		IssuedAt:      time.Unix(0, l.GetIssuedUnixNano()),
+		NotBefore:     time.Unix(0, l.GetIssuedUnixNano()),
+		Expiry:        time.Unix(0, l.GetExpiresUnixNano()),
+		ID:            l.GetId(),
+		Role:          l.GetRole(),
+		Owner:         l.GetOwner(),
+		Environment:   l.GetEnvironment(),
+		Parent:        l.GetParent(),
+		PolicySet:     l.GetPolicySet(),
+		PolicyVersion: l.GetPolicyVersion(),
+	}
+	for _, a := range l.GetScope().GetActions() {
+		c.Scope.Actions = append(c.Scope.Actions, a)
+	}
+	for _, r := range l.GetScope().GetResources() {
+		c.Scope.Resources = append(c.Scope.Resources, credential.ResourceRef{Type: r.GetType(), ID: r.GetId()})
+	}
+	sg, err := s.signer(keys[0])
+	if err != nil {
+		return "", err
+	}
+	return sg.Mint(c)
+}
+
+// credentialLease verifies a credential and checks its lease at now: the
+// signature (cached), then the lease in the local state (active, unexpired,
+// epochs current, ancestors valid).
+func (s *authzService) credentialLease(view *fsm.View, token string, now time.Time) (*credential.Claims, *fsmpb.Lease, string, error) {
+	if token == "" {
+		return nil, nil, "", invalidf("credential is required")
+	}
+	claims, err := s.d.Verifier.Verify(token, view, now)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	lease, reason := view.CheckLease(claims.ID, now)
+	return claims, lease, reason, nil
+}
+
+func inScope(l *fsmpb.Lease, action string, res authz.Resource) bool {
+	okAction := false
+	for _, a := range l.GetScope().GetActions() {
+		if a == action {
+			okAction = true
+			break
+		}
+	}
+	if !okAction {
+		return false
+	}
+	for _, r := range l.GetScope().GetResources() {
+		if r.GetType() == res.Type && r.GetId() == res.ID {
+			return true
+		}
+	}
+	return false
+}
+
+// leaseEvidence is what policies see as context.auth on calls made with a credential.
+func leaseEvidence(l *fsmpb.Lease) map[string]any {
+	return map[string]any{
+		"method":       "credential",
+		"login_method": l.GetAuthMethod(),
+		"lease_id":     l.GetId(),
+		"role":         l.GetRole(),
+	}
+}
+
+// Authorize checks a credential for one action on one resource, now, on this
+// node's state. No write.
+func (s *authzService) Authorize(ctx context.Context, req *connect.Request[writv1.AuthorizeRequest]) (*connect.Response[writv1.AuthorizeResponse], error) {
+	resp, err := s.authorize(ctx, req.Msg)
+	return resp, toConnect(s.d.Logger, err)
+}
+
+func (s *authzService) authorize(ctx context.Context, m *writv1.AuthorizeRequest) (*connect.Response[writv1.AuthorizeResponse], error) {
+	if err := checkLen("action", m.GetAction(), 128); err != nil {
+		return nil, err
+	}
+	res, err := resourceFromAPI(m.GetResource())
+	if err != nil {
+		return nil, err
+	}
+	view, err := s.d.Backend.Read(ctx, readOptions(m.GetRead()))
+	if err != nil {
+		return nil, err
+	}
+	now := s.d.Clock.Now()
+	_, lease, reason, err := s.credentialLease(view, m.GetCredential(), now)
+	if err != nil {
+		return nil, err
+	}
+	if reason != "" {
+		return nil, withReason(connect.CodeUnauthenticated, reason, "credential rejected: lease "+strings.ReplaceAll(reason, "_", " "))
+	}
+	out := &writv1.AuthorizeResponse{LeaseId: lease.GetId(), AppliedIndex: view.Index()}
+	if !inScope(lease, m.GetAction(), res) {
+		out.Decision = denied("outside the credential's scope", lease.GetPolicySet(), lease.GetPolicyVersion(), "")
+		return connect.NewResponse(out), nil
+	}
+	ident, ok := view.Identity(lease.GetIdentity())
+	if !ok {
+		return nil, withReason(connect.CodeUnauthenticated, "identity_deleted", "credential rejected: identity deleted")
+	}
+	cedarCtx, err := requestContext(m.GetContext(), leaseEvidence(lease))
+	if err != nil {
+		return nil, err
+	}
+	dec, err := s.decide(view, ident, lease.GetRole(), m.GetAction(), res, cedarCtx)
+	if err != nil {
+		return nil, err
+	}
+	decisionID, err := newID(s.d.Rand, "d_")
+	if err != nil {
+		return nil, err
+	}
+	out.Decision = decisionToAPI(dec, decisionID)
+	return connect.NewResponse(out), nil
+}
+
+// Verify introspects a credential (RFC 7662 style): an inactive credential is
+// an answer, not an error; only a malformed request is an error.
+func (s *authzService) Verify(ctx context.Context, req *connect.Request[writv1.VerifyRequest]) (*connect.Response[writv1.VerifyResponse], error) {
+	resp, err := s.verify(ctx, req.Msg)
+	return resp, toConnect(s.d.Logger, err)
+}
+
+func (s *authzService) verify(ctx context.Context, m *writv1.VerifyRequest) (*connect.Response[writv1.VerifyResponse], error) {
+	if m.GetCredential() == "" {
+		return nil, invalidf("credential is required")
+	}
+	view, err := s.d.Backend.Read(ctx, readOptions(m.GetRead()))
+	if err != nil {
+		return nil, err
+	}
+	now := s.d.Clock.Now()
+	claims, lease, reason, err := s.credentialLease(view, m.GetCredential(), now)
+	out := &writv1.VerifyResponse{AppliedIndex: view.Index()}
+	if err != nil {
+		r := credentialReason(err)
+		if r == "" {
+			return nil, err
+		}
+		out.Reason = r
+		return connect.NewResponse(out), nil
+	}
+	out.Active = reason == ""
+	out.Reason = reason
+	out.Lease = leaseToAPI(lease, reason)
+	out.Claims = claimsStruct(claims)
+	return connect.NewResponse(out), nil
+}
+
+func claimsStruct(c *credential.Claims) *structpb.Struct {
+	m := map[string]any{
+		"iss": c.Issuer, "sub": c.Subject, "jti": c.ID,
+		"iat": float64(c.IssuedAt.Unix()), "exp": float64(c.Expiry.Unix()),
+		"role": c.Role, "owner": c.Owner, "environment": c.Environment,
+		"policy_set": c.PolicySet, "policy_version": float64(c.PolicyVersion),
+	}
+	aud := make([]any, 0, len(c.Audience))
+	for _, a := range c.Audience {
+		aud = append(aud, a)
+	}
+	m["aud"] = aud
+	if c.Parent != "" {
+		m["parent"] = c.Parent
+	}
+	st, err := structpb.NewStruct(m)
+	if err != nil {
+		return nil
+	}
+	return st
+}
+
+// Renew extends a lease: a fresh authorization of its scope with fresh
+// context, bounded by the role's max TTL and max renewals.
+func (s *authzService) Renew(ctx context.Context, req *connect.Request[writv1.RenewRequest]) (*connect.Response[writv1.RenewResponse], error) {
+	resp, err := s.renew(ctx, req.Msg)
+	return resp, toConnect(s.d.Logger, err)
+}
+
+func (s *authzService) renew(ctx context.Context, m *writv1.RenewRequest) (*connect.Response[writv1.RenewResponse], error) {
+	if m.GetTtlSeconds() < 0 {
+		return nil, invalidf("ttl_seconds must not be negative")
+	}
+	view, err := s.d.Backend.Read(ctx, ReadOptions{})
+	if err != nil {
+		return nil, err
+	}
+	now := s.d.Clock.Now()
+	_, lease, reason, err := s.credentialLease(view, m.GetCredential(), now)
+	if err != nil {
+		return nil, err
+	}
+	if reason != "" {
+		return nil, withReason(connect.CodeUnauthenticated, reason, "credential rejected: lease "+strings.ReplaceAll(reason, "_", " "))
+	}
+	ident, _ := view.Identity(lease.GetIdentity())
+	role, _ := view.Role(lease.GetRole())
+	ttl := time.Duration(m.GetTtlSeconds()) * time.Second
+	if ttl == 0 {
+		ttl = time.Duration(role.GetDefaultTtlNanos())
+	}
+	cedarCtx, err := requestContext(m.GetContext(), leaseEvidence(lease))
+	if err != nil {
+		return nil, err
+	}
+	cedarCtx["requested_ttl"] = int64(ttl / time.Second)
+	decisionID, err := newID(s.d.Rand, "d_")
+	if err != nil {
+		return nil, err
+	}
+	// Every (action, resource) of the scope must still be allowed.
+	var dec authz.Decision
+	for _, action := range lease.GetScope().GetActions() {
+		for _, r := range lease.GetScope().GetResources() {
+			dec, err = s.decide(view, ident, lease.GetRole(), action, authz.Resource{Type: r.GetType(), ID: r.GetId()}, cedarCtx)
+			if err != nil {
+				return nil, err
+			}
+			if !dec.Allowed {
+				return connect.NewResponse(&writv1.RenewResponse{Decision: decisionToAPI(dec, decisionID)}), nil
+			}
+		}
+	}
+	requestID, err := newID(s.d.Rand, "r_")
+	if err != nil {
+		return nil, err
+	}
+	cmd := &fsmpb.Command{
+		Header: &fsmpb.Header{RequestId: requestID},
+		Payload: &fsmpb.Command_RenewLease{RenewLease: &fsmpb.RenewLease{
+			LeaseId: lease.GetId(), TtlNanos: int64(ttl), PolicySet: dec.PolicySet, PolicyVersion: dec.Version,
+		}},
+	}
+	results, err := s.d.Backend.Propose(ctx, []*fsmpb.Command{cmd}, ProposeOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if err := resultError(results[0]); err != nil {
+		return nil, err
+	}
+	renewed := results[0].GetLease()
+	cred, err := s.mint(view, renewed)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&writv1.RenewResponse{
+		Decision: decisionToAPI(dec, decisionID), Lease: leaseToAPI(renewed, ""), Credential: cred, Index: results[0].GetIndex(),
+	}), nil
+}
+
+// Revoke invalidates a lease (and so its delegation subtree) or everything an
+// identity holds, in one log entry, and returns once every node in contact
+// with the leader has applied it.
+func (s *authzService) Revoke(ctx context.Context, req *connect.Request[writv1.RevokeRequest]) (*connect.Response[writv1.RevokeResponse], error) {
+	resp, err := s.revoke(ctx, req)
+	return resp, toConnect(s.d.Logger, err)
+}
+
+func (s *authzService) revoke(ctx context.Context, req *connect.Request[writv1.RevokeRequest]) (*connect.Response[writv1.RevokeResponse], error) {
+	m := req.Msg
+	if len(m.GetReason()) > 1024 {
+		return nil, invalidf("reason is longer than 1024 bytes")
+	}
+	var payload *fsmpb.Command
+	switch t := m.GetTarget().(type) {
+	case *writv1.RevokeRequest_Credential:
+		// The holder ends its own lease: no admin token needed.
+		view, err := s.d.Backend.Read(ctx, ReadOptions{})
+		if err != nil {
+			return nil, err
+		}
+		claims, err := s.d.Verifier.Verify(t.Credential, view, s.d.Clock.Now())
+		if err != nil {
+			return nil, err
+		}
+		payload = &fsmpb.Command{Payload: &fsmpb.Command_RevokeLease{RevokeLease: &fsmpb.RevokeLease{LeaseId: claims.ID, Reason: nonEmpty(m.GetReason(), "completed by holder")}}}
+	case *writv1.RevokeRequest_LeaseId:
+		if err := checkAdmin(ctx, s.d, req.Header()); err != nil {
+			return nil, err
+		}
+		if err := checkLen("lease_id", t.LeaseId, 128); err != nil {
+			return nil, err
+		}
+		payload = &fsmpb.Command{Payload: &fsmpb.Command_RevokeLease{RevokeLease: &fsmpb.RevokeLease{LeaseId: t.LeaseId, Reason: nonEmpty(m.GetReason(), "revoked by admin")}}}
+	case *writv1.RevokeRequest_Identity:
+		if err := checkAdmin(ctx, s.d, req.Header()); err != nil {
+			return nil, err
+		}
+		if err := checkLen("identity", t.Identity, 256); err != nil {
+			return nil, err
+		}
+		payload = &fsmpb.Command{Payload: &fsmpb.Command_RevokeIdentity{RevokeIdentity: &fsmpb.RevokeIdentity{IdentityId: t.Identity, Reason: nonEmpty(m.GetReason(), "revoked by admin")}}}
+	default:
+		return nil, invalidf("a revocation target is required: lease_id, identity or credential")
+	}
+	requestID, err := newID(s.d.Rand, "r_")
+	if err != nil {
+		return nil, err
+	}
+	payload.Header = &fsmpb.Header{RequestId: requestID}
+	results, err := s.d.Backend.Propose(ctx, []*fsmpb.Command{payload}, ProposeOptions{Urgent: true})
+	if err != nil {
+		return nil, err
+	}
+	if err := resultError(results[0]); err != nil {
+		return nil, err
+	}
+	idx := results[0].GetIndex()
+	if err := s.d.Backend.AwaitEverywhere(ctx, idx); err != nil {
+		return nil, fmt.Errorf("revocation committed at index %d but not confirmed everywhere: %w", idx, err)
+	}
+	return connect.NewResponse(&writv1.RevokeResponse{Index: idx}), nil
+}
+
+func nonEmpty(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+

@@ -1,0 +1,98 @@
+package rpc
+
+import (
+	"context"
+	"net/netip"
+	"strconv"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/writ-dev/writ/fsm/fsmpb"
+	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
+)
+
+type clusterService struct{ d Deps }
+
+func (s *clusterService) Status(ctx context.Context, _ *connect.Request[writv1.StatusRequest]) (*connect.Response[writv1.StatusResponse], error) {
+	st, err := s.d.Backend.Status(ctx)
+	if err != nil {
+		return nil, toConnect(s.d.Logger, err)
+	}
+	return connect.NewResponse(st), nil
+}
+
+func (s *clusterService) Join(ctx context.Context, req *connect.Request[writv1.JoinRequest]) (*connect.Response[writv1.JoinResponse], error) {
+	m := req.Msg
+	if err := checkLen("node_id", m.GetNodeId(), 128); err != nil {
+		return nil, toConnect(s.d.Logger, err)
+	}
+	for what, addr := range map[string]string{"raft_addr": m.GetRaftAddr(), "api_addr": m.GetApiAddr()} {
+		if _, err := netip.ParseAddrPort(addr); err != nil {
+			if _, _, herr := splitHostPort(addr); herr != nil {
+				return nil, toConnect(s.d.Logger, invalidf("%s %q: want host:port", what, addr))
+			}
+		}
+	}
+	idx, err := s.d.Backend.Join(ctx, m)
+	if err != nil {
+		return nil, toConnect(s.d.Logger, err)
+	}
+	return connect.NewResponse(&writv1.JoinResponse{Index: idx}), nil
+}
+
+func (s *clusterService) Leave(ctx context.Context, req *connect.Request[writv1.LeaveRequest]) (*connect.Response[writv1.LeaveResponse], error) {
+	if err := checkLen("node_id", req.Msg.GetNodeId(), 128); err != nil {
+		return nil, toConnect(s.d.Logger, err)
+	}
+	idx, err := s.d.Backend.Leave(ctx, req.Msg.GetNodeId())
+	if err != nil {
+		return nil, toConnect(s.d.Logger, err)
+	}
+	return connect.NewResponse(&writv1.LeaveResponse{Index: idx}), nil
+}
+
+// nodeService is node-to-node traffic, authenticated by the node token.
+type nodeService struct{ d Deps }
+
+// MaxForwardCommands bounds one Forward call.
+const MaxForwardCommands = 4096
+
+func (s *nodeService) Forward(ctx context.Context, req *connect.Request[writv1.ForwardRequest]) (*connect.Response[writv1.ForwardResponse], error) {
+	raw := req.Msg.GetCommands()
+	if len(raw) == 0 || len(raw) > MaxForwardCommands {
+		return nil, toConnect(s.d.Logger, invalidf("forward carries %d commands; want 1..%d", len(raw), MaxForwardCommands))
+	}
+	cmds := make([]*fsmpb.Command, len(raw))
+	for i, b := range raw {
+		cmd := &fsmpb.Command{}
+		if err := proto.Unmarshal(b, cmd); err != nil {
+			return nil, toConnect(s.d.Logger, invalidf("command %d: %v", i, err))
+		}
+		cmds[i] = cmd
+	}
+	results, err := s.d.Backend.ApplyForwarded(ctx, cmds)
+	if err != nil {
+		return nil, toConnect(s.d.Logger, err)
+	}
+	out := &writv1.ForwardResponse{Results: make([][]byte, len(results))}
+	for i, r := range results {
+		b, err := marshalResult(r)
+		if err != nil {
+			return nil, toConnect(s.d.Logger, err)
+		}
+		out.Results[i] = b
+		out.Index = max(out.Index, r.GetIndex())
+	}
+	return connect.NewResponse(out), nil
+}
+
+func (s *nodeService) WaitApplied(ctx context.Context, req *connect.Request[writv1.WaitAppliedRequest]) (*connect.Response[writv1.WaitAppliedResponse], error) {
+	applied, err := s.d.Backend.WaitApplied(ctx, req.Msg.GetIndex(), req.Msg.GetReadIndex())
+	if err != nil {
+		return nil, toConnect(s.d.Logger, err)
+	}
+	return connect.NewResponse(&writv1.WaitAppliedResponse{AppliedIndex: applied}), nil
+}
+
+func quote(s string) string { return strconv.Quote(s) }
