@@ -74,7 +74,7 @@ func (a *applier) del(table string, obj any) {
 	}
 }
 
-// applyDeduped applies one command unless its request id was applied before,
+// applyDeduped applies one command unless its request id was applied successfully before,
 // in which case the stored result is returned and nothing changes.
 func (a *applier) applyDeduped(cmd *fsmpb.Command) *fsmpb.Result {
 	rid := cmd.GetHeader().GetRequestId()
@@ -85,7 +85,9 @@ func (a *applier) applyDeduped(cmd *fsmpb.Command) *fsmpb.Result {
 	}
 	r := a.apply(cmd)
 	r.Index = a.index
-	if rid != "" {
+	// Only successes are remembered: a failed command changed nothing, and a
+	// retry with the same id (say after POLICY_CHANGED) must be evaluated again.
+	if rid != "" && r.GetCode() == fsmpb.ResultCode_RESULT_CODE_OK {
 		a.put(tApplied, &appliedRow{RequestID: rid, Time: a.now, Result: r})
 	}
 	return r

@@ -43,9 +43,13 @@ func (c *countWriter) Write(p []byte) (int, error) {
 // SnapshotRecord per record, tables in a fixed order and records sorted by
 // id, so equal states produce equal bytes.
 func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
+	return s.write(w, s.index)
+}
+
+func (s *Snapshot) write(w io.Writer, index uint64) (int64, error) {
 	cw := &countWriter{w: w}
 	v := &View{txn: s.txn, index: s.index}
-	hdr := &fsmpb.SnapshotHeader{FsmVersion: Version, Index: s.index}
+	hdr := &fsmpb.SnapshotHeader{FsmVersion: Version, Index: index}
 	if m := v.meta(); m != nil {
 		hdr.ClusterId, hdr.AdminTokenSha256, hdr.HmacKey = m.ClusterID, m.AdminSHA256, m.HMACKey
 	}
@@ -183,11 +187,12 @@ func (f *FSM) Restore(r io.Reader) error {
 	return nil
 }
 
-// StateHash is the SHA-256 of the deterministic snapshot encoding: equal
-// hashes mean identical replicated state (cluster tests compare replicas).
+// StateHash is the SHA-256 of the deterministic snapshot encoding without
+// the applied index: equal hashes mean identical replicated records (cluster
+// tests compare replicas; a rejected command leaves the hash unchanged).
 func (f *FSM) StateHash() [32]byte {
 	h := sha256.New()
-	if _, err := f.Snapshot().WriteTo(h); err != nil {
+	if _, err := f.Snapshot().write(h, 0); err != nil {
 		panic(fmt.Sprintf("fsm: hash state: %v", err))
 	}
 	var out [32]byte

@@ -617,4 +617,3 @@ func nonEmpty(s, def string) string {
 	}
 	return s
 }
-
