@@ -67,7 +67,7 @@ func (a *app) leaseListCmd() *cobra.Command {
 func leaseText(t *textOut, l *writv1.Lease) {
 	t.kv("lease", l.GetId())
 	status := orDash(l.GetStatus())
-	if l.GetStatusReason() != "" {
+	if l.GetStatusReason() != "" && l.GetStatusReason() != l.GetStatus() {
 		status += " (" + l.GetStatusReason() + ")"
 	}
 	t.kv("status", status)

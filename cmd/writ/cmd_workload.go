@@ -298,7 +298,9 @@ func (a *app) renewCmd() *cobra.Command {
 				t.kv("expires", t.time(l.GetExpiresAt()))
 				t.kv("renewals", l.GetRenewals())
 			}
-			t.kv("index", m.GetIndex())
+			if m.GetIndex() != 0 {
+				t.kv("index", m.GetIndex())
+			}
 			if m.GetCredential() != "" {
 				t.line("")
 				t.line(m.GetCredential())

@@ -1,5 +1,3 @@
-//go:build !writ_nonode
-
 package main
 
 import (
