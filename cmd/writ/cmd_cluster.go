@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
@@ -33,7 +34,7 @@ func (a *app) statusCmd() *cobra.Command {
 			t.kv("commit index", m.GetCommitIndex())
 			t.kv("last log index", m.GetLastLogIndex())
 			if lc := m.GetLastContact(); lc != nil {
-				t.kv("last contact", lc.AsDuration().String()+" ago")
+				t.kv("last contact", lc.AsDuration().Round(time.Millisecond).String()+" ago")
 			}
 			t.kvIf("version", m.GetVersion())
 			t.line("")
