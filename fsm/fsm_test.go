@@ -111,13 +111,29 @@ func TestApplyResults(t *testing.T) {
 		want fsmpb.ResultCode
 	}{
 		{"bootstrap twice", bootstrap, codePrecondition},
-		{"identity bad kind", func() *fsmpb.Command { c := putIdentity("x", "prod"); c.GetPutIdentity().Identity.Kind = "human"; return c }, codeInvalid},
+		{"identity bad kind", func() *fsmpb.Command {
+			c := putIdentity("x", "prod")
+			c.GetPutIdentity().Identity.Kind = "human"
+			return c
+		}, codeInvalid},
 		{"identity no owner", func() *fsmpb.Command { c := putIdentity("x", "prod"); c.GetPutIdentity().Identity.Owner = ""; return c }, codeInvalid},
-		{"identity create_only exists", func() *fsmpb.Command { c := putIdentity("ci/a", "prod"); c.GetPutIdentity().CreateOnly = true; return c }, codeExists},
-		{"identity stale version", func() *fsmpb.Command { c := putIdentity("ci/a", "prod"); c.GetPutIdentity().ExpectVersion = 7; return c }, codeAborted},
+		{"identity create_only exists", func() *fsmpb.Command {
+			c := putIdentity("ci/a", "prod")
+			c.GetPutIdentity().CreateOnly = true
+			return c
+		}, codeExists},
+		{"identity stale version", func() *fsmpb.Command {
+			c := putIdentity("ci/a", "prod")
+			c.GetPutIdentity().ExpectVersion = 7
+			return c
+		}, codeAborted},
 		{"role other environment", func() *fsmpb.Command { return putRole("b", "ci/a", "dev", 0, 0) }, codePrecondition},
 		{"role unknown identity", func() *fsmpb.Command { return putRole("b", "ghost", "prod", 0, 0) }, codePrecondition},
-		{"role duplicate role id", func() *fsmpb.Command { c := putRole("b", "ci/a", "prod", 0, 0); c.GetPutRole().Role.RoleId = "rid-a"; return c }, codeExists},
+		{"role duplicate role id", func() *fsmpb.Command {
+			c := putRole("b", "ci/a", "prod", 0, 0)
+			c.GetPutRole().Role.RoleId = "rid-a"
+			return c
+		}, codeExists},
 		{"issue ok", func() *fsmpb.Command { return issue("l1", "ci/a", "a", 1, 1, time.Minute, "", "") }, code(fsmpb.ResultCode_RESULT_CODE_OK)},
 		{"issue stale epoch", func() *fsmpb.Command { return issue("l1", "ci/a", "a", 2, 1, time.Minute, "", "") }, codePrecondition},
 		{"issue policy changed", func() *fsmpb.Command { return issue("l1", "ci/a", "a", 1, 2, time.Minute, "", "") }, codePolicy},

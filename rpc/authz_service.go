@@ -238,7 +238,7 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 					RoleEpoch:     role.GetEpoch(),
 					Scope: &fsmpb.Scope{
 						Actions:   []string{intent.GetAction()},
-						Resources: []*fsmpb.Resource{{Type: res.Type, Id: res.ID}},
+						Resources: []*fsmpb.Resource{{Type: res.Type, Id: res.ID, Attributes: intent.GetResource().GetAttributes()}},
 					},
 					DecisionId:    decisionID,
 					PolicySet:     dec.PolicySet,
@@ -305,9 +305,7 @@ func (s *authzService) mint(view *fsm.View, l *fsmpb.Lease) (string, error) {
 		PolicySet:     l.GetPolicySet(),
 		PolicyVersion: l.GetPolicyVersion(),
 	}
-	for _, a := range l.GetScope().GetActions() {
-		c.Scope.Actions = append(c.Scope.Actions, a)
-	}
+	c.Scope.Actions = append(c.Scope.Actions, l.GetScope().GetActions()...)
 	for _, r := range l.GetScope().GetResources() {
 		c.Scope.Resources = append(c.Scope.Resources, credential.ResourceRef{Type: r.GetType(), ID: r.GetId()})
 	}
@@ -511,7 +509,7 @@ func (s *authzService) renew(ctx context.Context, m *writv1.RenewRequest) (*conn
 	var dec authz.Decision
 	for _, action := range lease.GetScope().GetActions() {
 		for _, r := range lease.GetScope().GetResources() {
-			dec, err = s.decide(view, ident, lease.GetRole(), action, authz.Resource{Type: r.GetType(), ID: r.GetId()}, cedarCtx)
+			dec, err = s.decide(view, ident, lease.GetRole(), action, authz.Resource{Type: r.GetType(), ID: r.GetId(), Attributes: structMap(r.GetAttributes())}, cedarCtx)
 			if err != nil {
 				return nil, err
 			}

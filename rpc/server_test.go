@@ -311,3 +311,44 @@ func TestBadInput(t *testing.T) {
 		}
 	})
 }
+
+// TestRenewAndComplete: a renewal re-decides the lease's scope with the
+// resource attributes stated at issuance, is bounded by max renewals, and a
+// holder can end its own lease.
+func TestRenewAndComplete(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	admin := f.c.Admin(0)
+	mustOK(t, ignore(admin.PutPolicySet(ctx, connect.NewRequest(&writv1.PutPolicySetRequest{PolicySet: &writv1.PolicySet{
+		Name: "prod", Cedar: `@id("prod-only") permit (principal, action == Action::"deploy", resource) when { resource has env && resource.env == "prod" };`,
+	}}))))
+	mustOK(t, ignore(admin.PutRole(ctx, connect.NewRequest(&writv1.PutRoleRequest{Role: &writv1.Role{
+		Name: "deploy-api", Environment: "prod", Identity: "ci/deploy-api", DefaultTtlSeconds: 60, MaxTtlSeconds: 600, MaxRenewals: 1,
+	}}))))
+	client := writv1connect.NewAuthzServiceClient(http.DefaultClient, f.base)
+	req := f.issueReq(false)
+	req.Intent.Resource.Attributes, _ = structpb.NewStruct(map[string]any{"env": "prod"})
+	issued, err := client.AuthorizeAndIssue(ctx, connect.NewRequest(req))
+	mustOK(t, err)
+	if !issued.Msg.GetDecision().GetAllowed() {
+		t.Fatalf("issue denied: %v", issued.Msg.GetDecision())
+	}
+	f.clock.Advance(30 * time.Second)
+	renewed, err := client.Renew(ctx, connect.NewRequest(&writv1.RenewRequest{Credential: issued.Msg.GetCredential(), TtlSeconds: 120}))
+	mustOK(t, err)
+	if !renewed.Msg.GetDecision().GetAllowed() || renewed.Msg.GetLease().GetRenewals() != 1 ||
+		!renewed.Msg.GetLease().GetExpiresAt().AsTime().After(issued.Msg.GetLease().GetExpiresAt().AsTime()) {
+		t.Fatalf("renew: %v", renewed.Msg)
+	}
+	_, err = client.Renew(ctx, connect.NewRequest(&writv1.RenewRequest{Credential: renewed.Msg.GetCredential()}))
+	if connect.CodeOf(err) != connect.CodeResourceExhausted {
+		t.Fatalf("second renewal: want ResourceExhausted, got %v", err)
+	}
+	// The holder completes its task: the lease is revoked at once.
+	mustOK(t, ignore(client.Revoke(ctx, connect.NewRequest(&writv1.RevokeRequest{Target: &writv1.RevokeRequest_Credential{Credential: renewed.Msg.GetCredential()}}))))
+	v, err := client.Verify(ctx, connect.NewRequest(&writv1.VerifyRequest{Credential: renewed.Msg.GetCredential()}))
+	mustOK(t, err)
+	if v.Msg.GetActive() || v.Msg.GetReason() != "revoked" {
+		t.Fatalf("after completion: %v", v.Msg)
+	}
+}

@@ -13,6 +13,7 @@ package fsmpb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -2211,9 +2212,11 @@ func (x *Node) GetApiAddr() string {
 }
 
 type Resource struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Type          string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
-	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Id    string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// The attributes the caller stated at issuance; renewals re-decide with them.
+	Attributes    *structpb.Struct `protobuf:"bytes,3,opt,name=attributes,proto3" json:"attributes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2260,6 +2263,13 @@ func (x *Resource) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *Resource) GetAttributes() *structpb.Struct {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
 }
 
 type Scope struct {
@@ -2916,7 +2926,7 @@ var File_writ_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x15writ/fsm/v1/fsm.proto\x12\vwrit.fsm.v1\"\xb1\x01\n" +
+	"\x15writ/fsm/v1/fsm.proto\x12\vwrit.fsm.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xb1\x01\n" +
 	"\x06Header\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12$\n" +
@@ -3078,10 +3088,13 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x19\n" +
-	"\bapi_addr\x18\x03 \x01(\tR\aapiAddr\".\n" +
+	"\bapi_addr\x18\x03 \x01(\tR\aapiAddr\"g\n" +
 	"\bResource\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id\"V\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x127\n" +
+	"\n" +
+	"attributes\x18\x03 \x01(\v2\x17.google.protobuf.StructR\n" +
+	"attributes\"V\n" +
 	"\x05Scope\x12\x18\n" +
 	"\aactions\x18\x01 \x03(\tR\aactions\x123\n" +
 	"\tresources\x18\x02 \x03(\v2\x15.writ.fsm.v1.ResourceR\tresources\"\xae\x05\n" +
@@ -3218,6 +3231,7 @@ var file_writ_fsm_v1_fsm_proto_goTypes = []any{
 	(*SnapshotRecord)(nil),  // 36: writ.fsm.v1.SnapshotRecord
 	nil,                     // 37: writ.fsm.v1.Identity.AttributesEntry
 	nil,                     // 38: writ.fsm.v1.SecretID.MetadataEntry
+	(*structpb.Struct)(nil), // 39: google.protobuf.Struct
 }
 var file_writ_fsm_v1_fsm_proto_depIdxs = []int32{
 	3,  // 0: writ.fsm.v1.Command.header:type_name -> writ.fsm.v1.Header
@@ -3252,25 +3266,26 @@ var file_writ_fsm_v1_fsm_proto_depIdxs = []int32{
 	37, // 29: writ.fsm.v1.Identity.attributes:type_name -> writ.fsm.v1.Identity.AttributesEntry
 	0,  // 30: writ.fsm.v1.Identity.status:type_name -> writ.fsm.v1.IdentityStatus
 	38, // 31: writ.fsm.v1.SecretID.metadata:type_name -> writ.fsm.v1.SecretID.MetadataEntry
-	30, // 32: writ.fsm.v1.Scope.resources:type_name -> writ.fsm.v1.Resource
-	31, // 33: writ.fsm.v1.Lease.scope:type_name -> writ.fsm.v1.Scope
-	1,  // 34: writ.fsm.v1.Lease.status:type_name -> writ.fsm.v1.LeaseStatus
-	2,  // 35: writ.fsm.v1.Result.code:type_name -> writ.fsm.v1.ResultCode
-	32, // 36: writ.fsm.v1.Result.lease:type_name -> writ.fsm.v1.Lease
-	33, // 37: writ.fsm.v1.AppliedRequest.result:type_name -> writ.fsm.v1.Result
-	24, // 38: writ.fsm.v1.SnapshotRecord.identity:type_name -> writ.fsm.v1.Identity
-	25, // 39: writ.fsm.v1.SnapshotRecord.role:type_name -> writ.fsm.v1.Role
-	26, // 40: writ.fsm.v1.SnapshotRecord.secret_id:type_name -> writ.fsm.v1.SecretID
-	27, // 41: writ.fsm.v1.SnapshotRecord.policy_set:type_name -> writ.fsm.v1.PolicySet
-	28, // 42: writ.fsm.v1.SnapshotRecord.signing_key:type_name -> writ.fsm.v1.SigningKey
-	29, // 43: writ.fsm.v1.SnapshotRecord.node:type_name -> writ.fsm.v1.Node
-	32, // 44: writ.fsm.v1.SnapshotRecord.lease:type_name -> writ.fsm.v1.Lease
-	35, // 45: writ.fsm.v1.SnapshotRecord.applied_request:type_name -> writ.fsm.v1.AppliedRequest
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	39, // 32: writ.fsm.v1.Resource.attributes:type_name -> google.protobuf.Struct
+	30, // 33: writ.fsm.v1.Scope.resources:type_name -> writ.fsm.v1.Resource
+	31, // 34: writ.fsm.v1.Lease.scope:type_name -> writ.fsm.v1.Scope
+	1,  // 35: writ.fsm.v1.Lease.status:type_name -> writ.fsm.v1.LeaseStatus
+	2,  // 36: writ.fsm.v1.Result.code:type_name -> writ.fsm.v1.ResultCode
+	32, // 37: writ.fsm.v1.Result.lease:type_name -> writ.fsm.v1.Lease
+	33, // 38: writ.fsm.v1.AppliedRequest.result:type_name -> writ.fsm.v1.Result
+	24, // 39: writ.fsm.v1.SnapshotRecord.identity:type_name -> writ.fsm.v1.Identity
+	25, // 40: writ.fsm.v1.SnapshotRecord.role:type_name -> writ.fsm.v1.Role
+	26, // 41: writ.fsm.v1.SnapshotRecord.secret_id:type_name -> writ.fsm.v1.SecretID
+	27, // 42: writ.fsm.v1.SnapshotRecord.policy_set:type_name -> writ.fsm.v1.PolicySet
+	28, // 43: writ.fsm.v1.SnapshotRecord.signing_key:type_name -> writ.fsm.v1.SigningKey
+	29, // 44: writ.fsm.v1.SnapshotRecord.node:type_name -> writ.fsm.v1.Node
+	32, // 45: writ.fsm.v1.SnapshotRecord.lease:type_name -> writ.fsm.v1.Lease
+	35, // 46: writ.fsm.v1.SnapshotRecord.applied_request:type_name -> writ.fsm.v1.AppliedRequest
+	47, // [47:47] is the sub-list for method output_type
+	47, // [47:47] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_writ_fsm_v1_fsm_proto_init() }
