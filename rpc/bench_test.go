@@ -1,0 +1,71 @@
+package rpc_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/writ-dev/writ/node/nodetest"
+	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
+	"github.com/writ-dev/writ/rpc/gen/writ/v1/writv1connect"
+)
+
+// generatedPolicies returns n policies of a realistic shape: one permits the
+// benchmark's request, the rest are scoped to other actions and resources.
+func generatedPolicies(n int) string {
+	var b strings.Builder
+	b.WriteString(`@id("deploy") permit (principal, action == Action::"deploy", resource) when { context has ticket };` + "\n")
+	for i := 1; i < n; i++ {
+		fmt.Fprintf(&b, "@id(\"p%d\") permit (principal, action == Action::\"act%d\", resource == Deployment::\"svc-%d\") when { context has ticket };\n", i, i%50, i)
+	}
+	return b.String()
+}
+
+// BenchmarkAuthorize measures one Authorize call end to end on an in-process
+// node over loopback HTTP/1.1 (Connect protocol, binary): credential check
+// (cached), lease check, scope check and Cedar on the whole policy set.
+func BenchmarkAuthorize(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("policies=%d", n), func(b *testing.B) {
+			c := nodetest.New(b, 1, nodetest.Options{})
+			ctx := context.Background()
+			admin := c.Admin(0)
+			if _, err := admin.PutPolicySet(ctx, connect.NewRequest(&writv1.PutPolicySetRequest{PolicySet: &writv1.PolicySet{Name: "prod", Cedar: generatedPolicies(n)}})); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := admin.PutIdentity(ctx, connect.NewRequest(&writv1.PutIdentityRequest{Identity: &writv1.Identity{Id: "ci/a", Kind: "ci_job", Owner: "t", Environment: "prod"}})); err != nil {
+				b.Fatal(err)
+			}
+			role, err := admin.PutRole(ctx, connect.NewRequest(&writv1.PutRoleRequest{Role: &writv1.Role{Name: "a", Environment: "prod", Identity: "ci/a", DefaultTtlSeconds: 3600, MaxTtlSeconds: 3600}}))
+			if err != nil {
+				b.Fatal(err)
+			}
+			sid, err := admin.CreateSecretID(ctx, connect.NewRequest(&writv1.CreateSecretIDRequest{Role: "a"}))
+			if err != nil {
+				b.Fatal(err)
+			}
+			ticket, _ := structpb.NewStruct(map[string]any{"ticket": "CHG-1"})
+			client := writv1connect.NewAuthzServiceClient(http.DefaultClient, "http://"+c.Members[0].APIAddr)
+			issued, err := client.AuthorizeAndIssue(ctx, connect.NewRequest(&writv1.AuthorizeAndIssueRequest{
+				Proof:  &writv1.Proof{Method: &writv1.Proof_Approle{Approle: &writv1.AppRoleProof{RoleId: role.Msg.GetRole().GetRoleId(), SecretId: sid.Msg.GetSecretId()}}},
+				Intent: &writv1.Intent{Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "api"}, Context: ticket},
+			}))
+			if err != nil {
+				b.Fatal(err)
+			}
+			req := &writv1.AuthorizeRequest{Credential: issued.Msg.GetCredential(), Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "api"}, Context: ticket}
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := client.Authorize(ctx, connect.NewRequest(req))
+				if err != nil || !resp.Msg.GetDecision().GetAllowed() {
+					b.Fatalf("authorize: %v %v", err, resp)
+				}
+			}
+		})
+	}
+}
