@@ -230,3 +230,40 @@ func TestLeaderKillKeepsAcknowledged(t *testing.T) {
 		t.Fatalf("acknowledged %d leases, want 60", got)
 	}
 }
+
+// TestGroupCommit: concurrent issuance is packed into fewer log entries than
+// there are leases (the batch, not the request, is the unit of Raft work).
+func TestGroupCommit(t *testing.T) {
+	c := nodetest.New(t, 1, nodetest.Options{})
+	proof := setup(t, c)
+	ctx := context.Background()
+	before, err := c.Members[0].Node.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const issues = 64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < issues; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			resp, err := c.Authz(0, false).AuthorizeAndIssue(ctx, issueRequest(proof, true))
+			if err != nil || !resp.Msg.GetDecision().GetAllowed() {
+				t.Errorf("issue: %v", err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	after, err := c.Members[0].Node.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := after.GetLastLogIndex() - before.GetLastLogIndex()
+	t.Logf("%d leases in %d log entries", issues, entries)
+	if entries >= issues {
+		t.Fatalf("%d leases took %d log entries: no group commit", issues, entries)
+	}
+}
