@@ -255,3 +255,17 @@ func (v *View) checkLease(id string, now int64, depth int) (*fsmpb.Lease, string
 	}
 	return l, ""
 }
+
+// NextExpiry returns the earliest lease expiry in the state (revoked leases
+// included: they stay until they expire), if there is any lease.
+func (v *View) NextExpiry() (time.Time, bool) {
+	it, err := v.txn.LowerBound(tLease, "expiry", int64(0))
+	if err != nil {
+		return time.Time{}, false
+	}
+	raw := it.Next()
+	if raw == nil {
+		return time.Time{}, false
+	}
+	return time.Unix(0, raw.(*fsmpb.Lease).GetExpiresUnixNano()), true
+}

@@ -33,7 +33,9 @@ func (n *Node) fresh() error {
 		if last.IsZero() {
 			return rpc.ErrNoLeader
 		}
-		if n.cfg.Clock.Now().Sub(last) > n.cfg.MaxStaleness {
+		// Raft records contact on the real clock; the injectable clock is the
+		// log's notion of time (lease expiry), not this one.
+		if time.Since(last) > n.cfg.MaxStaleness {
 			return rpc.ErrStale
 		}
 		return nil
@@ -305,7 +307,7 @@ func (n *Node) Status(ctx context.Context) (*writv1.StatusResponse, error) {
 		out.LeaderApiAddr = node.GetApiAddr()
 	}
 	if lc := n.raft.LastContact(); !lc.IsZero() {
-		out.LastContact = durationpb.New(n.cfg.Clock.Now().Sub(lc))
+		out.LastContact = durationpb.New(time.Since(lc))
 	}
 	cf := n.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {

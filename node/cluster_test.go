@@ -2,12 +2,15 @@ package node_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/writ-dev/writ/internal/clock"
 	"github.com/writ-dev/writ/node/nodetest"
 	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
 )
@@ -266,4 +269,29 @@ func TestGroupCommit(t *testing.T) {
 	if entries >= issues {
 		t.Fatalf("%d leases took %d log entries: no group commit", issues, entries)
 	}
+}
+
+// TestReaperRemovesExpired: once leases expire by the (fake) clock, the
+// leader removes them in bulk entries and every replica converges on the
+// smaller state.
+func TestReaperRemovesExpired(t *testing.T) {
+	fc := clock.NewFake(time.Now())
+	c := nodetest.New(t, 3, nodetest.Options{Clock: fc})
+	proof := setup(t, c)
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		if _, err := c.Authz(i%3, false).AuthorizeAndIssue(ctx, issueRequest(proof, true)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fc.Advance(11 * time.Minute) // past the role's 10-minute default TTL
+	nodetest.Eventually(t, 20*time.Second, "expired leases reaped", func() error {
+		for _, m := range c.Members {
+			if n := len(m.Node.FSM().View().Leases("", 0)); n != 0 {
+				return fmt.Errorf("%s still holds %d leases", m.ID, n)
+			}
+		}
+		return nil
+	})
+	c.WaitConverged()
 }

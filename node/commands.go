@@ -12,6 +12,8 @@ import (
 	"github.com/writ-dev/writ/fsm/fsmpb"
 )
 
+var randReader = rand.Reader
+
 func randomHex(r io.Reader, n int) (string, error) {
 	b := make([]byte, n)
 	if _, err := io.ReadFull(r, b); err != nil {

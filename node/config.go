@@ -42,6 +42,8 @@ type Config struct {
 	// RaftLogOutput receives hashicorp/raft's own log lines; default stderr.
 	RaftLogOutput io.Writer
 	Clock         clock.Clock
+	// ReapInterval is how often the leader removes expired leases. Default 10s.
+	ReapInterval time.Duration
 	// DevMode turns off fsync (dev only: an acknowledged write may be lost on power failure).
 	DevMode bool
 	Raft    RaftTuning
@@ -93,6 +95,9 @@ func (c *Config) defaults() {
 	}
 	if c.HoldTimeout == 0 {
 		c.HoldTimeout = 5 * time.Second
+	}
+	if c.ReapInterval == 0 {
+		c.ReapInterval = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))

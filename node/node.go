@@ -99,8 +99,9 @@ func (n *Node) Start(ctx context.Context) error {
 		_ = n.Close()
 		return err
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.leaderLoop()
+	go n.reaperLoop()
 	if len(n.cfg.Join) > 0 {
 		n.wg.Add(1)
 		go n.joinLoop()

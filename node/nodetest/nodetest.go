@@ -50,6 +50,8 @@ type Options struct {
 	MaxStaleness time.Duration
 	// Clock for every node (the leader stamps it into the log); default real.
 	Clock clock.Clock
+	// ReapInterval for every node; default 50ms so expiry tests are quick.
+	ReapInterval time.Duration
 }
 
 // freeAddr reserves a loopback port by listening and closing; the port is
@@ -71,6 +73,9 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.ReapInterval == 0 {
+		opts.ReapInterval = 50 * time.Millisecond
 	}
 	if opts.MaxStaleness == 0 {
 		opts.MaxStaleness = time.Second
@@ -95,6 +100,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 			Logger:        opts.Logger.With("member", m.ID),
 			RaftLogOutput: io.Discard,
 			Clock:         opts.Clock,
+			ReapInterval:  opts.ReapInterval,
 			Raft: node.RaftTuning{
 				HeartbeatTimeout:   300 * time.Millisecond,
 				ElectionTimeout:    300 * time.Millisecond,
