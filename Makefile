@@ -44,6 +44,10 @@ cluster-up: image ## start a 3-node cluster in containers (API on 127.0.0.1:7400
 cluster-down: ## stop the container cluster and delete its volumes
 	WRIT_ADMIN_TOKEN=$${WRIT_ADMIN_TOKEN:-unused} $(COMPOSE) -p writ down -v
 
+.PHONY: test-docker
+test-docker: ## docker cluster test: 3 containers, kill, disconnect, rolling restart (skips without an engine)
+	WRIT_DOCKER_TESTS=1 $(GO) test -count=1 -timeout 10m -run TestDockerCluster -v ./internal/e2e/
+
 .PHONY: bench-ci
 bench-ci: ## run every benchmark once so they cannot rot
 	$(GO) test -run '^$$' -bench . -benchtime=1x ./...
