@@ -111,3 +111,14 @@ func (e *entities) principalEntity() types.Entity {
 	}
 	return e.full
 }
+
+// ancestors returns the ancestors (parents, transitively) of uid's entity as
+// Get gives them, without building the principal: the principal's parents
+// (which have no parents), and nothing for anything else. It must agree with
+// Get; the index relies on it (TestAncestorsAgreeWithGet).
+func (e *entities) ancestors(uid types.EntityUID) []types.EntityUID {
+	if uid == e.principal { // checked first, like Get: a resource that is the principal has its parents
+		return e.parents[:e.nParents]
+	}
+	return nil
+}

@@ -82,10 +82,11 @@ type compiled struct {
 	id     types.PolicyID
 	policy *cedar.Policy
 	ref    PolicyRef
+	scope  policyScope
 }
 
-// policyIter hands cedar.Authorize the policies to evaluate. Today that is
-// every policy of the set; indexed evaluation will hand it only candidates.
+// policyIter hands cedar.Authorize every policy of the set (DecideAll).
+// Decide hands it only candidates (index.go).
 type policyIter struct{ list []compiled }
 
 func (it *policyIter) All() iter.Seq2[types.PolicyID, *cedar.Policy] {
@@ -106,6 +107,7 @@ type PolicySet struct {
 	size    int // bytes of Cedar text, a cheap guard in Engine.Get
 	iter    policyIter
 	byID    map[types.PolicyID]int
+	index   index
 }
 
 // Compile parses Cedar policy text into a PolicySet. Every error wraps
@@ -155,8 +157,10 @@ func Compile(name string, version uint64, text []byte) (*PolicySet, error) {
 			id:     types.PolicyID(id),
 			policy: p,
 			ref:    PolicyRef{ID: id, Annotations: ann},
+			scope:  policyScopeOf(p),
 		})
 	}
+	ps.index = buildIndex(ps.iter.list)
 	return ps, nil
 }
 
@@ -184,15 +188,43 @@ func (ps *PolicySet) Policies() []PolicyRef {
 	return out
 }
 
-// Decide evaluates req against every policy of the set. It returns an error
+// Decide evaluates req against the policy set. It returns an error
 // (wrapping ErrInvalidRequest) only when the request is malformed; a policy
 // that fails to evaluate is reported in Decision.Errors instead.
+//
+// Only the policies whose scope matches the request are evaluated (see
+// index.go); the decision is identical to DecideAll's.
 func (ps *PolicySet) Decide(req Request) (Decision, error) {
-	ents, creq, err := newRequest(req)
+	call := new(decideCall)
+	creq, err := newRequest(req, &call.ents)
+	if err != nil {
+		return Decision{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	call.cands = candidates{ps: ps, ents: &call.ents}
+	dec, diag := cedar.Authorize(&call.cands, &call.ents, creq)
+	return ps.decision(dec, diag), nil
+}
+
+// decideCall holds what one Decide call hands cedar.Authorize, in one
+// allocation.
+type decideCall struct {
+	ents  entities
+	cands candidates
+}
+
+// DecideAll is Decide evaluating every policy of the set, the reference the
+// indexed Decide is tested and measured against.
+func (ps *PolicySet) DecideAll(req Request) (Decision, error) {
+	ents := new(entities)
+	creq, err := newRequest(req, ents)
 	if err != nil {
 		return Decision{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
 	dec, diag := cedar.Authorize(&ps.iter, ents, creq)
+	return ps.decision(dec, diag), nil
+}
+
+func (ps *PolicySet) decision(dec cedar.Decision, diag cedar.Diagnostic) Decision {
 	out := Decision{
 		Allowed:   dec == cedar.Allow,
 		PolicySet: ps.name,
@@ -211,7 +243,7 @@ func (ps *PolicySet) Decide(req Request) (Decision, error) {
 		}
 	}
 	out.Reason = reason(out)
-	return out, nil
+	return out
 }
 
 func reason(d Decision) string {
@@ -239,45 +271,45 @@ func reason(d Decision) string {
 	return r
 }
 
-// newRequest checks req and turns it into the Cedar request and the entity
-// getter for it.
-func newRequest(req Request) (*entities, cedar.Request, error) {
+// newRequest checks req and turns it into the Cedar request, filling e, the
+// entity getter for it.
+func newRequest(req Request, e *entities) (cedar.Request, error) {
 	ident := req.Identity
 	if ident == nil {
-		return nil, cedar.Request{}, fmt.Errorf("identity is required")
+		return cedar.Request{}, fmt.Errorf("identity is required")
 	}
 	if err := checkID("identity id", ident.GetId()); err != nil {
-		return nil, cedar.Request{}, err
+		return cedar.Request{}, err
 	}
 	ptype, err := principalType(ident.GetKind())
 	if err != nil {
-		return nil, cedar.Request{}, fmt.Errorf("identity %q: %w", ident.GetId(), err)
+		return cedar.Request{}, fmt.Errorf("identity %q: %w", ident.GetId(), err)
 	}
 	if req.Action == "" {
-		return nil, cedar.Request{}, fmt.Errorf("action is required")
+		return cedar.Request{}, fmt.Errorf("action is required")
 	}
 	if len(req.Action) > MaxTypeBytes {
-		return nil, cedar.Request{}, fmt.Errorf("action is %d bytes; at most %d", len(req.Action), MaxTypeBytes)
+		return cedar.Request{}, fmt.Errorf("action is %d bytes; at most %d", len(req.Action), MaxTypeBytes)
 	}
 	if err := checkType(req.Resource.Type); err != nil {
-		return nil, cedar.Request{}, err
+		return cedar.Request{}, err
 	}
 	if err := checkID("resource id", req.Resource.ID); err != nil {
-		return nil, cedar.Request{}, err
+		return cedar.Request{}, err
 	}
 	if len(req.Role) > MaxIDBytes {
-		return nil, cedar.Request{}, fmt.Errorf("role is %d bytes; at most %d", len(req.Role), MaxIDBytes)
+		return cedar.Request{}, fmt.Errorf("role is %d bytes; at most %d", len(req.Role), MaxIDBytes)
 	}
 	resAttrs, err := recordFromMap("resource", req.Resource.Attributes)
 	if err != nil {
-		return nil, cedar.Request{}, err
+		return cedar.Request{}, err
 	}
 	ctx, err := recordFromMap("context", req.Context)
 	if err != nil {
-		return nil, cedar.Request{}, err
+		return cedar.Request{}, err
 	}
 
-	e := &entities{
+	*e = entities{
 		ident:     ident,
 		principal: types.NewEntityUID(ptype, types.String(ident.GetId())),
 		action:    types.NewEntityUID(typeAction, types.String(req.Action)),
@@ -298,7 +330,7 @@ func newRequest(req Request) (*entities, cedar.Request, error) {
 		e.parents[e.nParents] = types.NewEntityUID(typeEnvironment, types.String(env))
 		e.nParents++
 	}
-	return e, cedar.Request{
+	return cedar.Request{
 		Principal: e.principal,
 		Action:    e.action,
 		Resource:  e.resource.UID,

@@ -63,7 +63,8 @@ func TestEntitiesAgreeWithSchema(t *testing.T) {
 				Resource: res,
 				Context:  ctx,
 			}
-			ents, creq, err := newRequest(req)
+			ents := new(entities)
+			creq, err := newRequest(req, ents)
 			if err != nil {
 				t.Fatal(err)
 			}

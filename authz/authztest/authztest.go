@@ -228,8 +228,8 @@ func (r *Report) record(set string, d authz.Decision) {
 type Variant func(t *testing.T, name string, text []byte, req authz.Request) (authz.Decision, error)
 
 // Variants returns the evaluator variants authz offers: a fresh Compile per
-// request, and a shared Engine (which also exercises the cache under
-// concurrency).
+// request (indexed Decide), the same evaluating the whole set (DecideAll),
+// and a shared Engine (which also exercises the cache under concurrency).
 func Variants() map[string]Variant {
 	engine := authz.NewEngine()
 	return map[string]Variant{
@@ -239,6 +239,13 @@ func Variants() map[string]Variant {
 				t.Fatalf("compile %s: %v", name, err)
 			}
 			return ps.Decide(req)
+		},
+		"whole-set": func(t *testing.T, name string, text []byte, req authz.Request) (authz.Decision, error) {
+			ps, err := authz.Compile(name, 1, text)
+			if err != nil {
+				t.Fatalf("compile %s: %v", name, err)
+			}
+			return ps.DecideAll(req)
 		},
 		"engine": func(t *testing.T, name string, text []byte, req authz.Request) (authz.Decision, error) {
 			ps, err := engine.Get(&fsmpb.PolicySet{Name: name, Version: 1, Cedar: string(text)})
