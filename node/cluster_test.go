@@ -24,7 +24,7 @@ when { context has ticket };
 
 // setup loads a policy set, an identity, a role and a secret id through
 // member 0 and returns the AppRole proof.
-func setup(t *testing.T, c *nodetest.Cluster) *writv1.AppRoleProof {
+func setup(t testing.TB, c *nodetest.Cluster) *writv1.AppRoleProof {
 	t.Helper()
 	ctx := context.Background()
 	admin := c.Admin(0)
