@@ -56,8 +56,19 @@ func benchRequest() authz.Request {
 	}
 }
 
-func BenchmarkDecide(b *testing.B) {
-	for _, n := range []int{100, 1000} {
+// BenchmarkDecideIndexed and BenchmarkDecideWholeSet decide the same
+// request against the same generated sets: Decide (only the policies whose
+// scope matches) and DecideAll (every policy).
+func BenchmarkDecideIndexed(b *testing.B) {
+	benchDecide(b, (*authz.PolicySet).Decide)
+}
+
+func BenchmarkDecideWholeSet(b *testing.B) {
+	benchDecide(b, (*authz.PolicySet).DecideAll)
+}
+
+func benchDecide(b *testing.B, decide func(*authz.PolicySet, authz.Request) (authz.Decision, error)) {
+	for _, n := range []int{10, 100, 1000, 10000} {
 		b.Run(fmt.Sprintf("policies=%d", n), func(b *testing.B) {
 			ps, err := authz.Compile("bench", 1, generatePolicies(n))
 			if err != nil {
@@ -69,7 +80,7 @@ func BenchmarkDecide(b *testing.B) {
 			req := benchRequest()
 			b.ReportAllocs()
 			for b.Loop() {
-				d, err := ps.Decide(req)
+				d, err := decide(ps, req)
 				if err != nil || !d.Allowed || len(d.Determining) != 1 || d.Determining[0].ID != "match" || len(d.Errors) != 0 {
 					b.Fatalf("decision %+v, %v", d, err)
 				}
