@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/writ-dev/writ/fsm"
@@ -60,6 +61,11 @@ type Backend interface {
 	Leave(ctx context.Context, nodeID string) (uint64, error)
 	// Ready reports whether the node has a leader within max staleness.
 	Ready() error
+	// SnapshotSave writes a consistent snapshot of the local (fresh) state.
+	SnapshotSave(ctx context.Context, w io.Writer) error
+	// SnapshotRestore installs a snapshot cluster-wide (leader only) and
+	// returns an index at which it is in force.
+	SnapshotRestore(ctx context.Context, r io.Reader) (uint64, error)
 }
 
 var (
@@ -69,6 +75,8 @@ var (
 	ErrNoLeader = errors.New("no leader")
 	// ErrOverloaded: the write queue is full.
 	ErrOverloaded = errors.New("write queue full")
+	// ErrBadSnapshot: an uploaded snapshot cannot be restored.
+	ErrBadSnapshot = errors.New("bad snapshot")
 	// ErrNotBootstrapped: the cluster has not applied its bootstrap entry yet.
 	ErrNotBootstrapped = errors.New("cluster not bootstrapped yet")
 )

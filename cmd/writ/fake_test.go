@@ -21,6 +21,8 @@ import (
 // records what it was sent, so command tests run over real HTTP without a
 // node.
 type fakeServer struct {
+	// Snapshot streaming is exercised against a real node in node/cluster_test.go.
+	writv1connect.UnimplementedClusterServiceHandler
 	mu    sync.Mutex
 	calls []fakeCall
 	resps map[string]proto.Message

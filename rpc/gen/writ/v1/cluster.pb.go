@@ -22,6 +22,174 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type SnapshotSaveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotSaveRequest) Reset() {
+	*x = SnapshotSaveRequest{}
+	mi := &file_writ_v1_cluster_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotSaveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotSaveRequest) ProtoMessage() {}
+
+func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_v1_cluster_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotSaveRequest.ProtoReflect.Descriptor instead.
+func (*SnapshotSaveRequest) Descriptor() ([]byte, []int) {
+	return file_writ_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
+
+type SnapshotSaveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Chunk         []byte                 `protobuf:"bytes,1,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotSaveResponse) Reset() {
+	*x = SnapshotSaveResponse{}
+	mi := &file_writ_v1_cluster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotSaveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotSaveResponse) ProtoMessage() {}
+
+func (x *SnapshotSaveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_v1_cluster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotSaveResponse.ProtoReflect.Descriptor instead.
+func (*SnapshotSaveResponse) Descriptor() ([]byte, []int) {
+	return file_writ_v1_cluster_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SnapshotSaveResponse) GetChunk() []byte {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
+type SnapshotRestoreRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Chunk         []byte                 `protobuf:"bytes,1,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotRestoreRequest) Reset() {
+	*x = SnapshotRestoreRequest{}
+	mi := &file_writ_v1_cluster_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotRestoreRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotRestoreRequest) ProtoMessage() {}
+
+func (x *SnapshotRestoreRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_v1_cluster_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotRestoreRequest.ProtoReflect.Descriptor instead.
+func (*SnapshotRestoreRequest) Descriptor() ([]byte, []int) {
+	return file_writ_v1_cluster_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SnapshotRestoreRequest) GetChunk() []byte {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
+type SnapshotRestoreResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotRestoreResponse) Reset() {
+	*x = SnapshotRestoreResponse{}
+	mi := &file_writ_v1_cluster_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotRestoreResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotRestoreResponse) ProtoMessage() {}
+
+func (x *SnapshotRestoreResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_v1_cluster_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotRestoreResponse.ProtoReflect.Descriptor instead.
+func (*SnapshotRestoreResponse) Descriptor() ([]byte, []int) {
+	return file_writ_v1_cluster_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SnapshotRestoreResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -30,7 +198,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_writ_v1_cluster_proto_msgTypes[0]
+	mi := &file_writ_v1_cluster_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -42,7 +210,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_cluster_proto_msgTypes[0]
+	mi := &file_writ_v1_cluster_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -55,7 +223,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_writ_v1_cluster_proto_rawDescGZIP(), []int{0}
+	return file_writ_v1_cluster_proto_rawDescGZIP(), []int{4}
 }
 
 type Member struct {
@@ -72,7 +240,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_writ_v1_cluster_proto_msgTypes[1]
+	mi := &file_writ_v1_cluster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -84,7 +252,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_cluster_proto_msgTypes[1]
+	mi := &file_writ_v1_cluster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -97,7 +265,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_writ_v1_cluster_proto_rawDescGZIP(), []int{1}
+	return file_writ_v1_cluster_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Member) GetId() string {
@@ -156,7 +324,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_writ_v1_cluster_proto_msgTypes[2]
+	mi := &file_writ_v1_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -168,7 +336,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_cluster_proto_msgTypes[2]
+	mi := &file_writ_v1_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -181,7 +349,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_writ_v1_cluster_proto_rawDescGZIP(), []int{2}
+	return file_writ_v1_cluster_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StatusResponse) GetNodeId() string {
@@ -279,7 +447,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_writ_v1_cluster_proto_msgTypes[3]
+	mi := &file_writ_v1_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -291,7 +459,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_cluster_proto_msgTypes[3]
+	mi := &file_writ_v1_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -304,7 +472,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_writ_v1_cluster_proto_rawDescGZIP(), []int{3}
+	return file_writ_v1_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -337,7 +505,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_writ_v1_cluster_proto_msgTypes[4]
+	mi := &file_writ_v1_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -349,7 +517,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_cluster_proto_msgTypes[4]
+	mi := &file_writ_v1_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -362,7 +530,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_writ_v1_cluster_proto_rawDescGZIP(), []int{4}
+	return file_writ_v1_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *JoinResponse) GetIndex() uint64 {
@@ -381,7 +549,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_writ_v1_cluster_proto_msgTypes[5]
+	mi := &file_writ_v1_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -393,7 +561,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_cluster_proto_msgTypes[5]
+	mi := &file_writ_v1_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -406,7 +574,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_writ_v1_cluster_proto_rawDescGZIP(), []int{5}
+	return file_writ_v1_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LeaveRequest) GetNodeId() string {
@@ -425,7 +593,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_writ_v1_cluster_proto_msgTypes[6]
+	mi := &file_writ_v1_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -437,7 +605,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_cluster_proto_msgTypes[6]
+	mi := &file_writ_v1_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -450,7 +618,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_writ_v1_cluster_proto_rawDescGZIP(), []int{6}
+	return file_writ_v1_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LeaveResponse) GetIndex() uint64 {
@@ -464,7 +632,14 @@ var File_writ_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_writ_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x15writ/v1/cluster.proto\x12\awrit.v1\x1a\x1egoogle/protobuf/duration.proto\"\x0f\n" +
+	"\x15writ/v1/cluster.proto\x12\awrit.v1\x1a\x1egoogle/protobuf/duration.proto\"\x15\n" +
+	"\x13SnapshotSaveRequest\",\n" +
+	"\x14SnapshotSaveResponse\x12\x14\n" +
+	"\x05chunk\x18\x01 \x01(\fR\x05chunk\".\n" +
+	"\x16SnapshotRestoreRequest\x12\x14\n" +
+	"\x05chunk\x18\x01 \x01(\fR\x05chunk\"/\n" +
+	"\x17SnapshotRestoreResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\x0f\n" +
 	"\rStatusRequest\"\x84\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
@@ -496,11 +671,13 @@ const file_writ_v1_cluster_proto_rawDesc = "" +
 	"\fLeaveRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"%\n" +
 	"\rLeaveResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index2\xbd\x01\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index2\xe4\x02\n" +
 	"\x0eClusterService\x12>\n" +
 	"\x06Status\x12\x16.writ.v1.StatusRequest\x1a\x17.writ.v1.StatusResponse\"\x03\x90\x02\x01\x123\n" +
 	"\x04Join\x12\x14.writ.v1.JoinRequest\x1a\x15.writ.v1.JoinResponse\x126\n" +
-	"\x05Leave\x12\x15.writ.v1.LeaveRequest\x1a\x16.writ.v1.LeaveResponseB1Z/github.com/writ-dev/writ/rpc/gen/writ/v1;writv1b\x06proto3"
+	"\x05Leave\x12\x15.writ.v1.LeaveRequest\x1a\x16.writ.v1.LeaveResponse\x12M\n" +
+	"\fSnapshotSave\x12\x1c.writ.v1.SnapshotSaveRequest\x1a\x1d.writ.v1.SnapshotSaveResponse0\x01\x12V\n" +
+	"\x0fSnapshotRestore\x12\x1f.writ.v1.SnapshotRestoreRequest\x1a .writ.v1.SnapshotRestoreResponse(\x01B1Z/github.com/writ-dev/writ/rpc/gen/writ/v1;writv1b\x06proto3"
 
 var (
 	file_writ_v1_cluster_proto_rawDescOnce sync.Once
@@ -514,31 +691,39 @@ func file_writ_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_writ_v1_cluster_proto_rawDescData
 }
 
-var file_writ_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_writ_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_writ_v1_cluster_proto_goTypes = []any{
-	(*StatusRequest)(nil),       // 0: writ.v1.StatusRequest
-	(*Member)(nil),              // 1: writ.v1.Member
-	(*StatusResponse)(nil),      // 2: writ.v1.StatusResponse
-	(*JoinRequest)(nil),         // 3: writ.v1.JoinRequest
-	(*JoinResponse)(nil),        // 4: writ.v1.JoinResponse
-	(*LeaveRequest)(nil),        // 5: writ.v1.LeaveRequest
-	(*LeaveResponse)(nil),       // 6: writ.v1.LeaveResponse
-	(*durationpb.Duration)(nil), // 7: google.protobuf.Duration
+	(*SnapshotSaveRequest)(nil),     // 0: writ.v1.SnapshotSaveRequest
+	(*SnapshotSaveResponse)(nil),    // 1: writ.v1.SnapshotSaveResponse
+	(*SnapshotRestoreRequest)(nil),  // 2: writ.v1.SnapshotRestoreRequest
+	(*SnapshotRestoreResponse)(nil), // 3: writ.v1.SnapshotRestoreResponse
+	(*StatusRequest)(nil),           // 4: writ.v1.StatusRequest
+	(*Member)(nil),                  // 5: writ.v1.Member
+	(*StatusResponse)(nil),          // 6: writ.v1.StatusResponse
+	(*JoinRequest)(nil),             // 7: writ.v1.JoinRequest
+	(*JoinResponse)(nil),            // 8: writ.v1.JoinResponse
+	(*LeaveRequest)(nil),            // 9: writ.v1.LeaveRequest
+	(*LeaveResponse)(nil),           // 10: writ.v1.LeaveResponse
+	(*durationpb.Duration)(nil),     // 11: google.protobuf.Duration
 }
 var file_writ_v1_cluster_proto_depIdxs = []int32{
-	1, // 0: writ.v1.StatusResponse.members:type_name -> writ.v1.Member
-	7, // 1: writ.v1.StatusResponse.last_contact:type_name -> google.protobuf.Duration
-	0, // 2: writ.v1.ClusterService.Status:input_type -> writ.v1.StatusRequest
-	3, // 3: writ.v1.ClusterService.Join:input_type -> writ.v1.JoinRequest
-	5, // 4: writ.v1.ClusterService.Leave:input_type -> writ.v1.LeaveRequest
-	2, // 5: writ.v1.ClusterService.Status:output_type -> writ.v1.StatusResponse
-	4, // 6: writ.v1.ClusterService.Join:output_type -> writ.v1.JoinResponse
-	6, // 7: writ.v1.ClusterService.Leave:output_type -> writ.v1.LeaveResponse
-	5, // [5:8] is the sub-list for method output_type
-	2, // [2:5] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	5,  // 0: writ.v1.StatusResponse.members:type_name -> writ.v1.Member
+	11, // 1: writ.v1.StatusResponse.last_contact:type_name -> google.protobuf.Duration
+	4,  // 2: writ.v1.ClusterService.Status:input_type -> writ.v1.StatusRequest
+	7,  // 3: writ.v1.ClusterService.Join:input_type -> writ.v1.JoinRequest
+	9,  // 4: writ.v1.ClusterService.Leave:input_type -> writ.v1.LeaveRequest
+	0,  // 5: writ.v1.ClusterService.SnapshotSave:input_type -> writ.v1.SnapshotSaveRequest
+	2,  // 6: writ.v1.ClusterService.SnapshotRestore:input_type -> writ.v1.SnapshotRestoreRequest
+	6,  // 7: writ.v1.ClusterService.Status:output_type -> writ.v1.StatusResponse
+	8,  // 8: writ.v1.ClusterService.Join:output_type -> writ.v1.JoinResponse
+	10, // 9: writ.v1.ClusterService.Leave:output_type -> writ.v1.LeaveResponse
+	1,  // 10: writ.v1.ClusterService.SnapshotSave:output_type -> writ.v1.SnapshotSaveResponse
+	3,  // 11: writ.v1.ClusterService.SnapshotRestore:output_type -> writ.v1.SnapshotRestoreResponse
+	7,  // [7:12] is the sub-list for method output_type
+	2,  // [2:7] is the sub-list for method input_type
+	2,  // [2:2] is the sub-list for extension type_name
+	2,  // [2:2] is the sub-list for extension extendee
+	0,  // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_writ_v1_cluster_proto_init() }
@@ -552,7 +737,7 @@ func file_writ_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_writ_v1_cluster_proto_rawDesc), len(file_writ_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

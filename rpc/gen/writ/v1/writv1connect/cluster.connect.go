@@ -39,6 +39,12 @@ const (
 	ClusterServiceJoinProcedure = "/writ.v1.ClusterService/Join"
 	// ClusterServiceLeaveProcedure is the fully-qualified name of the ClusterService's Leave RPC.
 	ClusterServiceLeaveProcedure = "/writ.v1.ClusterService/Leave"
+	// ClusterServiceSnapshotSaveProcedure is the fully-qualified name of the ClusterService's
+	// SnapshotSave RPC.
+	ClusterServiceSnapshotSaveProcedure = "/writ.v1.ClusterService/SnapshotSave"
+	// ClusterServiceSnapshotRestoreProcedure is the fully-qualified name of the ClusterService's
+	// SnapshotRestore RPC.
+	ClusterServiceSnapshotRestoreProcedure = "/writ.v1.ClusterService/SnapshotRestore"
 )
 
 // ClusterServiceClient is a client for the writ.v1.ClusterService service.
@@ -49,6 +55,11 @@ type ClusterServiceClient interface {
 	Join(context.Context, *connect.Request[v1.JoinRequest]) (*connect.Response[v1.JoinResponse], error)
 	// Remove a server from the Raft configuration.
 	Leave(context.Context, *connect.Request[v1.LeaveRequest]) (*connect.Response[v1.LeaveResponse], error)
+	// Stream a consistent snapshot of the replicated state (admin).
+	SnapshotSave(context.Context, *connect.Request[v1.SnapshotSaveRequest]) (*connect.ServerStreamForClient[v1.SnapshotSaveResponse], error)
+	// Replace the cluster's state with a snapshot (admin, leader only): every
+	// node installs it through Raft.
+	SnapshotRestore(context.Context) *connect.ClientStreamForClient[v1.SnapshotRestoreRequest, v1.SnapshotRestoreResponse]
 }
 
 // NewClusterServiceClient constructs a client for the writ.v1.ClusterService service. By default,
@@ -81,14 +92,28 @@ func NewClusterServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(clusterServiceMethods.ByName("Leave")),
 			connect.WithClientOptions(opts...),
 		),
+		snapshotSave: connect.NewClient[v1.SnapshotSaveRequest, v1.SnapshotSaveResponse](
+			httpClient,
+			baseURL+ClusterServiceSnapshotSaveProcedure,
+			connect.WithSchema(clusterServiceMethods.ByName("SnapshotSave")),
+			connect.WithClientOptions(opts...),
+		),
+		snapshotRestore: connect.NewClient[v1.SnapshotRestoreRequest, v1.SnapshotRestoreResponse](
+			httpClient,
+			baseURL+ClusterServiceSnapshotRestoreProcedure,
+			connect.WithSchema(clusterServiceMethods.ByName("SnapshotRestore")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // clusterServiceClient implements ClusterServiceClient.
 type clusterServiceClient struct {
-	status *connect.Client[v1.StatusRequest, v1.StatusResponse]
-	join   *connect.Client[v1.JoinRequest, v1.JoinResponse]
-	leave  *connect.Client[v1.LeaveRequest, v1.LeaveResponse]
+	status          *connect.Client[v1.StatusRequest, v1.StatusResponse]
+	join            *connect.Client[v1.JoinRequest, v1.JoinResponse]
+	leave           *connect.Client[v1.LeaveRequest, v1.LeaveResponse]
+	snapshotSave    *connect.Client[v1.SnapshotSaveRequest, v1.SnapshotSaveResponse]
+	snapshotRestore *connect.Client[v1.SnapshotRestoreRequest, v1.SnapshotRestoreResponse]
 }
 
 // Status calls writ.v1.ClusterService.Status.
@@ -106,6 +131,16 @@ func (c *clusterServiceClient) Leave(ctx context.Context, req *connect.Request[v
 	return c.leave.CallUnary(ctx, req)
 }
 
+// SnapshotSave calls writ.v1.ClusterService.SnapshotSave.
+func (c *clusterServiceClient) SnapshotSave(ctx context.Context, req *connect.Request[v1.SnapshotSaveRequest]) (*connect.ServerStreamForClient[v1.SnapshotSaveResponse], error) {
+	return c.snapshotSave.CallServerStream(ctx, req)
+}
+
+// SnapshotRestore calls writ.v1.ClusterService.SnapshotRestore.
+func (c *clusterServiceClient) SnapshotRestore(ctx context.Context) *connect.ClientStreamForClient[v1.SnapshotRestoreRequest, v1.SnapshotRestoreResponse] {
+	return c.snapshotRestore.CallClientStream(ctx)
+}
+
 // ClusterServiceHandler is an implementation of the writ.v1.ClusterService service.
 type ClusterServiceHandler interface {
 	Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error)
@@ -114,6 +149,11 @@ type ClusterServiceHandler interface {
 	Join(context.Context, *connect.Request[v1.JoinRequest]) (*connect.Response[v1.JoinResponse], error)
 	// Remove a server from the Raft configuration.
 	Leave(context.Context, *connect.Request[v1.LeaveRequest]) (*connect.Response[v1.LeaveResponse], error)
+	// Stream a consistent snapshot of the replicated state (admin).
+	SnapshotSave(context.Context, *connect.Request[v1.SnapshotSaveRequest], *connect.ServerStream[v1.SnapshotSaveResponse]) error
+	// Replace the cluster's state with a snapshot (admin, leader only): every
+	// node installs it through Raft.
+	SnapshotRestore(context.Context, *connect.ClientStream[v1.SnapshotRestoreRequest]) (*connect.Response[v1.SnapshotRestoreResponse], error)
 }
 
 // NewClusterServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -142,6 +182,18 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 		connect.WithSchema(clusterServiceMethods.ByName("Leave")),
 		connect.WithHandlerOptions(opts...),
 	)
+	clusterServiceSnapshotSaveHandler := connect.NewServerStreamHandler(
+		ClusterServiceSnapshotSaveProcedure,
+		svc.SnapshotSave,
+		connect.WithSchema(clusterServiceMethods.ByName("SnapshotSave")),
+		connect.WithHandlerOptions(opts...),
+	)
+	clusterServiceSnapshotRestoreHandler := connect.NewClientStreamHandler(
+		ClusterServiceSnapshotRestoreProcedure,
+		svc.SnapshotRestore,
+		connect.WithSchema(clusterServiceMethods.ByName("SnapshotRestore")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/writ.v1.ClusterService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ClusterServiceStatusProcedure:
@@ -150,6 +202,10 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 			clusterServiceJoinHandler.ServeHTTP(w, r)
 		case ClusterServiceLeaveProcedure:
 			clusterServiceLeaveHandler.ServeHTTP(w, r)
+		case ClusterServiceSnapshotSaveProcedure:
+			clusterServiceSnapshotSaveHandler.ServeHTTP(w, r)
+		case ClusterServiceSnapshotRestoreProcedure:
+			clusterServiceSnapshotRestoreHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -169,4 +225,12 @@ func (UnimplementedClusterServiceHandler) Join(context.Context, *connect.Request
 
 func (UnimplementedClusterServiceHandler) Leave(context.Context, *connect.Request[v1.LeaveRequest]) (*connect.Response[v1.LeaveResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("writ.v1.ClusterService.Leave is not implemented"))
+}
+
+func (UnimplementedClusterServiceHandler) SnapshotSave(context.Context, *connect.Request[v1.SnapshotSaveRequest], *connect.ServerStream[v1.SnapshotSaveResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("writ.v1.ClusterService.SnapshotSave is not implemented"))
+}
+
+func (UnimplementedClusterServiceHandler) SnapshotRestore(context.Context, *connect.ClientStream[v1.SnapshotRestoreRequest]) (*connect.Response[v1.SnapshotRestoreResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("writ.v1.ClusterService.SnapshotRestore is not implemented"))
 }
