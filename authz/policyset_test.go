@@ -154,7 +154,8 @@ func TestPrincipalType(t *testing.T) {
 }
 
 // FuzzCompile feeds arbitrary text to Compile: it must compile or return an
-// ErrCompile error, never panic; a compiled set must decide.
+// ErrCompile error, never panic; a compiled set must decide, indexed exactly
+// as over the whole set.
 func FuzzCompile(f *testing.F) {
 	for _, s := range []string{
 		``,
@@ -163,6 +164,8 @@ func FuzzCompile(f *testing.F) {
 		`@id("a") permit (principal, action, resource); @id("a") permit (principal, action, resource);`,
 		`@id("") permit (principal, action, resource);`,
 		`permit (principal in Team::"t", action in [Action::"a"], resource is Secret in Secret::"s") when { [1,2].contains(context.n) && resource.path like "a/*" };`,
+		`@id("x") forbid (principal is Workload in Environment::"dev", action in [Action::"a", Action::"a"], resource == Secret::"s") when { context.missing };
+permit (principal == Workload::"svc/a", action, resource in Role::"r"); permit (principal, action in Action::"a", resource is Secret) when { principal.getTag("x") == "y" };`,
 	} {
 		f.Add(s)
 	}
@@ -174,14 +177,22 @@ func FuzzCompile(f *testing.F) {
 			}
 			return
 		}
-		_, err = ps.Decide(authz.Request{
+		req := authz.Request{
 			Identity: &fsmpb.Identity{Id: "svc/a", Kind: "workload", Owner: "t", Environment: "dev", Attributes: map[string]string{"x": "y"}},
 			Role:     "r", Action: "a",
 			Resource: authz.Resource{Type: "Secret", ID: "s", Attributes: map[string]any{"path": "a/b"}},
 			Context:  map[string]any{"n": float64(1), "ttl": float64(5)},
-		})
+		}
+		got, err := ps.Decide(req)
 		if err != nil {
 			t.Fatalf("decide: %v", err)
+		}
+		want, err := ps.DecideAll(req)
+		if err != nil {
+			t.Fatalf("decide all: %v", err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("indexed (+) differs from whole set (-):\n%s", diff)
 		}
 	})
 }
