@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"cmp"
 	"iter"
 	"slices"
 
@@ -25,7 +26,7 @@ const (
 	// opUnknown is a scope node the index does not recognise: it always
 	// matches (the policy is handed to Cedar, which decides).
 	opUnknown scopeOp = iota
-	opAll             // principal
+	opAll             // no constraint: "principal"
 	opEq              // principal == E
 	opIn              // principal in E
 	opInSet           // action in [E1, E2]
@@ -52,10 +53,7 @@ func scopeOf(n xast.IsScopeNode) scope {
 	case xast.ScopeTypeInSet:
 		set := slices.Clone(s.Entities)
 		slices.SortFunc(set, func(a, b types.EntityUID) int {
-			if c := compareStrings(string(a.Type), string(b.Type)); c != 0 {
-				return c
-			}
-			return compareStrings(string(a.ID), string(b.ID))
+			return cmp.Or(cmp.Compare(a.Type, b.Type), cmp.Compare(a.ID, b.ID))
 		})
 		return scope{op: opInSet, set: slices.Compact(set)}
 	case xast.ScopeTypeIs:
@@ -64,16 +62,6 @@ func scopeOf(n xast.IsScopeNode) scope {
 		return scope{op: opIsIn, typ: s.Type, uid: s.Entity}
 	}
 	return scope{op: opUnknown}
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // match reports whether the constraint holds for the entity uid whose
