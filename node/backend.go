@@ -72,11 +72,13 @@ func (n *Node) Read(ctx context.Context, opts rpc.ReadOptions) (*fsm.View, error
 // call: on the leader after confirming leadership and applying everything
 // committed; on a follower by asking the leader.
 func (n *Node) readIndex(ctx context.Context) (uint64, error) {
-	if n.raft.State() == raft.Leader {
-		return n.leaderReadIndex()
-	}
 	var out uint64
 	err := n.withLeader(ctx, func(ctx context.Context, addr string) error {
+		if addr == "" { // this node leads
+			idx, err := n.leaderReadIndex()
+			out = idx
+			return err
+		}
 		resp, err := n.peers.nodeClient(addr).WaitApplied(ctx, nodeRequest(n, &writv1.WaitAppliedRequest{ReadIndex: true}))
 		if err != nil {
 			return err
@@ -235,7 +237,11 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64, readIndex bool) (u
 		if n.raft.State() != raft.Leader {
 			return 0, n.notLeaderError()
 		}
-		return n.leaderReadIndex()
+		idx, err := n.leaderReadIndex()
+		if errors.Is(err, errRetryable) {
+			return 0, n.notLeaderError()
+		}
+		return idx, err
 	}
 	if err := n.fsm.WaitApplied(ctx, index); err != nil {
 		return n.fsm.AppliedIndex(), err

@@ -301,6 +301,17 @@ func TestReaperRemovesExpired(t *testing.T) {
 	c.WaitConverged()
 }
 
+func restoreOnce(client writv1connect.ClusterServiceClient, data []byte) (*connect.Response[writv1.SnapshotRestoreResponse], error) {
+	up := client.SnapshotRestore(context.Background())
+	up.RequestHeader().Set("Authorization", "Bearer "+nodetest.AdminToken)
+	for off := 0; off < len(data); off += 4096 {
+		if err := up.Send(&writv1.SnapshotRestoreRequest{Chunk: data[off:min(off+4096, len(data))]}); err != nil {
+			break // CloseAndReceive reports the server's answer
+		}
+	}
+	return up.CloseAndReceive()
+}
+
 // TestSnapshotSaveRestore: a snapshot streamed from a live follower restores
 // the whole cluster to that point; a corrupt upload is refused and changes nothing.
 func TestSnapshotSaveRestore(t *testing.T) {
@@ -348,15 +359,15 @@ func TestSnapshotSaveRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	restore := func(data []byte) (*connect.Response[writv1.SnapshotRestoreResponse], error) {
-		up := cluster(leader).SnapshotRestore(ctx)
-		up.RequestHeader().Set("Authorization", "Bearer "+nodetest.AdminToken)
-		for off := 0; off < len(data); off += 4096 {
-			if err := up.Send(&writv1.SnapshotRestoreRequest{Chunk: data[off:min(off+4096, len(data))]}); err != nil {
-				return nil, err
+	// Restores go to the leader; if leadership moved, ask the new one.
+	restore := func(data []byte) (resp *connect.Response[writv1.SnapshotRestoreResponse], err error) {
+		for attempt := 0; attempt < 5; attempt++ {
+			resp, err = restoreOnce(cluster(c.Leader()), data)
+			if connect.CodeOf(err) != connect.CodeUnavailable {
+				return resp, err
 			}
 		}
-		return up.CloseAndReceive()
+		return resp, err
 	}
 	before := c.Members[leader].Node.FSM().StateHash()
 	if _, err := restore(snap.Bytes()[:snap.Len()/2]); connect.CodeOf(err) != connect.CodeInvalidArgument {

@@ -102,9 +102,11 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 			Clock:         opts.Clock,
 			ReapInterval:  opts.ReapInterval,
 			Raft: node.RaftTuning{
-				HeartbeatTimeout:   300 * time.Millisecond,
-				ElectionTimeout:    300 * time.Millisecond,
-				LeaderLeaseTimeout: 150 * time.Millisecond,
+				// Short enough for quick failover tests, long enough that
+				// -race on two busy cores does not cause spurious elections.
+				HeartbeatTimeout:   500 * time.Millisecond,
+				ElectionTimeout:    500 * time.Millisecond,
+				LeaderLeaseTimeout: 250 * time.Millisecond,
 				CommitTimeout:      20 * time.Millisecond,
 			},
 		}
