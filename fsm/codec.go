@@ -15,28 +15,37 @@ const FormatProtoV1 byte = 1
 // min_fsm_version halts the replica instead of being misapplied.
 const Version uint32 = 1
 
-// MaxEntryBytes bounds what Decode accepts.
+// MaxEntryBytes bounds what Decode accepts. Apply halts on an entry Decode
+// rejects, so proposers must stay well below it (node's proposer caps
+// entries at 1 MiB).
 const MaxEntryBytes = 16 << 20
 
-// Encode renders a command as a log entry (format byte + protobuf).
+var encodeOpts = proto.MarshalOptions{Deterministic: true}
+
+// Encode renders a command as a log entry: FormatProtoV1, then the
+// deterministic protobuf encoding of cmd.
 func Encode(cmd *fsmpb.Command) ([]byte, error) {
-	size := proto.Size(cmd)
-	buf := make([]byte, 1, 1+size)
+	buf := make([]byte, 1, 1+encodeOpts.Size(cmd))
 	buf[0] = FormatProtoV1
-	out, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(buf, cmd)
+	out, err := encodeOpts.MarshalAppend(buf, cmd)
 	if err != nil {
-		return nil, fmt.Errorf("encode command: %w", err)
+		return nil, fmt.Errorf("fsm: encode command: %w", err)
+	}
+	if len(out) > MaxEntryBytes {
+		return nil, fmt.Errorf("%w: entry of %d bytes exceeds %d", ErrBadEntry, len(out), MaxEntryBytes)
 	}
 	return out, nil
 }
 
-// Decode parses a log entry. It never panics, whatever the bytes.
+// Decode parses a log entry. It returns an error wrapping ErrBadEntry for an
+// empty or oversized entry, an unknown format byte or bad protobuf, and
+// never panics, whatever the bytes (FuzzDecode).
 func Decode(b []byte) (*fsmpb.Command, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("%w: empty entry", ErrBadEntry)
 	}
 	if len(b) > MaxEntryBytes {
-		return nil, fmt.Errorf("%w: entry of %d bytes", ErrBadEntry, len(b))
+		return nil, fmt.Errorf("%w: entry of %d bytes exceeds %d", ErrBadEntry, len(b), MaxEntryBytes)
 	}
 	if b[0] != FormatProtoV1 {
 		return nil, fmt.Errorf("%w: unknown format byte %d", ErrBadEntry, b[0])
@@ -46,4 +55,33 @@ func Decode(b []byte) (*fsmpb.Command, error) {
 		return nil, fmt.Errorf("%w: %v", ErrBadEntry, err)
 	}
 	return cmd, nil
+}
+
+// CheckCommand reports whether this FSM can apply cmd: it returns an error
+// wrapping ErrTooOld or ErrUnknownCommand exactly when Apply would halt on
+// it. Proposers should call it before proposing, so that one bad proposal
+// cannot halt every replica.
+func CheckCommand(cmd *fsmpb.Command) error {
+	if err := checkOne(cmd); err != nil {
+		return err
+	}
+	if b, ok := cmd.GetPayload().(*fsmpb.Command_Batch); ok {
+		for i, item := range b.Batch.GetCommands() {
+			if err := checkOne(item); err != nil {
+				return fmt.Errorf("batch item %d: %w", i, err)
+			}
+		}
+	}
+	return nil
+}
+
+func checkOne(cmd *fsmpb.Command) error {
+	h := cmd.GetHeader()
+	if v := h.GetMinFsmVersion(); v > Version {
+		return fmt.Errorf("%w: needs version %d, this is %d", ErrTooOld, v, Version)
+	}
+	if cmd.GetPayload() == nil && !h.GetIgnorable() {
+		return fmt.Errorf("%w: no payload this version (%d) knows, and not ignorable", ErrUnknownCommand, Version)
+	}
+	return nil
 }

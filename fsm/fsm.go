@@ -1,7 +1,10 @@
 // Package fsm is Writ's deterministic replicated state machine: identities,
 // roles, AppRole secret ids, policy sets, signing keys, nodes and leases.
+//
 // It imports neither Raft nor Cedar nor Connect and never reads a clock or
-// randomness: time arrives in each entry's header, ids in its payload.
+// randomness: time arrives in each entry's header, ids in its payload. Two
+// replicas that apply the same entries hold byte-identical state (StateHash).
+// See DESIGN.md for the rules that keep it so.
 package fsm
 
 import (
@@ -16,103 +19,95 @@ import (
 	"github.com/writ-dev/writ/fsm/fsmpb"
 )
 
-// Config configures an FSM.
+// Config configures an FSM. The zero value is usable.
 type Config struct {
+	// Logger receives halts and restores. Nil discards.
 	Logger *slog.Logger
-	// OnPolicySetChange is called synchronously from Apply (and Restore)
-	// after a policy set is stored or deleted. May be nil.
+	// OnPolicySetChange is called synchronously from Apply, after the entry
+	// is committed and visible to View, once per policy set stored or deleted
+	// by it (deleted reports which). Restore calls it for every active set of
+	// the restored state and, with deleted=true, for every set that was
+	// active before and is not any more. It runs on the Apply goroutine, so
+	// it must be quick and must not call Apply. May be nil.
 	OnPolicySetChange func(ps *fsmpb.PolicySet, deleted bool)
 }
 
-// FSM holds the state. Apply and Restore must be called from one goroutine
-// at a time (Raft's FSM goroutine); View, Snapshot, AppliedIndex and
-// WaitApplied are safe to call concurrently with them.
+// FSM is the replicated state.
+//
+// Concurrency: Apply and Restore must be called from one goroutine at a time
+// (Raft's FSM goroutine). AppliedIndex, WaitApplied, View, Snapshot and
+// StateHash are safe to call from any goroutine, concurrently with Apply;
+// they never block it and it never blocks them.
 type FSM struct {
 	cfg Config
-	db  atomic.Pointer[memdb.MemDB]
 
-	applied atomic.Uint64
-	mu      sync.Mutex
-	advance chan struct{} // closed and replaced whenever applied moves
+	// db is the writer's database, touched only by Apply and Restore.
+	db *memdb.MemDB
+	// pub is the last committed state: an O(1) memdb snapshot and the index
+	// it reflects, published together so a View's Index is exact.
+	pub atomic.Pointer[published]
+
+	mu     sync.Mutex
+	waitCh chan struct{} // non-nil while someone waits; closed by publish
 }
 
-// New returns an empty FSM.
+type published struct {
+	db    *memdb.MemDB
+	index uint64
+}
+
+// New returns an empty FSM at index 0.
 func New(cfg Config) *FSM {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	f := &FSM{cfg: cfg, advance: make(chan struct{})}
-	f.db.Store(newDB())
+	f := &FSM{cfg: cfg, db: newDB()}
+	f.publish(0)
 	return f
 }
 
-// AppliedIndex is the Raft index of the last entry applied.
-func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
-
-func (f *FSM) setApplied(index uint64) {
-	f.applied.Store(index)
+// publish makes the writer's committed state visible at index and wakes
+// WaitApplied callers.
+func (f *FSM) publish(index uint64) {
+	f.pub.Store(&published{db: f.db.Snapshot(), index: index})
 	f.mu.Lock()
-	close(f.advance)
-	f.advance = make(chan struct{})
+	if f.waitCh != nil {
+		close(f.waitCh)
+		f.waitCh = nil
+	}
 	f.mu.Unlock()
 }
 
-// WaitApplied returns once AppliedIndex() >= index, or ctx's error.
+// AppliedIndex is the Raft index of the last entry applied (or restored).
+func (f *FSM) AppliedIndex() uint64 { return f.pub.Load().index }
+
+// WaitApplied returns nil once AppliedIndex() >= index, or ctx's error
+// (wrapped) if ctx ends first. It does not poll: Apply wakes it.
 func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
 	for {
 		f.mu.Lock()
-		ch := f.advance
-		f.mu.Unlock()
-		if f.applied.Load() >= index {
+		if f.AppliedIndex() >= index {
+			f.mu.Unlock()
 			return nil
 		}
+		if f.waitCh == nil {
+			f.waitCh = make(chan struct{})
+		}
+		ch := f.waitCh
+		f.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for index %d (applied %d): %w", index, f.applied.Load(), ctx.Err())
+			return fmt.Errorf("fsm: waiting for index %d (applied %d): %w", index, f.AppliedIndex(), ctx.Err())
 		}
 	}
 }
 
-// View returns a consistent, immutable read view of the current state.
-// Records it returns are shared: callers must not modify them.
+// View returns an immutable, consistent read view of the state as of
+// AppliedIndex(). It costs two small allocations and holds no lock; later
+// Applies do not change it. Records it returns are shared with the state:
+// callers must treat them as read-only.
 func (f *FSM) View() *View {
-	// Load the index before the tree: the view may be newer than it says, never older.
-	idx := f.applied.Load()
-	return &View{txn: f.db.Load().Txn(false), index: idx}
-}
-
-// Apply applies one log entry at Raft index `index` and returns one result
-// per command (a Batch yields one per item, in order). Failed preconditions
-// are results, never panics. It panics — halting the replica, so replicas
-// never diverge — on bytes that are not an entry, on a payload it does not
-// know unless the header marks it ignorable, and on a min_fsm_version above
-// Version.
-func (f *FSM) Apply(index uint64, data []byte) []*fsmpb.Result {
-	cmd, err := Decode(data)
-	if err != nil {
-		panic(fmt.Sprintf("fsm: entry %d: %v", index, err))
-	}
-	if v := cmd.GetHeader().GetMinFsmVersion(); v > Version {
-		panic(fmt.Sprintf("fsm: entry %d needs FSM version %d; this binary has %d: upgrade it", index, v, Version))
-	}
-	a := &applier{f: f, txn: f.db.Load().Txn(true), index: index, now: cmd.GetHeader().GetTimeUnixNano()}
-	var results []*fsmpb.Result
-	if b, ok := cmd.GetPayload().(*fsmpb.Command_Batch); ok {
-		results = make([]*fsmpb.Result, len(b.Batch.GetCommands()))
-		for i, item := range b.Batch.GetCommands() {
-			results[i] = a.applyDeduped(item)
-		}
-	} else {
-		results = []*fsmpb.Result{a.applyDeduped(cmd)}
-	}
-	a.prune()
-	a.txn.Commit()
-	f.setApplied(index)
-	for _, ev := range a.policyEvents {
-		if f.cfg.OnPolicySetChange != nil {
-			f.cfg.OnPolicySetChange(ev.ps, ev.deleted)
-		}
-	}
-	return results
+	p := f.pub.Load()
+	return &View{txn: p.db.Txn(false), index: p.index}
 }

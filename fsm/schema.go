@@ -1,8 +1,6 @@
 package fsm
 
 import (
-	"encoding/binary"
-	"errors"
 	"fmt"
 
 	memdb "github.com/hashicorp/go-memdb"
@@ -10,128 +8,310 @@ import (
 	"github.com/writ-dev/writ/fsm/fsmpb"
 )
 
-// Table names.
+// Table names. Every table's primary index is "id".
 const (
-	tMeta      = "meta"
-	tIdentity  = "identities"
-	tRole      = "roles"
-	tSecret    = "secret_ids"
-	tPolicy    = "policy_sets"
-	tHistory   = "policy_history"
-	tKey       = "signing_keys"
-	tNode      = "nodes"
-	tLease     = "leases"
-	tApplied   = "applied_requests"
-	metaKeyRow = "cluster"
+	tMeta     = "meta"
+	tIdentity = "identities"
+	tRole     = "roles"
+	tSecret   = "secret_ids"
+	tPolicy   = "policy_sets"    // the active version of each set, by name
+	tHistory  = "policy_history" // every version ever stored, by (name, version)
+	tKey      = "signing_keys"
+	tNode     = "nodes"
+	tLease    = "leases"
+	tApplied  = "applied_requests" // one row per log entry that applied request ids
+)
+
+// Secondary index names.
+const (
+	iRoleID     = "role_id"     // roles by AppRole role id (unique)
+	iRole       = "role"        // secret ids by role
+	iHMAC       = "hmac"        // secret ids by keyed hash (unique)
+	iIdentity   = "identity"    // leases by identity, then id
+	iRoleExpiry = "role_expiry" // leases by role, then expiry: live-lease budgets
+	iExpiry     = "expiry"      // leases by expiry: the reaper
+	iRequest    = "request"     // applied rows by request id (unique, multi-valued)
 )
 
 // meta is the one-row table of cluster-wide facts set by Bootstrap.
 type meta struct {
-	Key         string
 	ClusterID   string
 	AdminSHA256 []byte
 	HMACKey     []byte
 }
 
-// historyRow is one stored version of a policy set.
-type historyRow struct {
-	Key string // name \x00 version (20 digits)
-	PS  *fsmpb.PolicySet
+const metaKey = "cluster"
+
+// appliedEntry remembers the request ids one log entry applied successfully,
+// with their results, for dedupe. Grouping by entry means a batch of 128
+// items costs one row and 128 index keys, not 128 rows with two indexes each.
+type appliedEntry struct {
+	Index uint64 // Raft index of the entry
+	Time  int64  // the entry's header time: rows older than the window are pruned
+	Reqs  []appliedReq
 }
 
-func historyKey(name string, version uint64) string {
-	return fmt.Sprintf("%s\x00%020d", name, version)
+type appliedReq struct {
+	ID     string
+	Result *fsmpb.Result
 }
 
-// appliedRow remembers a request id's result for dedupe.
-type appliedRow struct {
-	RequestID string
-	Time      int64
-	Result    *fsmpb.Result
+func (e *appliedEntry) result(id string) *fsmpb.Result {
+	for i := range e.Reqs {
+		if e.Reqs[i].ID == id {
+			return e.Reqs[i].Result
+		}
+	}
+	return nil
 }
 
-// int64Index indexes an int64 field (big-endian, order-preserving for non-negative values).
-type int64Index struct{ get func(any) int64 }
+// ---- indexers ----
+//
+// Typed indexers (no reflection, one allocation per key). Strings end in a
+// NUL so that a lookup of "a" never matches "ab"; ids are validated to carry
+// no control characters, so no key contains another NUL. Integers are
+// big-endian with the sign bit flipped, so byte order is numeric order.
 
-func (x int64Index) FromObject(obj any) (bool, []byte, error) {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(x.get(obj)))
-	return true, b[:], nil
+func strKey(s string, extra int) []byte {
+	b := make([]byte, len(s)+1, len(s)+1+extra)
+	copy(b, s)
+	return b
 }
 
-func (x int64Index) FromArgs(args ...any) ([]byte, error) {
+func appendInt64(b []byte, v int64) []byte { return appendUint64(b, uint64(v)^(1<<63)) }
+
+// appendUint64 writes v as 16 big-endian nibbles. Byte keys of nearby
+// numbers (times, indexes) would put up to 256 edges in one radix node,
+// which memdb copies whole on every insert; nibbles cap nodes at 16 edges.
+func appendUint64(b []byte, v uint64) []byte {
+	for shift := 60; shift >= 0; shift -= 4 {
+		b = append(b, byte(v>>shift)&0xf)
+	}
+	return b
+}
+
+func argString(args []any, i int) (string, error) {
+	if len(args) <= i {
+		return "", fmt.Errorf("want %d arguments, got %d", i+1, len(args))
+	}
+	s, ok := args[i].(string)
+	if !ok {
+		return "", fmt.Errorf("argument %d: want string, got %T", i, args[i])
+	}
+	return s, nil
+}
+
+// stringIndex indexes one string field; empty values are not indexed.
+type stringIndex[T any] struct{ get func(T) string }
+
+func (x stringIndex[T]) FromObject(obj any) (bool, []byte, error) {
+	s := x.get(obj.(T))
+	if s == "" {
+		return false, nil, nil
+	}
+	return true, strKey(s, 0), nil
+}
+
+func (x stringIndex[T]) FromArgs(args ...any) ([]byte, error) {
+	s, err := argString(args, 0)
+	if err != nil {
+		return nil, err
+	}
+	return strKey(s, 0), nil
+}
+
+// bytesIndex indexes one []byte field; empty values are not indexed.
+type bytesIndex[T any] struct{ get func(T) []byte }
+
+func (x bytesIndex[T]) FromObject(obj any) (bool, []byte, error) {
+	b := x.get(obj.(T))
+	if len(b) == 0 {
+		return false, nil, nil
+	}
+	return true, append([]byte(nil), b...), nil
+}
+
+func (x bytesIndex[T]) FromArgs(args ...any) ([]byte, error) {
 	if len(args) != 1 {
-		return nil, errors.New("want one argument")
+		return nil, fmt.Errorf("want 1 argument, got %d", len(args))
+	}
+	b, ok := args[0].([]byte)
+	if !ok {
+		return nil, fmt.Errorf("want []byte, got %T", args[0])
+	}
+	return b, nil
+}
+
+// int64Index indexes one int64 field in numeric order.
+type int64Index[T any] struct{ get func(T) int64 }
+
+func (x int64Index[T]) FromObject(obj any) (bool, []byte, error) {
+	return true, appendInt64(make([]byte, 0, 16), x.get(obj.(T))), nil
+}
+
+func (x int64Index[T]) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("want 1 argument, got %d", len(args))
 	}
 	v, ok := args[0].(int64)
 	if !ok {
 		return nil, fmt.Errorf("want int64, got %T", args[0])
 	}
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(v))
-	return b[:], nil
+	return appendInt64(make([]byte, 0, 16), v), nil
 }
 
-// bytesIndex indexes a []byte field.
-type bytesIndex struct{ get func(any) []byte }
+// stringInt64Index indexes (string, int64) pairs: FromArgs takes both,
+// PrefixFromArgs only the string (query with the "<name>_prefix" index).
+type stringInt64Index[T any] struct {
+	str func(T) string
+	num func(T) int64
+}
 
-func (x bytesIndex) FromObject(obj any) (bool, []byte, error) {
-	v := x.get(obj)
-	if len(v) == 0 {
+func (x stringInt64Index[T]) FromObject(obj any) (bool, []byte, error) {
+	o := obj.(T)
+	s := x.str(o)
+	if s == "" {
 		return false, nil, nil
 	}
-	return true, append([]byte(nil), v...), nil
+	return true, appendInt64(strKey(s, 16), x.num(o)), nil
 }
 
-func (x bytesIndex) FromArgs(args ...any) ([]byte, error) {
-	if len(args) != 1 {
-		return nil, errors.New("want one argument")
+func (x stringInt64Index[T]) FromArgs(args ...any) ([]byte, error) {
+	s, err := argString(args, 0)
+	if err != nil {
+		return nil, err
 	}
-	v, ok := args[0].([]byte)
+	if len(args) != 2 {
+		return nil, fmt.Errorf("want 2 arguments, got %d", len(args))
+	}
+	v, ok := args[1].(int64)
 	if !ok {
-		return nil, fmt.Errorf("want []byte, got %T", args[0])
+		return nil, fmt.Errorf("argument 1: want int64, got %T", args[1])
 	}
-	return v, nil
+	return appendInt64(strKey(s, 16), v), nil
 }
 
-func str(field string) *memdb.StringFieldIndex { return &memdb.StringFieldIndex{Field: field} }
-
-func idIndex(field string) *memdb.IndexSchema {
-	return &memdb.IndexSchema{Name: "id", Unique: true, Indexer: str(field)}
+func (x stringInt64Index[T]) PrefixFromArgs(args ...any) ([]byte, error) {
+	s, err := argString(args, 0)
+	if err != nil {
+		return nil, err
+	}
+	return strKey(s, 0), nil
 }
 
-var schema = &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
-	tMeta:     {Name: tMeta, Indexes: map[string]*memdb.IndexSchema{"id": idIndex("Key")}},
-	tIdentity: {Name: tIdentity, Indexes: map[string]*memdb.IndexSchema{"id": idIndex("Id")}},
-	tRole: {Name: tRole, Indexes: map[string]*memdb.IndexSchema{
-		"id":      idIndex("Name"),
-		"role_id": {Name: "role_id", Unique: true, Indexer: str("RoleId")},
-	}},
-	tSecret: {Name: tSecret, Indexes: map[string]*memdb.IndexSchema{
-		"id":   idIndex("Accessor"),
-		"role": {Name: "role", Indexer: str("Role")},
-		"hmac": {Name: "hmac", Unique: true, AllowMissing: true, Indexer: bytesIndex{func(o any) []byte { return o.(*fsmpb.SecretID).GetSecretHmac() }}},
-	}},
-	tPolicy:  {Name: tPolicy, Indexes: map[string]*memdb.IndexSchema{"id": idIndex("Name")}},
-	tHistory: {Name: tHistory, Indexes: map[string]*memdb.IndexSchema{"id": idIndex("Key")}},
-	tKey:     {Name: tKey, Indexes: map[string]*memdb.IndexSchema{"id": idIndex("Kid")}},
-	tNode:    {Name: tNode, Indexes: map[string]*memdb.IndexSchema{"id": idIndex("Id")}},
-	tLease: {Name: tLease, Indexes: map[string]*memdb.IndexSchema{
-		"id":       idIndex("Id"),
-		"identity": {Name: "identity", Indexer: str("Identity")},
-		"role":     {Name: "role", Indexer: str("Role")},
-		"expiry":   {Name: "expiry", Indexer: int64Index{func(o any) int64 { return o.(*fsmpb.Lease).GetExpiresUnixNano() }}},
-	}},
-	tApplied: {Name: tApplied, Indexes: map[string]*memdb.IndexSchema{
-		"id":   idIndex("RequestID"),
-		"time": {Name: "time", Indexer: int64Index{func(o any) int64 { return o.(*appliedRow).Time }}},
-	}},
-}}
+// historyIndex keys policy set versions by (name, version).
+type historyIndex struct{}
 
+func historyKey(name string, version uint64) []byte {
+	return appendUint64(strKey(name, 16), version)
+}
+
+func (historyIndex) FromObject(obj any) (bool, []byte, error) {
+	ps := obj.(*fsmpb.PolicySet)
+	if ps.GetName() == "" {
+		return false, nil, nil
+	}
+	return true, historyKey(ps.GetName(), ps.GetVersion()), nil
+}
+
+func (historyIndex) FromArgs(args ...any) ([]byte, error) {
+	s, err := argString(args, 0)
+	if err != nil {
+		return nil, err
+	}
+	if len(args) != 2 {
+		return nil, fmt.Errorf("want 2 arguments, got %d", len(args))
+	}
+	v, ok := args[1].(uint64)
+	if !ok {
+		return nil, fmt.Errorf("argument 1: want uint64, got %T", args[1])
+	}
+	return historyKey(s, v), nil
+}
+
+// entryIndex keys applied rows by Raft index.
+type entryIndex struct{}
+
+func (entryIndex) FromObject(obj any) (bool, []byte, error) {
+	return true, appendUint64(make([]byte, 0, 16), obj.(*appliedEntry).Index), nil
+}
+
+func (entryIndex) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("want 1 argument, got %d", len(args))
+	}
+	v, ok := args[0].(uint64)
+	if !ok {
+		return nil, fmt.Errorf("want uint64, got %T", args[0])
+	}
+	return appendUint64(make([]byte, 0, 16), v), nil
+}
+
+// requestIndex indexes every request id of an applied row.
+type requestIndex struct{}
+
+func (requestIndex) FromObject(obj any) (bool, [][]byte, error) {
+	e := obj.(*appliedEntry)
+	if len(e.Reqs) == 0 {
+		return false, nil, nil
+	}
+	keys := make([][]byte, len(e.Reqs))
+	for i := range e.Reqs {
+		keys[i] = strKey(e.Reqs[i].ID, 0)
+	}
+	return true, keys, nil
+}
+
+func (requestIndex) FromArgs(args ...any) ([]byte, error) {
+	s, err := argString(args, 0)
+	if err != nil {
+		return nil, err
+	}
+	return strKey(s, 0), nil
+}
+
+func primary[T any](get func(T) string) map[string]*memdb.IndexSchema {
+	return map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: stringIndex[T]{get}}}
+}
+
+var schema = func() *memdb.DBSchema {
+	s := &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
+		tMeta:     {Indexes: map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: stringIndex[*meta]{func(*meta) string { return metaKey }}}}},
+		tIdentity: {Indexes: primary((*fsmpb.Identity).GetId)},
+		tRole:     {Indexes: primary((*fsmpb.Role).GetName)},
+		tSecret:   {Indexes: primary((*fsmpb.SecretID).GetAccessor)},
+		tPolicy:   {Indexes: primary((*fsmpb.PolicySet).GetName)},
+		tHistory:  {Indexes: map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: historyIndex{}}}},
+		tKey:      {Indexes: primary((*fsmpb.SigningKey).GetKid)},
+		tNode:     {Indexes: primary((*fsmpb.Node).GetId)},
+		tLease:    {Indexes: primary((*fsmpb.Lease).GetId)},
+		tApplied:  {Indexes: map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: entryIndex{}}}},
+	}}
+	// Every index is required (AllowMissing false): Apply validates the
+	// fields, and Restore rejects a record that lacks one.
+	idx := func(table, name string, unique bool, indexer memdb.Indexer) {
+		s.Tables[table].Indexes[name] = &memdb.IndexSchema{Name: name, Unique: unique, Indexer: indexer}
+	}
+	idx(tRole, iRoleID, true, stringIndex[*fsmpb.Role]{(*fsmpb.Role).GetRoleId})
+	idx(tSecret, iRole, false, stringIndex[*fsmpb.SecretID]{(*fsmpb.SecretID).GetRole})
+	idx(tSecret, iHMAC, true, bytesIndex[*fsmpb.SecretID]{(*fsmpb.SecretID).GetSecretHmac})
+	idx(tLease, iIdentity, false, stringIndex[*fsmpb.Lease]{(*fsmpb.Lease).GetIdentity})
+	idx(tLease, iRoleExpiry, false, stringInt64Index[*fsmpb.Lease]{(*fsmpb.Lease).GetRole, (*fsmpb.Lease).GetExpiresUnixNano})
+	idx(tLease, iExpiry, false, int64Index[*fsmpb.Lease]{(*fsmpb.Lease).GetExpiresUnixNano})
+	idx(tApplied, iRequest, true, requestIndex{})
+	for name, t := range s.Tables {
+		t.Name = name
+	}
+	return s
+}()
+
+// newDB returns an empty database for the writer side of an FSM. It is a
+// memdb "snapshot" of a fresh database: memdb skips watch-channel mutation
+// tracking on those, and nothing here uses watches, so commits stay cheap.
 func newDB() *memdb.MemDB {
 	db, err := memdb.NewMemDB(schema)
 	if err != nil {
-		panic(fmt.Sprintf("fsm schema: %v", err)) // a programming error, caught by every test
+		panic(fmt.Sprintf("fsm: schema: %v", err)) // a programming error every test catches
 	}
-	return db
+	return db.Snapshot()
 }

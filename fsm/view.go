@@ -1,7 +1,8 @@
 package fsm
 
 import (
-	"sort"
+	"math"
+	"slices"
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
@@ -10,33 +11,53 @@ import (
 )
 
 // View is an immutable, consistent read view of the state at one applied
-// index (a memdb read transaction: lock-free, and never blocks Apply).
-// Records it returns are shared with the state: treat them as read-only.
+// index: a memdb read transaction over immutable trees, so it takes no lock,
+// never blocks Apply, and is safe for concurrent use by many goroutines.
+// Hold it for one request; a long-lived View pins old records in memory.
+//
+// Records it returns are shared with the state and with other views: treat
+// them as read-only (clone before modifying). Lists are fresh slices.
 type View struct {
 	txn   *memdb.Txn
 	index uint64
 }
 
-// Index is the applied Raft index this view reflects (at least).
+// Index is the Raft index of the last entry this view reflects.
 func (v *View) Index() uint64 { return v.index }
 
 func (v *View) first(table, index string, args ...any) any {
 	raw, err := v.txn.First(table, index, args...)
 	if err != nil {
-		return nil
+		return nil // only a malformed query; the schema is fixed
 	}
 	return raw
 }
 
+func collect[T any](it memdb.ResultIterator, err error, limit int) []T {
+	if err != nil {
+		return nil
+	}
+	var out []T
+	for raw := it.Next(); raw != nil && (limit <= 0 || len(out) < limit); raw = it.Next() {
+		out = append(out, raw.(T))
+	}
+	return out
+}
+
+func all[T any](v *View, table string) []T {
+	it, err := v.txn.Get(table, "id")
+	return collect[T](it, err, 0)
+}
+
 func (v *View) meta() *meta {
-	m, _ := v.first(tMeta, "id", metaKeyRow).(*meta)
+	m, _ := v.first(tMeta, "id", metaKey).(*meta)
 	return m
 }
 
-// Bootstrapped reports whether the cluster's bootstrap entry was applied.
+// Bootstrapped reports whether the cluster's Bootstrap entry was applied.
 func (v *View) Bootstrapped() bool { return v.meta() != nil }
 
-// ClusterID is set by bootstrap.
+// ClusterID is the id set by Bootstrap ("" before).
 func (v *View) ClusterID() string {
 	if m := v.meta(); m != nil {
 		return m.ClusterID
@@ -44,7 +65,7 @@ func (v *View) ClusterID() string {
 	return ""
 }
 
-// AdminTokenSHA256 is the admin token's hash.
+// AdminTokenSHA256 is the SHA-256 of the admin token (nil before Bootstrap).
 func (v *View) AdminTokenSHA256() []byte {
 	if m := v.meta(); m != nil {
 		return m.AdminSHA256
@@ -52,24 +73,12 @@ func (v *View) AdminTokenSHA256() []byte {
 	return nil
 }
 
-// HMACKey keys secret-id hashes, node tokens and audit HMACs.
+// HMACKey keys secret-id hashes and audit HMACs (nil before Bootstrap).
 func (v *View) HMACKey() []byte {
 	if m := v.meta(); m != nil {
 		return m.HMACKey
 	}
 	return nil
-}
-
-func all[T any](v *View, table string) []T {
-	it, err := v.txn.Get(table, "id")
-	if err != nil {
-		return nil
-	}
-	var out []T
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		out = append(out, raw.(T))
-	}
-	return out
 }
 
 // Identity looks an identity up by id.
@@ -78,7 +87,7 @@ func (v *View) Identity(id string) (*fsmpb.Identity, bool) {
 	return i, ok
 }
 
-// Identities lists identities sorted by id.
+// Identities lists every identity, sorted by id.
 func (v *View) Identities() []*fsmpb.Identity { return all[*fsmpb.Identity](v, tIdentity) }
 
 // Role looks a role up by name.
@@ -89,94 +98,98 @@ func (v *View) Role(name string) (*fsmpb.Role, bool) {
 
 // RoleByRoleID looks a role up by its AppRole role id.
 func (v *View) RoleByRoleID(roleID string) (*fsmpb.Role, bool) {
-	if roleID == "" {
-		return nil, false
-	}
-	r, ok := v.first(tRole, "role_id", roleID).(*fsmpb.Role)
+	r, ok := v.first(tRole, iRoleID, roleID).(*fsmpb.Role)
 	return r, ok
 }
 
-// Roles lists roles sorted by name.
+// Roles lists every role, sorted by name.
 func (v *View) Roles() []*fsmpb.Role { return all[*fsmpb.Role](v, tRole) }
 
-// SecretIDByHMAC finds a secret id by its keyed hash.
+// SecretIDByHMAC finds a secret id by its keyed hash, the only form in which
+// the secret is stored.
 func (v *View) SecretIDByHMAC(h []byte) (*fsmpb.SecretID, bool) {
 	if len(h) == 0 {
 		return nil, false
 	}
-	s, ok := v.first(tSecret, "hmac", h).(*fsmpb.SecretID)
+	s, ok := v.first(tSecret, iHMAC, h).(*fsmpb.SecretID)
 	return s, ok
 }
 
-// SecretIDByAccessor finds a secret id by accessor.
+// SecretIDByAccessor finds a secret id by its accessor.
 func (v *View) SecretIDByAccessor(accessor string) (*fsmpb.SecretID, bool) {
 	s, ok := v.first(tSecret, "id", accessor).(*fsmpb.SecretID)
 	return s, ok
 }
 
-// SecretIDs lists a role's secret ids ("" = all), sorted by accessor.
+// SecretIDs lists a role's secret ids ("" = every role's), sorted by accessor.
 func (v *View) SecretIDs(role string) []*fsmpb.SecretID {
 	if role == "" {
 		return all[*fsmpb.SecretID](v, tSecret)
 	}
-	it, err := v.txn.Get(tSecret, "role", role)
-	if err != nil {
-		return nil
-	}
-	var out []*fsmpb.SecretID
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		out = append(out, raw.(*fsmpb.SecretID))
-	}
-	return out
+	it, err := v.txn.Get(tSecret, iRole, role)
+	return collect[*fsmpb.SecretID](it, err, 0)
 }
 
-// PolicySet returns the active version of a policy set.
+// PolicySet returns the active (latest) version of a policy set.
 func (v *View) PolicySet(name string) (*fsmpb.PolicySet, bool) {
 	ps, ok := v.first(tPolicy, "id", name).(*fsmpb.PolicySet)
 	return ps, ok
 }
 
-// PolicySetVersion returns any stored version of a policy set.
+// PolicySetVersion returns any version ever stored under name, including
+// versions of a deleted set.
 func (v *View) PolicySetVersion(name string, version uint64) (*fsmpb.PolicySet, bool) {
-	row, ok := v.first(tHistory, "id", historyKey(name, version)).(*historyRow)
-	if !ok {
-		return nil, false
-	}
-	return row.PS, true
+	ps, ok := v.first(tHistory, "id", name, version).(*fsmpb.PolicySet)
+	return ps, ok
 }
 
-// PolicySets lists the active policy sets sorted by name.
+// PolicySets lists the active policy sets, sorted by name.
 func (v *View) PolicySets() []*fsmpb.PolicySet { return all[*fsmpb.PolicySet](v, tPolicy) }
 
-// Lease looks a lease up by id.
+// Lease looks a lease up by id, whatever its validity (see CheckLease).
 func (v *View) Lease(id string) (*fsmpb.Lease, bool) {
 	l, ok := v.first(tLease, "id", id).(*fsmpb.Lease)
 	return l, ok
 }
 
-// Leases lists up to limit leases of an identity ("" = all), sorted by id.
+// Leases lists up to limit leases (limit <= 0: all) of an identity ("" =
+// every identity), sorted by id, whatever their validity.
 func (v *View) Leases(identity string, limit int) []*fsmpb.Lease {
-	var it memdb.ResultIterator
-	var err error
 	if identity == "" {
-		it, err = v.txn.Get(tLease, "id")
-	} else {
-		it, err = v.txn.Get(tLease, "identity", identity)
+		it, err := v.txn.Get(tLease, "id")
+		return collect[*fsmpb.Lease](it, err, limit)
 	}
-	if err != nil {
-		return nil
-	}
-	var out []*fsmpb.Lease
-	for raw := it.Next(); raw != nil && (limit <= 0 || len(out) < limit); raw = it.Next() {
-		out = append(out, raw.(*fsmpb.Lease))
-	}
-	return out
+	it, err := v.txn.Get(tLease, iIdentity, identity)
+	return collect[*fsmpb.Lease](it, err, limit)
 }
 
-// SigningKeys lists signing keys, newest first.
+// NextExpiry is the earliest expiry of any stored lease (revoked ones
+// included), and false when there are none: the reaper's "anything to do?"
+// check, O(1) through the expiry index.
+func (v *View) NextExpiry() (time.Time, bool) {
+	it, err := v.txn.LowerBound(tLease, iExpiry, int64(math.MinInt64))
+	if err != nil {
+		return time.Time{}, false
+	}
+	l, ok := it.Next().(*fsmpb.Lease)
+	if !ok {
+		return time.Time{}, false
+	}
+	return time.Unix(0, l.GetExpiresUnixNano()), true
+}
+
+// SigningKeys lists the signing keys, newest first (ties by kid).
 func (v *View) SigningKeys() []*fsmpb.SigningKey {
-	keys := all[*fsmpb.SigningKey](v, tKey)
-	sort.SliceStable(keys, func(i, j int) bool { return keys[i].GetCreatedUnixNano() > keys[j].GetCreatedUnixNano() })
+	keys := all[*fsmpb.SigningKey](v, tKey) // sorted by kid
+	slices.SortStableFunc(keys, func(a, b *fsmpb.SigningKey) int {
+		switch {
+		case a.GetCreatedUnixNano() > b.GetCreatedUnixNano():
+			return -1
+		case a.GetCreatedUnixNano() < b.GetCreatedUnixNano():
+			return 1
+		}
+		return 0
+	})
 	return keys
 }
 
@@ -186,7 +199,7 @@ func (v *View) SigningKey(kid string) (*fsmpb.SigningKey, bool) {
 	return k, ok
 }
 
-// Nodes lists the registered nodes.
+// Nodes lists the registered nodes, sorted by id.
 func (v *View) Nodes() []*fsmpb.Node { return all[*fsmpb.Node](v, tNode) }
 
 // Node looks a registered node up by id.
@@ -195,77 +208,75 @@ func (v *View) Node(id string) (*fsmpb.Node, bool) {
 	return n, ok
 }
 
-// Lease validity reasons returned by CheckLease.
+// Reasons CheckLease gives for an unusable lease.
 const (
 	ReasonUnknownLease     = "unknown_lease"
 	ReasonRevoked          = "revoked"
 	ReasonExpired          = "expired"
 	ReasonIdentityDeleted  = "identity_deleted"
 	ReasonIdentityDisabled = "identity_disabled"
-	ReasonIdentityRevoked  = "identity_revoked"
+	ReasonIdentityRevoked  = "identity_revoked" // the identity's epoch moved
 	ReasonRoleDeleted      = "role_deleted"
-	ReasonRoleRevoked      = "role_revoked"
+	ReasonRoleRevoked      = "role_revoked" // the role's epoch moved
 	ReasonParentInvalid    = "parent_invalid"
 )
 
-// CheckLease says whether a lease is usable at now: "" when valid, else a
-// reason. Revocations are O(1) entries because validity is decided here, at
-// read time: status, expiry, identity and role epochs, and every ancestor.
+// CheckLease says whether a lease is usable at now: it returns the lease (nil
+// if unknown) and "" when valid, else one of the Reason* codes. Validity is
+// decided here, at read time, from the lease's status and expiry, its
+// identity's and role's existence, status and epochs, and the same for every
+// ancestor (at most MaxLeaseAncestors), which is why every revocation is a
+// single O(1) entry. The first failing check names the reason, in that order.
 func (v *View) CheckLease(id string, now time.Time) (*fsmpb.Lease, string) {
-	return v.checkLease(id, now.UnixNano(), 0)
-}
-
-func (v *View) checkLease(id string, now int64, depth int) (*fsmpb.Lease, string) {
 	l, ok := v.Lease(id)
 	if !ok {
 		return nil, ReasonUnknownLease
 	}
-	if l.GetStatus() == fsmpb.LeaseStatus_LEASE_STATUS_REVOKED {
-		return l, ReasonRevoked
+	return l, v.check(l, now.UnixNano(), MaxLeaseAncestors)
+}
+
+// check validates l and at most maxAncestors ancestors; a longer chain is
+// invalid.
+func (v *View) check(l *fsmpb.Lease, now int64, maxAncestors int) string {
+	if reason := v.checkOne(l, now); reason != "" {
+		return reason
+	}
+	for parent, depth := l.GetParent(), 1; parent != ""; depth++ {
+		if depth > maxAncestors {
+			return ReasonParentInvalid
+		}
+		p, ok := v.Lease(parent)
+		if !ok || v.checkOne(p, now) != "" {
+			return ReasonParentInvalid
+		}
+		parent = p.GetParent()
+	}
+	return ""
+}
+
+// checkOne validates one lease, ignoring its ancestry.
+func (v *View) checkOne(l *fsmpb.Lease, now int64) string {
+	if l.GetStatus() != fsmpb.LeaseStatus_LEASE_STATUS_ACTIVE {
+		return ReasonRevoked
 	}
 	if now >= l.GetExpiresUnixNano() {
-		return l, ReasonExpired
+		return ReasonExpired
 	}
 	ident, ok := v.Identity(l.GetIdentity())
 	switch {
 	case !ok:
-		return l, ReasonIdentityDeleted
-	case ident.GetEpoch() != l.GetIdentityEpoch():
-		if ident.GetStatus() != fsmpb.IdentityStatus_IDENTITY_STATUS_ACTIVE {
-			return l, ReasonIdentityDisabled
-		}
-		return l, ReasonIdentityRevoked
+		return ReasonIdentityDeleted
 	case ident.GetStatus() != fsmpb.IdentityStatus_IDENTITY_STATUS_ACTIVE:
-		return l, ReasonIdentityDisabled
+		return ReasonIdentityDisabled
+	case ident.GetEpoch() != l.GetIdentityEpoch():
+		return ReasonIdentityRevoked
 	}
 	role, ok := v.Role(l.GetRole())
 	switch {
 	case !ok:
-		return l, ReasonRoleDeleted
+		return ReasonRoleDeleted
 	case role.GetEpoch() != l.GetRoleEpoch():
-		return l, ReasonRoleRevoked
+		return ReasonRoleRevoked
 	}
-	if p := l.GetParent(); p != "" {
-		if depth >= maxParentDepth {
-			return l, ReasonParentInvalid
-		}
-		if _, reason := v.checkLease(p, now, depth+1); reason != "" {
-			return l, ReasonParentInvalid
-		}
-	}
-	return l, ""
-}
-
-// NextExpiry returns the earliest lease expiry in the state (revoked leases
-// included: they stay until they expire), if there is any lease.
-func (v *View) NextExpiry() (time.Time, bool) {
-	it, err := v.txn.LowerBound(tLease, "expiry", int64(0))
-	if err != nil {
-		return time.Time{}, false
-	}
-	raw := it.Next()
-	if raw == nil {
-		return time.Time{}, false
-	}
-	return time.Unix(0, raw.(*fsmpb.Lease).GetExpiresUnixNano()), true
+	return ""
 }
