@@ -101,15 +101,29 @@ func argString(args []any, i int) (string, error) {
 	return s, nil
 }
 
+// pkRoom is the room a key needs for the primary key memdb appends to the
+// values of a non-unique index (pk is nil for unique ones): it saves memdb a
+// reallocation per insert.
+func pkRoom[T any](pk func(T) string, o T) int {
+	if pk == nil {
+		return 0
+	}
+	return len(pk(o)) + 1
+}
+
 // stringIndex indexes one string field; empty values are not indexed.
-type stringIndex[T any] struct{ get func(T) string }
+type stringIndex[T any] struct {
+	get func(T) string
+	pk  func(T) string // non-unique indexes: the table's primary key
+}
 
 func (x stringIndex[T]) FromObject(obj any) (bool, []byte, error) {
-	s := x.get(obj.(T))
+	o := obj.(T)
+	s := x.get(o)
 	if s == "" {
 		return false, nil, nil
 	}
-	return true, strKey(s, 0), nil
+	return true, strKey(s, pkRoom(x.pk, o)), nil
 }
 
 func (x stringIndex[T]) FromArgs(args ...any) ([]byte, error) {
@@ -143,10 +157,14 @@ func (x bytesIndex[T]) FromArgs(args ...any) ([]byte, error) {
 }
 
 // int64Index indexes one int64 field in numeric order.
-type int64Index[T any] struct{ get func(T) int64 }
+type int64Index[T any] struct {
+	get func(T) int64
+	pk  func(T) string
+}
 
 func (x int64Index[T]) FromObject(obj any) (bool, []byte, error) {
-	return true, appendInt64(make([]byte, 0, 16), x.get(obj.(T))), nil
+	o := obj.(T)
+	return true, appendInt64(make([]byte, 0, 16+pkRoom(x.pk, o)), x.get(o)), nil
 }
 
 func (x int64Index[T]) FromArgs(args ...any) ([]byte, error) {
@@ -165,6 +183,7 @@ func (x int64Index[T]) FromArgs(args ...any) ([]byte, error) {
 type stringInt64Index[T any] struct {
 	str func(T) string
 	num func(T) int64
+	pk  func(T) string
 }
 
 func (x stringInt64Index[T]) FromObject(obj any) (bool, []byte, error) {
@@ -173,7 +192,7 @@ func (x stringInt64Index[T]) FromObject(obj any) (bool, []byte, error) {
 	if s == "" {
 		return false, nil, nil
 	}
-	return true, appendInt64(strKey(s, 16), x.num(o)), nil
+	return true, appendInt64(strKey(s, 16+pkRoom(x.pk, o)), x.num(o)), nil
 }
 
 func (x stringInt64Index[T]) FromArgs(args ...any) ([]byte, error) {
@@ -271,12 +290,12 @@ func (requestIndex) FromArgs(args ...any) ([]byte, error) {
 }
 
 func primary[T any](get func(T) string) map[string]*memdb.IndexSchema {
-	return map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: stringIndex[T]{get}}}
+	return map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: stringIndex[T]{get: get}}}
 }
 
 var schema = func() *memdb.DBSchema {
 	s := &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
-		tMeta:     {Indexes: map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: stringIndex[*meta]{func(*meta) string { return metaKey }}}}},
+		tMeta:     {Indexes: map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: stringIndex[*meta]{get: func(*meta) string { return metaKey }}}}},
 		tIdentity: {Indexes: primary((*fsmpb.Identity).GetId)},
 		tRole:     {Indexes: primary((*fsmpb.Role).GetName)},
 		tSecret:   {Indexes: primary((*fsmpb.SecretID).GetAccessor)},
@@ -292,12 +311,12 @@ var schema = func() *memdb.DBSchema {
 	idx := func(table, name string, unique bool, indexer memdb.Indexer) {
 		s.Tables[table].Indexes[name] = &memdb.IndexSchema{Name: name, Unique: unique, Indexer: indexer}
 	}
-	idx(tRole, iRoleID, true, stringIndex[*fsmpb.Role]{(*fsmpb.Role).GetRoleId})
-	idx(tSecret, iRole, false, stringIndex[*fsmpb.SecretID]{(*fsmpb.SecretID).GetRole})
+	idx(tRole, iRoleID, true, stringIndex[*fsmpb.Role]{get: (*fsmpb.Role).GetRoleId})
+	idx(tSecret, iRole, false, stringIndex[*fsmpb.SecretID]{(*fsmpb.SecretID).GetRole, (*fsmpb.SecretID).GetAccessor})
 	idx(tSecret, iHMAC, true, bytesIndex[*fsmpb.SecretID]{(*fsmpb.SecretID).GetSecretHmac})
-	idx(tLease, iIdentity, false, stringIndex[*fsmpb.Lease]{(*fsmpb.Lease).GetIdentity})
-	idx(tLease, iRoleExpiry, false, stringInt64Index[*fsmpb.Lease]{(*fsmpb.Lease).GetRole, (*fsmpb.Lease).GetExpiresUnixNano})
-	idx(tLease, iExpiry, false, int64Index[*fsmpb.Lease]{(*fsmpb.Lease).GetExpiresUnixNano})
+	idx(tLease, iIdentity, false, stringIndex[*fsmpb.Lease]{(*fsmpb.Lease).GetIdentity, (*fsmpb.Lease).GetId})
+	idx(tLease, iRoleExpiry, false, stringInt64Index[*fsmpb.Lease]{(*fsmpb.Lease).GetRole, (*fsmpb.Lease).GetExpiresUnixNano, (*fsmpb.Lease).GetId})
+	idx(tLease, iExpiry, false, int64Index[*fsmpb.Lease]{(*fsmpb.Lease).GetExpiresUnixNano, (*fsmpb.Lease).GetId})
 	idx(tApplied, iRequest, true, requestIndex{})
 	for name, t := range s.Tables {
 		t.Name = name
