@@ -86,6 +86,11 @@ func isUrgent(cmd *fsmpb.Command) bool {
 func (p *proposer) submit(ctx context.Context, cmds []*fsmpb.Command, urgent bool) ([]*fsmpb.Result, error) {
 	pr := &proposal{cmds: cmds, urgent: urgent, done: make(chan proposalResult, 1)}
 	for _, c := range cmds {
+		// Every write passes here: a command the FSM would halt on must
+		// never reach the log, or it would halt every replica.
+		if err := fsm.CheckCommand(c); err != nil {
+			return nil, fmt.Errorf("refusing to propose: %w", err)
+		}
 		pr.size += proto.Size(c)
 		pr.urgent = pr.urgent || isUrgent(c)
 	}

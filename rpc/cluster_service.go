@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/writ-dev/writ/fsm"
 	"github.com/writ-dev/writ/fsm/fsmpb"
 	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
 )
@@ -67,6 +68,9 @@ func (s *nodeService) Forward(ctx context.Context, req *connect.Request[writv1.F
 	for i, b := range raw {
 		cmd := &fsmpb.Command{}
 		if err := proto.Unmarshal(b, cmd); err != nil {
+			return nil, toConnect(s.d.Logger, invalidf("command %d: %v", i, err))
+		}
+		if err := fsm.CheckCommand(cmd); err != nil {
 			return nil, toConnect(s.d.Logger, invalidf("command %d: %v", i, err))
 		}
 		cmds[i] = cmd
