@@ -162,14 +162,15 @@ func (n *Node) withLeader(ctx context.Context, fn func(ctx context.Context, addr
 			if err == nil {
 				return nil
 			}
-			if !(errors.Is(err, errRetryable) || (addr != "" && retryableRemote(err))) {
+			if !(errors.Is(err, errRetryable) || (addr != "" && (retryableRemote(err) || peerReset(ctx, err)))) {
 				return err
 			}
 		}
 		lastErr = err
 		select {
 		case <-ctx.Done():
-			if errors.Is(lastErr, rpc.ErrNoLeader) || errors.Is(lastErr, errRetryable) || connect.CodeOf(lastErr) == connect.CodeUnavailable {
+			if errors.Is(lastErr, rpc.ErrNoLeader) || errors.Is(lastErr, errRetryable) || connect.CodeOf(lastErr) == connect.CodeUnavailable ||
+				(connect.CodeOf(lastErr) == connect.CodeCanceled && errors.Is(ctx.Err(), context.DeadlineExceeded)) {
 				return n.notLeaderError()
 			}
 			return fmt.Errorf("%w (last: %v)", ctx.Err(), lastErr)
@@ -193,7 +194,7 @@ func (n *Node) leaderAPI() (string, error) {
 	if !ok || node.GetApiAddr() == "" {
 		return "", rpc.ErrNoLeader
 	}
-	return node.GetApiAddr(), nil
+	return n.peerAPIAddr(node), nil
 }
 
 func (n *Node) notLeaderError() error {
@@ -287,7 +288,7 @@ func (n *Node) AwaitEverywhere(ctx context.Context, index uint64) error {
 				}
 			}
 			n.log.Warn("peer did not confirm a revocation within max staleness; it fails closed", "peer", id, "index", index)
-		}(node.GetApiAddr())
+		}(n.peerAPIAddr(node))
 	}
 	wg.Wait()
 	return ctx.Err()

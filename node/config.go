@@ -47,7 +47,20 @@ type Config struct {
 	// DevMode turns off fsync (dev only: an acknowledged write may be lost on power failure).
 	DevMode bool
 	Raft    RaftTuning
+	// PeerAddr, when set, names the address this node dials to reach peer
+	// nodeID's listener of kind PeerRaft or PeerAPI instead of the address
+	// the peer advertised; "" keeps the advertised one. node/nodetest routes
+	// every directed link through its own fault-injecting TCP bridge with it
+	// (advertised addresses are global, so they cannot tell links apart).
+	// It is called concurrently and must not block.
+	PeerAddr func(nodeID, kind string) string
 }
+
+// Listener kinds for Config.PeerAddr.
+const (
+	PeerRaft = "raft"
+	PeerAPI  = "api"
+)
 
 // RaftTuning exposes the Raft timing knobs; zero values take the defaults.
 type RaftTuning struct {

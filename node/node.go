@@ -142,7 +142,11 @@ func (n *Node) startRaft() error {
 			return fmt.Errorf("advertise raft addr: %w", err)
 		}
 	}
-	trans, err := raft.NewTCPTransportWithLogger(n.cfg.RaftAddr, advAddr, 3, 10*time.Second, hlog)
+	tconf := &raft.NetworkTransportConfig{MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog}
+	if n.cfg.PeerAddr != nil {
+		tconf.ServerAddressProvider = peerRaftAddrs(n.cfg.PeerAddr)
+	}
+	trans, err := raft.NewTCPTransportWithConfig(n.cfg.RaftAddr, advAddr, tconf)
 	if err != nil {
 		return fmt.Errorf("raft transport: %w", err)
 	}

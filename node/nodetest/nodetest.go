@@ -2,6 +2,19 @@
 // Raft TCP transports and real Connect listeners, for cluster tests: start,
 // kill, restart, wait for a leader, wait for convergence, and compare state
 // hashes across replicas.
+//
+// Faults. Every node-to-node connection (Raft and the node API used for
+// Forward and WaitApplied) goes through a TCP bridge of its own directed
+// link (see Link): member i reaches member j's Raft listener only through
+// Link(i, j, node.PeerRaft). Partition cuts every link between two sides,
+// Heal restores them, SetDelay slows a link, Kill and Restart stop and
+// start a member on its data dir. Clients of the test (Admin, Authz) talk to
+// each member's API directly, never through a bridge, so a test can ask a
+// partitioned member what it answers.
+//
+// Concurrency: a Cluster's fault and wait methods may be called from the
+// test goroutine while other goroutines send traffic; Kill and Restart of
+// one member must not race each other.
 package nodetest
 
 import (
@@ -11,6 +24,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -40,6 +54,9 @@ type Cluster struct {
 	t       testing.TB
 	Members []*Member
 	http    *http.Client
+	// links[from][to][kind]; built before any node starts, never changed.
+	links []map[int]map[string]*Link
+	index map[string]int // member id -> index
 }
 
 // Options tune a test cluster.
@@ -52,6 +69,10 @@ type Options struct {
 	Clock clock.Clock
 	// ReapInterval for every node; default 50ms so expiry tests are quick.
 	ReapInterval time.Duration
+	// CommitTimeout for every node's Raft; default 20ms.
+	CommitTimeout time.Duration
+	// HoldTimeout for every node (how long a write waits for a leader); default 10s.
+	HoldTimeout time.Duration
 }
 
 // freeAddr reserves a loopback port by listening and closing; the port is
@@ -80,7 +101,13 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	if opts.MaxStaleness == 0 {
 		opts.MaxStaleness = time.Second
 	}
-	c := &Cluster{t: t, http: &http.Client{Timeout: 30 * time.Second}}
+	if opts.HoldTimeout == 0 {
+		opts.HoldTimeout = 10 * time.Second
+	}
+	if opts.CommitTimeout == 0 {
+		opts.CommitTimeout = 20 * time.Millisecond
+	}
+	c := &Cluster{t: t, http: &http.Client{Timeout: 30 * time.Second}, index: map[string]int{}}
 	dir := t.TempDir()
 	for i := 0; i < n; i++ {
 		m := &Member{
@@ -89,6 +116,28 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 			APIAddr:  freeAddr(t),
 			RaftAddr: freeAddr(t),
 		}
+		c.Members = append(c.Members, m)
+		c.index[m.ID] = i
+	}
+	t.Cleanup(c.Close)
+	c.links = make([]map[int]map[string]*Link, n)
+	for i := range c.Members {
+		c.links[i] = map[int]map[string]*Link{}
+		for j, to := range c.Members {
+			if i == j {
+				continue
+			}
+			c.links[i][j] = map[string]*Link{}
+			for kind, target := range map[string]string{node.PeerRaft: to.RaftAddr, node.PeerAPI: to.APIAddr} {
+				l, err := newLink(c.Members[i].ID, to.ID, kind, target)
+				if err != nil {
+					t.Fatalf("link %s->%s: %v", c.Members[i].ID, to.ID, err)
+				}
+				c.links[i][j][kind] = l
+			}
+		}
+	}
+	for i, m := range c.Members {
 		m.cfg = node.Config{
 			NodeID:        m.ID,
 			DataDir:       m.DataDir,
@@ -96,7 +145,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 			RaftAddr:      m.RaftAddr,
 			AdminToken:    AdminToken,
 			MaxStaleness:  opts.MaxStaleness,
-			HoldTimeout:   10 * time.Second,
+			HoldTimeout:   opts.HoldTimeout,
 			Logger:        opts.Logger.With("member", m.ID),
 			RaftLogOutput: io.Discard,
 			Clock:         opts.Clock,
@@ -107,17 +156,16 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 				HeartbeatTimeout:   500 * time.Millisecond,
 				ElectionTimeout:    500 * time.Millisecond,
 				LeaderLeaseTimeout: 250 * time.Millisecond,
-				CommitTimeout:      20 * time.Millisecond,
+				CommitTimeout:      opts.CommitTimeout,
 			},
+			PeerAddr: c.router(i),
 		}
 		if i == 0 {
 			m.cfg.Bootstrap = true
 		} else {
 			m.cfg.Join = []string{c.Members[0].APIAddr}
 		}
-		c.Members = append(c.Members, m)
 	}
-	t.Cleanup(c.Close)
 	for i, m := range c.Members {
 		c.start(m)
 		if i == 0 {
@@ -143,12 +191,19 @@ func (c *Cluster) start(m *Member) {
 	m.Node = n
 }
 
-// Close stops every running member.
+// Close stops every running member, then the bridges. It is idempotent.
 func (c *Cluster) Close() {
 	for _, m := range c.Members {
 		if m.Node != nil {
 			_ = m.Node.Close()
 			m.Node = nil
+		}
+	}
+	for _, to := range c.links {
+		for _, kinds := range to {
+			for _, l := range kinds {
+				l.close()
+			}
 		}
 	}
 }
@@ -210,15 +265,29 @@ func (c *Cluster) WaitReady(m *Member) {
 // Leader waits for a running member to lead and returns its index.
 func (c *Cluster) Leader() int {
 	c.t.Helper()
+	return c.LeaderAmong()
+}
+
+// LeaderAmong waits until one of the listed running members (every member
+// when none is listed) leads, and returns its index. During a partition, ask
+// among the majority: a cut-off leader believes it leads until its leader
+// lease runs out.
+func (c *Cluster) LeaderAmong(members ...int) int {
+	c.t.Helper()
+	if len(members) == 0 {
+		for i := range c.Members {
+			members = append(members, i)
+		}
+	}
 	leader := -1
 	Eventually(c.t, 20*time.Second, "a leader", func() error {
-		for i, m := range c.Members {
-			if m.Node != nil && m.Node.IsLeader() {
+		for _, i := range members {
+			if m := c.Members[i]; m.Node != nil && m.Node.IsLeader() {
 				leader = i
 				return nil
 			}
 		}
-		return fmt.Errorf("no running member leads")
+		return fmt.Errorf("none of members %v leads", members)
 	})
 	return leader
 }
@@ -293,4 +362,92 @@ func (c *Cluster) Authz(i int, admin bool) writv1connect.AuthzServiceClient {
 		opts = append(opts, authed(AdminToken))
 	}
 	return writv1connect.NewAuthzServiceClient(c.http, "http://"+c.Members[i].APIAddr, opts...)
+}
+
+// router is member i's node.Config.PeerAddr: every peer through i's links.
+func (c *Cluster) router(i int) func(nodeID, kind string) string {
+	return func(nodeID, kind string) string {
+		j, ok := c.index[nodeID]
+		if !ok || j == i {
+			return ""
+		}
+		if l := c.links[i][j][kind]; l != nil {
+			return l.Addr()
+		}
+		return ""
+	}
+}
+
+// Link returns the bridge member from dials to reach member to's listener of
+// kind (node.PeerRaft or node.PeerAPI).
+func (c *Cluster) Link(from, to int, kind string) *Link { return c.links[from][to][kind] }
+
+// each calls fn on both kinds of link between a and b, in both directions.
+func (c *Cluster) each(a, b int, fn func(*Link)) {
+	for _, kinds := range []map[string]*Link{c.links[a][b], c.links[b][a]} {
+		for _, l := range kinds {
+			fn(l)
+		}
+	}
+}
+
+// Partition cuts every link (Raft and API, both directions) between the
+// members listed in side and all others. Links within either side stay as
+// they are. Heal undoes it.
+func (c *Cluster) Partition(side ...int) {
+	in := map[int]bool{}
+	for _, i := range side {
+		in[i] = true
+	}
+	for a := range c.Members {
+		for b := range c.Members {
+			if a < b && in[a] != in[b] {
+				c.each(a, b, (*Link).Cut)
+			}
+		}
+	}
+}
+
+// Isolate cuts member i off from every other member.
+func (c *Cluster) Isolate(i int) { c.Partition(i) }
+
+// Heal restores every link and removes every delay.
+func (c *Cluster) Heal() {
+	for a := range c.Members {
+		for b := range c.Members {
+			if a < b {
+				c.each(a, b, (*Link).Heal)
+			}
+		}
+	}
+}
+
+// SetDelay slows traffic between members a and b (both directions, Raft and
+// API) by d per chunk; 0 removes it.
+func (c *Cluster) SetDelay(a, b int, d time.Duration) {
+	c.each(a, b, func(l *Link) { l.SetDelay(d) })
+}
+
+// Running lists the indexes of members that are not killed.
+func (c *Cluster) Running() []int {
+	var out []int
+	for i, m := range c.Members {
+		if m.Node != nil {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// KeepDataDirs stops the cluster and copies every member's data dir under
+// dst (t.TempDir is deleted when the test ends; a failure report must not
+// be). It returns the first copy error.
+func (c *Cluster) KeepDataDirs(dst string) error {
+	c.Close()
+	for _, m := range c.Members {
+		if err := os.CopyFS(filepath.Join(dst, m.ID), os.DirFS(m.DataDir)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
