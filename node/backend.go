@@ -23,10 +23,14 @@ import (
 var _ rpc.Backend = (*Node)(nil)
 
 // fresh fails closed when this node cannot vouch for its state: a follower
-// that has not heard from a leader within max staleness, or a candidate.
+// that has not heard from a leader within max staleness, a candidate, or a
+// node that has not caught up since it may have fallen behind (freshness.go).
 func (n *Node) fresh() error {
 	switch n.raft.State() {
 	case raft.Leader:
+		if !n.caught.synced() {
+			return rpc.ErrStale
+		}
 		return nil
 	case raft.Follower:
 		last := n.raft.LastContact()
@@ -36,6 +40,10 @@ func (n *Node) fresh() error {
 		// Raft records contact on the real clock; the injectable clock is the
 		// log's notion of time (lease expiry), not this one.
 		if time.Since(last) > n.cfg.MaxStaleness {
+			n.caught.mark()
+			return rpc.ErrStale
+		}
+		if !n.caught.synced() {
 			return rpc.ErrStale
 		}
 		return nil

@@ -42,6 +42,7 @@ type Node struct {
 	store     *raftboltdb.BoltStore
 	proposer  *proposer
 	peers     *peerClients
+	caught    *freshness
 
 	apiLn   net.Listener
 	httpSrv *http.Server
@@ -67,6 +68,7 @@ func New(cfg Config) (*Node, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With("node", cfg.NodeID),
 		engine:   authz.NewEngine(),
+		caught:   newFreshness(),
 		verifier: credential.NewVerifier(credential.VerifierConfig{}),
 	}
 	n.fsm = fsm.New(fsm.Config{
@@ -99,9 +101,10 @@ func (n *Node) Start(ctx context.Context) error {
 		_ = n.Close()
 		return err
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.leaderLoop()
 	go n.reaperLoop()
+	go n.freshnessLoop()
 	if len(n.cfg.Join) > 0 {
 		n.wg.Add(1)
 		go n.joinLoop()
@@ -137,6 +140,9 @@ func (n *Node) startRaft() error {
 		advertise = n.cfg.RaftAddr
 	}
 	var advAddr net.Addr
+	if _, port, _ := net.SplitHostPort(advertise); port == "0" {
+		advertise = "" // the transport advertises the port it binds
+	}
 	if advertise != "" {
 		if advAddr, err = net.ResolveTCPAddr("tcp", advertise); err != nil {
 			return fmt.Errorf("advertise raft addr: %w", err)

@@ -25,7 +25,7 @@ type Link struct {
 	Kind     string // node.PeerRaft or node.PeerAPI
 
 	ln     net.Listener
-	target string
+	target func() string
 
 	mu    sync.Mutex
 	cut   bool
@@ -34,7 +34,7 @@ type Link struct {
 	wg    sync.WaitGroup
 }
 
-func newLink(from, to, kind, target string) (*Link, error) {
+func newLink(from, to, kind string, target func() string) (*Link, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -130,7 +130,7 @@ func (l *Link) serve(in net.Conn) {
 	defer l.wg.Done()
 	defer l.untrack(in)
 	defer func() { _ = in.Close() }()
-	out, err := net.DialTimeout("tcp", l.target, 2*time.Second)
+	out, err := net.DialTimeout("tcp", l.target(), 2*time.Second)
 	if err != nil {
 		return // the target is down: the source sees its connection close
 	}

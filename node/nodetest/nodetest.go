@@ -22,10 +22,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,7 +43,7 @@ const AdminToken = "writ_admin_test-token"
 type Member struct {
 	ID       string
 	DataDir  string
-	APIAddr  string
+	APIAddr  string // bound address (the node's listeners use port 0 at first start)
 	RaftAddr string
 	Node     *node.Node // nil while killed
 	cfg      node.Config
@@ -57,6 +57,7 @@ type Cluster struct {
 	// links[from][to][kind]; built before any node starts, never changed.
 	links []map[int]map[string]*Link
 	index map[string]int // member id -> index
+	mu    sync.Mutex     // guards Member addresses against the bridges
 }
 
 // Options tune a test cluster.
@@ -73,19 +74,6 @@ type Options struct {
 	CommitTimeout time.Duration
 	// HoldTimeout for every node (how long a write waits for a leader); default 10s.
 	HoldTimeout time.Duration
-}
-
-// freeAddr reserves a loopback port by listening and closing; the port is
-// reused on restart so the Raft configuration stays valid.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("reserve port: %v", err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
 }
 
 // New starts an n-node cluster: node 0 bootstraps, the others join through
@@ -110,11 +98,13 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	c := &Cluster{t: t, http: &http.Client{Timeout: 30 * time.Second}, index: map[string]int{}}
 	dir := t.TempDir()
 	for i := 0; i < n; i++ {
+		// Listeners bind port 0: a port reserved early could be taken by
+		// anything else on a shared machine before the node binds it.
 		m := &Member{
 			ID:       fmt.Sprintf("n%d", i+1),
 			DataDir:  filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
-			APIAddr:  freeAddr(t),
-			RaftAddr: freeAddr(t),
+			APIAddr:  "127.0.0.1:0",
+			RaftAddr: "127.0.0.1:0",
 		}
 		c.Members = append(c.Members, m)
 		c.index[m.ID] = i
@@ -128,8 +118,8 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 				continue
 			}
 			c.links[i][j] = map[string]*Link{}
-			for kind, target := range map[string]string{node.PeerRaft: to.RaftAddr, node.PeerAPI: to.APIAddr} {
-				l, err := newLink(c.Members[i].ID, to.ID, kind, target)
+			for _, kind := range []string{node.PeerRaft, node.PeerAPI} {
+				l, err := newLink(c.Members[i].ID, to.ID, kind, c.target(j, kind))
 				if err != nil {
 					t.Fatalf("link %s->%s: %v", c.Members[i].ID, to.ID, err)
 				}
@@ -160,13 +150,13 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 			},
 			PeerAddr: c.router(i),
 		}
+	}
+	for i, m := range c.Members {
 		if i == 0 {
 			m.cfg.Bootstrap = true
 		} else {
 			m.cfg.Join = []string{c.Members[0].APIAddr}
 		}
-	}
-	for i, m := range c.Members {
 		c.start(m)
 		if i == 0 {
 			c.WaitReady(m)
@@ -179,8 +169,11 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	return c
 }
 
+// start runs m on its config; the addresses it bound become the member's
+// (a restart asks for the same ports again).
 func (c *Cluster) start(m *Member) {
 	c.t.Helper()
+	m.cfg.APIAddr, m.cfg.RaftAddr = m.APIAddr, m.RaftAddr
 	n, err := node.New(m.cfg)
 	if err != nil {
 		c.t.Fatalf("new node %s: %v", m.ID, err)
@@ -188,7 +181,23 @@ func (c *Cluster) start(m *Member) {
 	if err := n.Start(context.Background()); err != nil {
 		c.t.Fatalf("start node %s: %v", m.ID, err)
 	}
+	c.mu.Lock()
+	m.APIAddr, m.RaftAddr = n.APIAddr(), n.RaftAddr()
+	c.mu.Unlock()
 	m.Node = n
+}
+
+// target is what a link to member j's listener of kind dials: the address
+// the member bound last.
+func (c *Cluster) target(j int, kind string) func() string {
+	return func() string {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if kind == node.PeerRaft {
+			return c.Members[j].RaftAddr
+		}
+		return c.Members[j].APIAddr
+	}
 }
 
 // Close stops every running member, then the bridges. It is idempotent.
