@@ -173,18 +173,42 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 // (a restart asks for the same ports again).
 func (c *Cluster) start(m *Member) {
 	c.t.Helper()
+	c.mu.Lock()
 	m.cfg.APIAddr, m.cfg.RaftAddr = m.APIAddr, m.RaftAddr
-	n, err := node.New(m.cfg)
-	if err != nil {
-		c.t.Fatalf("new node %s: %v", m.ID, err)
+	c.mu.Unlock()
+	n, err := c.startNode(m.cfg)
+	if err != nil && (m.cfg.APIAddr != "127.0.0.1:0" || m.cfg.RaftAddr != "127.0.0.1:0") {
+		// The old port was taken meanwhile: any port will do, since peers
+		// reach the member through its links, which follow it.
+		m.cfg.APIAddr, m.cfg.RaftAddr = "127.0.0.1:0", "127.0.0.1:0"
+		n, err = c.startNode(m.cfg)
 	}
-	if err := n.Start(context.Background()); err != nil {
+	if err != nil {
 		c.t.Fatalf("start node %s: %v", m.ID, err)
 	}
 	c.mu.Lock()
 	m.APIAddr, m.RaftAddr = n.APIAddr(), n.RaftAddr()
 	c.mu.Unlock()
 	m.Node = n
+}
+
+func (c *Cluster) startNode(cfg node.Config) (*node.Node, error) {
+	n, err := node.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.Start(context.Background()); err != nil {
+		_ = n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// apiAddr is member i's current API address.
+func (c *Cluster) apiAddr(i int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.Members[i].APIAddr
 }
 
 // target is what a link to member j's listener of kind dials: the address
@@ -361,7 +385,7 @@ func authed(token string) connect.ClientOption {
 
 // Admin returns an admin client for member i.
 func (c *Cluster) Admin(i int) writv1connect.AdminServiceClient {
-	return writv1connect.NewAdminServiceClient(c.http, "http://"+c.Members[i].APIAddr, authed(AdminToken))
+	return writv1connect.NewAdminServiceClient(c.http, "http://"+c.apiAddr(i), authed(AdminToken))
 }
 
 // Authz returns a workload client for member i; with admin it carries the admin token.
@@ -370,7 +394,7 @@ func (c *Cluster) Authz(i int, admin bool) writv1connect.AuthzServiceClient {
 	if admin {
 		opts = append(opts, authed(AdminToken))
 	}
-	return writv1connect.NewAuthzServiceClient(c.http, "http://"+c.Members[i].APIAddr, opts...)
+	return writv1connect.NewAuthzServiceClient(c.http, "http://"+c.apiAddr(i), opts...)
 }
 
 // router is member i's node.Config.PeerAddr: every peer through i's links.
