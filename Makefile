@@ -48,6 +48,10 @@ cluster-down: ## stop the container cluster and delete its volumes
 test-docker: ## docker cluster test: 3 containers, kill, disconnect, rolling restart (skips without an engine)
 	WRIT_DOCKER_TESTS=1 $(GO) test -count=1 -timeout 10m -run TestDockerCluster -v ./internal/e2e/
 
+.PHONY: test-chaos
+test-chaos: ## fault history run: clients under partitions, slow links, kills, checked with porcupine (WRIT_HISTORY_DURATION, default 3m)
+	WRIT_HISTORY_DURATION=$${WRIT_HISTORY_DURATION:-3m} $(GO) test -race -count=1 -timeout 20m -run 'TestHistoryUnderFaults' -v ./node/
+
 .PHONY: bench-ci
 bench-ci: ## run every benchmark once so they cannot rot
 	$(GO) test -run '^$$' -bench . -benchtime=1x ./...
