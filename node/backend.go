@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -256,50 +255,6 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64, readIndex bool) (u
 		return n.fsm.AppliedIndex(), err
 	}
 	return n.fsm.AppliedIndex(), nil
-}
-
-// AwaitEverywhere returns once every voter has applied index, or has failed
-// to confirm within max staleness (such a node is out of contact and fails
-// closed on its own). See docs/consistency.md.
-func (n *Node) AwaitEverywhere(ctx context.Context, index uint64) error {
-	if err := n.fsm.WaitApplied(ctx, index); err != nil {
-		return err
-	}
-	cf := n.raft.GetConfiguration()
-	if err := cf.Error(); err != nil {
-		return err
-	}
-	view := n.fsm.View()
-	var wg sync.WaitGroup
-	for _, srv := range cf.Configuration().Servers {
-		id := string(srv.ID)
-		if id == n.cfg.NodeID {
-			continue
-		}
-		node, ok := view.Node(id)
-		if !ok {
-			continue
-		}
-		wg.Add(1)
-		go func(addr string) {
-			defer wg.Done()
-			wctx, cancel := context.WithTimeout(ctx, n.cfg.MaxStaleness)
-			defer cancel()
-			for wctx.Err() == nil {
-				_, err := n.peers.nodeClient(addr).WaitApplied(wctx, nodeRequest(n, &writv1.WaitAppliedRequest{Index: index}))
-				if err == nil {
-					return
-				}
-				select {
-				case <-wctx.Done():
-				case <-time.After(20 * time.Millisecond):
-				}
-			}
-			n.log.Warn("peer did not confirm a revocation within max staleness; it fails closed", "peer", id, "index", index)
-		}(n.peerAPIAddr(node))
-	}
-	wg.Wait()
-	return ctx.Err()
 }
 
 // Status reports this node's view of the cluster.
