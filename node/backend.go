@@ -163,6 +163,7 @@ func (n *Node) withLeader(ctx context.Context, fn func(ctx context.Context, addr
 	backoff := 10 * time.Millisecond
 	var lastErr error
 	for {
+		changed := n.caught.leaderChanged()
 		addr, err := n.leaderAPI()
 		if err == nil {
 			err = fn(ctx, addr)
@@ -182,6 +183,7 @@ func (n *Node) withLeader(ctx context.Context, fn func(ctx context.Context, addr
 			}
 			return fmt.Errorf("%w (last: %v)", ctx.Err(), lastErr)
 		case <-time.After(backoff):
+		case <-changed:
 		}
 		backoff = min(backoff*2, 500*time.Millisecond)
 	}

@@ -71,9 +71,9 @@ const (
 
 // RaftTuning exposes the Raft timing knobs; zero values take the defaults.
 type RaftTuning struct {
-	HeartbeatTimeout   time.Duration // default 1s
-	ElectionTimeout    time.Duration // default 1s
-	LeaderLeaseTimeout time.Duration // default 500ms
+	HeartbeatTimeout   time.Duration // default 500ms
+	ElectionTimeout    time.Duration // default 500ms
+	LeaderLeaseTimeout time.Duration // default 250ms
 	CommitTimeout      time.Duration // default DefaultCommitTimeout
 	SnapshotThreshold  uint64        // default 8192 entries
 	SnapshotInterval   time.Duration // default 2m
@@ -129,14 +129,18 @@ func (c *Config) defaults() {
 		c.Clock = clock.Real{}
 	}
 	r := &c.Raft
+	// A follower notices a dead leader after a random 1x-2x HeartbeatTimeout,
+	// and both survivors must notice before one can win: 500ms keeps a
+	// failover within about a second (hashicorp/raft's 1s default measured
+	// 1.4-2.7s to serve issuance again, docs/benchmarks.md).
 	if r.HeartbeatTimeout == 0 {
-		r.HeartbeatTimeout = time.Second
+		r.HeartbeatTimeout = 500 * time.Millisecond
 	}
 	if r.ElectionTimeout == 0 {
-		r.ElectionTimeout = time.Second
+		r.ElectionTimeout = 500 * time.Millisecond
 	}
 	if r.LeaderLeaseTimeout == 0 {
-		r.LeaderLeaseTimeout = 500 * time.Millisecond
+		r.LeaderLeaseTimeout = 250 * time.Millisecond
 	}
 	if r.CommitTimeout == 0 {
 		r.CommitTimeout = DefaultCommitTimeout

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,12 +34,31 @@ import (
 type freshness struct {
 	gen      atomic.Uint64 // bumped by every mark
 	caughtUp atomic.Uint64 // the generation the last completed catch-up covered
+
+	mu      sync.Mutex
+	changed chan struct{} // closed at the next leader change, then replaced
 }
 
 func newFreshness() *freshness {
-	f := &freshness{}
+	f := &freshness{changed: make(chan struct{})}
 	f.gen.Store(1) // a starting node has not caught up
 	return f
+}
+
+// leaderChanged returns a channel closed at the next leader change, so
+// writes waiting out an election retry as soon as a leader is known
+// instead of at their next backoff step.
+func (f *freshness) leaderChanged() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.changed
+}
+
+func (f *freshness) notifyLeader() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	close(f.changed)
+	f.changed = make(chan struct{})
 }
 
 func (f *freshness) mark()        { f.gen.Add(1) }
@@ -65,8 +85,11 @@ func (n *Node) freshnessLoop() {
 		select {
 		case <-n.ctx.Done():
 			return
-		case <-obsCh:
+		case o := <-obsCh:
 			n.caught.mark()
+			if _, ok := o.Data.(raft.LeaderObservation); ok {
+				n.caught.notifyLeader()
+			}
 		case <-tick.C:
 		}
 		if d := obs.GetNumDropped(); d != dropped {

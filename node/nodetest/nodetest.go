@@ -74,6 +74,10 @@ type Options struct {
 	CommitTimeout time.Duration
 	// HoldTimeout for every node (how long a write waits for a leader); default 10s.
 	HoldTimeout time.Duration
+	// Raft, when set, replaces the harness's Raft timing (500ms heartbeat and
+	// election timeouts, 250ms leader lease, CommitTimeout above); zero
+	// fields in it take the node defaults.
+	Raft *node.RaftTuning
 }
 
 // New starts an n-node cluster: node 0 bootstraps, the others join through
@@ -149,6 +153,9 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 				CommitTimeout:      opts.CommitTimeout,
 			},
 			PeerAddr: c.router(i),
+		}
+		if opts.Raft != nil {
+			m.cfg.Raft = *opts.Raft
 		}
 	}
 	for i, m := range c.Members {
@@ -241,15 +248,33 @@ func (c *Cluster) Close() {
 	}
 }
 
-// Kill stops member i abruptly (no leadership transfer, no leave).
+// Kill stops member i abruptly (no leadership transfer, no leave): its
+// links are cut first, so its peers lose it at that instant as they would
+// to a crash, not when Close has drained its API (which can take seconds
+// while a leader still heartbeats). Links cut before the kill stay cut.
 func (c *Cluster) Kill(i int) {
 	c.t.Helper()
 	m := c.Members[i]
 	if m.Node == nil {
 		return
 	}
+	var cut []*Link
+	for j := range c.Members {
+		if j == i {
+			continue
+		}
+		c.each(i, j, func(l *Link) {
+			if !l.IsCut() {
+				l.Cut()
+				cut = append(cut, l)
+			}
+		})
+	}
 	_ = m.Node.Close()
 	m.Node = nil
+	for _, l := range cut {
+		l.Heal()
+	}
 }
 
 // Restart starts a killed member again from its data dir (no bootstrap or join:
