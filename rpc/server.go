@@ -45,6 +45,12 @@ type Deps struct {
 	Issuer string
 	// Audience is the credential "aud" claim; default "writ".
 	Audience string
+	// Schema validates every policy set before it is proposed; default the
+	// embedded policies/writ.cedarschema.
+	Schema *authz.Schema
+	// Policy holds the node-local policy tooling (shadow evaluation and the
+	// recent-decision sample diffs replay); default NewPolicyTools with Logger.
+	Policy *PolicyTools
 }
 
 func (d *Deps) defaults() {
@@ -63,6 +69,12 @@ func (d *Deps) defaults() {
 	if d.Audience == "" {
 		d.Audience = "writ"
 	}
+	if d.Schema == nil {
+		d.Schema = defaultSchema()
+	}
+	if d.Policy == nil {
+		d.Policy = NewPolicyTools(PolicyToolsConfig{Logger: d.Logger})
+	}
 }
 
 type realClock struct{}
@@ -78,6 +90,8 @@ func NewHandler(d Deps) http.Handler {
 	mux.Handle(writv1connect.NewAuthzServiceHandler(&authzService{d: d}, opts))
 	mux.Handle(writv1connect.NewAdminServiceHandler(&adminService{d: d}, opts,
 		connect.WithInterceptors(adminAuth(d))))
+	mux.Handle(writv1connect.NewPolicyServiceHandler(&policyService{d: d}, opts,
+		connect.WithInterceptors(adminAuth(d))))
 	mux.Handle(writv1connect.NewClusterServiceHandler(&clusterService{d: d}, opts,
 		connect.WithInterceptors(adminAuthFor(d, writv1connect.ClusterServiceJoinProcedure, writv1connect.ClusterServiceLeaveProcedure))))
 	mux.Handle(writv1connect.NewNodeServiceHandler(&nodeService{d: d}, opts,
@@ -86,6 +100,7 @@ func NewHandler(d Deps) http.Handler {
 	reflector := grpcreflect.NewStaticReflector(
 		writv1connect.AuthzServiceName,
 		writv1connect.AdminServiceName,
+		writv1connect.PolicyServiceName,
 		writv1connect.ClusterServiceName,
 		grpc_health_v1.Health_ServiceDesc.ServiceName,
 	)
