@@ -6,8 +6,8 @@ import (
 
 	"github.com/writ-dev/writ/authz"
 	"github.com/writ-dev/writ/fsm"
-	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
 	"github.com/writ-dev/writ/policies"
+	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
 )
 
 // ShadowPrefix names shadow candidates: the stored set "shadow/prod" is
