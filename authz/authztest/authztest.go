@@ -165,4 +165,3 @@ func Run(t *testing.T, files []File, sets map[string][]byte, variants map[string
 	})
 	return report
 }
-

@@ -32,7 +32,7 @@ func explainText(t *textOut, d *writv1.Decision) {
 	}
 	for _, dp := range d.GetDeterminingPolicies() {
 		if r := dp.GetReason(); r != "" {
-			t.kv("why "+policyName(dp), r)
+			t.kv("why", policyName(dp)+": "+r)
 		}
 	}
 }
