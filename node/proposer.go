@@ -24,8 +24,11 @@ import (
 // the queue; beyond that the queue fills and callers get ErrOverloaded
 // instead of the leader drowning and losing leadership.
 const (
-	maxBatchItems  = 512
-	maxBatchBytes  = 1 << 20
+	maxBatchItems = 512
+	maxBatchBytes = 1 << 20
+	// maxWriteBytes bounds one write; a write above maxBatchBytes (a large
+	// policy set) goes alone in its own entry. Half of fsm.MaxEntryBytes.
+	maxWriteBytes  = 8 << 20
 	maxInflight    = 16
 	queueDepth     = 4096
 	applyTimeout   = 10 * time.Second
@@ -94,8 +97,8 @@ func (p *proposer) submit(ctx context.Context, cmds []*fsmpb.Command, urgent boo
 		pr.size += proto.Size(c)
 		pr.urgent = pr.urgent || isUrgent(c)
 	}
-	if pr.size > maxBatchBytes {
-		return nil, fmt.Errorf("write of %d bytes exceeds the %d byte entry limit", pr.size, maxBatchBytes)
+	if pr.size > maxWriteBytes {
+		return nil, fmt.Errorf("write of %d bytes exceeds the %d byte entry limit", pr.size, maxWriteBytes)
 	}
 	timer := time.NewTimer(enqueueTimeout)
 	defer timer.Stop()

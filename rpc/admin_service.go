@@ -7,6 +7,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/writ-dev/writ/authn"
+	"github.com/writ-dev/writ/authz"
 	"github.com/writ-dev/writ/fsm"
 	"github.com/writ-dev/writ/fsm/fsmpb"
 	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
@@ -231,8 +232,8 @@ func (s *adminService) RevokeSecretID(ctx context.Context, req *connect.Request[
 	return connect.NewResponse(&writv1.RevokeSecretIDResponse{Index: r.GetIndex()}), nil
 }
 
-// MaxPolicyBytes bounds one policy set's Cedar text.
-const MaxPolicyBytes = 512 << 10
+// MaxPolicyBytes bounds one policy set's Cedar text (authz's own bound).
+const MaxPolicyBytes = authz.MaxPolicySetBytes
 
 func (s *adminService) PutPolicySet(ctx context.Context, req *connect.Request[writv1.PutPolicySetRequest]) (*connect.Response[writv1.PutPolicySetResponse], error) {
 	ps := req.Msg.GetPolicySet()

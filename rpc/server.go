@@ -30,8 +30,14 @@ const (
 	NodeTokenHeader = "Writ-Node-Token"
 )
 
-// MaxRequestBytes bounds every request body.
+// MaxRequestBytes bounds every request body, except those of the services
+// that carry policy text (MaxPolicyRequestBytes).
 const MaxRequestBytes = 1 << 20
+
+// MaxPolicyRequestBytes bounds the request bodies of AdminService,
+// PolicyService and NodeService (forwarded writes): a policy set may hold
+// MaxPolicyBytes of Cedar (10,000 policies are about 1.5 MB).
+const MaxPolicyRequestBytes = 9 << 20
 
 // Deps are what the API server needs. Backend, Engine and Verifier are required.
 type Deps struct {
@@ -88,13 +94,14 @@ func NewHandler(d Deps) http.Handler {
 	opts := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxRequestBytes))
 	mux := http.NewServeMux()
 	mux.Handle(writv1connect.NewAuthzServiceHandler(&authzService{d: d}, opts))
-	mux.Handle(writv1connect.NewAdminServiceHandler(&adminService{d: d}, opts,
+	big := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxPolicyRequestBytes))
+	mux.Handle(writv1connect.NewAdminServiceHandler(&adminService{d: d}, big,
 		connect.WithInterceptors(adminAuth(d))))
-	mux.Handle(writv1connect.NewPolicyServiceHandler(&policyService{d: d}, opts,
+	mux.Handle(writv1connect.NewPolicyServiceHandler(&policyService{d: d}, big,
 		connect.WithInterceptors(adminAuth(d))))
 	mux.Handle(writv1connect.NewClusterServiceHandler(&clusterService{d: d}, opts,
 		connect.WithInterceptors(adminAuthFor(d, writv1connect.ClusterServiceJoinProcedure, writv1connect.ClusterServiceLeaveProcedure))))
-	mux.Handle(writv1connect.NewNodeServiceHandler(&nodeService{d: d}, opts,
+	mux.Handle(writv1connect.NewNodeServiceHandler(&nodeService{d: d}, big,
 		connect.WithInterceptors(nodeAuth(d))))
 	mux.Handle(healthHandler(d))
 	reflector := grpcreflect.NewStaticReflector(
