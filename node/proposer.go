@@ -24,16 +24,17 @@ import (
 // the queue; beyond that the queue fills and callers get ErrOverloaded
 // instead of the leader drowning and losing leadership.
 const (
-	maxBatchItems = 512
-	maxBatchBytes = 1 << 20
-	// maxWriteBytes bounds one write; a write above maxBatchBytes (a large
-	// policy set) goes alone in its own entry. Half of fsm.MaxEntryBytes.
-	maxWriteBytes  = 8 << 20
+	maxBatchItems  = 512
+	maxBatchBytes  = 1 << 20
 	maxInflight    = 16
 	queueDepth     = 4096
 	applyTimeout   = 10 * time.Second
 	enqueueTimeout = 2 * time.Second
 )
+
+// maxWriteBytes bounds one write; a write above maxBatchBytes (a large
+// policy set) goes alone in its own entry. Half of fsm.MaxEntryBytes.
+const maxWriteBytes = 8 << 20
 
 type proposal struct {
 	cmds   []*fsmpb.Command
