@@ -24,6 +24,14 @@ run: build ## build and run a dev node with the example policies and identities
 test: ## unit, rpc and in-process cluster tests with -race
 	$(GO) test $(GOTEST_FLAGS) ./...
 
+.PHONY: test-policies
+test-policies: build ## writ policy test policies/: the example library's cases against its sets, validated
+	./bin/writ policy test policies/
+
+.PHONY: test-corpus
+test-corpus: ## the full Cedar integration corpus (from the cedar-go module) through Writ's plain evaluation, without -race
+	$(GO) test -count=1 -run 'TestCedarCorpus' -v ./authz/ | grep -E '^(---|ok|FAIL|\s+corpus_test)'
+
 .PHONY: bench
 bench: ## Go micro-benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./...

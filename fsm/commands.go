@@ -359,8 +359,32 @@ func (a *applier) putPolicySet(p *fsmpb.PutPolicySet) *fsmpb.Result {
 	n.ActivatedUnixNano = a.now
 	a.put(tPolicy, n)
 	a.put(tHistory, n)
+	if keep := p.GetKeepVersions(); keep > 0 {
+		a.prunePolicyHistory(n.Name, int(keep))
+	}
 	a.policyEvents = append(a.policyEvents, policyEvent{ps: n})
 	return &fsmpb.Result{Code: codeOK, Version: n.Version}
+}
+
+// prunePolicyHistory deletes the oldest stored versions of name until at
+// most keep remain. The newest version (the one just activated) is always
+// among those kept, so the active version is never pruned.
+func (a *applier) prunePolicyHistory(name string, keep int) {
+	it, err := a.txn.LowerBound(tHistory, "id", name, uint64(0))
+	if err != nil {
+		panic(err)
+	}
+	var versions []*fsmpb.PolicySet
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		ps := obj.(*fsmpb.PolicySet)
+		if ps.GetName() != name {
+			break
+		}
+		versions = append(versions, ps)
+	}
+	for i := 0; i < len(versions)-keep; i++ {
+		a.del(tHistory, versions[i])
+	}
 }
 
 // latestPolicyVersion is the highest version ever stored under name (versions

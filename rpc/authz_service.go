@@ -107,8 +107,9 @@ func decisionToAPI(dec authz.Decision, decisionID string) *writv1.Decision {
 		Reason:        dec.Reason,
 	}
 	for _, p := range dec.Determining {
-		out.DeterminingPolicies = append(out.DeterminingPolicies, &writv1.DeterminingPolicy{Id: p.ID, Annotations: p.Annotations})
+		out.DeterminingPolicies = append(out.DeterminingPolicies, &writv1.DeterminingPolicy{Id: p.ID, Annotations: p.Annotations, Reason: p.Annotations["reason"]})
 	}
+	explainToAPI(out, dec)
 	return out
 }
 
@@ -126,7 +127,12 @@ func (s *authzService) decide(view *fsm.View, ident *fsmpb.Identity, role, actio
 	if err != nil {
 		return authz.Decision{}, fmt.Errorf("compile policy set %s v%d: %w", ps.GetName(), ps.GetVersion(), err)
 	}
-	return compiled.Decide(authz.Request{Identity: ident, Role: role, Action: action, Resource: res, Context: ctx})
+	areq := authz.Request{Identity: ident, Role: role, Action: action, Resource: res, Context: ctx}
+	dec, err := compiled.Decide(areq)
+	if err == nil {
+		s.d.Policy.observe(s.d.Engine, view, areq, dec)
+	}
+	return dec, err
 }
 
 func peerAddr(addr string) netip.Addr {

@@ -167,6 +167,7 @@ func policySetToAPI(in *fsmpb.PolicySet) *writv1.PolicySet {
 		Description:    in.GetDescription(),
 		ActivatedAt:    ts(in.GetActivatedUnixNano()),
 		ActivatedIndex: in.GetActivatedIndex(),
+		RolledBackFrom: in.GetRolledBackFrom(),
 	}
 }
 

@@ -30,8 +30,14 @@ const (
 	NodeTokenHeader = "Writ-Node-Token"
 )
 
-// MaxRequestBytes bounds every request body.
+// MaxRequestBytes bounds every request body, except those of the services
+// that carry policy text (MaxPolicyRequestBytes).
 const MaxRequestBytes = 1 << 20
+
+// MaxPolicyRequestBytes bounds the request bodies of AdminService,
+// PolicyService and NodeService (forwarded writes): a policy set may hold
+// MaxPolicyBytes of Cedar (10,000 policies are about 1.5 MB).
+const MaxPolicyRequestBytes = 9 << 20
 
 // Deps are what the API server needs. Backend, Engine and Verifier are required.
 type Deps struct {
@@ -45,6 +51,12 @@ type Deps struct {
 	Issuer string
 	// Audience is the credential "aud" claim; default "writ".
 	Audience string
+	// Schema validates every policy set before it is proposed; default the
+	// embedded policies/writ.cedarschema.
+	Schema *authz.Schema
+	// Policy holds the node-local policy tooling (shadow evaluation and the
+	// recent-decision sample diffs replay); default NewPolicyTools with Logger.
+	Policy *PolicyTools
 }
 
 func (d *Deps) defaults() {
@@ -63,6 +75,12 @@ func (d *Deps) defaults() {
 	if d.Audience == "" {
 		d.Audience = "writ"
 	}
+	if d.Schema == nil {
+		d.Schema = defaultSchema()
+	}
+	if d.Policy == nil {
+		d.Policy = NewPolicyTools(PolicyToolsConfig{Logger: d.Logger})
+	}
 }
 
 type realClock struct{}
@@ -76,16 +94,20 @@ func NewHandler(d Deps) http.Handler {
 	opts := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxRequestBytes))
 	mux := http.NewServeMux()
 	mux.Handle(writv1connect.NewAuthzServiceHandler(&authzService{d: d}, opts))
-	mux.Handle(writv1connect.NewAdminServiceHandler(&adminService{d: d}, opts,
+	big := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxPolicyRequestBytes))
+	mux.Handle(writv1connect.NewAdminServiceHandler(&adminService{d: d}, big,
+		connect.WithInterceptors(adminAuth(d))))
+	mux.Handle(writv1connect.NewPolicyServiceHandler(&policyService{d: d}, big,
 		connect.WithInterceptors(adminAuth(d))))
 	mux.Handle(writv1connect.NewClusterServiceHandler(&clusterService{d: d}, opts,
 		connect.WithInterceptors(adminAuthFor(d, writv1connect.ClusterServiceJoinProcedure, writv1connect.ClusterServiceLeaveProcedure))))
-	mux.Handle(writv1connect.NewNodeServiceHandler(&nodeService{d: d}, opts,
+	mux.Handle(writv1connect.NewNodeServiceHandler(&nodeService{d: d}, big,
 		connect.WithInterceptors(nodeAuth(d))))
 	mux.Handle(healthHandler(d))
 	reflector := grpcreflect.NewStaticReflector(
 		writv1connect.AuthzServiceName,
 		writv1connect.AdminServiceName,
+		writv1connect.PolicyServiceName,
 		writv1connect.ClusterServiceName,
 		grpc_health_v1.Health_ServiceDesc.ServiceName,
 	)

@@ -376,6 +376,7 @@ func decisionText(t *textOut, d *writv1.Decision) {
 	}
 	t.kv("policies", orDash(strings.Join(names, ", ")))
 	t.kvIf("reason", d.GetReason())
+	explainText(t, d)
 	for _, e := range d.GetErrors() {
 		t.kv("error", e)
 	}

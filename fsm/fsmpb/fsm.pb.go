@@ -1200,6 +1200,10 @@ type PutPolicySet struct {
 	PolicySet *PolicySet             `protobuf:"bytes,1,opt,name=policy_set,json=policySet,proto3" json:"policy_set,omitempty"`
 	// When non-zero the active version must equal it.
 	ExpectVersion uint64 `protobuf:"varint,2,opt,name=expect_version,json=expectVersion,proto3" json:"expect_version,omitempty"`
+	// When non-zero, Apply keeps at most this many versions of the set in the
+	// history (the newest; the active version is always kept). The proposer
+	// chooses it, so every replica prunes the same versions.
+	KeepVersions  uint32 `protobuf:"varint,60,opt,name=keep_versions,json=keepVersions,proto3" json:"keep_versions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1244,6 +1248,13 @@ func (x *PutPolicySet) GetPolicySet() *PolicySet {
 func (x *PutPolicySet) GetExpectVersion() uint64 {
 	if x != nil {
 		return x.ExpectVersion
+	}
+	return 0
+}
+
+func (x *PutPolicySet) GetKeepVersions() uint32 {
+	if x != nil {
+		return x.KeepVersions
 	}
 	return 0
 }
@@ -2014,8 +2025,10 @@ type PolicySet struct {
 	Description       string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
 	ActivatedUnixNano int64  `protobuf:"varint,5,opt,name=activated_unix_nano,json=activatedUnixNano,proto3" json:"activated_unix_nano,omitempty"`
 	ActivatedIndex    uint64 `protobuf:"varint,6,opt,name=activated_index,json=activatedIndex,proto3" json:"activated_index,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The version whose text this version restored (a rollback), or 0.
+	RolledBackFrom uint64 `protobuf:"varint,60,opt,name=rolled_back_from,json=rolledBackFrom,proto3" json:"rolled_back_from,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PolicySet) Reset() {
@@ -2086,6 +2099,13 @@ func (x *PolicySet) GetActivatedUnixNano() int64 {
 func (x *PolicySet) GetActivatedIndex() uint64 {
 	if x != nil {
 		return x.ActivatedIndex
+	}
+	return 0
+}
+
+func (x *PolicySet) GetRolledBackFrom() uint64 {
+	if x != nil {
+		return x.RolledBackFrom
 	}
 	return 0
 }
@@ -2995,11 +3015,12 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\tsecret_id\x18\x01 \x01(\v2\x15.writ.fsm.v1.SecretIDR\bsecretId\x12\x1b\n" +
 	"\tttl_nanos\x18\x02 \x01(\x03R\bttlNanos\",\n" +
 	"\x0eRevokeSecretID\x12\x1a\n" +
-	"\baccessor\x18\x01 \x01(\tR\baccessor\"l\n" +
+	"\baccessor\x18\x01 \x01(\tR\baccessor\"\x91\x01\n" +
 	"\fPutPolicySet\x125\n" +
 	"\n" +
 	"policy_set\x18\x01 \x01(\v2\x16.writ.fsm.v1.PolicySetR\tpolicySet\x12%\n" +
-	"\x0eexpect_version\x18\x02 \x01(\x04R\rexpectVersion\"%\n" +
+	"\x0eexpect_version\x18\x02 \x01(\x04R\rexpectVersion\x12#\n" +
+	"\rkeep_versions\x18< \x01(\rR\fkeepVersions\"%\n" +
 	"\x0fDeletePolicySet\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\":\n" +
 	"\rPutSigningKey\x12)\n" +
@@ -3072,14 +3093,15 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\bmetadata\x18\t \x03(\v2#.writ.fsm.v1.SecretID.MetadataEntryR\bmetadata\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xca\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf4\x01\n" +
 	"\tPolicySet\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x14\n" +
 	"\x05cedar\x18\x03 \x01(\tR\x05cedar\x12 \n" +
 	"\vdescription\x18\x04 \x01(\tR\vdescription\x12.\n" +
 	"\x13activated_unix_nano\x18\x05 \x01(\x03R\x11activatedUnixNano\x12'\n" +
-	"\x0factivated_index\x18\x06 \x01(\x04R\x0eactivatedIndex\"m\n" +
+	"\x0factivated_index\x18\x06 \x01(\x04R\x0eactivatedIndex\x12(\n" +
+	"\x10rolled_back_from\x18< \x01(\x04R\x0erolledBackFrom\"m\n" +
 	"\n" +
 	"SigningKey\x12\x10\n" +
 	"\x03kid\x18\x01 \x01(\tR\x03kid\x12!\n" +

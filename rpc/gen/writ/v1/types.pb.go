@@ -77,6 +77,62 @@ func (Consistency) EnumDescriptor() ([]byte, []int) {
 	return file_writ_v1_types_proto_rawDescGZIP(), []int{0}
 }
 
+// How a decision was reached.
+type DecisionOutcome int32
+
+const (
+	DecisionOutcome_DECISION_OUTCOME_UNSPECIFIED DecisionOutcome = 0
+	// Some permit matched and no forbid did.
+	DecisionOutcome_DECISION_OUTCOME_ALLOWED DecisionOutcome = 1
+	// A forbid matched: determining_policies lists the forbids.
+	DecisionOutcome_DECISION_OUTCOME_FORBIDDEN DecisionOutcome = 2
+	// No permit matched (Cedar's default deny).
+	DecisionOutcome_DECISION_OUTCOME_NO_PERMIT DecisionOutcome = 3
+)
+
+// Enum value maps for DecisionOutcome.
+var (
+	DecisionOutcome_name = map[int32]string{
+		0: "DECISION_OUTCOME_UNSPECIFIED",
+		1: "DECISION_OUTCOME_ALLOWED",
+		2: "DECISION_OUTCOME_FORBIDDEN",
+		3: "DECISION_OUTCOME_NO_PERMIT",
+	}
+	DecisionOutcome_value = map[string]int32{
+		"DECISION_OUTCOME_UNSPECIFIED": 0,
+		"DECISION_OUTCOME_ALLOWED":     1,
+		"DECISION_OUTCOME_FORBIDDEN":   2,
+		"DECISION_OUTCOME_NO_PERMIT":   3,
+	}
+)
+
+func (x DecisionOutcome) Enum() *DecisionOutcome {
+	p := new(DecisionOutcome)
+	*p = x
+	return p
+}
+
+func (x DecisionOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DecisionOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_writ_v1_types_proto_enumTypes[1].Descriptor()
+}
+
+func (DecisionOutcome) Type() protoreflect.EnumType {
+	return &file_writ_v1_types_proto_enumTypes[1]
+}
+
+func (x DecisionOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DecisionOutcome.Descriptor instead.
+func (DecisionOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_writ_v1_types_proto_rawDescGZIP(), []int{1}
+}
+
 // ReadOptions go with every read call.
 type ReadOptions struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -511,6 +567,9 @@ type PolicySet struct {
 	Description    string                 `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
 	ActivatedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=activated_at,json=activatedAt,proto3" json:"activated_at,omitempty"`
 	ActivatedIndex uint64                 `protobuf:"varint,6,opt,name=activated_index,json=activatedIndex,proto3" json:"activated_index,omitempty"`
+	// Set when this version was made by rolling back: the version whose text
+	// it restored.
+	RolledBackFrom uint64 `protobuf:"varint,60,opt,name=rolled_back_from,json=rolledBackFrom,proto3" json:"rolled_back_from,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -583,6 +642,13 @@ func (x *PolicySet) GetActivatedAt() *timestamppb.Timestamp {
 func (x *PolicySet) GetActivatedIndex() uint64 {
 	if x != nil {
 		return x.ActivatedIndex
+	}
+	return 0
+}
+
+func (x *PolicySet) GetRolledBackFrom() uint64 {
+	if x != nil {
+		return x.RolledBackFrom
 	}
 	return 0
 }
@@ -882,9 +948,11 @@ func (x *Lease) GetAuthMethod() string {
 }
 
 type DeterminingPolicy struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Annotations   map[string]string      `protobuf:"bytes,2,rep,name=annotations,proto3" json:"annotations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Annotations map[string]string      `protobuf:"bytes,2,rep,name=annotations,proto3" json:"annotations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The policy's @reason annotation, when it has one.
+	Reason        string `protobuf:"bytes,60,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -933,6 +1001,75 @@ func (x *DeterminingPolicy) GetAnnotations() map[string]string {
 	return nil
 }
 
+func (x *DeterminingPolicy) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// One policy whose evaluation failed. Cedar skips such a policy: an erroring
+// forbid does not deny.
+type PolicyError struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PolicyId      string                 `protobuf:"bytes,1,opt,name=policy_id,json=policyId,proto3" json:"policy_id,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Annotations   map[string]string      `protobuf:"bytes,3,rep,name=annotations,proto3" json:"annotations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyError) Reset() {
+	*x = PolicyError{}
+	mi := &file_writ_v1_types_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyError) ProtoMessage() {}
+
+func (x *PolicyError) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_v1_types_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyError.ProtoReflect.Descriptor instead.
+func (*PolicyError) Descriptor() ([]byte, []int) {
+	return file_writ_v1_types_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PolicyError) GetPolicyId() string {
+	if x != nil {
+		return x.PolicyId
+	}
+	return ""
+}
+
+func (x *PolicyError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *PolicyError) GetAnnotations() map[string]string {
+	if x != nil {
+		return x.Annotations
+	}
+	return nil
+}
+
 type Decision struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Allowed    bool                   `protobuf:"varint,1,opt,name=allowed,proto3" json:"allowed,omitempty"`
@@ -944,14 +1081,17 @@ type Decision struct {
 	PolicySet           string               `protobuf:"bytes,5,opt,name=policy_set,json=policySet,proto3" json:"policy_set,omitempty"`
 	PolicyVersion       uint64               `protobuf:"varint,6,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
 	// Human-readable summary of why.
-	Reason        string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason  string          `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	Outcome DecisionOutcome `protobuf:"varint,60,opt,name=outcome,proto3,enum=writ.v1.DecisionOutcome" json:"outcome,omitempty"`
+	// The errors again, with the policy that failed.
+	PolicyErrors  []*PolicyError `protobuf:"bytes,61,rep,name=policy_errors,json=policyErrors,proto3" json:"policy_errors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Decision) Reset() {
 	*x = Decision{}
-	mi := &file_writ_v1_types_proto_msgTypes[9]
+	mi := &file_writ_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -963,7 +1103,7 @@ func (x *Decision) String() string {
 func (*Decision) ProtoMessage() {}
 
 func (x *Decision) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_types_proto_msgTypes[9]
+	mi := &file_writ_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -976,7 +1116,7 @@ func (x *Decision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decision.ProtoReflect.Descriptor instead.
 func (*Decision) Descriptor() ([]byte, []int) {
-	return file_writ_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_writ_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Decision) GetAllowed() bool {
@@ -1026,6 +1166,20 @@ func (x *Decision) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *Decision) GetOutcome() DecisionOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return DecisionOutcome_DECISION_OUTCOME_UNSPECIFIED
+}
+
+func (x *Decision) GetPolicyErrors() []*PolicyError {
+	if x != nil {
+		return x.PolicyErrors
+	}
+	return nil
 }
 
 var File_writ_v1_types_proto protoreflect.FileDescriptor
@@ -1086,14 +1240,15 @@ const file_writ_v1_types_proto_rawDesc = "" +
 	"\bmetadata\x18\b \x03(\v2#.writ.v1.SecretIDInfo.MetadataEntryR\bmetadata\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd9\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x83\x02\n" +
 	"\tPolicySet\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x14\n" +
 	"\x05cedar\x18\x03 \x01(\tR\x05cedar\x12 \n" +
 	"\vdescription\x18\x04 \x01(\tR\vdescription\x12=\n" +
 	"\factivated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vactivatedAt\x12'\n" +
-	"\x0factivated_index\x18\x06 \x01(\x04R\x0eactivatedIndex\"g\n" +
+	"\x0factivated_index\x18\x06 \x01(\x04R\x0eactivatedIndex\x12(\n" +
+	"\x10rolled_back_from\x18< \x01(\x04R\x0erolledBackFrom\"g\n" +
 	"\bResource\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x127\n" +
@@ -1126,13 +1281,21 @@ const file_writ_v1_types_proto_rawDesc = "" +
 	"\rstatus_reason\x18\x10 \x01(\tR\fstatusReason\x12!\n" +
 	"\fissued_index\x18\x11 \x01(\x04R\vissuedIndex\x12\x1f\n" +
 	"\vauth_method\x18\x12 \x01(\tR\n" +
-	"authMethod\"\xb2\x01\n" +
+	"authMethod\"\xca\x01\n" +
 	"\x11DeterminingPolicy\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12M\n" +
-	"\vannotations\x18\x02 \x03(\v2+.writ.v1.DeterminingPolicy.AnnotationsEntryR\vannotations\x1a>\n" +
+	"\vannotations\x18\x02 \x03(\v2+.writ.v1.DeterminingPolicy.AnnotationsEntryR\vannotations\x12\x16\n" +
+	"\x06reason\x18< \x01(\tR\x06reason\x1a>\n" +
 	"\x10AnnotationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8a\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcd\x01\n" +
+	"\vPolicyError\x12\x1b\n" +
+	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12G\n" +
+	"\vannotations\x18\x03 \x03(\v2%.writ.v1.PolicyError.AnnotationsEntryR\vannotations\x1a>\n" +
+	"\x10AnnotationsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf9\x02\n" +
 	"\bDecision\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x1f\n" +
 	"\vdecision_id\x18\x02 \x01(\tR\n" +
@@ -1142,11 +1305,18 @@ const file_writ_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"policy_set\x18\x05 \x01(\tR\tpolicySet\x12%\n" +
 	"\x0epolicy_version\x18\x06 \x01(\x04R\rpolicyVersion\x12\x16\n" +
-	"\x06reason\x18\a \x01(\tR\x06reason*_\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x122\n" +
+	"\aoutcome\x18< \x01(\x0e2\x18.writ.v1.DecisionOutcomeR\aoutcome\x129\n" +
+	"\rpolicy_errors\x18= \x03(\v2\x14.writ.v1.PolicyErrorR\fpolicyErrors*_\n" +
 	"\vConsistency\x12\x1b\n" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11CONSISTENCY_STALE\x10\x01\x12\x1c\n" +
-	"\x18CONSISTENCY_LINEARIZABLE\x10\x02B1Z/github.com/writ-dev/writ/rpc/gen/writ/v1;writv1b\x06proto3"
+	"\x18CONSISTENCY_LINEARIZABLE\x10\x02*\x91\x01\n" +
+	"\x0fDecisionOutcome\x12 \n" +
+	"\x1cDECISION_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18DECISION_OUTCOME_ALLOWED\x10\x01\x12\x1e\n" +
+	"\x1aDECISION_OUTCOME_FORBIDDEN\x10\x02\x12\x1e\n" +
+	"\x1aDECISION_OUTCOME_NO_PERMIT\x10\x03B1Z/github.com/writ-dev/writ/rpc/gen/writ/v1;writv1b\x06proto3"
 
 var (
 	file_writ_v1_types_proto_rawDescOnce sync.Once
@@ -1160,50 +1330,56 @@ func file_writ_v1_types_proto_rawDescGZIP() []byte {
 	return file_writ_v1_types_proto_rawDescData
 }
 
-var file_writ_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_writ_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_writ_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_writ_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_writ_v1_types_proto_goTypes = []any{
 	(Consistency)(0),              // 0: writ.v1.Consistency
-	(*ReadOptions)(nil),           // 1: writ.v1.ReadOptions
-	(*Identity)(nil),              // 2: writ.v1.Identity
-	(*Role)(nil),                  // 3: writ.v1.Role
-	(*SecretIDInfo)(nil),          // 4: writ.v1.SecretIDInfo
-	(*PolicySet)(nil),             // 5: writ.v1.PolicySet
-	(*Resource)(nil),              // 6: writ.v1.Resource
-	(*Scope)(nil),                 // 7: writ.v1.Scope
-	(*Lease)(nil),                 // 8: writ.v1.Lease
-	(*DeterminingPolicy)(nil),     // 9: writ.v1.DeterminingPolicy
-	(*Decision)(nil),              // 10: writ.v1.Decision
-	nil,                           // 11: writ.v1.Identity.AttributesEntry
-	nil,                           // 12: writ.v1.SecretIDInfo.MetadataEntry
-	nil,                           // 13: writ.v1.DeterminingPolicy.AnnotationsEntry
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 15: google.protobuf.Struct
+	(DecisionOutcome)(0),          // 1: writ.v1.DecisionOutcome
+	(*ReadOptions)(nil),           // 2: writ.v1.ReadOptions
+	(*Identity)(nil),              // 3: writ.v1.Identity
+	(*Role)(nil),                  // 4: writ.v1.Role
+	(*SecretIDInfo)(nil),          // 5: writ.v1.SecretIDInfo
+	(*PolicySet)(nil),             // 6: writ.v1.PolicySet
+	(*Resource)(nil),              // 7: writ.v1.Resource
+	(*Scope)(nil),                 // 8: writ.v1.Scope
+	(*Lease)(nil),                 // 9: writ.v1.Lease
+	(*DeterminingPolicy)(nil),     // 10: writ.v1.DeterminingPolicy
+	(*PolicyError)(nil),           // 11: writ.v1.PolicyError
+	(*Decision)(nil),              // 12: writ.v1.Decision
+	nil,                           // 13: writ.v1.Identity.AttributesEntry
+	nil,                           // 14: writ.v1.SecretIDInfo.MetadataEntry
+	nil,                           // 15: writ.v1.DeterminingPolicy.AnnotationsEntry
+	nil,                           // 16: writ.v1.PolicyError.AnnotationsEntry
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 18: google.protobuf.Struct
 }
 var file_writ_v1_types_proto_depIdxs = []int32{
 	0,  // 0: writ.v1.ReadOptions.consistency:type_name -> writ.v1.Consistency
-	11, // 1: writ.v1.Identity.attributes:type_name -> writ.v1.Identity.AttributesEntry
-	14, // 2: writ.v1.Identity.created_at:type_name -> google.protobuf.Timestamp
-	14, // 3: writ.v1.Identity.updated_at:type_name -> google.protobuf.Timestamp
-	14, // 4: writ.v1.Role.created_at:type_name -> google.protobuf.Timestamp
-	14, // 5: writ.v1.Role.updated_at:type_name -> google.protobuf.Timestamp
-	14, // 6: writ.v1.SecretIDInfo.expires_at:type_name -> google.protobuf.Timestamp
-	14, // 7: writ.v1.SecretIDInfo.created_at:type_name -> google.protobuf.Timestamp
-	12, // 8: writ.v1.SecretIDInfo.metadata:type_name -> writ.v1.SecretIDInfo.MetadataEntry
-	14, // 9: writ.v1.PolicySet.activated_at:type_name -> google.protobuf.Timestamp
-	15, // 10: writ.v1.Resource.attributes:type_name -> google.protobuf.Struct
-	6,  // 11: writ.v1.Scope.resources:type_name -> writ.v1.Resource
-	7,  // 12: writ.v1.Lease.scope:type_name -> writ.v1.Scope
-	14, // 13: writ.v1.Lease.issued_at:type_name -> google.protobuf.Timestamp
-	14, // 14: writ.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
-	14, // 15: writ.v1.Lease.max_expires_at:type_name -> google.protobuf.Timestamp
-	13, // 16: writ.v1.DeterminingPolicy.annotations:type_name -> writ.v1.DeterminingPolicy.AnnotationsEntry
-	9,  // 17: writ.v1.Decision.determining_policies:type_name -> writ.v1.DeterminingPolicy
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	13, // 1: writ.v1.Identity.attributes:type_name -> writ.v1.Identity.AttributesEntry
+	17, // 2: writ.v1.Identity.created_at:type_name -> google.protobuf.Timestamp
+	17, // 3: writ.v1.Identity.updated_at:type_name -> google.protobuf.Timestamp
+	17, // 4: writ.v1.Role.created_at:type_name -> google.protobuf.Timestamp
+	17, // 5: writ.v1.Role.updated_at:type_name -> google.protobuf.Timestamp
+	17, // 6: writ.v1.SecretIDInfo.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 7: writ.v1.SecretIDInfo.created_at:type_name -> google.protobuf.Timestamp
+	14, // 8: writ.v1.SecretIDInfo.metadata:type_name -> writ.v1.SecretIDInfo.MetadataEntry
+	17, // 9: writ.v1.PolicySet.activated_at:type_name -> google.protobuf.Timestamp
+	18, // 10: writ.v1.Resource.attributes:type_name -> google.protobuf.Struct
+	7,  // 11: writ.v1.Scope.resources:type_name -> writ.v1.Resource
+	8,  // 12: writ.v1.Lease.scope:type_name -> writ.v1.Scope
+	17, // 13: writ.v1.Lease.issued_at:type_name -> google.protobuf.Timestamp
+	17, // 14: writ.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 15: writ.v1.Lease.max_expires_at:type_name -> google.protobuf.Timestamp
+	15, // 16: writ.v1.DeterminingPolicy.annotations:type_name -> writ.v1.DeterminingPolicy.AnnotationsEntry
+	16, // 17: writ.v1.PolicyError.annotations:type_name -> writ.v1.PolicyError.AnnotationsEntry
+	10, // 18: writ.v1.Decision.determining_policies:type_name -> writ.v1.DeterminingPolicy
+	1,  // 19: writ.v1.Decision.outcome:type_name -> writ.v1.DecisionOutcome
+	11, // 20: writ.v1.Decision.policy_errors:type_name -> writ.v1.PolicyError
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_writ_v1_types_proto_init() }
@@ -1216,8 +1392,8 @@ func file_writ_v1_types_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_writ_v1_types_proto_rawDesc), len(file_writ_v1_types_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   13,
+			NumEnums:      2,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
