@@ -17,8 +17,8 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
 	"github.com/writ-dev/writ/internal/proccluster"
+	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
 	"github.com/writ-dev/writ/rpc/gen/writ/v1/writv1connect"
 )
 
