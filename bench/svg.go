@@ -27,19 +27,19 @@ type Chart struct {
 	// XTickLabels, when set, labels these x values instead of numeric ticks.
 	XTickLabels map[float64]string
 	Series      []Series
-	// Width and Height in px (default 760 × 420).
+	// Width and Height in px (default 960 × 420; the legend sits right of the plot).
 	Width, Height int
 }
 
-var palette = []string{"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"}
+var palette = []string{"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"}
 
 const (
-	mLeft, mRight, mTop, mBottom = 70.0, 20.0, 40.0, 55.0
+	mLeft, mRight, mTop, mBottom = 70.0, 230.0, 40.0, 55.0
 )
 
 // SVG renders the chart.
 func (c Chart) SVG() string {
-	w, h := float64(cmpInt(c.Width, 760)), float64(cmpInt(c.Height, 420))
+	w, h := float64(cmpInt(c.Width, 960)), float64(cmpInt(c.Height, 420))
 	tx, ty := axisT(c.LogX), axisT(c.LogY)
 	xmin, xmax, ymin, ymax := math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)
 	for _, s := range c.Series {
@@ -119,9 +119,9 @@ func (c Chart) SVG() string {
 				fmt.Fprintf(&b, `<circle cx="%s" cy="%s" r="3" fill="%s"/>`+"\n", xy[0], xy[1], col)
 			}
 		}
-		ly := mTop + 14 + float64(i)*16
-		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="12" height="3" fill="%s"/>`+"\n", mLeft+10, ly-4, col)
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f">%s</text>`+"\n", mLeft+28, ly, esc(s.Name))
+		ly := mTop + 10 + float64(i)*16
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="12" height="3" fill="%s"/>`+"\n", mLeft+pw+12, ly-4, col)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f">%s</text>`+"\n", mLeft+pw+30, ly, esc(s.Name))
 	}
 	b.WriteString("</svg>\n")
 	return b.String()
