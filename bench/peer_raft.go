@@ -133,4 +133,3 @@ func (rr *rawRaft) op() Op {
 		return 1, l.Apply(entry, 10*time.Second).Error()
 	}
 }
-

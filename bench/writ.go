@@ -202,4 +202,3 @@ func rejects(ctx context.Context, c writv1connect.AuthzServiceClient, cred strin
 	}
 	return !resp.Msg.GetActive(), nil
 }
-
