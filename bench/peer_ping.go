@@ -37,7 +37,7 @@ func PingHandler() http.Handler {
 	mux.Handle(PingProcedure, connect.NewUnaryHandler(PingProcedure,
 		func(_ context.Context, _ *connect.Request[writv1.AuthorizeRequest]) (*connect.Response[writv1.AuthorizeResponse], error) {
 			return connect.NewResponse(pingAnswer), nil
-		}, connect.WithReadMaxBytes(rpc.MaxRequestBytes)))
+		}, connect.WithReadMaxBytes(rpc.MaxRequestBytes), connect.WithCompressMinBytes(rpc.CompressMinBytes)))
 	return mux
 }
 

@@ -473,7 +473,7 @@ func (r *runner) leaseScale(ctx context.Context) (*Result, error) {
 	out := &Result{Scenario: "lease-scale", Unit: "decisions"}
 	issued := 0
 	fill := r.cfg.Load
-	fill.Rate, fill.Warmup, fill.Concurrency = 0, 0, max(fill.Concurrency, 64)
+	fill.Rate, fill.Warmup, fill.Concurrency = 0, 0, max(fill.Concurrency, 256)
 	var last *Result
 	for _, n := range r.cfg.LeaseLevels {
 		if issued < n {
