@@ -64,6 +64,13 @@ test-chaos: ## fault history run: clients under partitions, slow links, kills, c
 bench-ci: ## run every benchmark once so they cannot rot
 	$(GO) test -run '^$$' -bench . -benchtime=1x ./...
 
+.PHONY: bench-smoke
+bench-smoke: build ## a few seconds of writ bench against 3 local processes, with peers and a report (bin/bench-smoke)
+	./bin/writ bench --local 3 --scenario authorize,batch-authorize,issue,revoke-propagation,mixed \
+		--duration 2s --warmup 500ms --concurrency 16 --peers --json --report bin/bench-smoke > bin/bench-smoke.json
+	@test "$$(grep -c '"scenario"' bin/bench-smoke.json)" -ge 5 || { cat bin/bench-smoke.json; echo "bench-smoke: missing results"; exit 1; }
+	@echo "bench-smoke: $$(wc -l < bin/bench-smoke.json) results, report in bin/bench-smoke/index.html"
+
 .PHONY: generate
 generate: ## regenerate protobuf and Connect code
 	rm -rf rpc/gen fsm/fsmpb/*.pb.go

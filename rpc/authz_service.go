@@ -385,28 +385,47 @@ func (s *authzService) authorize(ctx context.Context, m *writv1.AuthorizeRequest
 	if err != nil {
 		return nil, err
 	}
-	now := s.d.Clock.Now()
-	_, lease, reason, err := s.credentialLease(view, m.GetCredential(), now)
+	lease, err := s.checkCredential(view, m.GetCredential(), s.d.Clock.Now())
+	if err != nil {
+		return nil, err
+	}
+	dec, err := s.decideForLease(view, lease, m.GetAction(), res, m.GetContext())
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&writv1.AuthorizeResponse{LeaseId: lease.GetId(), AppliedIndex: view.Index(), Decision: dec}), nil
+}
+
+// checkCredential verifies a credential and returns its lease when the lease
+// is live at now on view; a rejected lease is an Unauthenticated error with
+// the lease's reason.
+func (s *authzService) checkCredential(view *fsm.View, token string, now time.Time) (*fsmpb.Lease, error) {
+	_, lease, reason, err := s.credentialLease(view, token, now)
 	if err != nil {
 		return nil, err
 	}
 	if reason != "" {
 		return nil, withReason(connect.CodeUnauthenticated, reason, "credential rejected: lease "+strings.ReplaceAll(reason, "_", " "))
 	}
-	out := &writv1.AuthorizeResponse{LeaseId: lease.GetId(), AppliedIndex: view.Index()}
-	if !inScope(lease, m.GetAction(), res) {
-		out.Decision = denied("outside the credential's scope", lease.GetPolicySet(), lease.GetPolicyVersion(), "")
-		return connect.NewResponse(out), nil
+	return lease, nil
+}
+
+// decideForLease answers one Authorize question for a live lease on view:
+// outside the lease's scope is a deny without Cedar, otherwise Cedar decides
+// with the lease's evidence as context.auth.
+func (s *authzService) decideForLease(view *fsm.View, lease *fsmpb.Lease, action string, res authz.Resource, reqCtx *structpb.Struct) (*writv1.Decision, error) {
+	if !inScope(lease, action, res) {
+		return denied("outside the credential's scope", lease.GetPolicySet(), lease.GetPolicyVersion(), ""), nil
 	}
 	ident, ok := view.Identity(lease.GetIdentity())
 	if !ok {
 		return nil, withReason(connect.CodeUnauthenticated, "identity_deleted", "credential rejected: identity deleted")
 	}
-	cedarCtx, err := requestContext(m.GetContext(), leaseEvidence(lease))
+	cedarCtx, err := requestContext(reqCtx, leaseEvidence(lease))
 	if err != nil {
 		return nil, err
 	}
-	dec, err := s.decide(view, ident, lease.GetRole(), m.GetAction(), res, cedarCtx)
+	dec, err := s.decide(view, ident, lease.GetRole(), action, res, cedarCtx)
 	if err != nil {
 		return nil, err
 	}
@@ -414,8 +433,7 @@ func (s *authzService) authorize(ctx context.Context, m *writv1.AuthorizeRequest
 	if err != nil {
 		return nil, err
 	}
-	out.Decision = decisionToAPI(dec, decisionID)
-	return connect.NewResponse(out), nil
+	return decisionToAPI(dec, decisionID), nil
 }
 
 // Verify introspects a credential (RFC 7662 style): an inactive credential is

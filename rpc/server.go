@@ -39,6 +39,13 @@ const MaxRequestBytes = 1 << 20
 // MaxPolicyBytes of Cedar (10,000 policies are about 1.5 MB).
 const MaxPolicyRequestBytes = 9 << 20
 
+// CompressMinBytes: responses smaller than this are sent uncompressed even to
+// clients that accept gzip. Compressing a 1–2 KB AuthorizeAndIssue answer
+// cost more CPU than the whole Cedar decision (about a tenth of a node's CPU
+// under writ bench's issue load); large answers (lists, policy sets) still
+// compress.
+const CompressMinBytes = 32 << 10
+
 // Deps are what the API server needs. Backend, Engine and Verifier are required.
 type Deps struct {
 	Backend  Backend
@@ -91,10 +98,10 @@ func (realClock) Now() time.Time { return time.Now() }
 // and reflection, /healthz, /readyz and /.well-known/jwks.json.
 func NewHandler(d Deps) http.Handler {
 	d.defaults()
-	opts := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxRequestBytes))
+	opts := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxRequestBytes), connect.WithCompressMinBytes(CompressMinBytes))
 	mux := http.NewServeMux()
 	mux.Handle(writv1connect.NewAuthzServiceHandler(&authzService{d: d}, opts))
-	big := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxPolicyRequestBytes))
+	big := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxPolicyRequestBytes), connect.WithCompressMinBytes(CompressMinBytes))
 	mux.Handle(writv1connect.NewAdminServiceHandler(&adminService{d: d}, big,
 		connect.WithInterceptors(adminAuth(d))))
 	mux.Handle(writv1connect.NewPolicyServiceHandler(&policyService{d: d}, big,

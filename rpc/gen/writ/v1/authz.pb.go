@@ -890,7 +890,7 @@ var File_writ_v1_authz_proto protoreflect.FileDescriptor
 
 const file_writ_v1_authz_proto_rawDesc = "" +
 	"\n" +
-	"\x13writ/v1/authz.proto\x12\awrit.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x13writ/v1/types.proto\"D\n" +
+	"\x13writ/v1/authz.proto\x12\awrit.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x13writ/v1/batch.proto\x1a\x13writ/v1/types.proto\"D\n" +
 	"\fAppRoleProof\x12\x17\n" +
 	"\arole_id\x18\x01 \x01(\tR\x06roleId\x12\x1b\n" +
 	"\tsecret_id\x18\x02 \x01(\tR\bsecretId\"D\n" +
@@ -961,10 +961,11 @@ const file_writ_v1_authz_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reasonB\b\n" +
 	"\x06target\"&\n" +
 	"\x0eRevokeResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index2\xe6\x02\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index2\xbe\x03\n" +
 	"\fAuthzService\x12Z\n" +
 	"\x11AuthorizeAndIssue\x12!.writ.v1.AuthorizeAndIssueRequest\x1a\".writ.v1.AuthorizeAndIssueResponse\x12G\n" +
-	"\tAuthorize\x12\x19.writ.v1.AuthorizeRequest\x1a\x1a.writ.v1.AuthorizeResponse\"\x03\x90\x02\x01\x12>\n" +
+	"\tAuthorize\x12\x19.writ.v1.AuthorizeRequest\x1a\x1a.writ.v1.AuthorizeResponse\"\x03\x90\x02\x01\x12V\n" +
+	"\x0eBatchAuthorize\x12\x1e.writ.v1.BatchAuthorizeRequest\x1a\x1f.writ.v1.BatchAuthorizeResponse\"\x03\x90\x02\x01\x12>\n" +
 	"\x06Verify\x12\x16.writ.v1.VerifyRequest\x1a\x17.writ.v1.VerifyResponse\"\x03\x90\x02\x01\x126\n" +
 	"\x05Renew\x12\x15.writ.v1.RenewRequest\x1a\x16.writ.v1.RenewResponse\x129\n" +
 	"\x06Revoke\x12\x16.writ.v1.RevokeRequest\x1a\x17.writ.v1.RevokeResponseB1Z/github.com/writ-dev/writ/rpc/gen/writ/v1;writv1b\x06proto3"
@@ -1001,6 +1002,8 @@ var file_writ_v1_authz_proto_goTypes = []any{
 	(*Decision)(nil),                  // 15: writ.v1.Decision
 	(*Lease)(nil),                     // 16: writ.v1.Lease
 	(*ReadOptions)(nil),               // 17: writ.v1.ReadOptions
+	(*BatchAuthorizeRequest)(nil),     // 18: writ.v1.BatchAuthorizeRequest
+	(*BatchAuthorizeResponse)(nil),    // 19: writ.v1.BatchAuthorizeResponse
 }
 var file_writ_v1_authz_proto_depIdxs = []int32{
 	0,  // 0: writ.v1.Proof.approle:type_name -> writ.v1.AppRoleProof
@@ -1022,16 +1025,18 @@ var file_writ_v1_authz_proto_depIdxs = []int32{
 	16, // 16: writ.v1.RenewResponse.lease:type_name -> writ.v1.Lease
 	3,  // 17: writ.v1.AuthzService.AuthorizeAndIssue:input_type -> writ.v1.AuthorizeAndIssueRequest
 	5,  // 18: writ.v1.AuthzService.Authorize:input_type -> writ.v1.AuthorizeRequest
-	7,  // 19: writ.v1.AuthzService.Verify:input_type -> writ.v1.VerifyRequest
-	9,  // 20: writ.v1.AuthzService.Renew:input_type -> writ.v1.RenewRequest
-	11, // 21: writ.v1.AuthzService.Revoke:input_type -> writ.v1.RevokeRequest
-	4,  // 22: writ.v1.AuthzService.AuthorizeAndIssue:output_type -> writ.v1.AuthorizeAndIssueResponse
-	6,  // 23: writ.v1.AuthzService.Authorize:output_type -> writ.v1.AuthorizeResponse
-	8,  // 24: writ.v1.AuthzService.Verify:output_type -> writ.v1.VerifyResponse
-	10, // 25: writ.v1.AuthzService.Renew:output_type -> writ.v1.RenewResponse
-	12, // 26: writ.v1.AuthzService.Revoke:output_type -> writ.v1.RevokeResponse
-	22, // [22:27] is the sub-list for method output_type
-	17, // [17:22] is the sub-list for method input_type
+	18, // 19: writ.v1.AuthzService.BatchAuthorize:input_type -> writ.v1.BatchAuthorizeRequest
+	7,  // 20: writ.v1.AuthzService.Verify:input_type -> writ.v1.VerifyRequest
+	9,  // 21: writ.v1.AuthzService.Renew:input_type -> writ.v1.RenewRequest
+	11, // 22: writ.v1.AuthzService.Revoke:input_type -> writ.v1.RevokeRequest
+	4,  // 23: writ.v1.AuthzService.AuthorizeAndIssue:output_type -> writ.v1.AuthorizeAndIssueResponse
+	6,  // 24: writ.v1.AuthzService.Authorize:output_type -> writ.v1.AuthorizeResponse
+	19, // 25: writ.v1.AuthzService.BatchAuthorize:output_type -> writ.v1.BatchAuthorizeResponse
+	8,  // 26: writ.v1.AuthzService.Verify:output_type -> writ.v1.VerifyResponse
+	10, // 27: writ.v1.AuthzService.Renew:output_type -> writ.v1.RenewResponse
+	12, // 28: writ.v1.AuthzService.Revoke:output_type -> writ.v1.RevokeResponse
+	23, // [23:29] is the sub-list for method output_type
+	17, // [17:23] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
 	17, // [17:17] is the sub-list for extension extendee
 	0,  // [0:17] is the sub-list for field type_name
@@ -1042,6 +1047,7 @@ func file_writ_v1_authz_proto_init() {
 	if File_writ_v1_authz_proto != nil {
 		return
 	}
+	file_writ_v1_batch_proto_init()
 	file_writ_v1_types_proto_init()
 	file_writ_v1_authz_proto_msgTypes[1].OneofWrappers = []any{
 		(*Proof_Approle)(nil),
