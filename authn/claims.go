@@ -274,7 +274,7 @@ func evidenceClaims(c Claims, spec []string) map[string]any {
 		if s, ok := scalarString(v); ok {
 			out[alias] = s
 		} else if ss := claimStrings(v); ss != nil {
-			out[alias] = ss
+			out[alias] = strSet(ss)
 		}
 	}
 	return out

@@ -42,7 +42,6 @@ var (
 	ErrTokenNotYet     = &Error{Reason: "token_not_yet_valid", msg: "token is not valid yet"}
 	ErrWrongIssuer     = &Error{Reason: "wrong_issuer", msg: "token issuer is not the auth config's"}
 	ErrWrongAudience   = &Error{Reason: "wrong_audience", msg: "token audience is not accepted"}
-	ErrUnknownIssuer   = &Error{Reason: "no_matching_auth_config", msg: "no auth config of the role accepts this token"}
 	ErrKeysUnavailable = &Error{Reason: "keys_unavailable", Unavailable: true, msg: "the auth config's keys could not be loaded"}
 
 	// mTLS.

@@ -45,7 +45,16 @@ type Deps struct {
 	Issuer string
 	// Audience is the credential "aud" claim; default "writ".
 	Audience string
+	// Authn verifies JWT and mTLS proofs (and caches keys and chains);
+	// default authn.New with Logger.
+	Authn *authn.Authenticator
+	// Environments identities and roles may live in; default prod,
+	// staging, dev.
+	Environments []string
 }
+
+// DefaultEnvironments are the environments when none are configured.
+var DefaultEnvironments = []string{"prod", "staging", "dev"}
 
 func (d *Deps) defaults() {
 	if d.Logger == nil {
@@ -63,6 +72,12 @@ func (d *Deps) defaults() {
 	if d.Audience == "" {
 		d.Audience = "writ"
 	}
+	if d.Authn == nil {
+		d.Authn = authn.New(authn.Config{Logger: d.Logger})
+	}
+	if len(d.Environments) == 0 {
+		d.Environments = DefaultEnvironments
+	}
 }
 
 type realClock struct{}
@@ -78,6 +93,8 @@ func NewHandler(d Deps) http.Handler {
 	mux.Handle(writv1connect.NewAuthzServiceHandler(&authzService{d: d}, opts))
 	mux.Handle(writv1connect.NewAdminServiceHandler(&adminService{d: d}, opts,
 		connect.WithInterceptors(adminAuth(d))))
+	mux.Handle(writv1connect.NewAuthConfigServiceHandler(&authConfigService{d: d}, opts,
+		connect.WithInterceptors(adminAuth(d))))
 	mux.Handle(writv1connect.NewClusterServiceHandler(&clusterService{d: d}, opts,
 		connect.WithInterceptors(adminAuthFor(d, writv1connect.ClusterServiceJoinProcedure, writv1connect.ClusterServiceLeaveProcedure))))
 	mux.Handle(writv1connect.NewNodeServiceHandler(&nodeService{d: d}, opts,
@@ -86,6 +103,7 @@ func NewHandler(d Deps) http.Handler {
 	reflector := grpcreflect.NewStaticReflector(
 		writv1connect.AuthzServiceName,
 		writv1connect.AdminServiceName,
+		writv1connect.AuthConfigServiceName,
 		writv1connect.ClusterServiceName,
 		grpc_health_v1.Health_ServiceDesc.ServiceName,
 	)
@@ -119,7 +137,7 @@ func NewHandler(d Deps) http.Handler {
 		w.Header().Set("Cache-Control", "max-age=60")
 		_, _ = w.Write(body)
 	})
-	return mux
+	return withTLSState(mux)
 }
 
 // bearer extracts the bearer token from an Authorization header.
@@ -161,6 +179,8 @@ func adminAuthFor(d Deps, procedures ...string) connect.Interceptor {
 				if err := checkAdmin(ctx, d, req.Header()); err != nil {
 					return nil, toConnect(d.Logger, err)
 				}
+				// Humans are not machines: admin calls act as a human.
+				ctx = authn.WithActor(ctx, authn.AdminActor(bearer(req.Header()), sourceIP(req.Peer().Addr)))
 			}
 			return next(ctx, req)
 		}

@@ -6,6 +6,7 @@ package nodetest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -40,6 +41,7 @@ type Cluster struct {
 	t       testing.TB
 	Members []*Member
 	http    *http.Client
+	scheme  string
 }
 
 // Options tune a test cluster.
@@ -52,6 +54,10 @@ type Options struct {
 	Clock clock.Clock
 	// ReapInterval for every node; default 50ms so expiry tests are quick.
 	ReapInterval time.Duration
+	// TLS makes every node's API serve HTTPS with it (node.Config.TLS);
+	// ClientTLS is what the harness's clients and the nodes' peer clients
+	// verify it with.
+	TLS, ClientTLS *tls.Config
 }
 
 // freeAddr reserves a loopback port by listening and closing; the port is
@@ -80,7 +86,13 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	if opts.MaxStaleness == 0 {
 		opts.MaxStaleness = time.Second
 	}
-	c := &Cluster{t: t, http: &http.Client{Timeout: 30 * time.Second}}
+	c := &Cluster{t: t, http: &http.Client{Timeout: 30 * time.Second}, scheme: "http://"}
+	if opts.TLS != nil {
+		c.scheme = "https://"
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = opts.ClientTLS
+		c.http.Transport = tr
+	}
 	dir := t.TempDir()
 	for i := 0; i < n; i++ {
 		m := &Member{
@@ -101,6 +113,8 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 			RaftLogOutput: io.Discard,
 			Clock:         opts.Clock,
 			ReapInterval:  opts.ReapInterval,
+			TLS:           opts.TLS,
+			PeerTLS:       opts.ClientTLS,
 			Raft: node.RaftTuning{
 				// Short enough for quick failover tests, long enough that
 				// -race on two busy cores does not cause spurious elections.
@@ -113,7 +127,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 		if i == 0 {
 			m.cfg.Bootstrap = true
 		} else {
-			m.cfg.Join = []string{c.Members[0].APIAddr}
+			m.cfg.Join = []string{c.scheme + c.Members[0].APIAddr}
 		}
 		c.Members = append(c.Members, m)
 	}
@@ -283,7 +297,15 @@ func authed(token string) connect.ClientOption {
 
 // Admin returns an admin client for member i.
 func (c *Cluster) Admin(i int) writv1connect.AdminServiceClient {
-	return writv1connect.NewAdminServiceClient(c.http, "http://"+c.Members[i].APIAddr, authed(AdminToken))
+	return writv1connect.NewAdminServiceClient(c.http, c.URL(i), authed(AdminToken))
+}
+
+// URL is member i's API base URL (https when the cluster serves TLS).
+func (c *Cluster) URL(i int) string { return c.scheme + c.Members[i].APIAddr }
+
+// AuthConfigs returns an admin client of member i's auth config service.
+func (c *Cluster) AuthConfigs(i int) writv1connect.AuthConfigServiceClient {
+	return writv1connect.NewAuthConfigServiceClient(c.http, c.URL(i), authed(AdminToken))
 }
 
 // Authz returns a workload client for member i; with admin it carries the admin token.
@@ -292,5 +314,5 @@ func (c *Cluster) Authz(i int, admin bool) writv1connect.AuthzServiceClient {
 	if admin {
 		opts = append(opts, authed(AdminToken))
 	}
-	return writv1connect.NewAuthzServiceClient(c.http, "http://"+c.Members[i].APIAddr, opts...)
+	return writv1connect.NewAuthzServiceClient(c.http, c.URL(i), opts...)
 }
