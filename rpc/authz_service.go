@@ -259,6 +259,11 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 			continue
 		}
 		if err := resultError(r); err != nil {
+			if r.GetCode() == fsmpb.ResultCode_RESULT_CODE_PERMISSION_DENIED && principal.SecretAccessor != "" {
+				// Apply refused the secret id (another login used it up
+				// first, or it expired): say why as the login would now.
+				return nil, s.secretRejected(ctx, proof, req.Peer().Addr, r.GetIndex(), err)
+			}
 			return nil, err
 		}
 		lease := r.GetLease()

@@ -71,3 +71,18 @@ func sourceIP(peer string) string {
 	}
 	return ""
 }
+
+// secretRejected explains an IssueLease that Apply refused for its secret
+// id: the login, replayed on a view that includes the refusal, names the
+// reason (secret_id_used_up, secret_id_expired, ...). fallback is returned
+// when it cannot.
+func (s *authzService) secretRejected(ctx context.Context, proof *writv1.Proof, peer string, index uint64, fallback error) error {
+	view, err := s.d.Backend.Read(ctx, ReadOptions{MinIndex: index})
+	if err != nil {
+		return fallback
+	}
+	if _, _, err := s.login(ctx, view, proof, peer, s.d.Clock.Now()); authn.Reason(err) != "" {
+		return err
+	}
+	return fallback
+}
