@@ -56,6 +56,10 @@ func (a *applier) apply(cmd *fsmpb.Command) *fsmpb.Result {
 		return a.revokeIdentity(p.RevokeIdentity)
 	case *fsmpb.Command_ReapExpired:
 		return a.reapExpired(p.ReapExpired)
+	case *fsmpb.Command_PutAuthConfig:
+		return a.putAuthConfig(p.PutAuthConfig)
+	case *fsmpb.Command_DeleteAuthConfig:
+		return a.deleteAuthConfig(p.DeleteAuthConfig)
 	default:
 		// CheckCommand ran before the transaction opened: an unknown payload
 		// that reaches here is ignorable.
@@ -222,8 +226,12 @@ func (a *applier) putRole(p *fsmpb.PutRole) *fsmpb.Result {
 		return fail(codeInvalid, "role name must be 1..%d bytes without spaces or control characters", MaxIDBytes)
 	case !validID(n.GetEnvironment()):
 		return fail(codeInvalid, "role environment is required (no spaces)")
-	case !validID(n.GetIdentity()):
-		return fail(codeInvalid, "role identity is required")
+	case (n.GetIdentity() == "") == (n.GetIdentityTemplate() == ""):
+		return fail(codeInvalid, "role needs exactly one of identity and identity_template")
+	case n.GetIdentity() != "" && !validID(n.GetIdentity()):
+		return fail(codeInvalid, "role identity must be 1..%d bytes without spaces or control characters", MaxIDBytes)
+	case n.GetIdentityTemplate() != "" && !validTemplate(n.GetIdentityTemplate()):
+		return fail(codeInvalid, "role identity_template %q: want text with {placeholders}, no spaces, at most %d bytes", n.GetIdentityTemplate(), MaxIDBytes)
 	case !validID(n.GetRoleId()):
 		return fail(codeInvalid, "role id is required (no spaces)")
 	case len(n.GetAuthMethods()) == 0:
@@ -236,13 +244,18 @@ func (a *applier) putRole(p *fsmpb.PutRole) *fsmpb.Result {
 			return fail(codeInvalid, "auth method %q: want approle, jwt or mtls", m)
 		}
 	}
-	ident, _ := a.first(tIdentity, "id", n.GetIdentity()).(*fsmpb.Identity)
-	if ident == nil {
-		return fail(codePrecondition, "role %q binds identity %q, which does not exist", n.GetName(), n.GetIdentity())
+	if r := a.checkRoleBindings(n); r != nil {
+		return r
 	}
-	if ident.GetEnvironment() != n.GetEnvironment() {
-		return fail(codePrecondition, "role %q is for environment %q but identity %q is in %q: a role for one environment can never issue to an identity of another",
-			n.GetName(), n.GetEnvironment(), ident.GetId(), ident.GetEnvironment())
+	if n.GetIdentity() != "" {
+		ident, _ := a.first(tIdentity, "id", n.GetIdentity()).(*fsmpb.Identity)
+		if ident == nil {
+			return fail(codePrecondition, "role %q binds identity %q, which does not exist", n.GetName(), n.GetIdentity())
+		}
+		if ident.GetEnvironment() != n.GetEnvironment() {
+			return fail(codePrecondition, "role %q is for environment %q but identity %q is in %q: a role for one environment can never issue to an identity of another",
+				n.GetName(), n.GetEnvironment(), ident.GetId(), ident.GetEnvironment())
+		}
 	}
 	old, _ := a.first(tRole, "id", n.GetName()).(*fsmpb.Role)
 	if old != nil && p.GetCreateOnly() {
@@ -262,7 +275,7 @@ func (a *applier) putRole(p *fsmpb.PutRole) *fsmpb.Result {
 		n.Version, n.CreatedUnixNano, n.Epoch = old.Version+1, old.CreatedUnixNano, old.Epoch
 		// Rebinding the role to another identity or environment invalidates
 		// what it issued under the old binding.
-		if old.Identity != n.Identity || old.Environment != n.Environment {
+		if old.Identity != n.Identity || old.IdentityTemplate != n.IdentityTemplate || old.Environment != n.Environment {
 			n.Epoch++
 		}
 	}

@@ -20,6 +20,7 @@ const (
 	tNode     = "nodes"
 	tLease    = "leases"
 	tApplied  = "applied_requests" // one row per log entry that applied request ids
+	tAuth     = "auth_configs"     // JWT/OIDC and mTLS auth configs, by name
 )
 
 // Secondary index names.
@@ -305,6 +306,7 @@ var schema = func() *memdb.DBSchema {
 		tNode:     {Indexes: primary((*fsmpb.Node).GetId)},
 		tLease:    {Indexes: primary((*fsmpb.Lease).GetId)},
 		tApplied:  {Indexes: map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: entryIndex{}}}},
+		tAuth:     {Indexes: primary((*fsmpb.AuthConfig).GetName)},
 	}}
 	// Every index is required (AllowMissing false): Apply validates the
 	// fields, and Restore rejects a record that lacks one.

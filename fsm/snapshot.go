@@ -45,7 +45,8 @@ func (s *Snapshot) Index() uint64 { return s.index }
 //	active policy sets (name): references holding only name and version
 //	  (stored versions always have Cedar text, references never do),
 //	signing keys (kid), nodes (id), leases (id),
-//	applied requests (entry index, then order applied), end marker.
+//	applied requests (entry index, then order applied),
+//	auth configs (name), end marker.
 func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	return s.write(w, s.index)
 }
@@ -70,8 +71,9 @@ func (s *Snapshot) write(w io.Writer, index uint64) (int64, error) {
 		node     = &fsmpb.SnapshotRecord_Node{}
 		lease    = &fsmpb.SnapshotRecord_Lease{}
 		applied  = &fsmpb.SnapshotRecord_AppliedRequest{AppliedRequest: &fsmpb.AppliedRequest{}}
+		authCfg  = &fsmpb.SnapshotRecord_AuthConfig{}
 	)
-	for _, table := range []string{tIdentity, tRole, tSecret, tHistory, tPolicy, tKey, tNode, tLease, tApplied} {
+	for _, table := range []string{tIdentity, tRole, tSecret, tHistory, tPolicy, tKey, tNode, tLease, tApplied, tAuth} {
 		it, err := txn.Get(table, "id")
 		if err != nil {
 			return sw.n, err
@@ -95,6 +97,8 @@ func (s *Snapshot) write(w io.Writer, index uint64) (int64, error) {
 				node.Node, rec.Record = r, node
 			case *fsmpb.Lease:
 				lease.Lease, rec.Record = r, lease
+			case *fsmpb.AuthConfig:
+				authCfg.AuthConfig, rec.Record = r, authCfg
 			case *appliedEntry:
 				for _, req := range r.Reqs {
 					ar := applied.AppliedRequest
@@ -309,6 +313,8 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, *fsmpb.SnapshotHeader, error) {
 			err = insert(tNode, x.Node)
 		case *fsmpb.SnapshotRecord_Lease:
 			err = insert(tLease, x.Lease)
+		case *fsmpb.SnapshotRecord_AuthConfig:
+			err = insert(tAuth, x.AuthConfig)
 		case *fsmpb.SnapshotRecord_AppliedRequest:
 			ar := x.AppliedRequest
 			idx := ar.GetResult().GetIndex()

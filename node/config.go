@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -54,6 +55,18 @@ type Config struct {
 	// (advertised addresses are global, so they cannot tell links apart).
 	// It is called concurrently and must not block.
 	PeerAddr func(nodeID, kind string) string
+
+	// TLS, when set, makes the API serve HTTPS (HTTP/1.1 and HTTP/2) with
+	// these certificates. Its ClientAuth is normally tls.RequestClientCert:
+	// the handshake asks for a client certificate without judging it, and
+	// mTLS logins verify it against the role's auth configs.
+	TLS *tls.Config
+	// PeerTLS verifies other nodes' API certificates when this node calls
+	// them over https (forwarding, joins); default: the system roots.
+	PeerTLS *tls.Config
+	// Environments identities and roles may live in; default prod,
+	// staging, dev.
+	Environments []string
 }
 
 // DefaultCommitTimeout is how long an idle leader waits before telling

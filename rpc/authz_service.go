@@ -152,9 +152,9 @@ func (s *authzService) AuthorizeAndIssue(ctx context.Context, req *connect.Reque
 
 func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Request[writv1.AuthorizeAndIssueRequest]) (*connect.Response[writv1.AuthorizeAndIssueResponse], error) {
 	m := req.Msg
-	proof := m.GetProof().GetApprole()
-	if proof == nil {
-		return nil, invalidf("proof.approle is required (the only auth method so far)")
+	proof := m.GetProof()
+	if proof.GetMethod() == nil {
+		return nil, invalidf("a proof is required: approle, jwt or mtls")
 	}
 	intent := m.GetIntent()
 	if err := checkLen("intent.action", intent.GetAction(), 128); err != nil {
@@ -196,9 +196,7 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 			return nil, err
 		}
 		now := s.d.Clock.Now()
-		principal, err := authn.LoginAppRole(view, authn.AppRoleProof{
-			RoleID: proof.GetRoleId(), SecretID: proof.GetSecretId(), Source: peerAddr(req.Peer().Addr),
-		}, now)
+		principal, method, err := s.login(ctx, view, proof, req.Peer().Addr, now)
 		if err != nil && !linearizable && retryFresher(authn.Reason(err)) {
 			// A secret id or role created a moment ago on another node may not
 			// have reached this one yet: look again at a linearizable view
@@ -208,9 +206,10 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 			continue
 		}
 		if err != nil {
-			s.d.Logger.Info("login failed", "method", authn.MethodAppRole, "reason", authn.Reason(err))
+			s.d.Logger.Info("login failed", "method", method, "reason", authn.Reason(err))
 			return nil, err
 		}
+		ctx := authn.WithActor(ctx, authn.MachineActor(principal))
 		role := principal.Role
 		ttl := time.Duration(intent.GetTtlSeconds()) * time.Second
 		if ttl == 0 {
@@ -229,6 +228,7 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 			return nil, err
 		}
 		apiDec := decisionToAPI(dec, decisionID)
+		apiDec.Auth = evidenceStruct(principal.Evidence)
 		if !dec.Allowed {
 			// A deny is answered at once and never written to the log.
 			return connect.NewResponse(&writv1.AuthorizeAndIssueResponse{Decision: apiDec}), nil
@@ -265,6 +265,11 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 			continue
 		}
 		if err := resultError(r); err != nil {
+			if r.GetCode() == fsmpb.ResultCode_RESULT_CODE_PERMISSION_DENIED && principal.SecretAccessor != "" {
+				// Apply refused the secret id (another login used it up
+				// first, or it expired): say why as the login would now.
+				return nil, s.secretRejected(ctx, proof, req.Peer().Addr, r.GetIndex(), err)
+			}
 			return nil, err
 		}
 		lease := r.GetLease()
@@ -284,7 +289,7 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 // retryFresher names login failures that a lagging replica could cause.
 func retryFresher(reason string) bool {
 	switch reason {
-	case "invalid_secret_id", "unknown_role_id", "identity_not_found":
+	case "invalid_secret_id", "unknown_role_id", "identity_not_found", "unknown_role", "wrong_issuer":
 		return true
 	}
 	return false
@@ -421,7 +426,8 @@ func (s *authzService) decideForLease(view *fsm.View, lease *fsmpb.Lease, action
 	if !ok {
 		return nil, withReason(connect.CodeUnauthenticated, "identity_deleted", "credential rejected: identity deleted")
 	}
-	cedarCtx, err := requestContext(reqCtx, leaseEvidence(lease))
+	ev := leaseEvidence(lease)
+	cedarCtx, err := requestContext(reqCtx, ev)
 	if err != nil {
 		return nil, err
 	}
@@ -433,7 +439,9 @@ func (s *authzService) decideForLease(view *fsm.View, lease *fsmpb.Lease, action
 	if err != nil {
 		return nil, err
 	}
-	return decisionToAPI(dec, decisionID), nil
+	out := decisionToAPI(dec, decisionID)
+	out.Auth = evidenceStruct(ev)
+	return out, nil
 }
 
 // Verify introspects a credential (RFC 7662 style): an inactive credential is
@@ -516,6 +524,7 @@ func (s *authzService) renew(ctx context.Context, m *writv1.RenewRequest) (*conn
 	}
 	ident, _ := view.Identity(lease.GetIdentity())
 	role, _ := view.Role(lease.GetRole())
+	ctx = authn.WithActor(ctx, authn.Actor{Kind: authn.ActorMachine, ID: lease.GetIdentity(), Method: "credential", Role: lease.GetRole()})
 	ttl := time.Duration(m.GetTtlSeconds()) * time.Second
 	if ttl == 0 {
 		ttl = time.Duration(role.GetDefaultTtlNanos())

@@ -95,6 +95,11 @@ func roleToAPI(in *fsmpb.Role) *writv1.Role {
 		Version:           in.GetVersion(),
 		CreatedAt:         ts(in.GetCreatedUnixNano()),
 		UpdatedAt:         ts(in.GetUpdatedUnixNano()),
+		IdentityTemplate:  in.GetIdentityTemplate(),
+		AuthConfigs:       in.GetAuthConfigs(),
+		BoundClaims:       boundClaimsToAPI(in.GetBoundClaims()),
+		BoundSpiffeIds:    in.GetBoundSpiffeIds(),
+		BoundCidrs:        in.GetBoundCidrs(),
 	}
 }
 
@@ -127,19 +132,24 @@ func roleFromAPI(in *writv1.Role) (*fsmpb.Role, error) {
 		return nil, invalidf("max ttl %s is longer than %s", maxTTL, maxRoleTTL)
 	}
 	methods := in.GetAuthMethods()
-	if len(methods) == 0 {
+	if len(methods) == 0 && len(in.GetAuthConfigs()) == 0 {
 		methods = []string{"approle"}
 	}
 	return &fsmpb.Role{
-		Name:            in.GetName(),
-		Environment:     in.GetEnvironment(),
-		AuthMethods:     methods,
-		Identity:        in.GetIdentity(),
-		RoleId:          in.GetRoleId(),
-		DefaultTtlNanos: int64(def),
-		MaxTtlNanos:     int64(maxTTL),
-		MaxRenewals:     in.GetMaxRenewals(),
-		MaxLiveLeases:   in.GetMaxLiveLeases(),
+		Name:             in.GetName(),
+		Environment:      in.GetEnvironment(),
+		AuthMethods:      methods,
+		Identity:         in.GetIdentity(),
+		RoleId:           in.GetRoleId(),
+		DefaultTtlNanos:  int64(def),
+		MaxTtlNanos:      int64(maxTTL),
+		MaxRenewals:      in.GetMaxRenewals(),
+		MaxLiveLeases:    in.GetMaxLiveLeases(),
+		IdentityTemplate: in.GetIdentityTemplate(),
+		AuthConfigs:      in.GetAuthConfigs(),
+		BoundClaims:      boundClaimsFromAPI(in.GetBoundClaims()),
+		BoundSpiffeIds:   in.GetBoundSpiffeIds(),
+		BoundCidrs:       in.GetBoundCidrs(),
 	}, nil
 }
 

@@ -64,7 +64,16 @@ type Deps struct {
 	// Policy holds the node-local policy tooling (shadow evaluation and the
 	// recent-decision sample diffs replay); default NewPolicyTools with Logger.
 	Policy *PolicyTools
+	// Authn verifies JWT and mTLS proofs (and caches keys and chains);
+	// default authn.New with Logger.
+	Authn *authn.Authenticator
+	// Environments identities and roles may live in; default prod,
+	// staging, dev.
+	Environments []string
 }
+
+// DefaultEnvironments are the environments when none are configured.
+var DefaultEnvironments = []string{"prod", "staging", "dev"}
 
 func (d *Deps) defaults() {
 	if d.Logger == nil {
@@ -88,6 +97,12 @@ func (d *Deps) defaults() {
 	if d.Policy == nil {
 		d.Policy = NewPolicyTools(PolicyToolsConfig{Logger: d.Logger})
 	}
+	if d.Authn == nil {
+		d.Authn = authn.New(authn.Config{Logger: d.Logger})
+	}
+	if len(d.Environments) == 0 {
+		d.Environments = DefaultEnvironments
+	}
 }
 
 type realClock struct{}
@@ -106,6 +121,8 @@ func NewHandler(d Deps) http.Handler {
 		connect.WithInterceptors(adminAuth(d))))
 	mux.Handle(writv1connect.NewPolicyServiceHandler(&policyService{d: d}, big,
 		connect.WithInterceptors(adminAuth(d))))
+	mux.Handle(writv1connect.NewAuthConfigServiceHandler(&authConfigService{d: d}, opts,
+		connect.WithInterceptors(adminAuth(d))))
 	mux.Handle(writv1connect.NewClusterServiceHandler(&clusterService{d: d}, opts,
 		connect.WithInterceptors(adminAuthFor(d, writv1connect.ClusterServiceJoinProcedure, writv1connect.ClusterServiceLeaveProcedure))))
 	mux.Handle(writv1connect.NewNodeServiceHandler(&nodeService{d: d}, big,
@@ -115,6 +132,7 @@ func NewHandler(d Deps) http.Handler {
 		writv1connect.AuthzServiceName,
 		writv1connect.AdminServiceName,
 		writv1connect.PolicyServiceName,
+		writv1connect.AuthConfigServiceName,
 		writv1connect.ClusterServiceName,
 		grpc_health_v1.Health_ServiceDesc.ServiceName,
 	)
@@ -148,7 +166,7 @@ func NewHandler(d Deps) http.Handler {
 		w.Header().Set("Cache-Control", "max-age=60")
 		_, _ = w.Write(body)
 	})
-	return mux
+	return withTLSState(mux)
 }
 
 // bearer extracts the bearer token from an Authorization header.
@@ -190,6 +208,8 @@ func adminAuthFor(d Deps, procedures ...string) connect.Interceptor {
 				if err := checkAdmin(ctx, d, req.Header()); err != nil {
 					return nil, toConnect(d.Logger, err)
 				}
+				// Humans are not machines: admin calls act as a human.
+				ctx = authn.WithActor(ctx, authn.AdminActor(bearer(req.Header()), sourceIP(req.Peer().Addr)))
 			}
 			return next(ctx, req)
 		}

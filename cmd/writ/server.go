@@ -29,6 +29,8 @@ type serverFlags struct {
 	adminToken                  string
 	maxStaleness                time.Duration
 	logLevel, logFormat         string
+	tlsCert, tlsKey, tlsPeerCA  string
+	environments                []string
 }
 
 func (f *serverFlags) addLogging(cmd *cobra.Command, level string) {
@@ -80,6 +82,10 @@ neither flag: its data dir remembers the cluster.`,
 	fl.StringSliceVar(&f.join, "join", nil, "API address of an existing member to join through (repeatable)")
 	fl.StringVar(&f.adminToken, "admin-token", "", "admin token (env "+envAdminToken+"); required to join, generated if missing with --bootstrap")
 	fl.DurationVar(&f.maxStaleness, "max-staleness", 0, "refuse stale reads after losing the leader for this long (default: the node's, 2s)")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) the API serves HTTPS with; re-read when the file changes")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fl.StringVar(&f.tlsPeerCA, "tls-peer-ca", "", "PEM CA bundle that verifies other nodes' API certificates (default: the system roots)")
+	fl.StringSliceVar(&f.environments, "environments", []string{"prod", "staging", "dev"}, "environments identities and roles may live in (comma-separated)")
 	f.addLogging(cmd, "info")
 	_ = cmd.MarkFlagRequired("data-dir")
 	cmd.MarkFlagsMutuallyExclusive("bootstrap", "join")
@@ -119,12 +125,25 @@ neither flag: its data dir remembers the cluster.`,
 			}
 			fmt.Fprintf(a.stderr, "Generated admin token (shown once; keep it secret):\n\n    %s\n\n", token)
 		}
+		tlsCfg, err := serverTLS(f.tlsCert, f.tlsKey, a.now)
+		if err != nil {
+			return err
+		}
+		peer, err := peerTLS(f.tlsPeerCA)
+		if err != nil {
+			return err
+		}
+		envs, err := parseEnvironments(f.environments)
+		if err != nil {
+			return flagErr("environments", err)
+		}
 		cfg := node.Config{
 			NodeID: f.nodeID, DataDir: f.dataDir,
 			APIAddr: f.apiAddr, RaftAddr: f.raftAddr,
 			AdvertiseAPI: f.advertiseAPI, AdvertiseRaft: f.advertiseRaft,
 			Bootstrap: f.bootstrap, Join: f.join, AdminToken: token,
 			MaxStaleness: f.maxStaleness, Logger: log, RaftLogOutput: a.stderr,
+			TLS: tlsCfg, PeerTLS: peer, Environments: envs,
 		}
 		return markRun(a.runNode(cmd.Context(), cfg, log, nil))
 	}

@@ -306,6 +306,8 @@ type Command struct {
 	//	*Command_RevokeLease
 	//	*Command_RevokeIdentity
 	//	*Command_ReapExpired
+	//	*Command_PutAuthConfig
+	//	*Command_DeleteAuthConfig
 	Payload       isCommand_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -526,6 +528,24 @@ func (x *Command) GetReapExpired() *ReapExpired {
 	return nil
 }
 
+func (x *Command) GetPutAuthConfig() *PutAuthConfig {
+	if x != nil {
+		if x, ok := x.Payload.(*Command_PutAuthConfig); ok {
+			return x.PutAuthConfig
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteAuthConfig() *DeleteAuthConfig {
+	if x != nil {
+		if x, ok := x.Payload.(*Command_DeleteAuthConfig); ok {
+			return x.DeleteAuthConfig
+		}
+	}
+	return nil
+}
+
 type isCommand_Payload interface {
 	isCommand_Payload()
 }
@@ -607,6 +627,14 @@ type Command_ReapExpired struct {
 	ReapExpired *ReapExpired `protobuf:"bytes,24,opt,name=reap_expired,json=reapExpired,proto3,oneof"`
 }
 
+type Command_PutAuthConfig struct {
+	PutAuthConfig *PutAuthConfig `protobuf:"bytes,40,opt,name=put_auth_config,json=putAuthConfig,proto3,oneof"`
+}
+
+type Command_DeleteAuthConfig struct {
+	DeleteAuthConfig *DeleteAuthConfig `protobuf:"bytes,41,opt,name=delete_auth_config,json=deleteAuthConfig,proto3,oneof"`
+}
+
 func (*Command_Batch) isCommand_Payload() {}
 
 func (*Command_Noop) isCommand_Payload() {}
@@ -644,6 +672,10 @@ func (*Command_RevokeLease) isCommand_Payload() {}
 func (*Command_RevokeIdentity) isCommand_Payload() {}
 
 func (*Command_ReapExpired) isCommand_Payload() {}
+
+func (*Command_PutAuthConfig) isCommand_Payload() {}
+
+func (*Command_DeleteAuthConfig) isCommand_Payload() {}
 
 type Batch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1347,6 +1379,114 @@ func (x *PutSigningKey) GetKey() *SigningKey {
 	return nil
 }
 
+// PutAuthConfig creates or replaces a JWT/OIDC or mTLS auth config. The
+// proposer validated keys and bundles; Apply checks the shape only.
+type PutAuthConfig struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Config *AuthConfig            `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	// Optimistic concurrency, as for identities and roles.
+	ExpectVersion uint64 `protobuf:"varint,2,opt,name=expect_version,json=expectVersion,proto3" json:"expect_version,omitempty"`
+	CreateOnly    bool   `protobuf:"varint,3,opt,name=create_only,json=createOnly,proto3" json:"create_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutAuthConfig) Reset() {
+	*x = PutAuthConfig{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutAuthConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutAuthConfig) ProtoMessage() {}
+
+func (x *PutAuthConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutAuthConfig.ProtoReflect.Descriptor instead.
+func (*PutAuthConfig) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PutAuthConfig) GetConfig() *AuthConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *PutAuthConfig) GetExpectVersion() uint64 {
+	if x != nil {
+		return x.ExpectVersion
+	}
+	return 0
+}
+
+func (x *PutAuthConfig) GetCreateOnly() bool {
+	if x != nil {
+		return x.CreateOnly
+	}
+	return false
+}
+
+// DeleteAuthConfig fails while a role still names the config.
+type DeleteAuthConfig struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteAuthConfig) Reset() {
+	*x = DeleteAuthConfig{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteAuthConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteAuthConfig) ProtoMessage() {}
+
+func (x *DeleteAuthConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteAuthConfig.ProtoReflect.Descriptor instead.
+func (*DeleteAuthConfig) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *DeleteAuthConfig) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 // IssueLease stores a lease whose decision was made by the proposing node
 // under policy_set/policy_version. Apply re-checks preconditions only.
 type IssueLease struct {
@@ -1361,7 +1501,7 @@ type IssueLease struct {
 
 func (x *IssueLease) Reset() {
 	*x = IssueLease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1373,7 +1513,7 @@ func (x *IssueLease) String() string {
 func (*IssueLease) ProtoMessage() {}
 
 func (x *IssueLease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1386,7 +1526,7 @@ func (x *IssueLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueLease.ProtoReflect.Descriptor instead.
 func (*IssueLease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *IssueLease) GetLease() *Lease {
@@ -1422,7 +1562,7 @@ type RenewLease struct {
 
 func (x *RenewLease) Reset() {
 	*x = RenewLease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1434,7 +1574,7 @@ func (x *RenewLease) String() string {
 func (*RenewLease) ProtoMessage() {}
 
 func (x *RenewLease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1447,7 +1587,7 @@ func (x *RenewLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLease.ProtoReflect.Descriptor instead.
 func (*RenewLease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RenewLease) GetLeaseId() string {
@@ -1488,7 +1628,7 @@ type RevokeLease struct {
 
 func (x *RevokeLease) Reset() {
 	*x = RevokeLease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1500,7 +1640,7 @@ func (x *RevokeLease) String() string {
 func (*RevokeLease) ProtoMessage() {}
 
 func (x *RevokeLease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1513,7 +1653,7 @@ func (x *RevokeLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeLease.ProtoReflect.Descriptor instead.
 func (*RevokeLease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RevokeLease) GetLeaseId() string {
@@ -1542,7 +1682,7 @@ type RevokeIdentity struct {
 
 func (x *RevokeIdentity) Reset() {
 	*x = RevokeIdentity{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1694,7 @@ func (x *RevokeIdentity) String() string {
 func (*RevokeIdentity) ProtoMessage() {}
 
 func (x *RevokeIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1707,7 @@ func (x *RevokeIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeIdentity.ProtoReflect.Descriptor instead.
 func (*RevokeIdentity) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RevokeIdentity) GetIdentityId() string {
@@ -1595,7 +1735,7 @@ type ReapExpired struct {
 
 func (x *ReapExpired) Reset() {
 	*x = ReapExpired{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +1747,7 @@ func (x *ReapExpired) String() string {
 func (*ReapExpired) ProtoMessage() {}
 
 func (x *ReapExpired) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +1760,7 @@ func (x *ReapExpired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReapExpired.ProtoReflect.Descriptor instead.
 func (*ReapExpired) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReapExpired) GetBeforeUnixNano() int64 {
@@ -1657,7 +1797,7 @@ type Identity struct {
 
 func (x *Identity) Reset() {
 	*x = Identity{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1669,7 +1809,7 @@ func (x *Identity) String() string {
 func (*Identity) ProtoMessage() {}
 
 func (x *Identity) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1682,7 +1822,7 @@ func (x *Identity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Identity.ProtoReflect.Descriptor instead.
 func (*Identity) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Identity) GetId() string {
@@ -1780,13 +1920,28 @@ type Role struct {
 	Version         uint64 `protobuf:"varint,11,opt,name=version,proto3" json:"version,omitempty"`
 	CreatedUnixNano int64  `protobuf:"varint,12,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	UpdatedUnixNano int64  `protobuf:"varint,13,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Instead of a fixed identity: the identity a login becomes, rendered from
+	// the verified proof, e.g. "ci/{repository}". Exactly one of identity and
+	// identity_template is set.
+	IdentityTemplate string `protobuf:"bytes,40,opt,name=identity_template,json=identityTemplate,proto3" json:"identity_template,omitempty"`
+	// JWT and mTLS logins: the auth configs (by name) whose tokens or
+	// certificates this role accepts.
+	AuthConfigs []string `protobuf:"bytes,41,rep,name=auth_configs,json=authConfigs,proto3" json:"auth_configs,omitempty"`
+	// JWT: every bound claim must match (values are globs with *).
+	BoundClaims []*BoundClaim `protobuf:"bytes,42,rep,name=bound_claims,json=boundClaims,proto3" json:"bound_claims,omitempty"`
+	// JWT-SVID and mTLS: the SPIFFE ID must match one of these patterns
+	// (spiffe://trust-domain/path, * matches within one path segment, a
+	// trailing /** any number of segments).
+	BoundSpiffeIds []string `protobuf:"bytes,43,rep,name=bound_spiffe_ids,json=boundSpiffeIds,proto3" json:"bound_spiffe_ids,omitempty"`
+	// Every method: the caller's address must fall in one of these prefixes.
+	BoundCidrs    []string `protobuf:"bytes,44,rep,name=bound_cidrs,json=boundCidrs,proto3" json:"bound_cidrs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Role) Reset() {
 	*x = Role{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1798,7 +1953,7 @@ func (x *Role) String() string {
 func (*Role) ProtoMessage() {}
 
 func (x *Role) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1811,7 +1966,7 @@ func (x *Role) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Role.ProtoReflect.Descriptor instead.
 func (*Role) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Role) GetName() string {
@@ -1905,6 +2060,280 @@ func (x *Role) GetUpdatedUnixNano() int64 {
 	return 0
 }
 
+func (x *Role) GetIdentityTemplate() string {
+	if x != nil {
+		return x.IdentityTemplate
+	}
+	return ""
+}
+
+func (x *Role) GetAuthConfigs() []string {
+	if x != nil {
+		return x.AuthConfigs
+	}
+	return nil
+}
+
+func (x *Role) GetBoundClaims() []*BoundClaim {
+	if x != nil {
+		return x.BoundClaims
+	}
+	return nil
+}
+
+func (x *Role) GetBoundSpiffeIds() []string {
+	if x != nil {
+		return x.BoundSpiffeIds
+	}
+	return nil
+}
+
+func (x *Role) GetBoundCidrs() []string {
+	if x != nil {
+		return x.BoundCidrs
+	}
+	return nil
+}
+
+// BoundClaim requires a claim to match one of values. claim is a top-level
+// claim name, or a JSON pointer ("/kubernetes.io/namespace") for nested ones.
+type BoundClaim struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Claim         string                 `protobuf:"bytes,1,opt,name=claim,proto3" json:"claim,omitempty"`
+	Values        []string               `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BoundClaim) Reset() {
+	*x = BoundClaim{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BoundClaim) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BoundClaim) ProtoMessage() {}
+
+func (x *BoundClaim) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BoundClaim.ProtoReflect.Descriptor instead.
+func (*BoundClaim) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *BoundClaim) GetClaim() string {
+	if x != nil {
+		return x.Claim
+	}
+	return ""
+}
+
+func (x *BoundClaim) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+// AuthConfig says how to verify JWTs from one issuer, or client certificates
+// from one set of trust anchors.
+type AuthConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// jwt | mtls
+	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	// jwt: the required "iss" ("" only when the keys alone identify the
+	// issuer, as with a SPIFFE trust bundle).
+	Issuer string `protobuf:"bytes,3,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	// jwt: accepted signing algorithms (RS256, ES256, EdDSA).
+	Algorithms []string `protobuf:"bytes,4,rep,name=algorithms,proto3" json:"algorithms,omitempty"`
+	// jwt: exactly one key source.
+	Jwks     string `protobuf:"bytes,5,opt,name=jwks,proto3" json:"jwks,omitempty"`
+	JwksFile string `protobuf:"bytes,6,opt,name=jwks_file,json=jwksFile,proto3" json:"jwks_file,omitempty"`
+	JwksUrl  string `protobuf:"bytes,7,opt,name=jwks_url,json=jwksUrl,proto3" json:"jwks_url,omitempty"`
+	// jwt: how often a JWKS file or URL is re-read.
+	JwksRefreshNanos int64 `protobuf:"varint,8,opt,name=jwks_refresh_nanos,json=jwksRefreshNanos,proto3" json:"jwks_refresh_nanos,omitempty"`
+	// jwt: clock-skew leeway for exp, nbf and iat.
+	LeewayNanos int64 `protobuf:"varint,9,opt,name=leeway_nanos,json=leewayNanos,proto3" json:"leeway_nanos,omitempty"`
+	// jwt: the token's aud must contain one of these.
+	BoundAudiences []string `protobuf:"bytes,10,rep,name=bound_audiences,json=boundAudiences,proto3" json:"bound_audiences,omitempty"`
+	// jwt: claims every token must carry, whatever the role.
+	BoundClaims []*BoundClaim `protobuf:"bytes,11,rep,name=bound_claims,json=boundClaims,proto3" json:"bound_claims,omitempty"`
+	// jwt: claims copied into context.auth.claims: "name" or "alias=/json/pointer".
+	EvidenceClaims []string `protobuf:"bytes,12,rep,name=evidence_claims,json=evidenceClaims,proto3" json:"evidence_claims,omitempty"`
+	// mtls: PEM trust anchors client certificate chains must verify against.
+	CaBundlePem     string `protobuf:"bytes,13,opt,name=ca_bundle_pem,json=caBundlePem,proto3" json:"ca_bundle_pem,omitempty"`
+	Version         uint64 `protobuf:"varint,14,opt,name=version,proto3" json:"version,omitempty"`
+	CreatedUnixNano int64  `protobuf:"varint,15,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	UpdatedUnixNano int64  `protobuf:"varint,16,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
+	Description     string `protobuf:"bytes,17,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *AuthConfig) Reset() {
+	*x = AuthConfig{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthConfig) ProtoMessage() {}
+
+func (x *AuthConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthConfig.ProtoReflect.Descriptor instead.
+func (*AuthConfig) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *AuthConfig) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AuthConfig) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *AuthConfig) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *AuthConfig) GetAlgorithms() []string {
+	if x != nil {
+		return x.Algorithms
+	}
+	return nil
+}
+
+func (x *AuthConfig) GetJwks() string {
+	if x != nil {
+		return x.Jwks
+	}
+	return ""
+}
+
+func (x *AuthConfig) GetJwksFile() string {
+	if x != nil {
+		return x.JwksFile
+	}
+	return ""
+}
+
+func (x *AuthConfig) GetJwksUrl() string {
+	if x != nil {
+		return x.JwksUrl
+	}
+	return ""
+}
+
+func (x *AuthConfig) GetJwksRefreshNanos() int64 {
+	if x != nil {
+		return x.JwksRefreshNanos
+	}
+	return 0
+}
+
+func (x *AuthConfig) GetLeewayNanos() int64 {
+	if x != nil {
+		return x.LeewayNanos
+	}
+	return 0
+}
+
+func (x *AuthConfig) GetBoundAudiences() []string {
+	if x != nil {
+		return x.BoundAudiences
+	}
+	return nil
+}
+
+func (x *AuthConfig) GetBoundClaims() []*BoundClaim {
+	if x != nil {
+		return x.BoundClaims
+	}
+	return nil
+}
+
+func (x *AuthConfig) GetEvidenceClaims() []string {
+	if x != nil {
+		return x.EvidenceClaims
+	}
+	return nil
+}
+
+func (x *AuthConfig) GetCaBundlePem() string {
+	if x != nil {
+		return x.CaBundlePem
+	}
+	return ""
+}
+
+func (x *AuthConfig) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *AuthConfig) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *AuthConfig) GetUpdatedUnixNano() int64 {
+	if x != nil {
+		return x.UpdatedUnixNano
+	}
+	return 0
+}
+
+func (x *AuthConfig) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
 type SecretID struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Accessor string                 `protobuf:"bytes,1,opt,name=accessor,proto3" json:"accessor,omitempty"`
@@ -1925,7 +2354,7 @@ type SecretID struct {
 
 func (x *SecretID) Reset() {
 	*x = SecretID{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1937,7 +2366,7 @@ func (x *SecretID) String() string {
 func (*SecretID) ProtoMessage() {}
 
 func (x *SecretID) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1950,7 +2379,7 @@ func (x *SecretID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretID.ProtoReflect.Descriptor instead.
 func (*SecretID) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SecretID) GetAccessor() string {
@@ -2033,7 +2462,7 @@ type PolicySet struct {
 
 func (x *PolicySet) Reset() {
 	*x = PolicySet{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2045,7 +2474,7 @@ func (x *PolicySet) String() string {
 func (*PolicySet) ProtoMessage() {}
 
 func (x *PolicySet) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2058,7 +2487,7 @@ func (x *PolicySet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicySet.ProtoReflect.Descriptor instead.
 func (*PolicySet) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PolicySet) GetName() string {
@@ -2122,7 +2551,7 @@ type SigningKey struct {
 
 func (x *SigningKey) Reset() {
 	*x = SigningKey{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2134,7 +2563,7 @@ func (x *SigningKey) String() string {
 func (*SigningKey) ProtoMessage() {}
 
 func (x *SigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2147,7 +2576,7 @@ func (x *SigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
 func (*SigningKey) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SigningKey) GetKid() string {
@@ -2182,7 +2611,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2194,7 +2623,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2207,7 +2636,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Node) GetId() string {
@@ -2243,7 +2672,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2255,7 +2684,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2268,7 +2697,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Resource) GetType() string {
@@ -2302,7 +2731,7 @@ type Scope struct {
 
 func (x *Scope) Reset() {
 	*x = Scope{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2314,7 +2743,7 @@ func (x *Scope) String() string {
 func (*Scope) ProtoMessage() {}
 
 func (x *Scope) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2327,7 +2756,7 @@ func (x *Scope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Scope.ProtoReflect.Descriptor instead.
 func (*Scope) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Scope) GetActions() []string {
@@ -2372,7 +2801,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2384,7 +2813,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2397,7 +2826,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Lease) GetId() string {
@@ -2556,7 +2985,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2568,7 +2997,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2581,7 +3010,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Result) GetCode() ResultCode {
@@ -2641,7 +3070,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2653,7 +3082,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2666,7 +3095,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SnapshotHeader) GetFsmVersion() uint32 {
@@ -2715,7 +3144,7 @@ type AppliedRequest struct {
 
 func (x *AppliedRequest) Reset() {
 	*x = AppliedRequest{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2727,7 +3156,7 @@ func (x *AppliedRequest) String() string {
 func (*AppliedRequest) ProtoMessage() {}
 
 func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2740,7 +3169,7 @@ func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
 func (*AppliedRequest) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{32}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AppliedRequest) GetRequestId() string {
@@ -2776,6 +3205,7 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Node
 	//	*SnapshotRecord_Lease
 	//	*SnapshotRecord_AppliedRequest
+	//	*SnapshotRecord_AuthConfig
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2783,7 +3213,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2795,7 +3225,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2808,7 +3238,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{33}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -2890,6 +3320,15 @@ func (x *SnapshotRecord) GetAppliedRequest() *AppliedRequest {
 	return nil
 }
 
+func (x *SnapshotRecord) GetAuthConfig() *AuthConfig {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_AuthConfig); ok {
+			return x.AuthConfig
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -2926,6 +3365,10 @@ type SnapshotRecord_AppliedRequest struct {
 	AppliedRequest *AppliedRequest `protobuf:"bytes,8,opt,name=applied_request,json=appliedRequest,proto3,oneof"`
 }
 
+type SnapshotRecord_AuthConfig struct {
+	AuthConfig *AuthConfig `protobuf:"bytes,40,opt,name=auth_config,json=authConfig,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Identity) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Role) isSnapshotRecord_Record() {}
@@ -2942,6 +3385,8 @@ func (*SnapshotRecord_Lease) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_AppliedRequest) isSnapshotRecord_Record() {}
 
+func (*SnapshotRecord_AuthConfig) isSnapshotRecord_Record() {}
+
 var File_writ_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
@@ -2953,7 +3398,8 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0etime_unix_nano\x18\x02 \x01(\x03R\ftimeUnixNano\x12&\n" +
 	"\x0fmin_fsm_version\x18\x03 \x01(\rR\rminFsmVersion\x12\x1c\n" +
 	"\tignorable\x18\x04 \x01(\bR\tignorable\x12\x1c\n" +
-	"\tforwarded\x18\x05 \x01(\bR\tforwarded\"\xe7\t\n" +
+	"\tforwarded\x18\x05 \x01(\bR\tforwarded\"\xfc\n" +
+	"\n" +
 	"\aCommand\x12+\n" +
 	"\x06header\x18\x01 \x01(\v2\x13.writ.fsm.v1.HeaderR\x06header\x12*\n" +
 	"\x05batch\x18\x02 \x01(\v2\x12.writ.fsm.v1.BatchH\x00R\x05batch\x12'\n" +
@@ -2979,7 +3425,9 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"renewLease\x12=\n" +
 	"\frevoke_lease\x18\x16 \x01(\v2\x18.writ.fsm.v1.RevokeLeaseH\x00R\vrevokeLease\x12F\n" +
 	"\x0frevoke_identity\x18\x17 \x01(\v2\x1b.writ.fsm.v1.RevokeIdentityH\x00R\x0erevokeIdentity\x12=\n" +
-	"\freap_expired\x18\x18 \x01(\v2\x18.writ.fsm.v1.ReapExpiredH\x00R\vreapExpiredB\t\n" +
+	"\freap_expired\x18\x18 \x01(\v2\x18.writ.fsm.v1.ReapExpiredH\x00R\vreapExpired\x12D\n" +
+	"\x0fput_auth_config\x18( \x01(\v2\x1a.writ.fsm.v1.PutAuthConfigH\x00R\rputAuthConfig\x12M\n" +
+	"\x12delete_auth_config\x18) \x01(\v2\x1d.writ.fsm.v1.DeleteAuthConfigH\x00R\x10deleteAuthConfigB\t\n" +
 	"\apayload\"9\n" +
 	"\x05Batch\x120\n" +
 	"\bcommands\x18\x01 \x03(\v2\x14.writ.fsm.v1.CommandR\bcommands\"\x06\n" +
@@ -3024,7 +3472,14 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0fDeletePolicySet\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\":\n" +
 	"\rPutSigningKey\x12)\n" +
-	"\x03key\x18\x01 \x01(\v2\x17.writ.fsm.v1.SigningKeyR\x03key\"\x8b\x01\n" +
+	"\x03key\x18\x01 \x01(\v2\x17.writ.fsm.v1.SigningKeyR\x03key\"\x88\x01\n" +
+	"\rPutAuthConfig\x12/\n" +
+	"\x06config\x18\x01 \x01(\v2\x17.writ.fsm.v1.AuthConfigR\x06config\x12%\n" +
+	"\x0eexpect_version\x18\x02 \x01(\x04R\rexpectVersion\x12\x1f\n" +
+	"\vcreate_only\x18\x03 \x01(\bR\n" +
+	"createOnly\"&\n" +
+	"\x10DeleteAuthConfig\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x8b\x01\n" +
 	"\n" +
 	"IssueLease\x12(\n" +
 	"\x05lease\x18\x01 \x01(\v2\x12.writ.fsm.v1.LeaseR\x05lease\x12\x1b\n" +
@@ -3064,7 +3519,7 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\vdescription\x18\v \x01(\tR\vdescription\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb7\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8e\x05\n" +
 	"\x04Role\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\venvironment\x18\x02 \x01(\tR\venvironment\x12!\n" +
@@ -3079,7 +3534,39 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	" \x01(\x04R\x05epoch\x12\x18\n" +
 	"\aversion\x18\v \x01(\x04R\aversion\x12*\n" +
 	"\x11created_unix_nano\x18\f \x01(\x03R\x0fcreatedUnixNano\x12*\n" +
-	"\x11updated_unix_nano\x18\r \x01(\x03R\x0fupdatedUnixNano\"\xf6\x02\n" +
+	"\x11updated_unix_nano\x18\r \x01(\x03R\x0fupdatedUnixNano\x12+\n" +
+	"\x11identity_template\x18( \x01(\tR\x10identityTemplate\x12!\n" +
+	"\fauth_configs\x18) \x03(\tR\vauthConfigs\x12:\n" +
+	"\fbound_claims\x18* \x03(\v2\x17.writ.fsm.v1.BoundClaimR\vboundClaims\x12(\n" +
+	"\x10bound_spiffe_ids\x18+ \x03(\tR\x0eboundSpiffeIds\x12\x1f\n" +
+	"\vbound_cidrs\x18, \x03(\tR\n" +
+	"boundCidrs\":\n" +
+	"\n" +
+	"BoundClaim\x12\x14\n" +
+	"\x05claim\x18\x01 \x01(\tR\x05claim\x12\x16\n" +
+	"\x06values\x18\x02 \x03(\tR\x06values\"\xcf\x04\n" +
+	"\n" +
+	"AuthConfig\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x16\n" +
+	"\x06issuer\x18\x03 \x01(\tR\x06issuer\x12\x1e\n" +
+	"\n" +
+	"algorithms\x18\x04 \x03(\tR\n" +
+	"algorithms\x12\x12\n" +
+	"\x04jwks\x18\x05 \x01(\tR\x04jwks\x12\x1b\n" +
+	"\tjwks_file\x18\x06 \x01(\tR\bjwksFile\x12\x19\n" +
+	"\bjwks_url\x18\a \x01(\tR\ajwksUrl\x12,\n" +
+	"\x12jwks_refresh_nanos\x18\b \x01(\x03R\x10jwksRefreshNanos\x12!\n" +
+	"\fleeway_nanos\x18\t \x01(\x03R\vleewayNanos\x12'\n" +
+	"\x0fbound_audiences\x18\n" +
+	" \x03(\tR\x0eboundAudiences\x12:\n" +
+	"\fbound_claims\x18\v \x03(\v2\x17.writ.fsm.v1.BoundClaimR\vboundClaims\x12'\n" +
+	"\x0fevidence_claims\x18\f \x03(\tR\x0eevidenceClaims\x12\"\n" +
+	"\rca_bundle_pem\x18\r \x01(\tR\vcaBundlePem\x12\x18\n" +
+	"\aversion\x18\x0e \x01(\x04R\aversion\x12*\n" +
+	"\x11created_unix_nano\x18\x0f \x01(\x03R\x0fcreatedUnixNano\x12*\n" +
+	"\x11updated_unix_nano\x18\x10 \x01(\x03R\x0fupdatedUnixNano\x12 \n" +
+	"\vdescription\x18\x11 \x01(\tR\vdescription\"\xf6\x02\n" +
 	"\bSecretID\x12\x1a\n" +
 	"\baccessor\x18\x01 \x01(\tR\baccessor\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1f\n" +
@@ -3165,7 +3652,7 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12+\n" +
 	"\x06result\x18\x02 \x01(\v2\x13.writ.fsm.v1.ResultR\x06result\x12$\n" +
-	"\x0etime_unix_nano\x18\x03 \x01(\x03R\ftimeUnixNano\"\xc0\x03\n" +
+	"\x0etime_unix_nano\x18\x03 \x01(\x03R\ftimeUnixNano\"\xfc\x03\n" +
 	"\x0eSnapshotRecord\x123\n" +
 	"\bidentity\x18\x01 \x01(\v2\x15.writ.fsm.v1.IdentityH\x00R\bidentity\x12'\n" +
 	"\x04role\x18\x02 \x01(\v2\x11.writ.fsm.v1.RoleH\x00R\x04role\x124\n" +
@@ -3176,7 +3663,9 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"signingKey\x12'\n" +
 	"\x04node\x18\x06 \x01(\v2\x11.writ.fsm.v1.NodeH\x00R\x04node\x12*\n" +
 	"\x05lease\x18\a \x01(\v2\x12.writ.fsm.v1.LeaseH\x00R\x05lease\x12F\n" +
-	"\x0fapplied_request\x18\b \x01(\v2\x1b.writ.fsm.v1.AppliedRequestH\x00R\x0eappliedRequestB\b\n" +
+	"\x0fapplied_request\x18\b \x01(\v2\x1b.writ.fsm.v1.AppliedRequestH\x00R\x0eappliedRequest\x12:\n" +
+	"\vauth_config\x18( \x01(\v2\x17.writ.fsm.v1.AuthConfigH\x00R\n" +
+	"authConfigB\b\n" +
 	"\x06record*k\n" +
 	"\x0eIdentityStatus\x12\x1f\n" +
 	"\x1bIDENTITY_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
@@ -3212,48 +3701,52 @@ func file_writ_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_writ_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_writ_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_writ_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_writ_fsm_v1_fsm_proto_goTypes = []any{
-	(IdentityStatus)(0),     // 0: writ.fsm.v1.IdentityStatus
-	(LeaseStatus)(0),        // 1: writ.fsm.v1.LeaseStatus
-	(ResultCode)(0),         // 2: writ.fsm.v1.ResultCode
-	(*Header)(nil),          // 3: writ.fsm.v1.Header
-	(*Command)(nil),         // 4: writ.fsm.v1.Command
-	(*Batch)(nil),           // 5: writ.fsm.v1.Batch
-	(*Noop)(nil),            // 6: writ.fsm.v1.Noop
-	(*Bootstrap)(nil),       // 7: writ.fsm.v1.Bootstrap
-	(*RegisterNode)(nil),    // 8: writ.fsm.v1.RegisterNode
-	(*RemoveNode)(nil),      // 9: writ.fsm.v1.RemoveNode
-	(*PutIdentity)(nil),     // 10: writ.fsm.v1.PutIdentity
-	(*DeleteIdentity)(nil),  // 11: writ.fsm.v1.DeleteIdentity
-	(*PutRole)(nil),         // 12: writ.fsm.v1.PutRole
-	(*DeleteRole)(nil),      // 13: writ.fsm.v1.DeleteRole
-	(*CreateSecretID)(nil),  // 14: writ.fsm.v1.CreateSecretID
-	(*RevokeSecretID)(nil),  // 15: writ.fsm.v1.RevokeSecretID
-	(*PutPolicySet)(nil),    // 16: writ.fsm.v1.PutPolicySet
-	(*DeletePolicySet)(nil), // 17: writ.fsm.v1.DeletePolicySet
-	(*PutSigningKey)(nil),   // 18: writ.fsm.v1.PutSigningKey
-	(*IssueLease)(nil),      // 19: writ.fsm.v1.IssueLease
-	(*RenewLease)(nil),      // 20: writ.fsm.v1.RenewLease
-	(*RevokeLease)(nil),     // 21: writ.fsm.v1.RevokeLease
-	(*RevokeIdentity)(nil),  // 22: writ.fsm.v1.RevokeIdentity
-	(*ReapExpired)(nil),     // 23: writ.fsm.v1.ReapExpired
-	(*Identity)(nil),        // 24: writ.fsm.v1.Identity
-	(*Role)(nil),            // 25: writ.fsm.v1.Role
-	(*SecretID)(nil),        // 26: writ.fsm.v1.SecretID
-	(*PolicySet)(nil),       // 27: writ.fsm.v1.PolicySet
-	(*SigningKey)(nil),      // 28: writ.fsm.v1.SigningKey
-	(*Node)(nil),            // 29: writ.fsm.v1.Node
-	(*Resource)(nil),        // 30: writ.fsm.v1.Resource
-	(*Scope)(nil),           // 31: writ.fsm.v1.Scope
-	(*Lease)(nil),           // 32: writ.fsm.v1.Lease
-	(*Result)(nil),          // 33: writ.fsm.v1.Result
-	(*SnapshotHeader)(nil),  // 34: writ.fsm.v1.SnapshotHeader
-	(*AppliedRequest)(nil),  // 35: writ.fsm.v1.AppliedRequest
-	(*SnapshotRecord)(nil),  // 36: writ.fsm.v1.SnapshotRecord
-	nil,                     // 37: writ.fsm.v1.Identity.AttributesEntry
-	nil,                     // 38: writ.fsm.v1.SecretID.MetadataEntry
-	(*structpb.Struct)(nil), // 39: google.protobuf.Struct
+	(IdentityStatus)(0),      // 0: writ.fsm.v1.IdentityStatus
+	(LeaseStatus)(0),         // 1: writ.fsm.v1.LeaseStatus
+	(ResultCode)(0),          // 2: writ.fsm.v1.ResultCode
+	(*Header)(nil),           // 3: writ.fsm.v1.Header
+	(*Command)(nil),          // 4: writ.fsm.v1.Command
+	(*Batch)(nil),            // 5: writ.fsm.v1.Batch
+	(*Noop)(nil),             // 6: writ.fsm.v1.Noop
+	(*Bootstrap)(nil),        // 7: writ.fsm.v1.Bootstrap
+	(*RegisterNode)(nil),     // 8: writ.fsm.v1.RegisterNode
+	(*RemoveNode)(nil),       // 9: writ.fsm.v1.RemoveNode
+	(*PutIdentity)(nil),      // 10: writ.fsm.v1.PutIdentity
+	(*DeleteIdentity)(nil),   // 11: writ.fsm.v1.DeleteIdentity
+	(*PutRole)(nil),          // 12: writ.fsm.v1.PutRole
+	(*DeleteRole)(nil),       // 13: writ.fsm.v1.DeleteRole
+	(*CreateSecretID)(nil),   // 14: writ.fsm.v1.CreateSecretID
+	(*RevokeSecretID)(nil),   // 15: writ.fsm.v1.RevokeSecretID
+	(*PutPolicySet)(nil),     // 16: writ.fsm.v1.PutPolicySet
+	(*DeletePolicySet)(nil),  // 17: writ.fsm.v1.DeletePolicySet
+	(*PutSigningKey)(nil),    // 18: writ.fsm.v1.PutSigningKey
+	(*PutAuthConfig)(nil),    // 19: writ.fsm.v1.PutAuthConfig
+	(*DeleteAuthConfig)(nil), // 20: writ.fsm.v1.DeleteAuthConfig
+	(*IssueLease)(nil),       // 21: writ.fsm.v1.IssueLease
+	(*RenewLease)(nil),       // 22: writ.fsm.v1.RenewLease
+	(*RevokeLease)(nil),      // 23: writ.fsm.v1.RevokeLease
+	(*RevokeIdentity)(nil),   // 24: writ.fsm.v1.RevokeIdentity
+	(*ReapExpired)(nil),      // 25: writ.fsm.v1.ReapExpired
+	(*Identity)(nil),         // 26: writ.fsm.v1.Identity
+	(*Role)(nil),             // 27: writ.fsm.v1.Role
+	(*BoundClaim)(nil),       // 28: writ.fsm.v1.BoundClaim
+	(*AuthConfig)(nil),       // 29: writ.fsm.v1.AuthConfig
+	(*SecretID)(nil),         // 30: writ.fsm.v1.SecretID
+	(*PolicySet)(nil),        // 31: writ.fsm.v1.PolicySet
+	(*SigningKey)(nil),       // 32: writ.fsm.v1.SigningKey
+	(*Node)(nil),             // 33: writ.fsm.v1.Node
+	(*Resource)(nil),         // 34: writ.fsm.v1.Resource
+	(*Scope)(nil),            // 35: writ.fsm.v1.Scope
+	(*Lease)(nil),            // 36: writ.fsm.v1.Lease
+	(*Result)(nil),           // 37: writ.fsm.v1.Result
+	(*SnapshotHeader)(nil),   // 38: writ.fsm.v1.SnapshotHeader
+	(*AppliedRequest)(nil),   // 39: writ.fsm.v1.AppliedRequest
+	(*SnapshotRecord)(nil),   // 40: writ.fsm.v1.SnapshotRecord
+	nil,                      // 41: writ.fsm.v1.Identity.AttributesEntry
+	nil,                      // 42: writ.fsm.v1.SecretID.MetadataEntry
+	(*structpb.Struct)(nil),  // 43: google.protobuf.Struct
 }
 var file_writ_fsm_v1_fsm_proto_depIdxs = []int32{
 	3,  // 0: writ.fsm.v1.Command.header:type_name -> writ.fsm.v1.Header
@@ -3271,43 +3764,49 @@ var file_writ_fsm_v1_fsm_proto_depIdxs = []int32{
 	16, // 12: writ.fsm.v1.Command.put_policy_set:type_name -> writ.fsm.v1.PutPolicySet
 	17, // 13: writ.fsm.v1.Command.delete_policy_set:type_name -> writ.fsm.v1.DeletePolicySet
 	18, // 14: writ.fsm.v1.Command.put_signing_key:type_name -> writ.fsm.v1.PutSigningKey
-	19, // 15: writ.fsm.v1.Command.issue_lease:type_name -> writ.fsm.v1.IssueLease
-	20, // 16: writ.fsm.v1.Command.renew_lease:type_name -> writ.fsm.v1.RenewLease
-	21, // 17: writ.fsm.v1.Command.revoke_lease:type_name -> writ.fsm.v1.RevokeLease
-	22, // 18: writ.fsm.v1.Command.revoke_identity:type_name -> writ.fsm.v1.RevokeIdentity
-	23, // 19: writ.fsm.v1.Command.reap_expired:type_name -> writ.fsm.v1.ReapExpired
-	4,  // 20: writ.fsm.v1.Batch.commands:type_name -> writ.fsm.v1.Command
-	28, // 21: writ.fsm.v1.Bootstrap.signing_key:type_name -> writ.fsm.v1.SigningKey
-	29, // 22: writ.fsm.v1.RegisterNode.node:type_name -> writ.fsm.v1.Node
-	24, // 23: writ.fsm.v1.PutIdentity.identity:type_name -> writ.fsm.v1.Identity
-	25, // 24: writ.fsm.v1.PutRole.role:type_name -> writ.fsm.v1.Role
-	26, // 25: writ.fsm.v1.CreateSecretID.secret_id:type_name -> writ.fsm.v1.SecretID
-	27, // 26: writ.fsm.v1.PutPolicySet.policy_set:type_name -> writ.fsm.v1.PolicySet
-	28, // 27: writ.fsm.v1.PutSigningKey.key:type_name -> writ.fsm.v1.SigningKey
-	32, // 28: writ.fsm.v1.IssueLease.lease:type_name -> writ.fsm.v1.Lease
-	37, // 29: writ.fsm.v1.Identity.attributes:type_name -> writ.fsm.v1.Identity.AttributesEntry
-	0,  // 30: writ.fsm.v1.Identity.status:type_name -> writ.fsm.v1.IdentityStatus
-	38, // 31: writ.fsm.v1.SecretID.metadata:type_name -> writ.fsm.v1.SecretID.MetadataEntry
-	39, // 32: writ.fsm.v1.Resource.attributes:type_name -> google.protobuf.Struct
-	30, // 33: writ.fsm.v1.Scope.resources:type_name -> writ.fsm.v1.Resource
-	31, // 34: writ.fsm.v1.Lease.scope:type_name -> writ.fsm.v1.Scope
-	1,  // 35: writ.fsm.v1.Lease.status:type_name -> writ.fsm.v1.LeaseStatus
-	2,  // 36: writ.fsm.v1.Result.code:type_name -> writ.fsm.v1.ResultCode
-	32, // 37: writ.fsm.v1.Result.lease:type_name -> writ.fsm.v1.Lease
-	33, // 38: writ.fsm.v1.AppliedRequest.result:type_name -> writ.fsm.v1.Result
-	24, // 39: writ.fsm.v1.SnapshotRecord.identity:type_name -> writ.fsm.v1.Identity
-	25, // 40: writ.fsm.v1.SnapshotRecord.role:type_name -> writ.fsm.v1.Role
-	26, // 41: writ.fsm.v1.SnapshotRecord.secret_id:type_name -> writ.fsm.v1.SecretID
-	27, // 42: writ.fsm.v1.SnapshotRecord.policy_set:type_name -> writ.fsm.v1.PolicySet
-	28, // 43: writ.fsm.v1.SnapshotRecord.signing_key:type_name -> writ.fsm.v1.SigningKey
-	29, // 44: writ.fsm.v1.SnapshotRecord.node:type_name -> writ.fsm.v1.Node
-	32, // 45: writ.fsm.v1.SnapshotRecord.lease:type_name -> writ.fsm.v1.Lease
-	35, // 46: writ.fsm.v1.SnapshotRecord.applied_request:type_name -> writ.fsm.v1.AppliedRequest
-	47, // [47:47] is the sub-list for method output_type
-	47, // [47:47] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	21, // 15: writ.fsm.v1.Command.issue_lease:type_name -> writ.fsm.v1.IssueLease
+	22, // 16: writ.fsm.v1.Command.renew_lease:type_name -> writ.fsm.v1.RenewLease
+	23, // 17: writ.fsm.v1.Command.revoke_lease:type_name -> writ.fsm.v1.RevokeLease
+	24, // 18: writ.fsm.v1.Command.revoke_identity:type_name -> writ.fsm.v1.RevokeIdentity
+	25, // 19: writ.fsm.v1.Command.reap_expired:type_name -> writ.fsm.v1.ReapExpired
+	19, // 20: writ.fsm.v1.Command.put_auth_config:type_name -> writ.fsm.v1.PutAuthConfig
+	20, // 21: writ.fsm.v1.Command.delete_auth_config:type_name -> writ.fsm.v1.DeleteAuthConfig
+	4,  // 22: writ.fsm.v1.Batch.commands:type_name -> writ.fsm.v1.Command
+	32, // 23: writ.fsm.v1.Bootstrap.signing_key:type_name -> writ.fsm.v1.SigningKey
+	33, // 24: writ.fsm.v1.RegisterNode.node:type_name -> writ.fsm.v1.Node
+	26, // 25: writ.fsm.v1.PutIdentity.identity:type_name -> writ.fsm.v1.Identity
+	27, // 26: writ.fsm.v1.PutRole.role:type_name -> writ.fsm.v1.Role
+	30, // 27: writ.fsm.v1.CreateSecretID.secret_id:type_name -> writ.fsm.v1.SecretID
+	31, // 28: writ.fsm.v1.PutPolicySet.policy_set:type_name -> writ.fsm.v1.PolicySet
+	32, // 29: writ.fsm.v1.PutSigningKey.key:type_name -> writ.fsm.v1.SigningKey
+	29, // 30: writ.fsm.v1.PutAuthConfig.config:type_name -> writ.fsm.v1.AuthConfig
+	36, // 31: writ.fsm.v1.IssueLease.lease:type_name -> writ.fsm.v1.Lease
+	41, // 32: writ.fsm.v1.Identity.attributes:type_name -> writ.fsm.v1.Identity.AttributesEntry
+	0,  // 33: writ.fsm.v1.Identity.status:type_name -> writ.fsm.v1.IdentityStatus
+	28, // 34: writ.fsm.v1.Role.bound_claims:type_name -> writ.fsm.v1.BoundClaim
+	28, // 35: writ.fsm.v1.AuthConfig.bound_claims:type_name -> writ.fsm.v1.BoundClaim
+	42, // 36: writ.fsm.v1.SecretID.metadata:type_name -> writ.fsm.v1.SecretID.MetadataEntry
+	43, // 37: writ.fsm.v1.Resource.attributes:type_name -> google.protobuf.Struct
+	34, // 38: writ.fsm.v1.Scope.resources:type_name -> writ.fsm.v1.Resource
+	35, // 39: writ.fsm.v1.Lease.scope:type_name -> writ.fsm.v1.Scope
+	1,  // 40: writ.fsm.v1.Lease.status:type_name -> writ.fsm.v1.LeaseStatus
+	2,  // 41: writ.fsm.v1.Result.code:type_name -> writ.fsm.v1.ResultCode
+	36, // 42: writ.fsm.v1.Result.lease:type_name -> writ.fsm.v1.Lease
+	37, // 43: writ.fsm.v1.AppliedRequest.result:type_name -> writ.fsm.v1.Result
+	26, // 44: writ.fsm.v1.SnapshotRecord.identity:type_name -> writ.fsm.v1.Identity
+	27, // 45: writ.fsm.v1.SnapshotRecord.role:type_name -> writ.fsm.v1.Role
+	30, // 46: writ.fsm.v1.SnapshotRecord.secret_id:type_name -> writ.fsm.v1.SecretID
+	31, // 47: writ.fsm.v1.SnapshotRecord.policy_set:type_name -> writ.fsm.v1.PolicySet
+	32, // 48: writ.fsm.v1.SnapshotRecord.signing_key:type_name -> writ.fsm.v1.SigningKey
+	33, // 49: writ.fsm.v1.SnapshotRecord.node:type_name -> writ.fsm.v1.Node
+	36, // 50: writ.fsm.v1.SnapshotRecord.lease:type_name -> writ.fsm.v1.Lease
+	39, // 51: writ.fsm.v1.SnapshotRecord.applied_request:type_name -> writ.fsm.v1.AppliedRequest
+	29, // 52: writ.fsm.v1.SnapshotRecord.auth_config:type_name -> writ.fsm.v1.AuthConfig
+	53, // [53:53] is the sub-list for method output_type
+	53, // [53:53] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_writ_fsm_v1_fsm_proto_init() }
@@ -3335,8 +3834,10 @@ func file_writ_fsm_v1_fsm_proto_init() {
 		(*Command_RevokeLease)(nil),
 		(*Command_RevokeIdentity)(nil),
 		(*Command_ReapExpired)(nil),
+		(*Command_PutAuthConfig)(nil),
+		(*Command_DeleteAuthConfig)(nil),
 	}
-	file_writ_fsm_v1_fsm_proto_msgTypes[33].OneofWrappers = []any{
+	file_writ_fsm_v1_fsm_proto_msgTypes[37].OneofWrappers = []any{
 		(*SnapshotRecord_Identity)(nil),
 		(*SnapshotRecord_Role)(nil),
 		(*SnapshotRecord_SecretId)(nil),
@@ -3345,6 +3846,7 @@ func file_writ_fsm_v1_fsm_proto_init() {
 		(*SnapshotRecord_Node)(nil),
 		(*SnapshotRecord_Lease)(nil),
 		(*SnapshotRecord_AppliedRequest)(nil),
+		(*SnapshotRecord_AuthConfig)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3352,7 +3854,7 @@ func file_writ_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_writ_fsm_v1_fsm_proto_rawDesc), len(file_writ_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   36,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
