@@ -99,26 +99,30 @@ func claimStrings(v any) []string {
 // Glob reports whether s matches pattern, where * stands for any run of
 // characters (none included) and everything else for itself.
 func Glob(pattern, s string) bool {
-	for {
-		i := strings.IndexByte(pattern, '*')
-		if i < 0 {
-			return pattern == s
-		}
-		if !strings.HasPrefix(s, pattern[:i]) {
+	// Greedy two-pointer match with backtracking to the last star: O(len(pattern)*len(s))
+	// whatever the pattern, so a long claim value cannot make it explode.
+	p, i := 0, 0
+	star, mark := -1, 0
+	for i < len(s) {
+		switch {
+		case p < len(pattern) && pattern[p] == '*':
+			star, mark = p, i
+			p++
+		case p < len(pattern) && pattern[p] == s[i]:
+			p++
+			i++
+		case star >= 0:
+			p = star + 1
+			mark++
+			i = mark
+		default:
 			return false
 		}
-		s, pattern = s[i:], pattern[i+1:]
-		if pattern == "" {
-			return true
-		}
-		// Try every position for the rest; patterns are short.
-		for j := 0; j <= len(s); j++ {
-			if Glob(pattern, s[j:]) {
-				return true
-			}
-		}
-		return false
 	}
+	for p < len(pattern) && pattern[p] == '*' {
+		p++
+	}
+	return p == len(pattern)
 }
 
 // matchBoundClaims checks every bound claim: the claim must exist and one of
