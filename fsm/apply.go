@@ -71,6 +71,7 @@ func (f *FSM) Apply(index uint64, data []byte) []*fsmpb.Result {
 	a.pruneRequests()
 	txn.Commit()
 	f.publish(index)
+	f.revs.advance(index, a.revEvents)
 
 	if f.cfg.OnPolicySetChange != nil {
 		for _, ev := range a.policyEvents {
@@ -94,6 +95,7 @@ type applier struct {
 	reqs         []appliedReq             // request ids this entry applied successfully
 	pending      map[string]*fsmpb.Result // the same, by id, for batches
 	policyEvents []policyEvent
+	revEvents    []Revocation
 }
 
 // applyItem applies one command unless its request id was applied within

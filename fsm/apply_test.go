@@ -86,10 +86,17 @@ func TestApplyResults(t *testing.T) {
 			}
 		}},
 		{name: "identity update", setup: func(h *harness) { h.now = h.now.Add(time.Second) }, cmd: func() *fsmpb.Command {
-			return withIdentity(identityCmd("ci/a", "prod"), func(p *fsmpb.PutIdentity) { p.ExpectVersion = 1; p.Identity.Owner = "team-b"; p.Identity.Epoch = 99 })
+			return withIdentity(identityCmd("ci/a", "prod"), func(p *fsmpb.PutIdentity) { p.ExpectVersion = 1; p.Identity.Description = "d"; p.Identity.Epoch = 99 })
 		}, want: codeOK, check: func(t *testing.T, h *harness, r *fsmpb.Result) {
 			i, _ := h.f.View().Identity("ci/a")
-			if r.GetVersion() != 2 || i.GetEpoch() != 1 || i.GetOwner() != "team-b" || i.GetCreatedUnixNano() != t0.UnixNano() || i.GetUpdatedUnixNano() != t0.Add(time.Second).UnixNano() {
+			if r.GetVersion() != 2 || i.GetEpoch() != 1 || i.GetDescription() != "d" || i.GetCreatedUnixNano() != t0.UnixNano() || i.GetUpdatedUnixNano() != t0.Add(time.Second).UnixNano() {
+				t.Fatalf("stored %v", i)
+			}
+		}},
+		{name: "identity handed to another owner: its leases go", cmd: func() *fsmpb.Command {
+			return withIdentity(identityCmd("ci/a", "prod"), func(p *fsmpb.PutIdentity) { p.Identity.Owner = "team-b" })
+		}, want: codeOK, check: func(t *testing.T, h *harness, r *fsmpb.Result) {
+			if i, _ := h.f.View().Identity("ci/a"); i.GetEpoch() != 2 || i.GetOwner() != "team-b" {
 				t.Fatalf("stored %v", i)
 			}
 		}},

@@ -56,6 +56,12 @@ func (a *applier) apply(cmd *fsmpb.Command) *fsmpb.Result {
 		return a.revokeIdentity(p.RevokeIdentity)
 	case *fsmpb.Command_ReapExpired:
 		return a.reapExpired(p.ReapExpired)
+	case *fsmpb.Command_RevokeRole:
+		return a.revokeRole(p.RevokeRole)
+	case *fsmpb.Command_RevokeOwner:
+		return a.revokeOwner(p.RevokeOwner)
+	case *fsmpb.Command_RetireSigningKey:
+		return a.retireSigningKey(p.RetireSigningKey)
 	default:
 		// CheckCommand ran before the transaction opened: an unknown payload
 		// that reaches here is ignorable.
@@ -167,9 +173,12 @@ func (a *applier) putIdentity(p *fsmpb.PutIdentity) *fsmpb.Result {
 		// Disabling invalidates everything the identity holds, and
 		// re-enabling does not bring it back. Moving it to another
 		// environment does the same: its leases were issued for the old one.
+		// So does handing it to another owner: its leases were stamped
+		// with the old owner's accountability (and RevokeOwner epoch).
 		if (old.Status == fsmpb.IdentityStatus_IDENTITY_STATUS_ACTIVE && n.Status == fsmpb.IdentityStatus_IDENTITY_STATUS_DISABLED) ||
-			old.Environment != n.Environment {
+			old.Environment != n.Environment || old.Owner != n.Owner {
 			n.Epoch++
+			a.revoked(RevocationIdentity, n.Id, "identity disabled, moved or re-owned")
 		}
 	}
 	a.put(tIdentity, n)
@@ -181,7 +190,7 @@ func (a *applier) putIdentity(p *fsmpb.PutIdentity) *fsmpb.Result {
 // still carry, so that re-creating an id never brings old leases back.
 func (a *applier) freshIdentityEpoch(id string) uint64 {
 	epoch := uint64(1)
-	it := a.iter(tLease, iIdentity, id)
+	it := a.iter(tLease, iIdentity+"_prefix", id)
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		epoch = max(epoch, raw.(*fsmpb.Lease).GetIdentityEpoch()+1)
 	}
@@ -195,6 +204,7 @@ func (a *applier) deleteIdentity(p *fsmpb.DeleteIdentity) *fsmpb.Result {
 	}
 	// Its leases stay until they expire; CheckLease reports identity_deleted.
 	a.del(tIdentity, old)
+	a.revoked(RevocationIdentity, p.GetId(), "identity deleted")
 	return ok()
 }
 
@@ -210,6 +220,7 @@ func (a *applier) revokeIdentity(p *fsmpb.RevokeIdentity) *fsmpb.Result {
 	n.Version++
 	n.UpdatedUnixNano = a.now
 	a.put(tIdentity, n)
+	a.revoked(RevocationIdentity, n.Id, p.GetReason())
 	return &fsmpb.Result{Code: codeOK, Version: n.Version}
 }
 
@@ -264,6 +275,7 @@ func (a *applier) putRole(p *fsmpb.PutRole) *fsmpb.Result {
 		// what it issued under the old binding.
 		if old.Identity != n.Identity || old.Environment != n.Environment {
 			n.Epoch++
+			a.revoked(RevocationRole, n.Name, "role rebound")
 		}
 	}
 	a.put(tRole, n)
@@ -297,6 +309,7 @@ func (a *applier) deleteRole(p *fsmpb.DeleteRole) *fsmpb.Result {
 		a.del(tSecret, s)
 	}
 	a.del(tRole, old)
+	a.revoked(RevocationRole, p.GetName(), "role deleted")
 	return &fsmpb.Result{Code: codeOK, Count: uint64(len(secrets))}
 }
 
@@ -360,6 +373,7 @@ func (a *applier) putPolicySet(p *fsmpb.PutPolicySet) *fsmpb.Result {
 	a.put(tPolicy, n)
 	a.put(tHistory, n)
 	a.policyEvents = append(a.policyEvents, policyEvent{ps: n})
+	a.revoked(RevocationPolicySet, n.Name, "policy set changed")
 	return &fsmpb.Result{Code: codeOK, Version: n.Version}
 }
 
@@ -384,6 +398,7 @@ func (a *applier) deletePolicySet(p *fsmpb.DeletePolicySet) *fsmpb.Result {
 	}
 	a.del(tPolicy, old)
 	a.policyEvents = append(a.policyEvents, policyEvent{ps: old, deleted: true})
+	a.revoked(RevocationPolicySet, p.GetName(), "policy set deleted")
 	return ok()
 }
 
@@ -396,6 +411,26 @@ func (a *applier) putSigningKey(p *fsmpb.PutSigningKey) *fsmpb.Result {
 	}
 	if a.first(tKey, "id", k.GetKid()) != nil {
 		return fail(codeExists, "signing key %q already exists", k.GetKid())
+	}
+	if p.GetRetireOthersAfterNanos() < 0 {
+		return fail(codeInvalid, "retire_others_after must not be negative")
+	}
+	k.CreatedUnixNano = 0 // Apply stamps it: the newest key signs
+	k.RetireUnixNano = 0
+	if d := p.GetRetireOthersAfterNanos(); d > 0 {
+		// Rotation: the others keep verifying through the overlap window.
+		var others []*fsmpb.SigningKey
+		it := a.iter(tKey, "id")
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			if o := raw.(*fsmpb.SigningKey); o.RetireUnixNano == 0 {
+				others = append(others, o)
+			}
+		}
+		for _, o := range others {
+			c := proto.Clone(o).(*fsmpb.SigningKey)
+			c.RetireUnixNano = addNanos(a.now, d)
+			a.put(tKey, c)
+		}
 	}
 	a.insertSigningKey(k)
 	return ok()

@@ -30,6 +30,9 @@ type Config struct {
 	// active before and is not any more. It runs on the Apply goroutine, so
 	// it must be quick and must not call Apply. May be nil.
 	OnPolicySetChange func(ps *fsmpb.PolicySet, deleted bool)
+	// RevocationHistory is how many revocations to keep for Revocations
+	// (WatchRevocations). 0 means DefaultRevocationHistory.
+	RevocationHistory int
 }
 
 // FSM is the replicated state.
@@ -49,6 +52,8 @@ type FSM struct {
 
 	mu     sync.Mutex
 	waitCh chan struct{} // non-nil while someone waits; closed by publish
+
+	revs *revocationLog
 }
 
 type published struct {
@@ -61,7 +66,7 @@ func New(cfg Config) *FSM {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	f := &FSM{cfg: cfg, db: newDB()}
+	f := &FSM{cfg: cfg, db: newDB(), revs: newRevocationLog(cfg.RevocationHistory)}
 	f.publish(0)
 	return f
 }

@@ -142,6 +142,7 @@ func roleCmd(name, identity, env string) *fsmpb.Command {
 	return &fsmpb.Command{Header: rid(), Payload: &fsmpb.Command_PutRole{PutRole: &fsmpb.PutRole{Role: &fsmpb.Role{
 		Name: name, Environment: env, Identity: identity, RoleId: "rid-" + name, AuthMethods: []string{"approle"},
 		DefaultTtlNanos: int64(time.Minute), MaxTtlNanos: int64(time.Hour), MaxRenewals: 2,
+		MaxDelegationDepth: MaxLeaseAncestors,
 	}}}}
 }
 

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"math"
+	"slices"
 
 	"google.golang.org/protobuf/proto"
 
@@ -55,14 +56,12 @@ func (a *applier) issueLease(p *fsmpb.IssueLease) *fsmpb.Result {
 
 	expires := addNanos(a.now, ttl)
 	maxExpires := addNanos(a.now, role.MaxTtlNanos)
+	var parent *fsmpb.Lease
 	if n.GetParent() != "" {
 		// The new lease adds one link to its parent's chain.
-		parent, _ := a.first(tLease, "id", n.GetParent()).(*fsmpb.Lease)
-		if parent == nil {
-			return fail(codePrecondition, "parent lease %q is not valid: %s", n.GetParent(), ReasonUnknownLease)
-		}
-		if reason := a.view().check(parent, a.now, MaxLeaseAncestors-1); reason != "" {
-			return fail(codePrecondition, "parent lease %q is not valid: %s", n.GetParent(), reason)
+		parent, _ = a.first(tLease, "id", n.GetParent()).(*fsmpb.Lease)
+		if r := a.checkDelegation(n, parent, role); r != nil {
+			return r
 		}
 		expires = min(expires, parent.ExpiresUnixNano)
 		maxExpires = min(maxExpires, parent.ExpiresUnixNano)
@@ -80,8 +79,11 @@ func (a *applier) issueLease(p *fsmpb.IssueLease) *fsmpb.Result {
 			return fail(codeDenied, "secret id has no uses left")
 		}
 	}
-	if limit := role.MaxLiveLeases; limit > 0 && a.liveLeases(role, limit) >= limit {
+	if limit := role.MaxLiveLeases; limit > 0 && a.view().liveLeases(iRoleExpiry, role.Name, a.now, limit) >= limit {
 		return fail(codeExhausted, "role %q already holds its maximum of %d live leases", role.Name, limit)
+	}
+	if limit := ident.MaxLiveLeases; limit > 0 && a.view().liveLeases(iIdentity, ident.Id, a.now, limit) >= limit {
+		return fail(codeExhausted, "identity %q already holds its maximum of %d live leases", ident.Id, limit)
 	}
 
 	if secret != nil {
@@ -99,26 +101,74 @@ func (a *applier) issueLease(p *fsmpb.IssueLease) *fsmpb.Result {
 	n.Status = fsmpb.LeaseStatus_LEASE_STATUS_ACTIVE
 	n.IssuedIndex = a.index
 	n.RevokeReason = ""
+	n.OwnerEpoch = a.view().OwnerEpoch(ident.Owner)
+	n.DelegationEpoch, n.ParentDelegationEpoch, n.Depth = 0, 0, 0
+	if parent != nil {
+		n.ParentDelegationEpoch, n.Depth = parent.DelegationEpoch, parent.Depth+1
+	}
 	a.put(tLease, n)
 	return &fsmpb.Result{Code: codeOK, Lease: n}
 }
 
-// liveLeases counts the role's valid leases, up to limit. It walks the
-// (role, expiry) index from now on, so expired leases cost nothing; revoked
+// checkDelegation validates a child lease against its parent: the parent
+// is valid (with room for one more link), the child belongs to the same
+// identity and role, its scope lies within the parent's, and the chain stays
+// within the role's delegation depth.
+func (a *applier) checkDelegation(n, parent *fsmpb.Lease, role *fsmpb.Role) *fsmpb.Result {
+	if parent == nil {
+		return fail(codePrecondition, "parent lease %q is not valid: %s", n.GetParent(), ReasonUnknownLease)
+	}
+	if reason := a.view().check(parent, a.now, MaxLeaseAncestors-1); reason != "" {
+		return fail(codePrecondition, "parent lease %q is not valid: %s", n.GetParent(), reason)
+	}
+	switch depth := parent.Depth + 1; {
+	case parent.Identity != n.GetIdentity() || parent.Role != n.GetRole():
+		return fail(codeDenied, "a child lease must belong to its parent's identity and role")
+	case depth > role.MaxDelegationDepth || depth > MaxLeaseAncestors:
+		return fail(codeDenied, "delegation depth %d exceeds role %q's limit of %d", depth, role.Name, min(role.MaxDelegationDepth, MaxLeaseAncestors))
+	case !ScopeWithin(n.GetScope(), parent.GetScope()):
+		return fail(codeDenied, "a child lease's scope must lie within its parent's")
+	}
+	return nil
+}
+
+// ScopeWithin reports whether every action and resource (type and id) of
+// child is also in parent, and child names at least one of each.
+func ScopeWithin(child, parent *fsmpb.Scope) bool {
+	if len(child.GetActions()) == 0 || len(child.GetResources()) == 0 {
+		return false
+	}
+	for _, a := range child.GetActions() {
+		if !slices.Contains(parent.GetActions(), a) {
+			return false
+		}
+	}
+	for _, r := range child.GetResources() {
+		if !slices.ContainsFunc(parent.GetResources(), func(p *fsmpb.Resource) bool {
+			return p.GetType() == r.GetType() && p.GetId() == r.GetId()
+		}) {
+			return false
+		}
+	}
+	return true
+}
+
+// liveLeases counts the valid leases of one role (index iRoleExpiry) or
+// identity (iIdentity) at now, up to limit (0: no limit). It walks the
+// (name, expiry) index from now on, so expired leases cost nothing; revoked
 // or epoch-invalidated ones that have not expired yet are skipped.
-func (a *applier) liveLeases(role *fsmpb.Role, limit uint32) uint32 {
-	it, err := a.txn.LowerBound(tLease, iRoleExpiry, role.Name, addNanos(a.now, 1))
+func (v *View) liveLeases(index, name string, now int64, limit uint32) uint32 {
+	it, err := v.txn.LowerBound(tLease, index, name, addNanos(now, 1))
 	if err != nil {
 		panic(err)
 	}
-	v := a.view()
 	var count uint32
-	for raw := it.Next(); raw != nil && count < limit; raw = it.Next() {
+	for raw := it.Next(); raw != nil && (limit == 0 || count < limit); raw = it.Next() {
 		l := raw.(*fsmpb.Lease)
-		if l.Role != role.Name {
+		if (index == iRoleExpiry && l.Role != name) || (index == iIdentity && l.Identity != name) {
 			break
 		}
-		if v.check(l, a.now, MaxLeaseAncestors) == "" {
+		if v.check(l, now, MaxLeaseAncestors) == "" {
 			count++
 		}
 	}
@@ -146,27 +196,49 @@ func (a *applier) renewLease(p *fsmpb.RenewLease) *fsmpb.Result {
 	}
 	n := proto.Clone(old).(*fsmpb.Lease)
 	n.ExpiresUnixNano = min(addNanos(a.now, ttl), old.MaxExpiresUnixNano)
+	if parent, ok := a.view().Lease(old.Parent); ok {
+		// A child never outlives its parent, even one renewed since.
+		n.ExpiresUnixNano = min(n.ExpiresUnixNano, parent.ExpiresUnixNano)
+	}
 	n.Renewals++
 	n.PolicySet, n.PolicyVersion = p.GetPolicySet(), p.GetPolicyVersion()
 	a.put(tLease, n)
 	return &fsmpb.Result{Code: codeOK, Lease: n}
 }
 
-// revokeLease marks a lease revoked (idempotently). The record stays until
-// it expires so that Verify can say "revoked", and every descendant fails
-// CheckLease through its ancestry: one entry revokes a whole subtree.
+// revokeLease marks a lease revoked or completed (idempotently). The record
+// stays until it expires so that Verify can say why, and every descendant
+// fails CheckLease through its ancestry: one entry revokes a whole subtree.
+// With descendants_only the lease stays valid and its delegation epoch
+// moves, which invalidates every descendant (one small entry, whatever
+// their number).
 func (a *applier) revokeLease(p *fsmpb.RevokeLease) *fsmpb.Result {
 	old, _ := a.first(tLease, "id", p.GetLeaseId()).(*fsmpb.Lease)
 	if old == nil {
 		return fail(codeNotFound, "lease %q not found", p.GetLeaseId())
 	}
-	if old.Status == fsmpb.LeaseStatus_LEASE_STATUS_REVOKED {
+	if p.GetDescendantsOnly() {
+		if p.GetCompleted() {
+			return fail(codeInvalid, "descendants_only and completed do not combine")
+		}
+		n := proto.Clone(old).(*fsmpb.Lease)
+		n.DelegationEpoch++
+		a.put(tLease, n)
+		a.revoked(RevocationSubtree, n.Id, p.GetReason())
+		return &fsmpb.Result{Code: codeOK, Lease: n}
+	}
+	if old.Status != fsmpb.LeaseStatus_LEASE_STATUS_ACTIVE {
 		return &fsmpb.Result{Code: codeOK, Lease: old}
 	}
 	n := proto.Clone(old).(*fsmpb.Lease)
 	n.Status = fsmpb.LeaseStatus_LEASE_STATUS_REVOKED
+	kind := RevocationLease
+	if p.GetCompleted() {
+		n.Status, kind = fsmpb.LeaseStatus_LEASE_STATUS_COMPLETED, RevocationCompleted
+	}
 	n.RevokeReason = p.GetReason()
 	a.put(tLease, n)
+	a.revoked(kind, n.Id, p.GetReason())
 	return &fsmpb.Result{Code: codeOK, Lease: n}
 }
 

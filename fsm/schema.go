@@ -20,6 +20,7 @@ const (
 	tNode     = "nodes"
 	tLease    = "leases"
 	tApplied  = "applied_requests" // one row per log entry that applied request ids
+	tOwner    = "owner_epochs"     // revocation epoch per owner (absent: 0)
 )
 
 // Secondary index names.
@@ -27,7 +28,8 @@ const (
 	iRoleID     = "role_id"     // roles by AppRole role id (unique)
 	iRole       = "role"        // secret ids by role
 	iHMAC       = "hmac"        // secret ids by keyed hash (unique)
-	iIdentity   = "identity"    // leases by identity, then id
+	iIdentity   = "identity"    // leases by identity, then expiry: listing and live-lease budgets
+	iParent     = "parent"      // delegated leases by parent, then id: subtrees
 	iRoleExpiry = "role_expiry" // leases by role, then expiry: live-lease budgets
 	iExpiry     = "expiry"      // leases by expiry: the reaper
 	iRequest    = "request"     // applied rows by request id (unique, multi-valued)
@@ -305,6 +307,7 @@ var schema = func() *memdb.DBSchema {
 		tNode:     {Indexes: primary((*fsmpb.Node).GetId)},
 		tLease:    {Indexes: primary((*fsmpb.Lease).GetId)},
 		tApplied:  {Indexes: map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: entryIndex{}}}},
+		tOwner:    {Indexes: primary((*fsmpb.OwnerEpoch).GetOwner)},
 	}}
 	// Every index is required (AllowMissing false): Apply validates the
 	// fields, and Restore rejects a record that lacks one.
@@ -314,7 +317,10 @@ var schema = func() *memdb.DBSchema {
 	idx(tRole, iRoleID, true, stringIndex[*fsmpb.Role]{get: (*fsmpb.Role).GetRoleId})
 	idx(tSecret, iRole, false, stringIndex[*fsmpb.SecretID]{(*fsmpb.SecretID).GetRole, (*fsmpb.SecretID).GetAccessor})
 	idx(tSecret, iHMAC, true, bytesIndex[*fsmpb.SecretID]{(*fsmpb.SecretID).GetSecretHmac})
-	idx(tLease, iIdentity, false, stringIndex[*fsmpb.Lease]{(*fsmpb.Lease).GetIdentity, (*fsmpb.Lease).GetId})
+	idx(tLease, iIdentity, false, stringInt64Index[*fsmpb.Lease]{(*fsmpb.Lease).GetIdentity, (*fsmpb.Lease).GetExpiresUnixNano, (*fsmpb.Lease).GetId})
+	// Only delegated leases have a parent: the one index that may be missing.
+	s.Tables[tLease].Indexes[iParent] = &memdb.IndexSchema{Name: iParent, AllowMissing: true,
+		Indexer: stringIndex[*fsmpb.Lease]{(*fsmpb.Lease).GetParent, (*fsmpb.Lease).GetId}}
 	idx(tLease, iRoleExpiry, false, stringInt64Index[*fsmpb.Lease]{(*fsmpb.Lease).GetRole, (*fsmpb.Lease).GetExpiresUnixNano, (*fsmpb.Lease).GetId})
 	idx(tLease, iExpiry, false, int64Index[*fsmpb.Lease]{(*fsmpb.Lease).GetExpiresUnixNano, (*fsmpb.Lease).GetId})
 	idx(tApplied, iRequest, true, requestIndex{})

@@ -44,7 +44,7 @@ func (s *Snapshot) Index() uint64 { return s.index }
 //	policy set history (name, version): every stored version in full,
 //	active policy sets (name): references holding only name and version
 //	  (stored versions always have Cedar text, references never do),
-//	signing keys (kid), nodes (id), leases (id),
+//	signing keys (kid), nodes (id), owner epochs (owner), leases (id),
 //	applied requests (entry index, then order applied), end marker.
 func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	return s.write(w, s.index)
@@ -69,9 +69,10 @@ func (s *Snapshot) write(w io.Writer, index uint64) (int64, error) {
 		key      = &fsmpb.SnapshotRecord_SigningKey{}
 		node     = &fsmpb.SnapshotRecord_Node{}
 		lease    = &fsmpb.SnapshotRecord_Lease{}
+		owner    = &fsmpb.SnapshotRecord_OwnerEpoch{}
 		applied  = &fsmpb.SnapshotRecord_AppliedRequest{AppliedRequest: &fsmpb.AppliedRequest{}}
 	)
-	for _, table := range []string{tIdentity, tRole, tSecret, tHistory, tPolicy, tKey, tNode, tLease, tApplied} {
+	for _, table := range []string{tIdentity, tRole, tSecret, tHistory, tPolicy, tKey, tNode, tOwner, tLease, tApplied} {
 		it, err := txn.Get(table, "id")
 		if err != nil {
 			return sw.n, err
@@ -93,6 +94,8 @@ func (s *Snapshot) write(w io.Writer, index uint64) (int64, error) {
 				key.SigningKey, rec.Record = r, key
 			case *fsmpb.Node:
 				node.Node, rec.Record = r, node
+			case *fsmpb.OwnerEpoch:
+				owner.OwnerEpoch, rec.Record = r, owner
 			case *fsmpb.Lease:
 				lease.Lease, rec.Record = r, lease
 			case *appliedEntry:
@@ -164,6 +167,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	before := f.View().PolicySets()
 	f.db = db
 	f.publish(hdr.GetIndex())
+	f.revs.reset(hdr.GetIndex())
 	after := f.View().PolicySets()
 	f.cfg.Logger.Info("fsm: restored snapshot", "index", hdr.GetIndex(), "cluster", hdr.GetClusterId())
 	if f.cfg.OnPolicySetChange != nil {
@@ -307,6 +311,8 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, *fsmpb.SnapshotHeader, error) {
 			err = insert(tKey, x.SigningKey)
 		case *fsmpb.SnapshotRecord_Node:
 			err = insert(tNode, x.Node)
+		case *fsmpb.SnapshotRecord_OwnerEpoch:
+			err = insert(tOwner, x.OwnerEpoch)
 		case *fsmpb.SnapshotRecord_Lease:
 			err = insert(tLease, x.Lease)
 		case *fsmpb.SnapshotRecord_AppliedRequest:

@@ -153,13 +153,14 @@ func (v *View) Lease(id string) (*fsmpb.Lease, bool) {
 }
 
 // Leases lists up to limit leases (limit <= 0: all) of an identity ("" =
-// every identity), sorted by id, whatever their validity.
+// every identity), whatever their validity: all leases by id, one
+// identity's by expiry.
 func (v *View) Leases(identity string, limit int) []*fsmpb.Lease {
 	if identity == "" {
 		it, err := v.txn.Get(tLease, "id")
 		return collect[*fsmpb.Lease](it, err, limit)
 	}
-	it, err := v.txn.Get(tLease, iIdentity, identity)
+	it, err := v.txn.Get(tLease, iIdentity+"_prefix", identity)
 	return collect[*fsmpb.Lease](it, err, limit)
 }
 
@@ -219,6 +220,8 @@ const (
 	ReasonRoleDeleted      = "role_deleted"
 	ReasonRoleRevoked      = "role_revoked" // the role's epoch moved
 	ReasonParentInvalid    = "parent_invalid"
+	ReasonCompleted        = "completed"     // its holder ended it
+	ReasonOwnerRevoked     = "owner_revoked" // the owner's epoch moved
 )
 
 // CheckLease says whether a lease is usable at now: it returns the lease (nil
@@ -241,22 +244,35 @@ func (v *View) check(l *fsmpb.Lease, now int64, maxAncestors int) string {
 	if reason := v.checkOne(l, now); reason != "" {
 		return reason
 	}
+	child := l
 	for parent, depth := l.GetParent(), 1; parent != ""; depth++ {
 		if depth > maxAncestors {
 			return ReasonParentInvalid
 		}
 		p, ok := v.Lease(parent)
-		if !ok || v.checkOne(p, now) != "" {
+		// A child carries its parent's delegation epoch: revoking the
+		// parent's descendants moves it, and every link below fails.
+		if !ok || child.GetParentDelegationEpoch() != p.GetDelegationEpoch() || v.checkOne(p, now) != "" {
 			return ReasonParentInvalid
 		}
-		parent = p.GetParent()
+		child, parent = p, p.GetParent()
 	}
 	return ""
 }
 
+// OwnerEpoch is the revocation epoch of an owner (0 until RevokeOwner).
+func (v *View) OwnerEpoch(owner string) uint64 {
+	e, _ := v.first(tOwner, "id", owner).(*fsmpb.OwnerEpoch)
+	return e.GetEpoch()
+}
+
 // checkOne validates one lease, ignoring its ancestry.
 func (v *View) checkOne(l *fsmpb.Lease, now int64) string {
-	if l.GetStatus() != fsmpb.LeaseStatus_LEASE_STATUS_ACTIVE {
+	switch l.GetStatus() {
+	case fsmpb.LeaseStatus_LEASE_STATUS_ACTIVE:
+	case fsmpb.LeaseStatus_LEASE_STATUS_COMPLETED:
+		return ReasonCompleted
+	default:
 		return ReasonRevoked
 	}
 	if now >= l.GetExpiresUnixNano() {
@@ -277,6 +293,9 @@ func (v *View) checkOne(l *fsmpb.Lease, now int64) string {
 		return ReasonRoleDeleted
 	case role.GetEpoch() != l.GetRoleEpoch():
 		return ReasonRoleRevoked
+	}
+	if v.OwnerEpoch(l.GetOwner()) != l.GetOwnerEpoch() {
+		return ReasonOwnerRevoked
 	}
 	return ""
 }

@@ -81,19 +81,23 @@ const (
 	LeaseStatus_LEASE_STATUS_UNSPECIFIED LeaseStatus = 0
 	LeaseStatus_LEASE_STATUS_ACTIVE      LeaseStatus = 1
 	LeaseStatus_LEASE_STATUS_REVOKED     LeaseStatus = 2
+	// Ended by its holder (task complete): unusable, like revoked.
+	LeaseStatus_LEASE_STATUS_COMPLETED LeaseStatus = 50
 )
 
 // Enum value maps for LeaseStatus.
 var (
 	LeaseStatus_name = map[int32]string{
-		0: "LEASE_STATUS_UNSPECIFIED",
-		1: "LEASE_STATUS_ACTIVE",
-		2: "LEASE_STATUS_REVOKED",
+		0:  "LEASE_STATUS_UNSPECIFIED",
+		1:  "LEASE_STATUS_ACTIVE",
+		2:  "LEASE_STATUS_REVOKED",
+		50: "LEASE_STATUS_COMPLETED",
 	}
 	LeaseStatus_value = map[string]int32{
 		"LEASE_STATUS_UNSPECIFIED": 0,
 		"LEASE_STATUS_ACTIVE":      1,
 		"LEASE_STATUS_REVOKED":     2,
+		"LEASE_STATUS_COMPLETED":   50,
 	}
 )
 
@@ -306,6 +310,9 @@ type Command struct {
 	//	*Command_RevokeLease
 	//	*Command_RevokeIdentity
 	//	*Command_ReapExpired
+	//	*Command_RevokeRole
+	//	*Command_RevokeOwner
+	//	*Command_RetireSigningKey
 	Payload       isCommand_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -526,6 +533,33 @@ func (x *Command) GetReapExpired() *ReapExpired {
 	return nil
 }
 
+func (x *Command) GetRevokeRole() *RevokeRole {
+	if x != nil {
+		if x, ok := x.Payload.(*Command_RevokeRole); ok {
+			return x.RevokeRole
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRevokeOwner() *RevokeOwner {
+	if x != nil {
+		if x, ok := x.Payload.(*Command_RevokeOwner); ok {
+			return x.RevokeOwner
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRetireSigningKey() *RetireSigningKey {
+	if x != nil {
+		if x, ok := x.Payload.(*Command_RetireSigningKey); ok {
+			return x.RetireSigningKey
+		}
+	}
+	return nil
+}
+
 type isCommand_Payload interface {
 	isCommand_Payload()
 }
@@ -607,6 +641,18 @@ type Command_ReapExpired struct {
 	ReapExpired *ReapExpired `protobuf:"bytes,24,opt,name=reap_expired,json=reapExpired,proto3,oneof"`
 }
 
+type Command_RevokeRole struct {
+	RevokeRole *RevokeRole `protobuf:"bytes,50,opt,name=revoke_role,json=revokeRole,proto3,oneof"`
+}
+
+type Command_RevokeOwner struct {
+	RevokeOwner *RevokeOwner `protobuf:"bytes,51,opt,name=revoke_owner,json=revokeOwner,proto3,oneof"`
+}
+
+type Command_RetireSigningKey struct {
+	RetireSigningKey *RetireSigningKey `protobuf:"bytes,52,opt,name=retire_signing_key,json=retireSigningKey,proto3,oneof"`
+}
+
 func (*Command_Batch) isCommand_Payload() {}
 
 func (*Command_Noop) isCommand_Payload() {}
@@ -644,6 +690,12 @@ func (*Command_RevokeLease) isCommand_Payload() {}
 func (*Command_RevokeIdentity) isCommand_Payload() {}
 
 func (*Command_ReapExpired) isCommand_Payload() {}
+
+func (*Command_RevokeRole) isCommand_Payload() {}
+
+func (*Command_RevokeOwner) isCommand_Payload() {}
+
+func (*Command_RetireSigningKey) isCommand_Payload() {}
 
 type Batch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1293,10 +1345,14 @@ func (x *DeletePolicySet) GetName() string {
 }
 
 type PutSigningKey struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           *SigningKey            `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   *SigningKey            `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Rotation: every other key without a retirement time is stamped to
+	// retire this long after the entry's time (the overlap window, during
+	// which credentials it signed still verify). 0 leaves them alone.
+	RetireOthersAfterNanos int64 `protobuf:"varint,50,opt,name=retire_others_after_nanos,json=retireOthersAfterNanos,proto3" json:"retire_others_after_nanos,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *PutSigningKey) Reset() {
@@ -1336,6 +1392,59 @@ func (x *PutSigningKey) GetKey() *SigningKey {
 	return nil
 }
 
+func (x *PutSigningKey) GetRetireOthersAfterNanos() int64 {
+	if x != nil {
+		return x.RetireOthersAfterNanos
+	}
+	return 0
+}
+
+// RetireSigningKey removes a key from the keyring: every credential it
+// signed stops verifying on every node at once.
+type RetireSigningKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kid           string                 `protobuf:"bytes,1,opt,name=kid,proto3" json:"kid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetireSigningKey) Reset() {
+	*x = RetireSigningKey{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetireSigningKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetireSigningKey) ProtoMessage() {}
+
+func (x *RetireSigningKey) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetireSigningKey.ProtoReflect.Descriptor instead.
+func (*RetireSigningKey) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RetireSigningKey) GetKid() string {
+	if x != nil {
+		return x.Kid
+	}
+	return ""
+}
+
 // IssueLease stores a lease whose decision was made by the proposing node
 // under policy_set/policy_version. Apply re-checks preconditions only.
 type IssueLease struct {
@@ -1350,7 +1459,7 @@ type IssueLease struct {
 
 func (x *IssueLease) Reset() {
 	*x = IssueLease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1362,7 +1471,7 @@ func (x *IssueLease) String() string {
 func (*IssueLease) ProtoMessage() {}
 
 func (x *IssueLease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1375,7 +1484,7 @@ func (x *IssueLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueLease.ProtoReflect.Descriptor instead.
 func (*IssueLease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *IssueLease) GetLease() *Lease {
@@ -1411,7 +1520,7 @@ type RenewLease struct {
 
 func (x *RenewLease) Reset() {
 	*x = RenewLease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1532,7 @@ func (x *RenewLease) String() string {
 func (*RenewLease) ProtoMessage() {}
 
 func (x *RenewLease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1545,7 @@ func (x *RenewLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLease.ProtoReflect.Descriptor instead.
 func (*RenewLease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RenewLease) GetLeaseId() string {
@@ -1468,16 +1577,21 @@ func (x *RenewLease) GetPolicyVersion() uint64 {
 }
 
 type RevokeLease struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	LeaseId       string                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	LeaseId string                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	Reason  string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Revoke every lease delegated from this one, at any depth, and keep this
+	// one (its delegation epoch moves).
+	DescendantsOnly bool `protobuf:"varint,50,opt,name=descendants_only,json=descendantsOnly,proto3" json:"descendants_only,omitempty"`
+	// The holder ended its task: the lease is marked completed, not revoked.
+	Completed     bool `protobuf:"varint,51,opt,name=completed,proto3" json:"completed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RevokeLease) Reset() {
 	*x = RevokeLease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1603,7 @@ func (x *RevokeLease) String() string {
 func (*RevokeLease) ProtoMessage() {}
 
 func (x *RevokeLease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1616,7 @@ func (x *RevokeLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeLease.ProtoReflect.Descriptor instead.
 func (*RevokeLease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RevokeLease) GetLeaseId() string {
@@ -1513,6 +1627,128 @@ func (x *RevokeLease) GetLeaseId() string {
 }
 
 func (x *RevokeLease) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RevokeLease) GetDescendantsOnly() bool {
+	if x != nil {
+		return x.DescendantsOnly
+	}
+	return false
+}
+
+func (x *RevokeLease) GetCompleted() bool {
+	if x != nil {
+		return x.Completed
+	}
+	return false
+}
+
+// RevokeRole bumps the role's epoch: every lease issued through it is
+// invalid at once, whatever their number.
+type RevokeRole struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeRole) Reset() {
+	*x = RevokeRole{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeRole) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeRole) ProtoMessage() {}
+
+func (x *RevokeRole) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeRole.ProtoReflect.Descriptor instead.
+func (*RevokeRole) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *RevokeRole) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RevokeRole) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// RevokeOwner bumps the owner's epoch: every lease of every identity the
+// owner is accountable for is invalid at once.
+type RevokeOwner struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Owner         string                 `protobuf:"bytes,1,opt,name=owner,proto3" json:"owner,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeOwner) Reset() {
+	*x = RevokeOwner{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeOwner) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeOwner) ProtoMessage() {}
+
+func (x *RevokeOwner) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeOwner.ProtoReflect.Descriptor instead.
+func (*RevokeOwner) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RevokeOwner) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *RevokeOwner) GetReason() string {
 	if x != nil {
 		return x.Reason
 	}
@@ -1531,7 +1767,7 @@ type RevokeIdentity struct {
 
 func (x *RevokeIdentity) Reset() {
 	*x = RevokeIdentity{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +1779,7 @@ func (x *RevokeIdentity) String() string {
 func (*RevokeIdentity) ProtoMessage() {}
 
 func (x *RevokeIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +1792,7 @@ func (x *RevokeIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeIdentity.ProtoReflect.Descriptor instead.
 func (*RevokeIdentity) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RevokeIdentity) GetIdentityId() string {
@@ -1584,7 +1820,7 @@ type ReapExpired struct {
 
 func (x *ReapExpired) Reset() {
 	*x = ReapExpired{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1832,7 @@ func (x *ReapExpired) String() string {
 func (*ReapExpired) ProtoMessage() {}
 
 func (x *ReapExpired) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1845,7 @@ func (x *ReapExpired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReapExpired.ProtoReflect.Descriptor instead.
 func (*ReapExpired) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ReapExpired) GetBeforeUnixNano() int64 {
@@ -1640,13 +1876,15 @@ type Identity struct {
 	CreatedUnixNano int64             `protobuf:"varint,9,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	UpdatedUnixNano int64             `protobuf:"varint,10,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
 	Description     string            `protobuf:"bytes,11,opt,name=description,proto3" json:"description,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Budget: at most this many live leases at once (0: no limit).
+	MaxLiveLeases uint32 `protobuf:"varint,50,opt,name=max_live_leases,json=maxLiveLeases,proto3" json:"max_live_leases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Identity) Reset() {
 	*x = Identity{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1658,7 +1896,7 @@ func (x *Identity) String() string {
 func (*Identity) ProtoMessage() {}
 
 func (x *Identity) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1671,7 +1909,7 @@ func (x *Identity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Identity.ProtoReflect.Descriptor instead.
 func (*Identity) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Identity) GetId() string {
@@ -1751,6 +1989,13 @@ func (x *Identity) GetDescription() string {
 	return ""
 }
 
+func (x *Identity) GetMaxLiveLeases() uint32 {
+	if x != nil {
+		return x.MaxLiveLeases
+	}
+	return 0
+}
+
 type Role struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1769,13 +2014,17 @@ type Role struct {
 	Version         uint64 `protobuf:"varint,11,opt,name=version,proto3" json:"version,omitempty"`
 	CreatedUnixNano int64  `protobuf:"varint,12,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	UpdatedUnixNano int64  `protobuf:"varint,13,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Delegation depth limit for leases issued through this role: a child
+	// lease may be at most this many links below its root lease. 0 means
+	// delegation is off; at most MaxLeaseAncestors.
+	MaxDelegationDepth uint32 `protobuf:"varint,50,opt,name=max_delegation_depth,json=maxDelegationDepth,proto3" json:"max_delegation_depth,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Role) Reset() {
 	*x = Role{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1787,7 +2036,7 @@ func (x *Role) String() string {
 func (*Role) ProtoMessage() {}
 
 func (x *Role) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1800,7 +2049,7 @@ func (x *Role) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Role.ProtoReflect.Descriptor instead.
 func (*Role) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Role) GetName() string {
@@ -1894,6 +2143,13 @@ func (x *Role) GetUpdatedUnixNano() int64 {
 	return 0
 }
 
+func (x *Role) GetMaxDelegationDepth() uint32 {
+	if x != nil {
+		return x.MaxDelegationDepth
+	}
+	return 0
+}
+
 type SecretID struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Accessor string                 `protobuf:"bytes,1,opt,name=accessor,proto3" json:"accessor,omitempty"`
@@ -1914,7 +2170,7 @@ type SecretID struct {
 
 func (x *SecretID) Reset() {
 	*x = SecretID{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1926,7 +2182,7 @@ func (x *SecretID) String() string {
 func (*SecretID) ProtoMessage() {}
 
 func (x *SecretID) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1939,7 +2195,7 @@ func (x *SecretID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretID.ProtoReflect.Descriptor instead.
 func (*SecretID) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SecretID) GetAccessor() string {
@@ -2020,7 +2276,7 @@ type PolicySet struct {
 
 func (x *PolicySet) Reset() {
 	*x = PolicySet{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2032,7 +2288,7 @@ func (x *PolicySet) String() string {
 func (*PolicySet) ProtoMessage() {}
 
 func (x *PolicySet) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2045,7 +2301,7 @@ func (x *PolicySet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicySet.ProtoReflect.Descriptor instead.
 func (*PolicySet) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PolicySet) GetName() string {
@@ -2096,13 +2352,16 @@ type SigningKey struct {
 	// Ed25519 seed (32 bytes).
 	Ed25519Seed     []byte `protobuf:"bytes,2,opt,name=ed25519_seed,json=ed25519Seed,proto3" json:"ed25519_seed,omitempty"`
 	CreatedUnixNano int64  `protobuf:"varint,3,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// When set, the key is being rotated out: it still verifies until then,
+	// and the leader retires it after.
+	RetireUnixNano int64 `protobuf:"varint,50,opt,name=retire_unix_nano,json=retireUnixNano,proto3" json:"retire_unix_nano,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SigningKey) Reset() {
 	*x = SigningKey{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2114,7 +2373,7 @@ func (x *SigningKey) String() string {
 func (*SigningKey) ProtoMessage() {}
 
 func (x *SigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2127,7 +2386,7 @@ func (x *SigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
 func (*SigningKey) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SigningKey) GetKid() string {
@@ -2151,6 +2410,13 @@ func (x *SigningKey) GetCreatedUnixNano() int64 {
 	return 0
 }
 
+func (x *SigningKey) GetRetireUnixNano() int64 {
+	if x != nil {
+		return x.RetireUnixNano
+	}
+	return 0
+}
+
 type Node struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -2162,7 +2428,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2174,7 +2440,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2187,7 +2453,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Node) GetId() string {
@@ -2223,7 +2489,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2235,7 +2501,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2248,7 +2514,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Resource) GetType() string {
@@ -2282,7 +2548,7 @@ type Scope struct {
 
 func (x *Scope) Reset() {
 	*x = Scope{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2294,7 +2560,7 @@ func (x *Scope) String() string {
 func (*Scope) ProtoMessage() {}
 
 func (x *Scope) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2307,7 +2573,7 @@ func (x *Scope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Scope.ProtoReflect.Descriptor instead.
 func (*Scope) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Scope) GetActions() []string {
@@ -2346,13 +2612,21 @@ type Lease struct {
 	IssuedIndex        uint64                 `protobuf:"varint,18,opt,name=issued_index,json=issuedIndex,proto3" json:"issued_index,omitempty"`
 	RevokeReason       string                 `protobuf:"bytes,19,opt,name=revoke_reason,json=revokeReason,proto3" json:"revoke_reason,omitempty"`
 	AuthMethod         string                 `protobuf:"bytes,20,opt,name=auth_method,json=authMethod,proto3" json:"auth_method,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The owner's epoch at issue (RevokeOwner moves it).
+	OwnerEpoch uint64 `protobuf:"varint,50,opt,name=owner_epoch,json=ownerEpoch,proto3" json:"owner_epoch,omitempty"`
+	// Children carry their parent's delegation epoch; RevokeLease with
+	// descendants_only moves the parent's, invalidating every descendant.
+	DelegationEpoch       uint64 `protobuf:"varint,51,opt,name=delegation_epoch,json=delegationEpoch,proto3" json:"delegation_epoch,omitempty"`
+	ParentDelegationEpoch uint64 `protobuf:"varint,52,opt,name=parent_delegation_epoch,json=parentDelegationEpoch,proto3" json:"parent_delegation_epoch,omitempty"`
+	// Links to the root lease: 0 for a root, parent's + 1 for a child.
+	Depth         uint32 `protobuf:"varint,53,opt,name=depth,proto3" json:"depth,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2364,7 +2638,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2377,7 +2651,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Lease) GetId() string {
@@ -2520,6 +2794,87 @@ func (x *Lease) GetAuthMethod() string {
 	return ""
 }
 
+func (x *Lease) GetOwnerEpoch() uint64 {
+	if x != nil {
+		return x.OwnerEpoch
+	}
+	return 0
+}
+
+func (x *Lease) GetDelegationEpoch() uint64 {
+	if x != nil {
+		return x.DelegationEpoch
+	}
+	return 0
+}
+
+func (x *Lease) GetParentDelegationEpoch() uint64 {
+	if x != nil {
+		return x.ParentDelegationEpoch
+	}
+	return 0
+}
+
+func (x *Lease) GetDepth() uint32 {
+	if x != nil {
+		return x.Depth
+	}
+	return 0
+}
+
+// OwnerEpoch is the revocation epoch of one owner (absent means 0).
+type OwnerEpoch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Owner         string                 `protobuf:"bytes,1,opt,name=owner,proto3" json:"owner,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OwnerEpoch) Reset() {
+	*x = OwnerEpoch{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OwnerEpoch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OwnerEpoch) ProtoMessage() {}
+
+func (x *OwnerEpoch) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OwnerEpoch.ProtoReflect.Descriptor instead.
+func (*OwnerEpoch) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *OwnerEpoch) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *OwnerEpoch) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 // Result of applying one command; a batch yields one per item.
 type Result struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -2536,7 +2891,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2548,7 +2903,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2561,7 +2916,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Result) GetCode() ResultCode {
@@ -2621,7 +2976,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2633,7 +2988,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2646,7 +3001,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SnapshotHeader) GetFsmVersion() uint32 {
@@ -2695,7 +3050,7 @@ type AppliedRequest struct {
 
 func (x *AppliedRequest) Reset() {
 	*x = AppliedRequest{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2707,7 +3062,7 @@ func (x *AppliedRequest) String() string {
 func (*AppliedRequest) ProtoMessage() {}
 
 func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2720,7 +3075,7 @@ func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
 func (*AppliedRequest) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{32}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AppliedRequest) GetRequestId() string {
@@ -2756,6 +3111,7 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Node
 	//	*SnapshotRecord_Lease
 	//	*SnapshotRecord_AppliedRequest
+	//	*SnapshotRecord_OwnerEpoch
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2763,7 +3119,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2775,7 +3131,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2788,7 +3144,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{33}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -2870,6 +3226,15 @@ func (x *SnapshotRecord) GetAppliedRequest() *AppliedRequest {
 	return nil
 }
 
+func (x *SnapshotRecord) GetOwnerEpoch() *OwnerEpoch {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_OwnerEpoch); ok {
+			return x.OwnerEpoch
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -2906,6 +3271,10 @@ type SnapshotRecord_AppliedRequest struct {
 	AppliedRequest *AppliedRequest `protobuf:"bytes,8,opt,name=applied_request,json=appliedRequest,proto3,oneof"`
 }
 
+type SnapshotRecord_OwnerEpoch struct {
+	OwnerEpoch *OwnerEpoch `protobuf:"bytes,50,opt,name=owner_epoch,json=ownerEpoch,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Identity) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Role) isSnapshotRecord_Record() {}
@@ -2922,6 +3291,8 @@ func (*SnapshotRecord_Lease) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_AppliedRequest) isSnapshotRecord_Record() {}
 
+func (*SnapshotRecord_OwnerEpoch) isSnapshotRecord_Record() {}
+
 var File_writ_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
@@ -2933,7 +3304,7 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0etime_unix_nano\x18\x02 \x01(\x03R\ftimeUnixNano\x12&\n" +
 	"\x0fmin_fsm_version\x18\x03 \x01(\rR\rminFsmVersion\x12\x1c\n" +
 	"\tignorable\x18\x04 \x01(\bR\tignorable\x12\x1c\n" +
-	"\tforwarded\x18\x05 \x01(\bR\tforwarded\"\xe7\t\n" +
+	"\tforwarded\x18\x05 \x01(\bR\tforwarded\"\xb1\v\n" +
 	"\aCommand\x12+\n" +
 	"\x06header\x18\x01 \x01(\v2\x13.writ.fsm.v1.HeaderR\x06header\x12*\n" +
 	"\x05batch\x18\x02 \x01(\v2\x12.writ.fsm.v1.BatchH\x00R\x05batch\x12'\n" +
@@ -2959,7 +3330,11 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"renewLease\x12=\n" +
 	"\frevoke_lease\x18\x16 \x01(\v2\x18.writ.fsm.v1.RevokeLeaseH\x00R\vrevokeLease\x12F\n" +
 	"\x0frevoke_identity\x18\x17 \x01(\v2\x1b.writ.fsm.v1.RevokeIdentityH\x00R\x0erevokeIdentity\x12=\n" +
-	"\freap_expired\x18\x18 \x01(\v2\x18.writ.fsm.v1.ReapExpiredH\x00R\vreapExpiredB\t\n" +
+	"\freap_expired\x18\x18 \x01(\v2\x18.writ.fsm.v1.ReapExpiredH\x00R\vreapExpired\x12:\n" +
+	"\vrevoke_role\x182 \x01(\v2\x17.writ.fsm.v1.RevokeRoleH\x00R\n" +
+	"revokeRole\x12=\n" +
+	"\frevoke_owner\x183 \x01(\v2\x18.writ.fsm.v1.RevokeOwnerH\x00R\vrevokeOwner\x12M\n" +
+	"\x12retire_signing_key\x184 \x01(\v2\x1d.writ.fsm.v1.RetireSigningKeyH\x00R\x10retireSigningKeyB\t\n" +
 	"\apayload\"9\n" +
 	"\x05Batch\x120\n" +
 	"\bcommands\x18\x01 \x03(\v2\x14.writ.fsm.v1.CommandR\bcommands\"\x06\n" +
@@ -3001,9 +3376,12 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"policy_set\x18\x01 \x01(\v2\x16.writ.fsm.v1.PolicySetR\tpolicySet\x12%\n" +
 	"\x0eexpect_version\x18\x02 \x01(\x04R\rexpectVersion\"%\n" +
 	"\x0fDeletePolicySet\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\":\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"u\n" +
 	"\rPutSigningKey\x12)\n" +
-	"\x03key\x18\x01 \x01(\v2\x17.writ.fsm.v1.SigningKeyR\x03key\"\x8b\x01\n" +
+	"\x03key\x18\x01 \x01(\v2\x17.writ.fsm.v1.SigningKeyR\x03key\x129\n" +
+	"\x19retire_others_after_nanos\x182 \x01(\x03R\x16retireOthersAfterNanos\"$\n" +
+	"\x10RetireSigningKey\x12\x10\n" +
+	"\x03kid\x18\x01 \x01(\tR\x03kid\"\x8b\x01\n" +
 	"\n" +
 	"IssueLease\x12(\n" +
 	"\x05lease\x18\x01 \x01(\v2\x12.writ.fsm.v1.LeaseR\x05lease\x12\x1b\n" +
@@ -3015,9 +3393,18 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\tttl_nanos\x18\x02 \x01(\x03R\bttlNanos\x12\x1d\n" +
 	"\n" +
 	"policy_set\x18\x03 \x01(\tR\tpolicySet\x12%\n" +
-	"\x0epolicy_version\x18\x04 \x01(\x04R\rpolicyVersion\"@\n" +
+	"\x0epolicy_version\x18\x04 \x01(\x04R\rpolicyVersion\"\x89\x01\n" +
 	"\vRevokeLease\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12)\n" +
+	"\x10descendants_only\x182 \x01(\bR\x0fdescendantsOnly\x12\x1c\n" +
+	"\tcompleted\x183 \x01(\bR\tcompleted\"8\n" +
+	"\n" +
+	"RevokeRole\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\";\n" +
+	"\vRevokeOwner\x12\x14\n" +
+	"\x05owner\x18\x01 \x01(\tR\x05owner\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"I\n" +
 	"\x0eRevokeIdentity\x12\x1f\n" +
 	"\videntity_id\x18\x01 \x01(\tR\n" +
@@ -3025,7 +3412,7 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"M\n" +
 	"\vReapExpired\x12(\n" +
 	"\x10before_unix_nano\x18\x01 \x01(\x03R\x0ebeforeUnixNano\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\rR\x05limit\"\xcb\x03\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"\xf3\x03\n" +
 	"\bIdentity\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
@@ -3040,10 +3427,11 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x11created_unix_nano\x18\t \x01(\x03R\x0fcreatedUnixNano\x12*\n" +
 	"\x11updated_unix_nano\x18\n" +
 	" \x01(\x03R\x0fupdatedUnixNano\x12 \n" +
-	"\vdescription\x18\v \x01(\tR\vdescription\x1a=\n" +
+	"\vdescription\x18\v \x01(\tR\vdescription\x12&\n" +
+	"\x0fmax_live_leases\x182 \x01(\rR\rmaxLiveLeases\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb7\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe9\x03\n" +
 	"\x04Role\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\venvironment\x18\x02 \x01(\tR\venvironment\x12!\n" +
@@ -3058,7 +3446,8 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	" \x01(\x04R\x05epoch\x12\x18\n" +
 	"\aversion\x18\v \x01(\x04R\aversion\x12*\n" +
 	"\x11created_unix_nano\x18\f \x01(\x03R\x0fcreatedUnixNano\x12*\n" +
-	"\x11updated_unix_nano\x18\r \x01(\x03R\x0fupdatedUnixNano\"\xf6\x02\n" +
+	"\x11updated_unix_nano\x18\r \x01(\x03R\x0fupdatedUnixNano\x120\n" +
+	"\x14max_delegation_depth\x182 \x01(\rR\x12maxDelegationDepth\"\xf6\x02\n" +
 	"\bSecretID\x12\x1a\n" +
 	"\baccessor\x18\x01 \x01(\tR\baccessor\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1f\n" +
@@ -3079,12 +3468,13 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x05cedar\x18\x03 \x01(\tR\x05cedar\x12 \n" +
 	"\vdescription\x18\x04 \x01(\tR\vdescription\x12.\n" +
 	"\x13activated_unix_nano\x18\x05 \x01(\x03R\x11activatedUnixNano\x12'\n" +
-	"\x0factivated_index\x18\x06 \x01(\x04R\x0eactivatedIndex\"m\n" +
+	"\x0factivated_index\x18\x06 \x01(\x04R\x0eactivatedIndex\"\x97\x01\n" +
 	"\n" +
 	"SigningKey\x12\x10\n" +
 	"\x03kid\x18\x01 \x01(\tR\x03kid\x12!\n" +
 	"\fed25519_seed\x18\x02 \x01(\fR\ved25519Seed\x12*\n" +
-	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\"N\n" +
+	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\x12(\n" +
+	"\x10retire_unix_nano\x182 \x01(\x03R\x0eretireUnixNano\"N\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x19\n" +
@@ -3097,7 +3487,7 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"attributes\"V\n" +
 	"\x05Scope\x12\x18\n" +
 	"\aactions\x18\x01 \x03(\tR\aactions\x123\n" +
-	"\tresources\x18\x02 \x03(\v2\x15.writ.fsm.v1.ResourceR\tresources\"\xae\x05\n" +
+	"\tresources\x18\x02 \x03(\v2\x15.writ.fsm.v1.ResourceR\tresources\"\xc8\x06\n" +
 	"\x05Lease\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bidentity\x18\x02 \x01(\tR\bidentity\x12%\n" +
@@ -3123,7 +3513,16 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\fissued_index\x18\x12 \x01(\x04R\vissuedIndex\x12#\n" +
 	"\rrevoke_reason\x18\x13 \x01(\tR\frevokeReason\x12\x1f\n" +
 	"\vauth_method\x18\x14 \x01(\tR\n" +
-	"authMethod\"\xbf\x01\n" +
+	"authMethod\x12\x1f\n" +
+	"\vowner_epoch\x182 \x01(\x04R\n" +
+	"ownerEpoch\x12)\n" +
+	"\x10delegation_epoch\x183 \x01(\x04R\x0fdelegationEpoch\x126\n" +
+	"\x17parent_delegation_epoch\x184 \x01(\x04R\x15parentDelegationEpoch\x12\x14\n" +
+	"\x05depth\x185 \x01(\rR\x05depth\"8\n" +
+	"\n" +
+	"OwnerEpoch\x12\x14\n" +
+	"\x05owner\x18\x01 \x01(\tR\x05owner\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"\xbf\x01\n" +
 	"\x06Result\x12+\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x17.writ.fsm.v1.ResultCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x14\n" +
@@ -3143,7 +3542,7 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12+\n" +
 	"\x06result\x18\x02 \x01(\v2\x13.writ.fsm.v1.ResultR\x06result\x12$\n" +
-	"\x0etime_unix_nano\x18\x03 \x01(\x03R\ftimeUnixNano\"\xc0\x03\n" +
+	"\x0etime_unix_nano\x18\x03 \x01(\x03R\ftimeUnixNano\"\xfc\x03\n" +
 	"\x0eSnapshotRecord\x123\n" +
 	"\bidentity\x18\x01 \x01(\v2\x15.writ.fsm.v1.IdentityH\x00R\bidentity\x12'\n" +
 	"\x04role\x18\x02 \x01(\v2\x11.writ.fsm.v1.RoleH\x00R\x04role\x124\n" +
@@ -3154,16 +3553,19 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"signingKey\x12'\n" +
 	"\x04node\x18\x06 \x01(\v2\x11.writ.fsm.v1.NodeH\x00R\x04node\x12*\n" +
 	"\x05lease\x18\a \x01(\v2\x12.writ.fsm.v1.LeaseH\x00R\x05lease\x12F\n" +
-	"\x0fapplied_request\x18\b \x01(\v2\x1b.writ.fsm.v1.AppliedRequestH\x00R\x0eappliedRequestB\b\n" +
+	"\x0fapplied_request\x18\b \x01(\v2\x1b.writ.fsm.v1.AppliedRequestH\x00R\x0eappliedRequest\x12:\n" +
+	"\vowner_epoch\x182 \x01(\v2\x17.writ.fsm.v1.OwnerEpochH\x00R\n" +
+	"ownerEpochB\b\n" +
 	"\x06record*k\n" +
 	"\x0eIdentityStatus\x12\x1f\n" +
 	"\x1bIDENTITY_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16IDENTITY_STATUS_ACTIVE\x10\x01\x12\x1c\n" +
-	"\x18IDENTITY_STATUS_DISABLED\x10\x02*^\n" +
+	"\x18IDENTITY_STATUS_DISABLED\x10\x02*z\n" +
 	"\vLeaseStatus\x12\x1c\n" +
 	"\x18LEASE_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13LEASE_STATUS_ACTIVE\x10\x01\x12\x18\n" +
-	"\x14LEASE_STATUS_REVOKED\x10\x02*\xbf\x02\n" +
+	"\x14LEASE_STATUS_REVOKED\x10\x02\x12\x1a\n" +
+	"\x16LEASE_STATUS_COMPLETED\x102*\xbf\x02\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x12\n" +
@@ -3190,48 +3592,52 @@ func file_writ_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_writ_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_writ_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_writ_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_writ_fsm_v1_fsm_proto_goTypes = []any{
-	(IdentityStatus)(0),     // 0: writ.fsm.v1.IdentityStatus
-	(LeaseStatus)(0),        // 1: writ.fsm.v1.LeaseStatus
-	(ResultCode)(0),         // 2: writ.fsm.v1.ResultCode
-	(*Header)(nil),          // 3: writ.fsm.v1.Header
-	(*Command)(nil),         // 4: writ.fsm.v1.Command
-	(*Batch)(nil),           // 5: writ.fsm.v1.Batch
-	(*Noop)(nil),            // 6: writ.fsm.v1.Noop
-	(*Bootstrap)(nil),       // 7: writ.fsm.v1.Bootstrap
-	(*RegisterNode)(nil),    // 8: writ.fsm.v1.RegisterNode
-	(*RemoveNode)(nil),      // 9: writ.fsm.v1.RemoveNode
-	(*PutIdentity)(nil),     // 10: writ.fsm.v1.PutIdentity
-	(*DeleteIdentity)(nil),  // 11: writ.fsm.v1.DeleteIdentity
-	(*PutRole)(nil),         // 12: writ.fsm.v1.PutRole
-	(*DeleteRole)(nil),      // 13: writ.fsm.v1.DeleteRole
-	(*CreateSecretID)(nil),  // 14: writ.fsm.v1.CreateSecretID
-	(*RevokeSecretID)(nil),  // 15: writ.fsm.v1.RevokeSecretID
-	(*PutPolicySet)(nil),    // 16: writ.fsm.v1.PutPolicySet
-	(*DeletePolicySet)(nil), // 17: writ.fsm.v1.DeletePolicySet
-	(*PutSigningKey)(nil),   // 18: writ.fsm.v1.PutSigningKey
-	(*IssueLease)(nil),      // 19: writ.fsm.v1.IssueLease
-	(*RenewLease)(nil),      // 20: writ.fsm.v1.RenewLease
-	(*RevokeLease)(nil),     // 21: writ.fsm.v1.RevokeLease
-	(*RevokeIdentity)(nil),  // 22: writ.fsm.v1.RevokeIdentity
-	(*ReapExpired)(nil),     // 23: writ.fsm.v1.ReapExpired
-	(*Identity)(nil),        // 24: writ.fsm.v1.Identity
-	(*Role)(nil),            // 25: writ.fsm.v1.Role
-	(*SecretID)(nil),        // 26: writ.fsm.v1.SecretID
-	(*PolicySet)(nil),       // 27: writ.fsm.v1.PolicySet
-	(*SigningKey)(nil),      // 28: writ.fsm.v1.SigningKey
-	(*Node)(nil),            // 29: writ.fsm.v1.Node
-	(*Resource)(nil),        // 30: writ.fsm.v1.Resource
-	(*Scope)(nil),           // 31: writ.fsm.v1.Scope
-	(*Lease)(nil),           // 32: writ.fsm.v1.Lease
-	(*Result)(nil),          // 33: writ.fsm.v1.Result
-	(*SnapshotHeader)(nil),  // 34: writ.fsm.v1.SnapshotHeader
-	(*AppliedRequest)(nil),  // 35: writ.fsm.v1.AppliedRequest
-	(*SnapshotRecord)(nil),  // 36: writ.fsm.v1.SnapshotRecord
-	nil,                     // 37: writ.fsm.v1.Identity.AttributesEntry
-	nil,                     // 38: writ.fsm.v1.SecretID.MetadataEntry
-	(*structpb.Struct)(nil), // 39: google.protobuf.Struct
+	(IdentityStatus)(0),      // 0: writ.fsm.v1.IdentityStatus
+	(LeaseStatus)(0),         // 1: writ.fsm.v1.LeaseStatus
+	(ResultCode)(0),          // 2: writ.fsm.v1.ResultCode
+	(*Header)(nil),           // 3: writ.fsm.v1.Header
+	(*Command)(nil),          // 4: writ.fsm.v1.Command
+	(*Batch)(nil),            // 5: writ.fsm.v1.Batch
+	(*Noop)(nil),             // 6: writ.fsm.v1.Noop
+	(*Bootstrap)(nil),        // 7: writ.fsm.v1.Bootstrap
+	(*RegisterNode)(nil),     // 8: writ.fsm.v1.RegisterNode
+	(*RemoveNode)(nil),       // 9: writ.fsm.v1.RemoveNode
+	(*PutIdentity)(nil),      // 10: writ.fsm.v1.PutIdentity
+	(*DeleteIdentity)(nil),   // 11: writ.fsm.v1.DeleteIdentity
+	(*PutRole)(nil),          // 12: writ.fsm.v1.PutRole
+	(*DeleteRole)(nil),       // 13: writ.fsm.v1.DeleteRole
+	(*CreateSecretID)(nil),   // 14: writ.fsm.v1.CreateSecretID
+	(*RevokeSecretID)(nil),   // 15: writ.fsm.v1.RevokeSecretID
+	(*PutPolicySet)(nil),     // 16: writ.fsm.v1.PutPolicySet
+	(*DeletePolicySet)(nil),  // 17: writ.fsm.v1.DeletePolicySet
+	(*PutSigningKey)(nil),    // 18: writ.fsm.v1.PutSigningKey
+	(*RetireSigningKey)(nil), // 19: writ.fsm.v1.RetireSigningKey
+	(*IssueLease)(nil),       // 20: writ.fsm.v1.IssueLease
+	(*RenewLease)(nil),       // 21: writ.fsm.v1.RenewLease
+	(*RevokeLease)(nil),      // 22: writ.fsm.v1.RevokeLease
+	(*RevokeRole)(nil),       // 23: writ.fsm.v1.RevokeRole
+	(*RevokeOwner)(nil),      // 24: writ.fsm.v1.RevokeOwner
+	(*RevokeIdentity)(nil),   // 25: writ.fsm.v1.RevokeIdentity
+	(*ReapExpired)(nil),      // 26: writ.fsm.v1.ReapExpired
+	(*Identity)(nil),         // 27: writ.fsm.v1.Identity
+	(*Role)(nil),             // 28: writ.fsm.v1.Role
+	(*SecretID)(nil),         // 29: writ.fsm.v1.SecretID
+	(*PolicySet)(nil),        // 30: writ.fsm.v1.PolicySet
+	(*SigningKey)(nil),       // 31: writ.fsm.v1.SigningKey
+	(*Node)(nil),             // 32: writ.fsm.v1.Node
+	(*Resource)(nil),         // 33: writ.fsm.v1.Resource
+	(*Scope)(nil),            // 34: writ.fsm.v1.Scope
+	(*Lease)(nil),            // 35: writ.fsm.v1.Lease
+	(*OwnerEpoch)(nil),       // 36: writ.fsm.v1.OwnerEpoch
+	(*Result)(nil),           // 37: writ.fsm.v1.Result
+	(*SnapshotHeader)(nil),   // 38: writ.fsm.v1.SnapshotHeader
+	(*AppliedRequest)(nil),   // 39: writ.fsm.v1.AppliedRequest
+	(*SnapshotRecord)(nil),   // 40: writ.fsm.v1.SnapshotRecord
+	nil,                      // 41: writ.fsm.v1.Identity.AttributesEntry
+	nil,                      // 42: writ.fsm.v1.SecretID.MetadataEntry
+	(*structpb.Struct)(nil),  // 43: google.protobuf.Struct
 }
 var file_writ_fsm_v1_fsm_proto_depIdxs = []int32{
 	3,  // 0: writ.fsm.v1.Command.header:type_name -> writ.fsm.v1.Header
@@ -3249,43 +3655,47 @@ var file_writ_fsm_v1_fsm_proto_depIdxs = []int32{
 	16, // 12: writ.fsm.v1.Command.put_policy_set:type_name -> writ.fsm.v1.PutPolicySet
 	17, // 13: writ.fsm.v1.Command.delete_policy_set:type_name -> writ.fsm.v1.DeletePolicySet
 	18, // 14: writ.fsm.v1.Command.put_signing_key:type_name -> writ.fsm.v1.PutSigningKey
-	19, // 15: writ.fsm.v1.Command.issue_lease:type_name -> writ.fsm.v1.IssueLease
-	20, // 16: writ.fsm.v1.Command.renew_lease:type_name -> writ.fsm.v1.RenewLease
-	21, // 17: writ.fsm.v1.Command.revoke_lease:type_name -> writ.fsm.v1.RevokeLease
-	22, // 18: writ.fsm.v1.Command.revoke_identity:type_name -> writ.fsm.v1.RevokeIdentity
-	23, // 19: writ.fsm.v1.Command.reap_expired:type_name -> writ.fsm.v1.ReapExpired
-	4,  // 20: writ.fsm.v1.Batch.commands:type_name -> writ.fsm.v1.Command
-	28, // 21: writ.fsm.v1.Bootstrap.signing_key:type_name -> writ.fsm.v1.SigningKey
-	29, // 22: writ.fsm.v1.RegisterNode.node:type_name -> writ.fsm.v1.Node
-	24, // 23: writ.fsm.v1.PutIdentity.identity:type_name -> writ.fsm.v1.Identity
-	25, // 24: writ.fsm.v1.PutRole.role:type_name -> writ.fsm.v1.Role
-	26, // 25: writ.fsm.v1.CreateSecretID.secret_id:type_name -> writ.fsm.v1.SecretID
-	27, // 26: writ.fsm.v1.PutPolicySet.policy_set:type_name -> writ.fsm.v1.PolicySet
-	28, // 27: writ.fsm.v1.PutSigningKey.key:type_name -> writ.fsm.v1.SigningKey
-	32, // 28: writ.fsm.v1.IssueLease.lease:type_name -> writ.fsm.v1.Lease
-	37, // 29: writ.fsm.v1.Identity.attributes:type_name -> writ.fsm.v1.Identity.AttributesEntry
-	0,  // 30: writ.fsm.v1.Identity.status:type_name -> writ.fsm.v1.IdentityStatus
-	38, // 31: writ.fsm.v1.SecretID.metadata:type_name -> writ.fsm.v1.SecretID.MetadataEntry
-	39, // 32: writ.fsm.v1.Resource.attributes:type_name -> google.protobuf.Struct
-	30, // 33: writ.fsm.v1.Scope.resources:type_name -> writ.fsm.v1.Resource
-	31, // 34: writ.fsm.v1.Lease.scope:type_name -> writ.fsm.v1.Scope
-	1,  // 35: writ.fsm.v1.Lease.status:type_name -> writ.fsm.v1.LeaseStatus
-	2,  // 36: writ.fsm.v1.Result.code:type_name -> writ.fsm.v1.ResultCode
-	32, // 37: writ.fsm.v1.Result.lease:type_name -> writ.fsm.v1.Lease
-	33, // 38: writ.fsm.v1.AppliedRequest.result:type_name -> writ.fsm.v1.Result
-	24, // 39: writ.fsm.v1.SnapshotRecord.identity:type_name -> writ.fsm.v1.Identity
-	25, // 40: writ.fsm.v1.SnapshotRecord.role:type_name -> writ.fsm.v1.Role
-	26, // 41: writ.fsm.v1.SnapshotRecord.secret_id:type_name -> writ.fsm.v1.SecretID
-	27, // 42: writ.fsm.v1.SnapshotRecord.policy_set:type_name -> writ.fsm.v1.PolicySet
-	28, // 43: writ.fsm.v1.SnapshotRecord.signing_key:type_name -> writ.fsm.v1.SigningKey
-	29, // 44: writ.fsm.v1.SnapshotRecord.node:type_name -> writ.fsm.v1.Node
-	32, // 45: writ.fsm.v1.SnapshotRecord.lease:type_name -> writ.fsm.v1.Lease
-	35, // 46: writ.fsm.v1.SnapshotRecord.applied_request:type_name -> writ.fsm.v1.AppliedRequest
-	47, // [47:47] is the sub-list for method output_type
-	47, // [47:47] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	20, // 15: writ.fsm.v1.Command.issue_lease:type_name -> writ.fsm.v1.IssueLease
+	21, // 16: writ.fsm.v1.Command.renew_lease:type_name -> writ.fsm.v1.RenewLease
+	22, // 17: writ.fsm.v1.Command.revoke_lease:type_name -> writ.fsm.v1.RevokeLease
+	25, // 18: writ.fsm.v1.Command.revoke_identity:type_name -> writ.fsm.v1.RevokeIdentity
+	26, // 19: writ.fsm.v1.Command.reap_expired:type_name -> writ.fsm.v1.ReapExpired
+	23, // 20: writ.fsm.v1.Command.revoke_role:type_name -> writ.fsm.v1.RevokeRole
+	24, // 21: writ.fsm.v1.Command.revoke_owner:type_name -> writ.fsm.v1.RevokeOwner
+	19, // 22: writ.fsm.v1.Command.retire_signing_key:type_name -> writ.fsm.v1.RetireSigningKey
+	4,  // 23: writ.fsm.v1.Batch.commands:type_name -> writ.fsm.v1.Command
+	31, // 24: writ.fsm.v1.Bootstrap.signing_key:type_name -> writ.fsm.v1.SigningKey
+	32, // 25: writ.fsm.v1.RegisterNode.node:type_name -> writ.fsm.v1.Node
+	27, // 26: writ.fsm.v1.PutIdentity.identity:type_name -> writ.fsm.v1.Identity
+	28, // 27: writ.fsm.v1.PutRole.role:type_name -> writ.fsm.v1.Role
+	29, // 28: writ.fsm.v1.CreateSecretID.secret_id:type_name -> writ.fsm.v1.SecretID
+	30, // 29: writ.fsm.v1.PutPolicySet.policy_set:type_name -> writ.fsm.v1.PolicySet
+	31, // 30: writ.fsm.v1.PutSigningKey.key:type_name -> writ.fsm.v1.SigningKey
+	35, // 31: writ.fsm.v1.IssueLease.lease:type_name -> writ.fsm.v1.Lease
+	41, // 32: writ.fsm.v1.Identity.attributes:type_name -> writ.fsm.v1.Identity.AttributesEntry
+	0,  // 33: writ.fsm.v1.Identity.status:type_name -> writ.fsm.v1.IdentityStatus
+	42, // 34: writ.fsm.v1.SecretID.metadata:type_name -> writ.fsm.v1.SecretID.MetadataEntry
+	43, // 35: writ.fsm.v1.Resource.attributes:type_name -> google.protobuf.Struct
+	33, // 36: writ.fsm.v1.Scope.resources:type_name -> writ.fsm.v1.Resource
+	34, // 37: writ.fsm.v1.Lease.scope:type_name -> writ.fsm.v1.Scope
+	1,  // 38: writ.fsm.v1.Lease.status:type_name -> writ.fsm.v1.LeaseStatus
+	2,  // 39: writ.fsm.v1.Result.code:type_name -> writ.fsm.v1.ResultCode
+	35, // 40: writ.fsm.v1.Result.lease:type_name -> writ.fsm.v1.Lease
+	37, // 41: writ.fsm.v1.AppliedRequest.result:type_name -> writ.fsm.v1.Result
+	27, // 42: writ.fsm.v1.SnapshotRecord.identity:type_name -> writ.fsm.v1.Identity
+	28, // 43: writ.fsm.v1.SnapshotRecord.role:type_name -> writ.fsm.v1.Role
+	29, // 44: writ.fsm.v1.SnapshotRecord.secret_id:type_name -> writ.fsm.v1.SecretID
+	30, // 45: writ.fsm.v1.SnapshotRecord.policy_set:type_name -> writ.fsm.v1.PolicySet
+	31, // 46: writ.fsm.v1.SnapshotRecord.signing_key:type_name -> writ.fsm.v1.SigningKey
+	32, // 47: writ.fsm.v1.SnapshotRecord.node:type_name -> writ.fsm.v1.Node
+	35, // 48: writ.fsm.v1.SnapshotRecord.lease:type_name -> writ.fsm.v1.Lease
+	39, // 49: writ.fsm.v1.SnapshotRecord.applied_request:type_name -> writ.fsm.v1.AppliedRequest
+	36, // 50: writ.fsm.v1.SnapshotRecord.owner_epoch:type_name -> writ.fsm.v1.OwnerEpoch
+	51, // [51:51] is the sub-list for method output_type
+	51, // [51:51] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_writ_fsm_v1_fsm_proto_init() }
@@ -3313,8 +3723,11 @@ func file_writ_fsm_v1_fsm_proto_init() {
 		(*Command_RevokeLease)(nil),
 		(*Command_RevokeIdentity)(nil),
 		(*Command_ReapExpired)(nil),
+		(*Command_RevokeRole)(nil),
+		(*Command_RevokeOwner)(nil),
+		(*Command_RetireSigningKey)(nil),
 	}
-	file_writ_fsm_v1_fsm_proto_msgTypes[33].OneofWrappers = []any{
+	file_writ_fsm_v1_fsm_proto_msgTypes[37].OneofWrappers = []any{
 		(*SnapshotRecord_Identity)(nil),
 		(*SnapshotRecord_Role)(nil),
 		(*SnapshotRecord_SecretId)(nil),
@@ -3323,6 +3736,7 @@ func file_writ_fsm_v1_fsm_proto_init() {
 		(*SnapshotRecord_Node)(nil),
 		(*SnapshotRecord_Lease)(nil),
 		(*SnapshotRecord_AppliedRequest)(nil),
+		(*SnapshotRecord_OwnerEpoch)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3330,7 +3744,7 @@ func file_writ_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_writ_fsm_v1_fsm_proto_rawDesc), len(file_writ_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   36,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
