@@ -243,3 +243,11 @@ func keyCmd(kid string, seed byte) *fsmpb.Command {
 		Kid: kid, Ed25519Seed: bytes.Repeat([]byte{seed}, 32),
 	}}}}
 }
+
+func revokeRoleCmd(name string) *fsmpb.Command {
+	return &fsmpb.Command{Header: rid(), Payload: &fsmpb.Command_RevokeRole{RevokeRole: &fsmpb.RevokeRole{Name: name, Reason: "test"}}}
+}
+
+func revokeOwnerCmd(owner string) *fsmpb.Command {
+	return &fsmpb.Command{Header: rid(), Payload: &fsmpb.Command_RevokeOwner{RevokeOwner: &fsmpb.RevokeOwner{Owner: owner, Reason: "test"}}}
+}

@@ -143,12 +143,14 @@ type Identity struct {
 	Environment string            `protobuf:"bytes,4,opt,name=environment,proto3" json:"environment,omitempty"`
 	Attributes  map[string]string `protobuf:"bytes,5,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// active | disabled
-	Status        string                 `protobuf:"bytes,6,opt,name=status,proto3" json:"status,omitempty"`
-	Epoch         uint64                 `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Version       uint64                 `protobuf:"varint,8,opt,name=version,proto3" json:"version,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	Description   string                 `protobuf:"bytes,11,opt,name=description,proto3" json:"description,omitempty"`
+	Status      string                 `protobuf:"bytes,6,opt,name=status,proto3" json:"status,omitempty"`
+	Epoch       uint64                 `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Version     uint64                 `protobuf:"varint,8,opt,name=version,proto3" json:"version,omitempty"`
+	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Description string                 `protobuf:"bytes,11,opt,name=description,proto3" json:"description,omitempty"`
+	// Budget: at most this many live leases at once (0: no limit).
+	MaxLiveLeases uint32 `protobuf:"varint,50,opt,name=max_live_leases,json=maxLiveLeases,proto3" json:"max_live_leases,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -260,6 +262,13 @@ func (x *Identity) GetDescription() string {
 	return ""
 }
 
+func (x *Identity) GetMaxLiveLeases() uint32 {
+	if x != nil {
+		return x.MaxLiveLeases
+	}
+	return 0
+}
+
 type Role struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -277,8 +286,11 @@ type Role struct {
 	Version           uint64                 `protobuf:"varint,11,opt,name=version,proto3" json:"version,omitempty"`
 	CreatedAt         *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	UpdatedAt         *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// How many links of delegation below a root lease this role allows
+	// (0: no delegation).
+	MaxDelegationDepth uint32 `protobuf:"varint,50,opt,name=max_delegation_depth,json=maxDelegationDepth,proto3" json:"max_delegation_depth,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Role) Reset() {
@@ -400,6 +412,13 @@ func (x *Role) GetUpdatedAt() *timestamppb.Timestamp {
 		return x.UpdatedAt
 	}
 	return nil
+}
+
+func (x *Role) GetMaxDelegationDepth() uint32 {
+	if x != nil {
+		return x.MaxDelegationDepth
+	}
+	return 0
 }
 
 type SecretIDInfo struct {
@@ -716,11 +735,13 @@ type Lease struct {
 	DecisionId    string                 `protobuf:"bytes,12,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
 	PolicySet     string                 `protobuf:"bytes,13,opt,name=policy_set,json=policySet,proto3" json:"policy_set,omitempty"`
 	PolicyVersion uint64                 `protobuf:"varint,14,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
-	// active | revoked | expired | invalidated
-	Status        string `protobuf:"bytes,15,opt,name=status,proto3" json:"status,omitempty"`
-	StatusReason  string `protobuf:"bytes,16,opt,name=status_reason,json=statusReason,proto3" json:"status_reason,omitempty"`
-	IssuedIndex   uint64 `protobuf:"varint,17,opt,name=issued_index,json=issuedIndex,proto3" json:"issued_index,omitempty"`
-	AuthMethod    string `protobuf:"bytes,18,opt,name=auth_method,json=authMethod,proto3" json:"auth_method,omitempty"`
+	// active | revoked | completed | expired | invalidated
+	Status       string `protobuf:"bytes,15,opt,name=status,proto3" json:"status,omitempty"`
+	StatusReason string `protobuf:"bytes,16,opt,name=status_reason,json=statusReason,proto3" json:"status_reason,omitempty"`
+	IssuedIndex  uint64 `protobuf:"varint,17,opt,name=issued_index,json=issuedIndex,proto3" json:"issued_index,omitempty"`
+	AuthMethod   string `protobuf:"bytes,18,opt,name=auth_method,json=authMethod,proto3" json:"auth_method,omitempty"`
+	// Links to the root lease (0 for a root).
+	Depth         uint32 `protobuf:"varint,50,opt,name=depth,proto3" json:"depth,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -881,6 +902,13 @@ func (x *Lease) GetAuthMethod() string {
 	return ""
 }
 
+func (x *Lease) GetDepth() uint32 {
+	if x != nil {
+		return x.Depth
+	}
+	return 0
+}
+
 type DeterminingPolicy struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1035,7 +1063,7 @@ const file_writ_v1_types_proto_rawDesc = "" +
 	"\x13writ/v1/types.proto\x12\awrit.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"b\n" +
 	"\vReadOptions\x126\n" +
 	"\vconsistency\x18\x01 \x01(\x0e2\x14.writ.v1.ConsistencyR\vconsistency\x12\x1b\n" +
-	"\tmin_index\x18\x02 \x01(\x04R\bminIndex\"\xc8\x03\n" +
+	"\tmin_index\x18\x02 \x01(\x04R\bminIndex\"\xf0\x03\n" +
 	"\bIdentity\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
@@ -1052,10 +1080,11 @@ const file_writ_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"updated_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12 \n" +
-	"\vdescription\x18\v \x01(\tR\vdescription\x1a=\n" +
+	"\vdescription\x18\v \x01(\tR\vdescription\x12&\n" +
+	"\x0fmax_live_leases\x182 \x01(\rR\rmaxLiveLeases\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdd\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8f\x04\n" +
 	"\x04Role\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\venvironment\x18\x02 \x01(\tR\venvironment\x12!\n" +
@@ -1072,7 +1101,8 @@ const file_writ_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xf7\x02\n" +
+	"updated_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x120\n" +
+	"\x14max_delegation_depth\x182 \x01(\rR\x12maxDelegationDepth\"\xf7\x02\n" +
 	"\fSecretIDInfo\x12\x1a\n" +
 	"\baccessor\x18\x01 \x01(\tR\baccessor\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x19\n" +
@@ -1102,7 +1132,7 @@ const file_writ_v1_types_proto_rawDesc = "" +
 	"attributes\"R\n" +
 	"\x05Scope\x12\x18\n" +
 	"\aactions\x18\x01 \x03(\tR\aactions\x12/\n" +
-	"\tresources\x18\x02 \x03(\v2\x11.writ.v1.ResourceR\tresources\"\xf7\x04\n" +
+	"\tresources\x18\x02 \x03(\v2\x11.writ.v1.ResourceR\tresources\"\x8d\x05\n" +
 	"\x05Lease\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bidentity\x18\x02 \x01(\tR\bidentity\x12\x12\n" +
@@ -1126,7 +1156,8 @@ const file_writ_v1_types_proto_rawDesc = "" +
 	"\rstatus_reason\x18\x10 \x01(\tR\fstatusReason\x12!\n" +
 	"\fissued_index\x18\x11 \x01(\x04R\vissuedIndex\x12\x1f\n" +
 	"\vauth_method\x18\x12 \x01(\tR\n" +
-	"authMethod\"\xb2\x01\n" +
+	"authMethod\x12\x14\n" +
+	"\x05depth\x182 \x01(\rR\x05depth\"\xb2\x01\n" +
 	"\x11DeterminingPolicy\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12M\n" +
 	"\vannotations\x18\x02 \x03(\v2+.writ.v1.DeterminingPolicy.AnnotationsEntryR\vannotations\x1a>\n" +
