@@ -198,6 +198,8 @@ func (n *Node) startAPI() error {
 		Verifier: n.verifier,
 		Logger:   n.log,
 		Clock:    n.cfg.Clock,
+
+		KeyOverlap: n.cfg.KeyOverlap,
 	})
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)

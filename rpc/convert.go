@@ -44,6 +44,8 @@ func identityToAPI(in *fsmpb.Identity) *writv1.Identity {
 		CreatedAt:   ts(in.GetCreatedUnixNano()),
 		UpdatedAt:   ts(in.GetUpdatedUnixNano()),
 		Description: in.GetDescription(),
+
+		MaxLiveLeases: in.GetMaxLiveLeases(),
 	}
 }
 
@@ -74,6 +76,8 @@ func identityFromAPI(in *writv1.Identity) (*fsmpb.Identity, error) {
 		Attributes:  in.GetAttributes(),
 		Status:      status,
 		Description: in.GetDescription(),
+
+		MaxLiveLeases: in.GetMaxLiveLeases(),
 	}, nil
 }
 
@@ -91,10 +95,12 @@ func roleToAPI(in *fsmpb.Role) *writv1.Role {
 		MaxTtlSeconds:     in.GetMaxTtlNanos() / int64(time.Second),
 		MaxRenewals:       in.GetMaxRenewals(),
 		MaxLiveLeases:     in.GetMaxLiveLeases(),
-		Epoch:             in.GetEpoch(),
-		Version:           in.GetVersion(),
-		CreatedAt:         ts(in.GetCreatedUnixNano()),
-		UpdatedAt:         ts(in.GetUpdatedUnixNano()),
+
+		MaxDelegationDepth: in.GetMaxDelegationDepth(),
+		Epoch:              in.GetEpoch(),
+		Version:            in.GetVersion(),
+		CreatedAt:          ts(in.GetCreatedUnixNano()),
+		UpdatedAt:          ts(in.GetUpdatedUnixNano()),
 	}
 }
 
@@ -140,6 +146,8 @@ func roleFromAPI(in *writv1.Role) (*fsmpb.Role, error) {
 		MaxTtlNanos:     int64(maxTTL),
 		MaxRenewals:     in.GetMaxRenewals(),
 		MaxLiveLeases:   in.GetMaxLiveLeases(),
+
+		MaxDelegationDepth: in.GetMaxDelegationDepth(),
 	}, nil
 }
 
@@ -192,6 +200,8 @@ func leaseToAPI(in *fsmpb.Lease, reason string) *writv1.Lease {
 	case "":
 	case "revoked":
 		status = "revoked"
+	case "completed":
+		status = "completed"
 	case "expired":
 		status = "expired"
 	default:
@@ -216,6 +226,7 @@ func leaseToAPI(in *fsmpb.Lease, reason string) *writv1.Lease {
 		StatusReason:  reason,
 		IssuedIndex:   in.GetIssuedIndex(),
 		AuthMethod:    in.GetAuthMethod(),
+		Depth:         in.GetDepth(),
 	}
 }
 

@@ -45,6 +45,12 @@ type Deps struct {
 	Issuer string
 	// Audience is the credential "aud" claim; default "writ".
 	Audience string
+	// KeyOverlap is how long rotated-out signing keys keep verifying when a
+	// rotation names no overlap; default 24h.
+	KeyOverlap time.Duration
+	// WatchHeartbeat is how often an idle WatchRevocations stream carries
+	// the applied index; default 5s.
+	WatchHeartbeat time.Duration
 }
 
 func (d *Deps) defaults() {
@@ -63,6 +69,12 @@ func (d *Deps) defaults() {
 	if d.Audience == "" {
 		d.Audience = "writ"
 	}
+	if d.KeyOverlap <= 0 {
+		d.KeyOverlap = 24 * time.Hour
+	}
+	if d.WatchHeartbeat <= 0 {
+		d.WatchHeartbeat = 5 * time.Second
+	}
 }
 
 type realClock struct{}
@@ -75,7 +87,10 @@ func NewHandler(d Deps) http.Handler {
 	d.defaults()
 	opts := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxRequestBytes))
 	mux := http.NewServeMux()
-	mux.Handle(writv1connect.NewAuthzServiceHandler(&authzService{d: d}, opts))
+	authzSvc := &authzService{d: d}
+	mux.Handle(writv1connect.NewAuthzServiceHandler(authzSvc, opts))
+	mux.Handle(writv1connect.NewLeaseServiceHandler(&leaseService{a: authzSvc}, opts))
+	mux.Handle(writv1connect.NewKeyServiceHandler(&keyService{d: d}, opts, connect.WithInterceptors(adminAuth(d))))
 	mux.Handle(writv1connect.NewAdminServiceHandler(&adminService{d: d}, opts,
 		connect.WithInterceptors(adminAuth(d))))
 	mux.Handle(writv1connect.NewClusterServiceHandler(&clusterService{d: d}, opts,
@@ -87,6 +102,8 @@ func NewHandler(d Deps) http.Handler {
 		writv1connect.AuthzServiceName,
 		writv1connect.AdminServiceName,
 		writv1connect.ClusterServiceName,
+		writv1connect.LeaseServiceName,
+		writv1connect.KeyServiceName,
 		grpc_health_v1.Health_ServiceDesc.ServiceName,
 	)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))

@@ -908,8 +908,8 @@ type RevokeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The revocation's Raft index (0 for a dry run).
 	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	// Live leases the revocation invalidates (counted before it commits, or
-	// by the dry run).
+	// Dry run: the live leases the revocation would invalidate (its blast
+	// radius). A real revocation does not count (that would cost O(leases)).
 	LiveLeases uint64 `protobuf:"varint,50,opt,name=live_leases,json=liveLeases,proto3" json:"live_leases,omitempty"`
 	DryRun     bool   `protobuf:"varint,51,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	// Dry run: the index of the state that was counted.

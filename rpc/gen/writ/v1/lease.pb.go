@@ -375,7 +375,7 @@ type WatchRevocationsResponse struct {
 	// The node no longer holds every revocation after the requested index
 	// (it restored a snapshot, or they aged out of its history): drop every
 	// cached decision, then carry on.
-	Reset_ bool `protobuf:"varint,2,opt,name=reset,proto3" json:"reset,omitempty"`
+	ResetCache bool `protobuf:"varint,2,opt,name=reset_cache,json=resetCache,proto3" json:"reset_cache,omitempty"`
 	// Every revocation up to this index has been sent: resume after it.
 	UpToIndex     uint64 `protobuf:"varint,3,opt,name=up_to_index,json=upToIndex,proto3" json:"up_to_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -419,9 +419,9 @@ func (x *WatchRevocationsResponse) GetEvents() []*RevocationEvent {
 	return nil
 }
 
-func (x *WatchRevocationsResponse) GetReset_() bool {
+func (x *WatchRevocationsResponse) GetResetCache() bool {
 	if x != nil {
-		return x.Reset_
+		return x.ResetCache
 	}
 	return false
 }
@@ -466,10 +466,11 @@ const file_writ_v1_lease_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06target\x18\x03 \x01(\tR\x06target\x12=\n" +
-	"\fcommitted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt\"\x82\x01\n" +
+	"\fcommitted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt\"\x8d\x01\n" +
 	"\x18WatchRevocationsResponse\x120\n" +
-	"\x06events\x18\x01 \x03(\v2\x18.writ.v1.RevocationEventR\x06events\x12\x14\n" +
-	"\x05reset\x18\x02 \x01(\bR\x05reset\x12\x1e\n" +
+	"\x06events\x18\x01 \x03(\v2\x18.writ.v1.RevocationEventR\x06events\x12\x1f\n" +
+	"\vreset_cache\x18\x02 \x01(\bR\n" +
+	"resetCache\x12\x1e\n" +
 	"\vup_to_index\x18\x03 \x01(\x04R\tupToIndex2\xeb\x01\n" +
 	"\fLeaseService\x12?\n" +
 	"\bDelegate\x12\x18.writ.v1.DelegateRequest\x1a\x19.writ.v1.DelegateResponse\x12?\n" +
