@@ -153,6 +153,8 @@ type clients struct {
 	admin   writv1connect.AdminServiceClient
 	authz   writv1connect.AuthzServiceClient
 	cluster writv1connect.ClusterServiceClient
+	lease   writv1connect.LeaseServiceClient
+	key     writv1connect.KeyServiceClient
 }
 
 // clientConfig is everything needed to build clients.
@@ -176,6 +178,8 @@ func newClients(cfg clientConfig) *clients {
 		admin:   writv1connect.NewAdminServiceClient(hc, cfg.BaseURL, opts...),
 		authz:   writv1connect.NewAuthzServiceClient(hc, cfg.BaseURL, opts...),
 		cluster: writv1connect.NewClusterServiceClient(hc, cfg.BaseURL, opts...),
+		lease:   writv1connect.NewLeaseServiceClient(hc, cfg.BaseURL, opts...),
+		key:     writv1connect.NewKeyServiceClient(hc, cfg.BaseURL, opts...),
 	}
 }
 
