@@ -133,4 +133,3 @@ func (v *View) Children(id string) []*fsmpb.Lease {
 	it, err := v.txn.Get(tLease, iParent, id)
 	return collect[*fsmpb.Lease](it, err, 0)
 }
-
