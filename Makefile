@@ -48,6 +48,10 @@ cluster-down: ## stop the container cluster and delete its volumes
 test-docker: ## docker cluster test: 3 containers, kill, disconnect, rolling restart (skips without an engine)
 	WRIT_DOCKER_TESTS=1 $(GO) test -count=1 -timeout 10m -run TestDockerCluster -v ./internal/e2e/
 
+.PHONY: test-leases-big
+test-leases-big: ## cluster test: revoke an identity holding 100,000 leases in one entry (about a minute)
+	WRIT_BIG_LEASES=100000 $(GO) test -count=1 -timeout 10m -run TestRevokeIdentityHoldingManyLeases -v ./node/
+
 .PHONY: bench-ci
 bench-ci: ## run every benchmark once so they cannot rot
 	$(GO) test -run '^$$' -bench . -benchtime=1x ./...

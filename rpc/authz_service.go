@@ -629,8 +629,9 @@ func (s *authzService) revoke(ctx context.Context, req *connect.Request[writv1.R
 		return nil, invalidf("a revocation target is required: lease_id, identity, role, owner, subtree or credential")
 	}
 	if m.GetDryRun() {
-		// The blast radius on this node's state; nothing is written.
-		view, err := s.d.Backend.Read(ctx, ReadOptions{})
+		// The blast radius on a linearizable view (every write committed
+		// before the call counts); nothing is written.
+		view, err := s.d.Backend.Read(ctx, ReadOptions{Linearizable: true})
 		if err != nil {
 			return nil, err
 		}

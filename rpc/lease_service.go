@@ -60,8 +60,9 @@ func (s *leaseService) delegate(ctx context.Context, m *writv1.DelegateRequest) 
 		return nil, err
 	}
 	var minIndex uint64
+	linearizable := false
 	for attempt := 0; ; attempt++ {
-		view, err := d.Backend.Read(ctx, ReadOptions{MinIndex: minIndex})
+		view, err := d.Backend.Read(ctx, ReadOptions{MinIndex: minIndex, Linearizable: linearizable})
 		if err != nil {
 			return nil, err
 		}
@@ -69,6 +70,13 @@ func (s *leaseService) delegate(ctx context.Context, m *writv1.DelegateRequest) 
 		_, parent, reason, err := s.a.credentialLease(view, m.GetCredential(), now)
 		if err != nil {
 			return nil, err
+		}
+		if reason == fsm.ReasonUnknownLease && !linearizable {
+			// A parent issued a moment ago through another node may not be
+			// here yet: look again at a linearizable view before failing.
+			linearizable = true
+			attempt--
+			continue
 		}
 		if reason != "" {
 			return nil, withReason(connect.CodeUnauthenticated, reason, "credential rejected: lease "+strings.ReplaceAll(reason, "_", " "))
