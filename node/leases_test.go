@@ -341,4 +341,3 @@ func TestBudgetsHoldAcrossNodes(t *testing.T) {
 	}
 	c.WaitConverged()
 }
-
