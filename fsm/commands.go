@@ -436,10 +436,18 @@ func (a *applier) putSigningKey(p *fsmpb.PutSigningKey) *fsmpb.Result {
 	return ok()
 }
 
-// insertSigningKey stamps a key without a creation time with the entry's.
+// insertSigningKey stamps a key without a creation time with the entry's,
+// and always later than every other key's: the newest key signs, so
+// "newest" must never be a tie (two keys put within one clock tick).
 func (a *applier) insertSigningKey(k *fsmpb.SigningKey) {
 	if k.CreatedUnixNano == 0 {
 		k.CreatedUnixNano = a.now
+	}
+	it := a.iter(tKey, "id")
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if c := raw.(*fsmpb.SigningKey).CreatedUnixNano; c >= k.CreatedUnixNano {
+			k.CreatedUnixNano = c + 1
+		}
 	}
 	a.put(tKey, k)
 }
