@@ -413,12 +413,11 @@ func TestIssueLeaseStoresWhatApplyOwns(t *testing.T) {
 		Scope:          &fsmpb.Scope{Actions: []string{"deploy"}, Resources: []*fsmpb.Resource{{Type: "Deployment", Id: "api"}}},
 		IssuedUnixNano: h.now.UnixNano(), ExpiresUnixNano: h.now.Add(10 * time.Minute).UnixNano(), MaxExpiresUnixNano: h.now.Add(time.Hour).UnixNano(),
 		DecisionId: "d-l1", PolicySet: "prod", PolicyVersion: 1, Status: fsmpb.LeaseStatus_LEASE_STATUS_ACTIVE, IssuedIndex: h.idx, AuthMethod: "approle",
+		RequestHash: requestHash(c.GetHeader().GetRequestId()),
 	}
 	diff(t, want, r.GetLease())
 	stored, _ := h.f.View().Lease("l1")
-	if stored != r.GetLease() {
-		t.Fatal("the result does not carry the stored lease")
-	}
+	diff(t, want, stored)
 
 	// A child is capped at its parent's expiry, both expiry and max expiry.
 	h.now = h.now.Add(time.Minute)
@@ -438,7 +437,7 @@ func TestBatchResults(t *testing.T) {
 	t.Parallel()
 	h := base(t)
 	dup := issueCmd(lease{id: "l2"})
-	again := issueCmd(lease{id: "l2-retry"})
+	again := issueCmd(lease{id: "l2"})
 	again.Header.RequestId = dup.Header.RequestId // a retry of the same request in the same entry
 	rs := h.apply(
 		issueCmd(lease{id: "l1"}),
@@ -454,11 +453,9 @@ func TestBatchResults(t *testing.T) {
 			t.Fatalf("item %d: %v %q index %d, want %v", i, r.GetCode(), r.GetMessage(), r.GetIndex(), want[i])
 		}
 	}
-	if rs[3] != rs[2] {
-		t.Fatal("a duplicate request id in one batch was applied twice")
-	}
-	if _, ok := h.f.View().Lease("l2-retry"); ok {
-		t.Fatal("the deduplicated item was applied")
+	diff(t, rs[2], rs[3]) // the retry is answered with the stored lease
+	if n := len(h.f.View().Leases("", 0)); n != 2 {
+		t.Fatalf("%d leases stored, want l1 and l2", n)
 	}
 	if h.check("l1") != ReasonRevoked {
 		t.Fatalf("l1: %s", h.check("l1"))
@@ -503,13 +500,20 @@ func TestDedupe(t *testing.T) {
 	r.idx, r.now = h.idx, h.now
 	diff(t, first, r.apply(cmd)[0])
 
-	// Past the window (by log time) the id is forgotten: the same command
-	// now conflicts on its lease id.
+	// Issuance dedupes by lease id and request id, not through the
+	// window: a replay is answered as long as the lease is stored...
 	h.now = t0.Add(DedupeWindow + time.Second)
 	h.ok(noopCmd())
-	if got := h.code(cmd); got != codeExists {
-		t.Fatalf("after the window: %v", got)
+	diff(t, first, h.apply(cmd)[0])
+	// ... and another request for the same lease id is a conflict.
+	other := issueCmd(lease{id: "l1"})
+	if got := h.code(other); got != codeExists {
+		t.Fatalf("same lease id, another request: %v", got)
 	}
+	// Other commands are remembered for the window only.
+	rv := revokeLeaseCmd("l2")
+	firstRevoke := h.ok(rv)
+	diff(t, firstRevoke, h.apply(rv)[0])
 }
 
 func TestDedupePruningIsBounded(t *testing.T) {

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"math"
 	"unicode"
 	"unicode/utf8"
 
@@ -47,7 +48,7 @@ func (a *applier) apply(cmd *fsmpb.Command) *fsmpb.Result {
 	case *fsmpb.Command_PutSigningKey:
 		return a.putSigningKey(p.PutSigningKey)
 	case *fsmpb.Command_IssueLease:
-		return a.issueLease(p.IssueLease)
+		return a.issueLease(p.IssueLease, cmd.GetHeader().GetRequestId())
 	case *fsmpb.Command_RenewLease:
 		return a.renewLease(p.RenewLease)
 	case *fsmpb.Command_RevokeLease:
@@ -190,10 +191,10 @@ func (a *applier) putIdentity(p *fsmpb.PutIdentity) *fsmpb.Result {
 // still carry, so that re-creating an id never brings old leases back.
 func (a *applier) freshIdentityEpoch(id string) uint64 {
 	epoch := uint64(1)
-	it := a.iter(tLease, iIdentity+"_prefix", id)
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		epoch = max(epoch, raw.(*fsmpb.Lease).GetIdentityEpoch()+1)
-	}
+	ascendFrom(a.ls.byIdent, false, id, math.MinInt64, func(r *leaseRec) bool {
+		epoch = max(epoch, r.g.identityEpoch+1)
+		return true
+	})
 	return epoch
 }
 
@@ -285,10 +286,10 @@ func (a *applier) putRole(p *fsmpb.PutRole) *fsmpb.Result {
 // freshRoleEpoch: like freshIdentityEpoch, for leases of a deleted role.
 func (a *applier) freshRoleEpoch(name string) uint64 {
 	epoch := uint64(1)
-	it := a.iter(tLease, iRoleExpiry+"_prefix", name)
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		epoch = max(epoch, raw.(*fsmpb.Lease).GetRoleEpoch()+1)
-	}
+	ascendFrom(a.ls.byRole, true, name, math.MinInt64, func(r *leaseRec) bool {
+		epoch = max(epoch, r.g.roleEpoch+1)
+		return true
+	})
 	return epoch
 }
 

@@ -71,28 +71,28 @@ func (v *View) BlastRadius(t Target, now time.Time) uint64 {
 	at := now.UnixNano()
 	switch t.Kind {
 	case RevocationLease:
-		l, ok := v.Lease(t.ID)
+		l, ok := v.leases.get(t.ID)
 		if !ok || v.check(l, at, MaxLeaseAncestors) != "" {
 			return 0
 		}
 		return 1 + v.validDescendants(l, at)
 	case RevocationSubtree:
-		l, ok := v.Lease(t.ID)
+		l, ok := v.leases.get(t.ID)
 		if !ok || v.check(l, at, MaxLeaseAncestors) != "" {
 			return 0
 		}
 		return v.validDescendants(l, at)
 	case RevocationIdentity:
-		return uint64(v.liveLeases(iIdentity, t.ID, at, 0))
+		return uint64(v.liveLeases(false, t.ID, at, 0))
 	case RevocationRole:
-		return uint64(v.liveLeases(iRoleExpiry, t.ID, at, 0))
+		return uint64(v.liveLeases(true, t.ID, at, 0))
 	case RevocationOwner:
 		// Every live lease carries its identity's current owner: moving an
 		// identity to another owner bumps its epoch.
 		var n uint64
 		for _, ident := range v.Identities() {
 			if ident.GetOwner() == t.ID {
-				n += uint64(v.liveLeases(iIdentity, ident.GetId(), at, 0))
+				n += uint64(v.liveLeases(false, ident.GetId(), at, 0))
 			}
 		}
 		return n
@@ -102,25 +102,21 @@ func (v *View) BlastRadius(t Target, now time.Time) uint64 {
 
 // validDescendants counts the valid leases below a valid lease, walking the
 // parent index breadth first (depth is bounded by MaxLeaseAncestors).
-func (v *View) validDescendants(root *fsmpb.Lease, now int64) uint64 {
+func (v *View) validDescendants(root *leaseRec, now int64) uint64 {
 	var n uint64
-	level := []*fsmpb.Lease{root}
+	level := []*leaseRec{root}
 	for depth := 0; len(level) > 0 && depth < MaxLeaseAncestors; depth++ {
-		var next []*fsmpb.Lease
+		var next []*leaseRec
 		for _, p := range level {
-			it, err := v.txn.Get(tLease, iParent, p.GetId())
-			if err != nil {
-				return n
-			}
-			for raw := it.Next(); raw != nil; raw = it.Next() {
-				c := raw.(*fsmpb.Lease)
-				// The parent is valid; so the child is iff it is valid on its
-				// own and its link to the parent holds.
-				if c.GetParentDelegationEpoch() == p.GetDelegationEpoch() && v.checkOne(c, now) == "" && c.GetExpiresUnixNano() > now {
+			v.leases.children(p.id, func(c *leaseRec) bool {
+				// The parent is valid; so the child is iff it is valid on
+				// its own and its link to the parent holds.
+				if c.parentDelegEpoch == p.delegEpoch && v.checkOne(c, now) == "" {
 					n++
 					next = append(next, c)
 				}
-			}
+				return true
+			})
 		}
 		level = next
 	}
@@ -130,6 +126,10 @@ func (v *View) validDescendants(root *fsmpb.Lease, now int64) uint64 {
 // Children lists the leases delegated directly from a lease, by id,
 // whatever their validity.
 func (v *View) Children(id string) []*fsmpb.Lease {
-	it, err := v.txn.Get(tLease, iParent, id)
-	return collect[*fsmpb.Lease](it, err, 0)
+	var out []*fsmpb.Lease
+	v.leases.children(id, func(c *leaseRec) bool {
+		out = append(out, c.proto())
+		return true
+	})
+	return out
 }

@@ -206,6 +206,11 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 			return nil, err
 		}
 		role := principal.Role
+		if m.GetRequestId() != "" {
+			// A retry with the same request id names the same lease, which
+			// is how the FSM recognises it (issuance dedupes by lease id).
+			leaseID = derivedLeaseID(view.HMACKey(), principal.Identity.GetId(), requestID)
+		}
 		ttl := time.Duration(intent.GetTtlSeconds()) * time.Second
 		if ttl == 0 {
 			ttl = time.Duration(role.GetDefaultTtlNanos())

@@ -2,6 +2,8 @@ package rpc
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -83,6 +85,9 @@ func (s *leaseService) delegate(ctx context.Context, m *writv1.DelegateRequest) 
 		}
 		ident, _ := view.Identity(parent.GetIdentity()) // CheckLease passed: both exist
 		role, _ := view.Role(parent.GetRole())
+		if m.GetRequestId() != "" {
+			leaseID = derivedLeaseID(view.HMACKey(), ident.GetId()+"\x00"+parent.GetId(), requestID)
+		}
 		depth := parent.GetDepth() + 1
 		if depth > role.GetMaxDelegationDepth() || depth > fsm.MaxLeaseAncestors {
 			return nil, withReason(connect.CodePermissionDenied, "delegation_depth_exceeded",
@@ -283,4 +288,15 @@ func (s *leaseService) WatchRevocations(ctx context.Context, req *connect.Reques
 			}
 		}
 	}
+}
+
+// derivedLeaseID names the lease a client-supplied request id asks for:
+// "l_" and 128 bits of HMAC-SHA256(cluster key, scope of the request and
+// the id). A retry therefore carries the same lease id, and the FSM answers
+// it with the stored lease instead of issuing a second one; nobody without
+// the cluster key can aim a request id at another caller's lease id.
+func derivedLeaseID(key []byte, scope, requestID string) string {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte("writ lease id v1\x00" + scope + "\x00" + requestID))
+	return "l_" + idEncoding.EncodeToString(mac.Sum(nil)[:16])
 }

@@ -112,3 +112,27 @@ func TestLeaseLifecycleOnAFakeClock(t *testing.T) {
 		}
 	}
 }
+
+// TestIssueRetryWithRequestID: a retry with the client's request id returns
+// the same lease (and consumes no second secret-id use); another id issues
+// another lease.
+func TestIssueRetryWithRequestID(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	authz := writv1connect.NewAuthzServiceClient(http.DefaultClient, f.base)
+	req := f.issueReq(true)
+	req.RequestId = "deploy-run-42"
+	first, err := authz.AuthorizeAndIssue(ctx, connect.NewRequest(req))
+	mustOK(t, err)
+	again, err := authz.AuthorizeAndIssue(ctx, connect.NewRequest(req))
+	mustOK(t, err)
+	if again.Msg.GetLease().GetId() != first.Msg.GetLease().GetId() || again.Msg.GetIndex() != first.Msg.GetIndex() {
+		t.Fatalf("retry issued %s at %d, first %s at %d", again.Msg.GetLease().GetId(), again.Msg.GetIndex(), first.Msg.GetLease().GetId(), first.Msg.GetIndex())
+	}
+	req.RequestId = "deploy-run-43"
+	other, err := authz.AuthorizeAndIssue(ctx, connect.NewRequest(req))
+	mustOK(t, err)
+	if other.Msg.GetLease().GetId() == first.Msg.GetLease().GetId() {
+		t.Fatal("another request id got the same lease")
+	}
+}

@@ -2619,7 +2619,11 @@ type Lease struct {
 	DelegationEpoch       uint64 `protobuf:"varint,51,opt,name=delegation_epoch,json=delegationEpoch,proto3" json:"delegation_epoch,omitempty"`
 	ParentDelegationEpoch uint64 `protobuf:"varint,52,opt,name=parent_delegation_epoch,json=parentDelegationEpoch,proto3" json:"parent_delegation_epoch,omitempty"`
 	// Links to the root lease: 0 for a root, parent's + 1 for a child.
-	Depth         uint32 `protobuf:"varint,53,opt,name=depth,proto3" json:"depth,omitempty"`
+	Depth uint32 `protobuf:"varint,53,opt,name=depth,proto3" json:"depth,omitempty"`
+	// The first 8 bytes of SHA-256 of the issuing command's request id: an
+	// IssueLease for an existing lease id with the same request id is a replay
+	// (its result is the stored lease), with another it is a conflict.
+	RequestHash   uint64 `protobuf:"fixed64,54,opt,name=request_hash,json=requestHash,proto3" json:"request_hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2818,6 +2822,13 @@ func (x *Lease) GetParentDelegationEpoch() uint64 {
 func (x *Lease) GetDepth() uint32 {
 	if x != nil {
 		return x.Depth
+	}
+	return 0
+}
+
+func (x *Lease) GetRequestHash() uint64 {
+	if x != nil {
+		return x.RequestHash
 	}
 	return 0
 }
@@ -3487,7 +3498,7 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"attributes\"V\n" +
 	"\x05Scope\x12\x18\n" +
 	"\aactions\x18\x01 \x03(\tR\aactions\x123\n" +
-	"\tresources\x18\x02 \x03(\v2\x15.writ.fsm.v1.ResourceR\tresources\"\xc8\x06\n" +
+	"\tresources\x18\x02 \x03(\v2\x15.writ.fsm.v1.ResourceR\tresources\"\xeb\x06\n" +
 	"\x05Lease\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bidentity\x18\x02 \x01(\tR\bidentity\x12%\n" +
@@ -3518,7 +3529,8 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"ownerEpoch\x12)\n" +
 	"\x10delegation_epoch\x183 \x01(\x04R\x0fdelegationEpoch\x126\n" +
 	"\x17parent_delegation_epoch\x184 \x01(\x04R\x15parentDelegationEpoch\x12\x14\n" +
-	"\x05depth\x185 \x01(\rR\x05depth\"8\n" +
+	"\x05depth\x185 \x01(\rR\x05depth\x12!\n" +
+	"\frequest_hash\x186 \x01(\x06R\vrequestHash\"8\n" +
 	"\n" +
 	"OwnerEpoch\x12\x14\n" +
 	"\x05owner\x18\x01 \x01(\tR\x05owner\x12\x14\n" +
