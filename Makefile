@@ -59,6 +59,9 @@ test-docker: ## docker cluster test: 3 containers, kill, disconnect, rolling res
 .PHONY: test-chaos
 test-chaos: ## fault history run: clients under partitions, slow links, kills, checked with porcupine (WRIT_HISTORY_DURATION, default 3m)
 	WRIT_HISTORY_DURATION=$${WRIT_HISTORY_DURATION:-3m} $(GO) test -race -count=1 -timeout 20m -run 'TestHistoryUnderFaults' -v ./node/
+.PHONY: test-leases-big
+test-leases-big: ## cluster test: revoke an identity holding 100,000 leases in one entry (about a minute)
+	WRIT_BIG_LEASES=100000 $(GO) test -count=1 -timeout 10m -run TestRevokeIdentityHoldingManyLeases -v ./node/
 
 .PHONY: bench-ci
 bench-ci: ## run every benchmark once so they cannot rot

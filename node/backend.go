@@ -368,3 +368,8 @@ func (n *Node) Leave(ctx context.Context, nodeID string) (uint64, error) {
 	}
 	return results[0].GetIndex(), nil
 }
+
+// Revocations returns the revocations this node applied after index after.
+func (n *Node) Revocations(after uint64, limit int) fsm.RevocationBatch {
+	return n.fsm.Revocations(after, limit)
+}

@@ -45,6 +45,13 @@ type Config struct {
 	Clock         clock.Clock
 	// ReapInterval is how often the leader removes expired leases. Default 10s.
 	ReapInterval time.Duration
+	// KeyRotationPeriod: the leader puts a new signing key when the newest is
+	// this old. 0 turns automatic rotation off (`writ key rotate` still works).
+	KeyRotationPeriod time.Duration
+	// KeyOverlap is how long rotated-out keys keep verifying before the
+	// leader retires them; make it at least the longest credential
+	// lifetime. Default 24h.
+	KeyOverlap time.Duration
 	// DevMode turns off fsync (dev only: an acknowledged write may be lost on power failure).
 	DevMode bool
 	Raft    RaftTuning
@@ -113,7 +120,7 @@ func (c *Config) validate() error {
 	if (c.Bootstrap || len(c.Join) > 0) && c.AdminToken == "" {
 		errs = append(errs, errors.New("an admin token is required to bootstrap or join"))
 	}
-	if c.MaxStaleness < 0 || c.HoldTimeout < 0 {
+	if c.MaxStaleness < 0 || c.HoldTimeout < 0 || c.KeyRotationPeriod < 0 || c.KeyOverlap < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -131,6 +138,9 @@ func (c *Config) defaults() {
 	}
 	if c.ReapInterval == 0 {
 		c.ReapInterval = 10 * time.Second
+	}
+	if c.KeyOverlap == 0 {
+		c.KeyOverlap = 24 * time.Hour
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))

@@ -218,6 +218,8 @@ func (n *Node) startAPI() error {
 			Clock: n.cfg.Clock, Logger: n.log,
 		}),
 		Environments: n.cfg.Environments,
+
+		KeyOverlap: n.cfg.KeyOverlap,
 	})
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)

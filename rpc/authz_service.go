@@ -211,6 +211,11 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 		}
 		ctx := authn.WithActor(ctx, authn.MachineActor(principal))
 		role := principal.Role
+		if m.GetRequestId() != "" {
+			// A retry with the same request id names the same lease, which
+			// is how the FSM recognises it (issuance dedupes by lease id).
+			leaseID = derivedLeaseID(view.HMACKey(), principal.Identity.GetId(), requestID)
+		}
 		ttl := time.Duration(intent.GetTtlSeconds()) * time.Second
 		if ttl == 0 {
 			ttl = time.Duration(role.GetDefaultTtlNanos())
@@ -431,6 +436,9 @@ func (s *authzService) decideForLease(view *fsm.View, lease *fsmpb.Lease, action
 	if err != nil {
 		return nil, err
 	}
+	if lease.GetParent() != "" {
+		cedarCtx["delegation"] = delegationContext(view, lease.GetParent(), lease.GetDepth())
+	}
 	dec, err := s.decide(view, ident, lease.GetRole(), action, res, cedarCtx)
 	if err != nil {
 		return nil, err
@@ -534,6 +542,9 @@ func (s *authzService) renew(ctx context.Context, m *writv1.RenewRequest) (*conn
 		return nil, err
 	}
 	cedarCtx["requested_ttl"] = int64(ttl / time.Second)
+	if lease.GetParent() != "" {
+		cedarCtx["delegation"] = delegationContext(view, lease.GetParent(), lease.GetDepth())
+	}
 	decisionID, err := newID(s.d.Rand, "d_")
 	if err != nil {
 		return nil, err
@@ -578,9 +589,11 @@ func (s *authzService) renew(ctx context.Context, m *writv1.RenewRequest) (*conn
 	}), nil
 }
 
-// Revoke invalidates a lease (and so its delegation subtree) or everything an
-// identity holds, in one log entry, and returns once every node in contact
-// with the leader has applied it.
+// Revoke invalidates a lease (and so its delegation subtree), everything an
+// identity, role or owner holds, or everything delegated from a lease, in
+// one log entry, and returns once every node in contact with the leader has
+// applied it. A dry run counts the live leases it would hit and writes
+// nothing.
 func (s *authzService) Revoke(ctx context.Context, req *connect.Request[writv1.RevokeRequest]) (*connect.Response[writv1.RevokeResponse], error) {
 	resp, err := s.revoke(ctx, req)
 	return resp, toConnect(s.d.Logger, err)
@@ -591,10 +604,26 @@ func (s *authzService) revoke(ctx context.Context, req *connect.Request[writv1.R
 	if len(m.GetReason()) > 1024 {
 		return nil, invalidf("reason is longer than 1024 bytes")
 	}
-	var payload *fsmpb.Command
-	switch t := m.GetTarget().(type) {
-	case *writv1.RevokeRequest_Credential:
+	if cred, ok := m.GetTarget().(*writv1.RevokeRequest_Credential); ok && !m.GetDryRun() {
 		// The holder ends its own lease: no admin token needed.
+		idx, err := s.complete(ctx, cred.Credential, m.GetReason())
+		if err != nil {
+			return nil, err
+		}
+		return connect.NewResponse(&writv1.RevokeResponse{Index: idx}), nil
+	}
+	if _, ok := m.GetTarget().(*writv1.RevokeRequest_Credential); !ok {
+		if err := checkAdmin(ctx, s.d, req.Header()); err != nil {
+			return nil, err
+		}
+	}
+	reason := nonEmpty(m.GetReason(), "revoked by admin")
+	var (
+		cmd    *fsmpb.Command
+		target fsm.Target
+	)
+	switch t := m.GetTarget().(type) {
+	case *writv1.RevokeRequest_Credential: // dry run of the holder's own lease
 		view, err := s.d.Backend.Read(ctx, ReadOptions{})
 		if err != nil {
 			return nil, err
@@ -603,41 +632,54 @@ func (s *authzService) revoke(ctx context.Context, req *connect.Request[writv1.R
 		if err != nil {
 			return nil, err
 		}
-		payload = &fsmpb.Command{Payload: &fsmpb.Command_RevokeLease{RevokeLease: &fsmpb.RevokeLease{LeaseId: claims.ID, Reason: nonEmpty(m.GetReason(), "completed by holder")}}}
+		target = fsm.Target{Kind: fsm.RevocationLease, ID: claims.ID}
 	case *writv1.RevokeRequest_LeaseId:
-		if err := checkAdmin(ctx, s.d, req.Header()); err != nil {
-			return nil, err
-		}
 		if err := checkLen("lease_id", t.LeaseId, 128); err != nil {
 			return nil, err
 		}
-		payload = &fsmpb.Command{Payload: &fsmpb.Command_RevokeLease{RevokeLease: &fsmpb.RevokeLease{LeaseId: t.LeaseId, Reason: nonEmpty(m.GetReason(), "revoked by admin")}}}
-	case *writv1.RevokeRequest_Identity:
-		if err := checkAdmin(ctx, s.d, req.Header()); err != nil {
+		target = fsm.Target{Kind: fsm.RevocationLease, ID: t.LeaseId}
+		cmd = &fsmpb.Command{Payload: &fsmpb.Command_RevokeLease{RevokeLease: &fsmpb.RevokeLease{LeaseId: t.LeaseId, Reason: reason}}}
+	case *writv1.RevokeRequest_Subtree:
+		if err := checkLen("subtree", t.Subtree, 128); err != nil {
 			return nil, err
 		}
+		target = fsm.Target{Kind: fsm.RevocationSubtree, ID: t.Subtree}
+		cmd = &fsmpb.Command{Payload: &fsmpb.Command_RevokeLease{RevokeLease: &fsmpb.RevokeLease{LeaseId: t.Subtree, Reason: reason, DescendantsOnly: true}}}
+	case *writv1.RevokeRequest_Identity:
 		if err := checkLen("identity", t.Identity, 256); err != nil {
 			return nil, err
 		}
-		payload = &fsmpb.Command{Payload: &fsmpb.Command_RevokeIdentity{RevokeIdentity: &fsmpb.RevokeIdentity{IdentityId: t.Identity, Reason: nonEmpty(m.GetReason(), "revoked by admin")}}}
+		target = fsm.Target{Kind: fsm.RevocationIdentity, ID: t.Identity}
+		cmd = &fsmpb.Command{Payload: &fsmpb.Command_RevokeIdentity{RevokeIdentity: &fsmpb.RevokeIdentity{IdentityId: t.Identity, Reason: reason}}}
+	case *writv1.RevokeRequest_Role:
+		if err := checkLen("role", t.Role, 256); err != nil {
+			return nil, err
+		}
+		target = fsm.Target{Kind: fsm.RevocationRole, ID: t.Role}
+		cmd = &fsmpb.Command{Payload: &fsmpb.Command_RevokeRole{RevokeRole: &fsmpb.RevokeRole{Name: t.Role, Reason: reason}}}
+	case *writv1.RevokeRequest_Owner:
+		if err := checkLen("owner", t.Owner, 256); err != nil {
+			return nil, err
+		}
+		target = fsm.Target{Kind: fsm.RevocationOwner, ID: t.Owner}
+		cmd = &fsmpb.Command{Payload: &fsmpb.Command_RevokeOwner{RevokeOwner: &fsmpb.RevokeOwner{Owner: t.Owner, Reason: reason}}}
 	default:
-		return nil, invalidf("a revocation target is required: lease_id, identity or credential")
+		return nil, invalidf("a revocation target is required: lease_id, identity, role, owner, subtree or credential")
 	}
-	requestID, err := newID(s.d.Rand, "r_")
+	if m.GetDryRun() {
+		// The blast radius on a linearizable view (every write committed
+		// before the call counts); nothing is written.
+		view, err := s.d.Backend.Read(ctx, ReadOptions{Linearizable: true})
+		if err != nil {
+			return nil, err
+		}
+		return connect.NewResponse(&writv1.RevokeResponse{
+			DryRun: true, LiveLeases: view.BlastRadius(target, s.d.Clock.Now()), AppliedIndex: view.Index(),
+		}), nil
+	}
+	idx, err := s.commitRevocation(ctx, cmd)
 	if err != nil {
 		return nil, err
-	}
-	payload.Header = &fsmpb.Header{RequestId: requestID}
-	results, err := s.d.Backend.Propose(ctx, []*fsmpb.Command{payload}, ProposeOptions{Urgent: true})
-	if err != nil {
-		return nil, err
-	}
-	if err := resultError(results[0]); err != nil {
-		return nil, err
-	}
-	idx := results[0].GetIndex()
-	if err := s.d.Backend.AwaitEverywhere(ctx, idx); err != nil {
-		return nil, fmt.Errorf("revocation committed at index %d but not confirmed everywhere: %w", idx, err)
 	}
 	return connect.NewResponse(&writv1.RevokeResponse{Index: idx}), nil
 }

@@ -70,6 +70,12 @@ type Deps struct {
 	// Environments identities and roles may live in; default prod,
 	// staging, dev.
 	Environments []string
+	// KeyOverlap is how long rotated-out signing keys keep verifying when a
+	// rotation names no overlap; default 24h.
+	KeyOverlap time.Duration
+	// WatchHeartbeat is how often an idle WatchRevocations stream carries
+	// the applied index; default 5s.
+	WatchHeartbeat time.Duration
 }
 
 // DefaultEnvironments are the environments when none are configured.
@@ -103,6 +109,12 @@ func (d *Deps) defaults() {
 	if len(d.Environments) == 0 {
 		d.Environments = DefaultEnvironments
 	}
+	if d.KeyOverlap <= 0 {
+		d.KeyOverlap = 24 * time.Hour
+	}
+	if d.WatchHeartbeat <= 0 {
+		d.WatchHeartbeat = 5 * time.Second
+	}
 }
 
 type realClock struct{}
@@ -115,7 +127,10 @@ func NewHandler(d Deps) http.Handler {
 	d.defaults()
 	opts := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxRequestBytes), connect.WithCompressMinBytes(CompressMinBytes))
 	mux := http.NewServeMux()
-	mux.Handle(writv1connect.NewAuthzServiceHandler(&authzService{d: d}, opts))
+	authzSvc := &authzService{d: d}
+	mux.Handle(writv1connect.NewAuthzServiceHandler(authzSvc, opts))
+	mux.Handle(writv1connect.NewLeaseServiceHandler(&leaseService{a: authzSvc}, opts))
+	mux.Handle(writv1connect.NewKeyServiceHandler(&keyService{d: d}, opts, connect.WithInterceptors(adminAuth(d))))
 	big := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxPolicyRequestBytes), connect.WithCompressMinBytes(CompressMinBytes))
 	mux.Handle(writv1connect.NewAdminServiceHandler(&adminService{d: d}, big,
 		connect.WithInterceptors(adminAuth(d))))
@@ -134,6 +149,8 @@ func NewHandler(d Deps) http.Handler {
 		writv1connect.PolicyServiceName,
 		writv1connect.AuthConfigServiceName,
 		writv1connect.ClusterServiceName,
+		writv1connect.LeaseServiceName,
+		writv1connect.KeyServiceName,
 		grpc_health_v1.Health_ServiceDesc.ServiceName,
 	)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))

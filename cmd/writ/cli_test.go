@@ -468,7 +468,7 @@ func TestCommands(t *testing.T) {
 		},
 		{
 			name: "revoke no target", args: []string{"revoke"},
-			code: exitUsage, stderr: []string{"at least one of the flags in the group [lease identity credential] is required"}, noCalls: true,
+			code: exitUsage, stderr: []string{"at least one of the flags in the group [lease identity role owner subtree credential] is required"}, noCalls: true,
 		},
 		{
 			name: "lease get", args: []string{"lease", "get", "l_abc"},

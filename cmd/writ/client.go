@@ -198,6 +198,8 @@ type clients struct {
 	cluster     writv1connect.ClusterServiceClient
 	policy      writv1connect.PolicyServiceClient
 	authConfigs writv1connect.AuthConfigServiceClient
+	lease       writv1connect.LeaseServiceClient
+	key         writv1connect.KeyServiceClient
 }
 
 // clientConfig is everything needed to build clients.
@@ -226,6 +228,8 @@ func newClients(cfg clientConfig) *clients {
 		policy:  writv1connect.NewPolicyServiceClient(hc, cfg.BaseURL, opts...),
 
 		authConfigs: writv1connect.NewAuthConfigServiceClient(hc, cfg.BaseURL, opts...),
+		lease:       writv1connect.NewLeaseServiceClient(hc, cfg.BaseURL, opts...),
+		key:         writv1connect.NewKeyServiceClient(hc, cfg.BaseURL, opts...),
 	}
 }
 

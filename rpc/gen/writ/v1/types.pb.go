@@ -199,12 +199,14 @@ type Identity struct {
 	Environment string            `protobuf:"bytes,4,opt,name=environment,proto3" json:"environment,omitempty"`
 	Attributes  map[string]string `protobuf:"bytes,5,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// active | disabled
-	Status        string                 `protobuf:"bytes,6,opt,name=status,proto3" json:"status,omitempty"`
-	Epoch         uint64                 `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Version       uint64                 `protobuf:"varint,8,opt,name=version,proto3" json:"version,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	Description   string                 `protobuf:"bytes,11,opt,name=description,proto3" json:"description,omitempty"`
+	Status      string                 `protobuf:"bytes,6,opt,name=status,proto3" json:"status,omitempty"`
+	Epoch       uint64                 `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Version     uint64                 `protobuf:"varint,8,opt,name=version,proto3" json:"version,omitempty"`
+	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Description string                 `protobuf:"bytes,11,opt,name=description,proto3" json:"description,omitempty"`
+	// Budget: at most this many live leases at once (0: no limit).
+	MaxLiveLeases uint32 `protobuf:"varint,50,opt,name=max_live_leases,json=maxLiveLeases,proto3" json:"max_live_leases,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -316,6 +318,13 @@ func (x *Identity) GetDescription() string {
 	return ""
 }
 
+func (x *Identity) GetMaxLiveLeases() uint32 {
+	if x != nil {
+		return x.MaxLiveLeases
+	}
+	return 0
+}
+
 type Role struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -343,9 +352,12 @@ type Role struct {
 	// SPIFFE ID patterns (spiffe://td/ns/*/sa/api, spiffe://td/ns/prod/**).
 	BoundSpiffeIds []string `protobuf:"bytes,43,rep,name=bound_spiffe_ids,json=boundSpiffeIds,proto3" json:"bound_spiffe_ids,omitempty"`
 	// Source addresses or prefixes every login through this role must come from.
-	BoundCidrs    []string `protobuf:"bytes,44,rep,name=bound_cidrs,json=boundCidrs,proto3" json:"bound_cidrs,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	BoundCidrs []string `protobuf:"bytes,44,rep,name=bound_cidrs,json=boundCidrs,proto3" json:"bound_cidrs,omitempty"`
+	// How many links of delegation below a root lease this role allows
+	// (0: no delegation).
+	MaxDelegationDepth uint32 `protobuf:"varint,50,opt,name=max_delegation_depth,json=maxDelegationDepth,proto3" json:"max_delegation_depth,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Role) Reset() {
@@ -502,6 +514,13 @@ func (x *Role) GetBoundCidrs() []string {
 		return x.BoundCidrs
 	}
 	return nil
+}
+
+func (x *Role) GetMaxDelegationDepth() uint32 {
+	if x != nil {
+		return x.MaxDelegationDepth
+	}
+	return 0
 }
 
 // BoundClaim requires a claim (a name, or a JSON pointer like
@@ -882,11 +901,13 @@ type Lease struct {
 	DecisionId    string                 `protobuf:"bytes,12,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
 	PolicySet     string                 `protobuf:"bytes,13,opt,name=policy_set,json=policySet,proto3" json:"policy_set,omitempty"`
 	PolicyVersion uint64                 `protobuf:"varint,14,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
-	// active | revoked | expired | invalidated
-	Status        string `protobuf:"bytes,15,opt,name=status,proto3" json:"status,omitempty"`
-	StatusReason  string `protobuf:"bytes,16,opt,name=status_reason,json=statusReason,proto3" json:"status_reason,omitempty"`
-	IssuedIndex   uint64 `protobuf:"varint,17,opt,name=issued_index,json=issuedIndex,proto3" json:"issued_index,omitempty"`
-	AuthMethod    string `protobuf:"bytes,18,opt,name=auth_method,json=authMethod,proto3" json:"auth_method,omitempty"`
+	// active | revoked | completed | expired | invalidated
+	Status       string `protobuf:"bytes,15,opt,name=status,proto3" json:"status,omitempty"`
+	StatusReason string `protobuf:"bytes,16,opt,name=status_reason,json=statusReason,proto3" json:"status_reason,omitempty"`
+	IssuedIndex  uint64 `protobuf:"varint,17,opt,name=issued_index,json=issuedIndex,proto3" json:"issued_index,omitempty"`
+	AuthMethod   string `protobuf:"bytes,18,opt,name=auth_method,json=authMethod,proto3" json:"auth_method,omitempty"`
+	// Links to the root lease (0 for a root).
+	Depth         uint32 `protobuf:"varint,50,opt,name=depth,proto3" json:"depth,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1045,6 +1066,13 @@ func (x *Lease) GetAuthMethod() string {
 		return x.AuthMethod
 	}
 	return ""
+}
+
+func (x *Lease) GetDepth() uint32 {
+	if x != nil {
+		return x.Depth
+	}
+	return 0
 }
 
 type DeterminingPolicy struct {
@@ -1300,7 +1328,7 @@ const file_writ_v1_types_proto_rawDesc = "" +
 	"\x13writ/v1/types.proto\x12\awrit.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"b\n" +
 	"\vReadOptions\x126\n" +
 	"\vconsistency\x18\x01 \x01(\x0e2\x14.writ.v1.ConsistencyR\vconsistency\x12\x1b\n" +
-	"\tmin_index\x18\x02 \x01(\x04R\bminIndex\"\xc8\x03\n" +
+	"\tmin_index\x18\x02 \x01(\x04R\bminIndex\"\xf0\x03\n" +
 	"\bIdentity\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
@@ -1317,10 +1345,11 @@ const file_writ_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"updated_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12 \n" +
-	"\vdescription\x18\v \x01(\tR\vdescription\x1a=\n" +
+	"\vdescription\x18\v \x01(\tR\vdescription\x12&\n" +
+	"\x0fmax_live_leases\x182 \x01(\rR\rmaxLiveLeases\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb0\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe2\x05\n" +
 	"\x04Role\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\venvironment\x18\x02 \x01(\tR\venvironment\x12!\n" +
@@ -1343,7 +1372,8 @@ const file_writ_v1_types_proto_rawDesc = "" +
 	"\fbound_claims\x18* \x03(\v2\x13.writ.v1.BoundClaimR\vboundClaims\x12(\n" +
 	"\x10bound_spiffe_ids\x18+ \x03(\tR\x0eboundSpiffeIds\x12\x1f\n" +
 	"\vbound_cidrs\x18, \x03(\tR\n" +
-	"boundCidrs\":\n" +
+	"boundCidrs\x120\n" +
+	"\x14max_delegation_depth\x182 \x01(\rR\x12maxDelegationDepth\":\n" +
 	"\n" +
 	"BoundClaim\x12\x14\n" +
 	"\x05claim\x18\x01 \x01(\tR\x05claim\x12\x16\n" +
@@ -1378,7 +1408,7 @@ const file_writ_v1_types_proto_rawDesc = "" +
 	"attributes\"R\n" +
 	"\x05Scope\x12\x18\n" +
 	"\aactions\x18\x01 \x03(\tR\aactions\x12/\n" +
-	"\tresources\x18\x02 \x03(\v2\x11.writ.v1.ResourceR\tresources\"\xf7\x04\n" +
+	"\tresources\x18\x02 \x03(\v2\x11.writ.v1.ResourceR\tresources\"\x8d\x05\n" +
 	"\x05Lease\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bidentity\x18\x02 \x01(\tR\bidentity\x12\x12\n" +
@@ -1402,7 +1432,8 @@ const file_writ_v1_types_proto_rawDesc = "" +
 	"\rstatus_reason\x18\x10 \x01(\tR\fstatusReason\x12!\n" +
 	"\fissued_index\x18\x11 \x01(\x04R\vissuedIndex\x12\x1f\n" +
 	"\vauth_method\x18\x12 \x01(\tR\n" +
-	"authMethod\"\xca\x01\n" +
+	"authMethod\x12\x14\n" +
+	"\x05depth\x182 \x01(\rR\x05depth\"\xca\x01\n" +
 	"\x11DeterminingPolicy\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12M\n" +
 	"\vannotations\x18\x02 \x03(\v2+.writ.v1.DeterminingPolicy.AnnotationsEntryR\vannotations\x12\x16\n" +

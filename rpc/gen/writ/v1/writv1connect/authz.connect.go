@@ -63,7 +63,9 @@ type AuthzServiceClient interface {
 	Verify(context.Context, *connect.Request[v1.VerifyRequest]) (*connect.Response[v1.VerifyResponse], error)
 	// Extend a lease within its role's limits (a fresh authorization).
 	Renew(context.Context, *connect.Request[v1.RenewRequest]) (*connect.Response[v1.RenewResponse], error)
-	// Revoke a lease, or everything an identity holds.
+	// Revoke a lease (and its delegation subtree), everything an identity,
+	// role or owner holds, or everything delegated from a lease: one log entry
+	// whatever the number of leases. dry_run counts instead.
 	Revoke(context.Context, *connect.Request[v1.RevokeRequest]) (*connect.Response[v1.RevokeResponse], error)
 }
 
@@ -174,7 +176,9 @@ type AuthzServiceHandler interface {
 	Verify(context.Context, *connect.Request[v1.VerifyRequest]) (*connect.Response[v1.VerifyResponse], error)
 	// Extend a lease within its role's limits (a fresh authorization).
 	Renew(context.Context, *connect.Request[v1.RenewRequest]) (*connect.Response[v1.RenewResponse], error)
-	// Revoke a lease, or everything an identity holds.
+	// Revoke a lease (and its delegation subtree), everything an identity,
+	// role or owner holds, or everything delegated from a lease: one log entry
+	// whatever the number of leases. dry_run counts instead.
 	Revoke(context.Context, *connect.Request[v1.RevokeRequest]) (*connect.Response[v1.RevokeResponse], error)
 }
 
