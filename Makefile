@@ -52,6 +52,15 @@ test-docker: ## docker cluster test: 3 containers, kill, disconnect, rolling res
 test-chaos: ## fault history run: clients under partitions, slow links, kills, checked with porcupine (WRIT_HISTORY_DURATION, default 3m)
 	WRIT_HISTORY_DURATION=$${WRIT_HISTORY_DURATION:-3m} $(GO) test -race -count=1 -timeout 20m -run 'TestHistoryUnderFaults' -v ./node/
 
+.PHONY: bench-revoke
+bench-revoke: ## revocation propagation p50/p99, idle and loaded 3-node cluster (run on a quiet machine)
+	$(GO) test -count=1 -run '^$$' -bench 'RevokePropagation' -benchtime $${BENCHTIME:-300x} ./node/
+	$(GO) test -count=1 -run '^$$' -bench 'IdleCPU' -benchtime 3x ./node/
+
+.PHONY: bench-failover
+bench-failover: ## leader failover with 1,000,000 live leases (about 9 GiB of heap for 3 replicas; minutes to load)
+	GOMEMLIMIT=$${GOMEMLIMIT:-12GiB} WRIT_FAILOVER_LEASES=$${WRIT_FAILOVER_LEASES:-1000000} $(GO) test -count=1 -timeout 90m -run '^$$' -bench 'Failover' -benchtime $${BENCHTIME:-3x} -v ./node/
+
 .PHONY: bench-ci
 bench-ci: ## run every benchmark once so they cannot rot
 	$(GO) test -run '^$$' -bench . -benchtime=1x ./...
