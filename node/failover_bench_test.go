@@ -160,8 +160,7 @@ func bulkLoad(b *testing.B, c *nodetest.Cluster, proof *writv1.AppRoleProof, n i
 	if err != nil {
 		b.Fatal(err)
 	}
-	leader := c.Members[c.Leader()].Node
-	tmpl, ok := leader.FSM().View().Lease(resp.GetLease().GetId())
+	tmpl, ok := c.Members[c.Leader()].Node.FSM().View().Lease(resp.GetLease().GetId())
 	if !ok {
 		b.Fatal("template lease missing")
 	}
@@ -183,7 +182,15 @@ func bulkLoad(b *testing.B, c *nodetest.Cluster, proof *writv1.AppRoleProof, n i
 						Payload: &fsmpb.Command_IssueLease{IssueLease: &fsmpb.IssueLease{Lease: l, TtlNanos: int64(time.Hour)}},
 					})
 				}
-				results, err := leader.Propose(ctx, cmds, rpc.ProposeOptions{})
+				// Retried on failure (an election under load): request ids make
+				// the retry safe, the FSM answers a duplicate with the first result.
+				var results []*fsmpb.Result
+				var err error
+				for try := 0; try < 10; try++ {
+					if results, err = c.Members[c.Leader()].Node.Propose(ctx, cmds, rpc.ProposeOptions{}); err == nil {
+						break
+					}
+				}
 				if err != nil {
 					errs <- err
 					return
