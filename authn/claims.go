@@ -97,28 +97,32 @@ func claimStrings(v any) []string {
 }
 
 // Glob reports whether s matches pattern, where * stands for any run of
-// characters (none included) and everything else for itself.
+// characters (none included) and everything else for itself. It runs in
+// O(len(pattern)·len(s)) whatever the stars (one backtrack point: the last
+// star), so a long hostile claim cannot make matching exponential.
 func Glob(pattern, s string) bool {
-	for {
-		i := strings.IndexByte(pattern, '*')
-		if i < 0 {
-			return pattern == s
-		}
-		if !strings.HasPrefix(s, pattern[:i]) {
+	p, i := 0, 0
+	star, mark := -1, 0
+	for i < len(s) {
+		switch {
+		case p < len(pattern) && pattern[p] == '*':
+			star, mark = p, i
+			p++
+		case p < len(pattern) && pattern[p] == s[i]:
+			p++
+			i++
+		case star >= 0:
+			p = star + 1
+			mark++
+			i = mark
+		default:
 			return false
 		}
-		s, pattern = s[i:], pattern[i+1:]
-		if pattern == "" {
-			return true
-		}
-		// Try every position for the rest; patterns are short.
-		for j := 0; j <= len(s); j++ {
-			if Glob(pattern, s[j:]) {
-				return true
-			}
-		}
-		return false
 	}
+	for p < len(pattern) && pattern[p] == '*' {
+		p++
+	}
+	return p == len(pattern)
 }
 
 // matchBoundClaims checks every bound claim: the claim must exist and one of
