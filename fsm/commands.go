@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"math"
 	"unicode"
 	"unicode/utf8"
 
@@ -47,7 +48,7 @@ func (a *applier) apply(cmd *fsmpb.Command) *fsmpb.Result {
 	case *fsmpb.Command_PutSigningKey:
 		return a.putSigningKey(p.PutSigningKey)
 	case *fsmpb.Command_IssueLease:
-		return a.issueLease(p.IssueLease)
+		return a.issueLease(p.IssueLease, cmd.GetHeader().GetRequestId())
 	case *fsmpb.Command_RenewLease:
 		return a.renewLease(p.RenewLease)
 	case *fsmpb.Command_RevokeLease:
@@ -60,6 +61,12 @@ func (a *applier) apply(cmd *fsmpb.Command) *fsmpb.Result {
 		return a.putAuthConfig(p.PutAuthConfig)
 	case *fsmpb.Command_DeleteAuthConfig:
 		return a.deleteAuthConfig(p.DeleteAuthConfig)
+	case *fsmpb.Command_RevokeRole:
+		return a.revokeRole(p.RevokeRole)
+	case *fsmpb.Command_RevokeOwner:
+		return a.revokeOwner(p.RevokeOwner)
+	case *fsmpb.Command_RetireSigningKey:
+		return a.retireSigningKey(p.RetireSigningKey)
 	default:
 		// CheckCommand ran before the transaction opened: an unknown payload
 		// that reaches here is ignorable.
@@ -171,9 +178,12 @@ func (a *applier) putIdentity(p *fsmpb.PutIdentity) *fsmpb.Result {
 		// Disabling invalidates everything the identity holds, and
 		// re-enabling does not bring it back. Moving it to another
 		// environment does the same: its leases were issued for the old one.
+		// So does handing it to another owner: its leases were stamped
+		// with the old owner's accountability (and RevokeOwner epoch).
 		if (old.Status == fsmpb.IdentityStatus_IDENTITY_STATUS_ACTIVE && n.Status == fsmpb.IdentityStatus_IDENTITY_STATUS_DISABLED) ||
-			old.Environment != n.Environment {
+			old.Environment != n.Environment || old.Owner != n.Owner {
 			n.Epoch++
+			a.revoked(RevocationIdentity, n.Id, "identity disabled, moved or re-owned")
 		}
 	}
 	a.put(tIdentity, n)
@@ -185,10 +195,10 @@ func (a *applier) putIdentity(p *fsmpb.PutIdentity) *fsmpb.Result {
 // still carry, so that re-creating an id never brings old leases back.
 func (a *applier) freshIdentityEpoch(id string) uint64 {
 	epoch := uint64(1)
-	it := a.iter(tLease, iIdentity, id)
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		epoch = max(epoch, raw.(*fsmpb.Lease).GetIdentityEpoch()+1)
-	}
+	ascendFrom(a.ls.byIdent, false, id, math.MinInt64, func(r *leaseRec) bool {
+		epoch = max(epoch, r.g.identityEpoch+1)
+		return true
+	})
 	return epoch
 }
 
@@ -199,6 +209,7 @@ func (a *applier) deleteIdentity(p *fsmpb.DeleteIdentity) *fsmpb.Result {
 	}
 	// Its leases stay until they expire; CheckLease reports identity_deleted.
 	a.del(tIdentity, old)
+	a.revoked(RevocationIdentity, p.GetId(), "identity deleted")
 	return ok()
 }
 
@@ -214,6 +225,7 @@ func (a *applier) revokeIdentity(p *fsmpb.RevokeIdentity) *fsmpb.Result {
 	n.Version++
 	n.UpdatedUnixNano = a.now
 	a.put(tIdentity, n)
+	a.revoked(RevocationIdentity, n.Id, p.GetReason())
 	return &fsmpb.Result{Code: codeOK, Version: n.Version}
 }
 
@@ -277,6 +289,7 @@ func (a *applier) putRole(p *fsmpb.PutRole) *fsmpb.Result {
 		// what it issued under the old binding.
 		if old.Identity != n.Identity || old.IdentityTemplate != n.IdentityTemplate || old.Environment != n.Environment {
 			n.Epoch++
+			a.revoked(RevocationRole, n.Name, "role rebound")
 		}
 	}
 	a.put(tRole, n)
@@ -286,10 +299,10 @@ func (a *applier) putRole(p *fsmpb.PutRole) *fsmpb.Result {
 // freshRoleEpoch: like freshIdentityEpoch, for leases of a deleted role.
 func (a *applier) freshRoleEpoch(name string) uint64 {
 	epoch := uint64(1)
-	it := a.iter(tLease, iRoleExpiry+"_prefix", name)
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		epoch = max(epoch, raw.(*fsmpb.Lease).GetRoleEpoch()+1)
-	}
+	ascendFrom(a.ls.byRole, true, name, math.MinInt64, func(r *leaseRec) bool {
+		epoch = max(epoch, r.g.roleEpoch+1)
+		return true
+	})
 	return epoch
 }
 
@@ -310,6 +323,7 @@ func (a *applier) deleteRole(p *fsmpb.DeleteRole) *fsmpb.Result {
 		a.del(tSecret, s)
 	}
 	a.del(tRole, old)
+	a.revoked(RevocationRole, p.GetName(), "role deleted")
 	return &fsmpb.Result{Code: codeOK, Count: uint64(len(secrets))}
 }
 
@@ -372,8 +386,33 @@ func (a *applier) putPolicySet(p *fsmpb.PutPolicySet) *fsmpb.Result {
 	n.ActivatedUnixNano = a.now
 	a.put(tPolicy, n)
 	a.put(tHistory, n)
+	if keep := p.GetKeepVersions(); keep > 0 {
+		a.prunePolicyHistory(n.Name, int(keep))
+	}
 	a.policyEvents = append(a.policyEvents, policyEvent{ps: n})
+	a.revoked(RevocationPolicySet, n.Name, "policy set changed")
 	return &fsmpb.Result{Code: codeOK, Version: n.Version}
+}
+
+// prunePolicyHistory deletes the oldest stored versions of name until at
+// most keep remain. The newest version (the one just activated) is always
+// among those kept, so the active version is never pruned.
+func (a *applier) prunePolicyHistory(name string, keep int) {
+	it, err := a.txn.LowerBound(tHistory, "id", name, uint64(0))
+	if err != nil {
+		panic(err)
+	}
+	var versions []*fsmpb.PolicySet
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		ps := obj.(*fsmpb.PolicySet)
+		if ps.GetName() != name {
+			break
+		}
+		versions = append(versions, ps)
+	}
+	for i := 0; i < len(versions)-keep; i++ {
+		a.del(tHistory, versions[i])
+	}
 }
 
 // latestPolicyVersion is the highest version ever stored under name (versions
@@ -397,6 +436,7 @@ func (a *applier) deletePolicySet(p *fsmpb.DeletePolicySet) *fsmpb.Result {
 	}
 	a.del(tPolicy, old)
 	a.policyEvents = append(a.policyEvents, policyEvent{ps: old, deleted: true})
+	a.revoked(RevocationPolicySet, p.GetName(), "policy set deleted")
 	return ok()
 }
 
@@ -410,14 +450,42 @@ func (a *applier) putSigningKey(p *fsmpb.PutSigningKey) *fsmpb.Result {
 	if a.first(tKey, "id", k.GetKid()) != nil {
 		return fail(codeExists, "signing key %q already exists", k.GetKid())
 	}
+	if p.GetRetireOthersAfterNanos() < 0 {
+		return fail(codeInvalid, "retire_others_after must not be negative")
+	}
+	k.CreatedUnixNano = 0 // Apply stamps it: the newest key signs
+	k.RetireUnixNano = 0
+	if d := p.GetRetireOthersAfterNanos(); d > 0 {
+		// Rotation: the others keep verifying through the overlap window.
+		var others []*fsmpb.SigningKey
+		it := a.iter(tKey, "id")
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			if o := raw.(*fsmpb.SigningKey); o.RetireUnixNano == 0 {
+				others = append(others, o)
+			}
+		}
+		for _, o := range others {
+			c := proto.Clone(o).(*fsmpb.SigningKey)
+			c.RetireUnixNano = addNanos(a.now, d)
+			a.put(tKey, c)
+		}
+	}
 	a.insertSigningKey(k)
 	return ok()
 }
 
-// insertSigningKey stamps a key without a creation time with the entry's.
+// insertSigningKey stamps a key without a creation time with the entry's,
+// and always later than every other key's: the newest key signs, so
+// "newest" must never be a tie (two keys put within one clock tick).
 func (a *applier) insertSigningKey(k *fsmpb.SigningKey) {
 	if k.CreatedUnixNano == 0 {
 		k.CreatedUnixNano = a.now
+	}
+	it := a.iter(tKey, "id")
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if c := raw.(*fsmpb.SigningKey).CreatedUnixNano; c >= k.CreatedUnixNano {
+			k.CreatedUnixNano = c + 1
+		}
 	}
 	a.put(tKey, k)
 }

@@ -18,20 +18,17 @@ const (
 	tHistory  = "policy_history" // every version ever stored, by (name, version)
 	tKey      = "signing_keys"
 	tNode     = "nodes"
-	tLease    = "leases"
 	tApplied  = "applied_requests" // one row per log entry that applied request ids
 	tAuth     = "auth_configs"     // JWT/OIDC and mTLS auth configs, by name
+	tOwner    = "owner_epochs"     // revocation epoch per owner (absent: 0)
 )
 
 // Secondary index names.
 const (
-	iRoleID     = "role_id"     // roles by AppRole role id (unique)
-	iRole       = "role"        // secret ids by role
-	iHMAC       = "hmac"        // secret ids by keyed hash (unique)
-	iIdentity   = "identity"    // leases by identity, then id
-	iRoleExpiry = "role_expiry" // leases by role, then expiry: live-lease budgets
-	iExpiry     = "expiry"      // leases by expiry: the reaper
-	iRequest    = "request"     // applied rows by request id (unique, multi-valued)
+	iRoleID  = "role_id" // roles by AppRole role id (unique)
+	iRole    = "role"    // secret ids by role
+	iHMAC    = "hmac"    // secret ids by keyed hash (unique)
+	iRequest = "request" // applied rows by request id (unique, multi-valued)
 )
 
 // meta is the one-row table of cluster-wide facts set by Bootstrap.
@@ -304,9 +301,9 @@ var schema = func() *memdb.DBSchema {
 		tHistory:  {Indexes: map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: historyIndex{}}}},
 		tKey:      {Indexes: primary((*fsmpb.SigningKey).GetKid)},
 		tNode:     {Indexes: primary((*fsmpb.Node).GetId)},
-		tLease:    {Indexes: primary((*fsmpb.Lease).GetId)},
 		tApplied:  {Indexes: map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: entryIndex{}}}},
 		tAuth:     {Indexes: primary((*fsmpb.AuthConfig).GetName)},
+		tOwner:    {Indexes: primary((*fsmpb.OwnerEpoch).GetOwner)},
 	}}
 	// Every index is required (AllowMissing false): Apply validates the
 	// fields, and Restore rejects a record that lacks one.
@@ -316,9 +313,6 @@ var schema = func() *memdb.DBSchema {
 	idx(tRole, iRoleID, true, stringIndex[*fsmpb.Role]{get: (*fsmpb.Role).GetRoleId})
 	idx(tSecret, iRole, false, stringIndex[*fsmpb.SecretID]{(*fsmpb.SecretID).GetRole, (*fsmpb.SecretID).GetAccessor})
 	idx(tSecret, iHMAC, true, bytesIndex[*fsmpb.SecretID]{(*fsmpb.SecretID).GetSecretHmac})
-	idx(tLease, iIdentity, false, stringIndex[*fsmpb.Lease]{(*fsmpb.Lease).GetIdentity, (*fsmpb.Lease).GetId})
-	idx(tLease, iRoleExpiry, false, stringInt64Index[*fsmpb.Lease]{(*fsmpb.Lease).GetRole, (*fsmpb.Lease).GetExpiresUnixNano, (*fsmpb.Lease).GetId})
-	idx(tLease, iExpiry, false, int64Index[*fsmpb.Lease]{(*fsmpb.Lease).GetExpiresUnixNano, (*fsmpb.Lease).GetId})
 	idx(tApplied, iRequest, true, requestIndex{})
 	for name, t := range s.Tables {
 		t.Name = name

@@ -44,6 +44,7 @@ type Node struct {
 	store     *raftboltdb.BoltStore
 	proposer  *proposer
 	peers     *peerClients
+	caught    *freshness
 
 	apiLn   net.Listener
 	httpSrv *http.Server
@@ -69,6 +70,7 @@ func New(cfg Config) (*Node, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With("node", cfg.NodeID),
 		engine:   authz.NewEngine(),
+		caught:   newFreshness(),
 		verifier: credential.NewVerifier(credential.VerifierConfig{}),
 	}
 	n.fsm = fsm.New(fsm.Config{
@@ -101,9 +103,10 @@ func (n *Node) Start(ctx context.Context) error {
 		_ = n.Close()
 		return err
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.leaderLoop()
 	go n.reaperLoop()
+	go n.freshnessLoop()
 	if len(n.cfg.Join) > 0 {
 		n.wg.Add(1)
 		go n.joinLoop()
@@ -139,12 +142,19 @@ func (n *Node) startRaft() error {
 		advertise = n.cfg.RaftAddr
 	}
 	var advAddr net.Addr
+	if _, port, _ := net.SplitHostPort(advertise); port == "0" {
+		advertise = "" // the transport advertises the port it binds
+	}
 	if advertise != "" {
 		if advAddr, err = net.ResolveTCPAddr("tcp", advertise); err != nil {
 			return fmt.Errorf("advertise raft addr: %w", err)
 		}
 	}
-	trans, err := raft.NewTCPTransportWithLogger(n.cfg.RaftAddr, advAddr, 3, 10*time.Second, hlog)
+	tconf := &raft.NetworkTransportConfig{MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog}
+	if n.cfg.PeerAddr != nil {
+		tconf.ServerAddressProvider = peerRaftAddrs(n.cfg.PeerAddr)
+	}
+	trans, err := raft.NewTCPTransportWithConfig(n.cfg.RaftAddr, advAddr, tconf)
 	if err != nil {
 		return fmt.Errorf("raft transport: %w", err)
 	}
@@ -208,6 +218,8 @@ func (n *Node) startAPI() error {
 			Clock: n.cfg.Clock, Logger: n.log,
 		}),
 		Environments: n.cfg.Environments,
+
+		KeyOverlap: n.cfg.KeyOverlap,
 	})
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)

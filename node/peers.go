@@ -116,3 +116,11 @@ func retryableRemote(err error) bool {
 	}
 	return false
 }
+
+// peerReset reports a call to a peer that connect-go reports as canceled
+// although our own context is live: the connection was reset under it (a
+// peer restarting, a network fault). That is worth retrying, not a
+// cancellation to hand back to the client.
+func peerReset(ctx context.Context, err error) bool {
+	return ctx.Err() == nil && connect.CodeOf(err) == connect.CodeCanceled
+}

@@ -250,8 +250,8 @@ func (s *adminService) RevokeSecretID(ctx context.Context, req *connect.Request[
 	return connect.NewResponse(&writv1.RevokeSecretIDResponse{Index: r.GetIndex()}), nil
 }
 
-// MaxPolicyBytes bounds one policy set's Cedar text.
-const MaxPolicyBytes = 512 << 10
+// MaxPolicyBytes bounds one policy set's Cedar text (authz's own bound).
+const MaxPolicyBytes = authz.MaxPolicySetBytes
 
 func (s *adminService) PutPolicySet(ctx context.Context, req *connect.Request[writv1.PutPolicySetRequest]) (*connect.Response[writv1.PutPolicySetResponse], error) {
 	ps := req.Msg.GetPolicySet()
@@ -261,13 +261,15 @@ func (s *adminService) PutPolicySet(ctx context.Context, req *connect.Request[wr
 	if len(ps.GetCedar()) > MaxPolicyBytes {
 		return nil, toConnect(s.d.Logger, invalidf("policy text is %d bytes; at most %d", len(ps.GetCedar()), MaxPolicyBytes))
 	}
-	// Validate before proposing: an invalid set never reaches the log.
-	if _, err := authz.Compile(ps.GetName(), 0, []byte(ps.GetCedar())); err != nil {
+	// Validate against the schema before proposing: an invalid set never
+	// reaches the log (policy_service.go, "why not in Apply").
+	if _, err := s.d.Schema.Validate(ps.GetName(), 0, []byte(ps.GetCedar())); err != nil {
 		return nil, toConnect(s.d.Logger, err)
 	}
 	r, err := s.write(ctx, &fsmpb.Command{Payload: &fsmpb.Command_PutPolicySet{PutPolicySet: &fsmpb.PutPolicySet{
 		PolicySet:     &fsmpb.PolicySet{Name: ps.GetName(), Cedar: ps.GetCedar(), Description: ps.GetDescription()},
 		ExpectVersion: req.Msg.GetExpectVersion(),
+		KeepVersions:  PolicyHistoryVersions,
 	}}})
 	if err != nil {
 		return nil, toConnect(s.d.Logger, err)
@@ -286,6 +288,9 @@ func (s *adminService) GetPolicySet(ctx context.Context, req *connect.Request[wr
 		return nil, toConnect(s.d.Logger, err)
 	}
 	ps, ok := view.PolicySet(req.Msg.GetName())
+	if v := req.Msg.GetVersion(); v != 0 {
+		ps, ok = view.PolicySetVersion(req.Msg.GetName(), v)
+	}
 	if !ok {
 		return nil, newError(connect.CodeNotFound, "not_found", "policy set "+quote(req.Msg.GetName())+" not found", nil)
 	}

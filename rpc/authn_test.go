@@ -25,15 +25,15 @@ import (
 const authnPolicy = `
 @id("deploy-from-main-ci-token")
 permit (principal, action == Action::"deploy", resource)
-when { context.auth.method == "jwt" && context.auth has claims && context.auth.claims has ref && context.auth.claims.ref == "refs/heads/main" };
+when { context has auth && context.auth.method == "jwt" && context.auth has claims && context.auth.claims has ref && context.auth.claims.ref == "refs/heads/main" };
 
 @id("agent-tools-over-mtls")
 permit (principal, action == Action::"call_tool", resource)
-when { context.auth.method == "mtls" && context.auth has spiffe_id };
+when { context has auth && context.auth.method == "mtls" && context.auth has spiffe_id };
 
 @id("backup-by-approle")
 permit (principal, action == Action::"backup", resource)
-when { context.auth.method == "approle" };
+when { context has auth && context.auth.method == "approle" };
 `
 
 type authnFixture struct {

@@ -108,6 +108,10 @@ func toConnect(log *slog.Logger, err error) error {
 	if reason := credentialReason(err); reason != "" {
 		return newError(connect.CodeUnauthenticated, reason, "credential rejected: "+reason, nil)
 	}
+	var ve *authz.ValidationError
+	if errors.As(err, &ve) {
+		return policyError(ve)
+	}
 	switch {
 	case errors.Is(err, errInvalid), errors.Is(err, authz.ErrInvalidRequest):
 		return newError(connect.CodeInvalidArgument, "invalid_argument", err.Error(), nil)

@@ -61,17 +61,17 @@ func TestLoginMethodsEndToEnd(t *testing.T) {
 @id("prod-deploy-from-main")
 @reason("prod deploys only from a CI token of the main branch")
 permit (principal is CiJob, action == Action::"deploy", resource)
-when { context.auth.method == "jwt" && context.auth has claims && context.auth.claims has ref && context.auth.claims.ref == "refs/heads/main" };
+when { context has auth && context.auth.method == "jwt" && context.auth has claims && context.auth.claims has ref && context.auth.claims.ref == "refs/heads/main" };
 
 @id("prod-agent-mtls")
 @reason("this agent only through mTLS")
 permit (principal is Agent, action == Action::"call_tool", resource)
-when { context.auth.method == "mtls" && context.auth has spiffe_id };
+when { context has auth && context.auth.method == "mtls" && context.auth has spiffe_id };
 
 @id("prod-backup-approle")
 @reason("backups by AppRole")
 permit (principal is ServiceAccount, action == Action::"backup", resource)
-when { context.auth.method == "approle" };
+when { context has auth && context.auth.method == "approle" };
 `,
 	}
 	path := map[string]string{}

@@ -196,7 +196,10 @@ type clients struct {
 	admin       writv1connect.AdminServiceClient
 	authz       writv1connect.AuthzServiceClient
 	cluster     writv1connect.ClusterServiceClient
+	policy      writv1connect.PolicyServiceClient
 	authConfigs writv1connect.AuthConfigServiceClient
+	lease       writv1connect.LeaseServiceClient
+	key         writv1connect.KeyServiceClient
 }
 
 // clientConfig is everything needed to build clients.
@@ -222,8 +225,11 @@ func newClients(cfg clientConfig) *clients {
 		admin:   writv1connect.NewAdminServiceClient(hc, cfg.BaseURL, opts...),
 		authz:   writv1connect.NewAuthzServiceClient(hc, cfg.BaseURL, opts...),
 		cluster: writv1connect.NewClusterServiceClient(hc, cfg.BaseURL, opts...),
+		policy:  writv1connect.NewPolicyServiceClient(hc, cfg.BaseURL, opts...),
 
 		authConfigs: writv1connect.NewAuthConfigServiceClient(hc, cfg.BaseURL, opts...),
+		lease:       writv1connect.NewLeaseServiceClient(hc, cfg.BaseURL, opts...),
+		key:         writv1connect.NewKeyServiceClient(hc, cfg.BaseURL, opts...),
 	}
 }
 

@@ -64,6 +64,7 @@ func (a *app) identityPutCmd() *cobra.Command {
 	f.StringArrayVar(&attrs, "attr", nil, "attribute key=value (repeatable)")
 	f.StringVar(&id.Description, "description", "", "free text")
 	f.BoolVar(&disabled, "disabled", false, "store the identity disabled (it can hold no leases)")
+	f.Uint32Var(&id.MaxLiveLeases, "max-live-leases", 0, "live leases the identity may hold at once (0: no limit)")
 	f.Uint64Var(&expectVersion, "expect-version", 0, "fail unless the stored version is this (optimistic concurrency)")
 	f.BoolVar(&createOnly, "create-only", false, "fail if the identity exists")
 	for _, n := range []string{"kind", "owner", "env"} {
@@ -157,6 +158,9 @@ func identityText(t *textOut, i *writv1.Identity) {
 	t.kv("status", i.GetStatus())
 	t.kvIf("attributes", pairs(i.GetAttributes()))
 	t.kvIf("description", i.GetDescription())
+	if i.GetMaxLiveLeases() != 0 {
+		t.kv("max live leases", i.GetMaxLiveLeases())
+	}
 	t.kv("epoch", i.GetEpoch())
 	t.kv("version", i.GetVersion())
 	t.kv("created", t.time(i.GetCreatedAt()))

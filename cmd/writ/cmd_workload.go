@@ -328,33 +328,51 @@ func (a *app) renewCmd() *cobra.Command {
 }
 
 func (a *app) revokeCmd() *cobra.Command {
-	var lease, identity, cred, reason string
+	var lease, identity, role, owner, subtree, cred, reason string
+	var dryRun bool
 	cmd := &cobra.Command{
-		Use:   "revoke (--lease ID | --identity ID | --credential CRED)",
-		Short: "Revoke a lease, everything an identity holds, or your own credential",
-		Long: `Revoke one lease (admin), every lease an identity holds (admin; bumps its
-epoch), or the lease behind a credential you hold (no token needed). Returns
-once every node in contact with the leader has applied the revocation.`,
+		Use:   "revoke (--lease ID | --identity ID | --role NAME | --owner OWNER | --subtree ID | --credential CRED)",
+		Short: "Revoke a lease, everything an identity, role or owner holds, a delegation subtree, or your own credential",
+		Long: `Revoke one lease and everything delegated from it (admin), every lease an
+identity, role or owner holds (admin; one epoch bump), every lease delegated
+from a lease while keeping that lease (--subtree, admin), or the lease behind
+a credential you hold (no token needed: it is completed). Each is one log
+entry whatever the number of leases. Returns once every node in contact with
+the leader has applied the revocation. --dry-run prints how many live leases
+it would hit (the blast radius) and changes nothing.`,
 		Example: `  writ revoke --lease l_01HZX... --reason "job finished"
   writ revoke --identity ci/deploy-api --reason "secret leaked"
+  writ revoke --owner team-payments --dry-run
+  writ revoke --subtree l_01HZX... --reason "tool misbehaved"
   writ revoke --credential "$CRED"`,
 		Args: noArgs,
 	}
 	f := cmd.Flags()
-	f.StringVar(&lease, "lease", "", "lease id")
+	f.StringVar(&lease, "lease", "", "lease id: the lease and everything delegated from it")
 	f.StringVar(&identity, "identity", "", "identity id: revoke everything it holds")
+	f.StringVar(&role, "role", "", "role name: revoke everything issued through it")
+	f.StringVar(&owner, "owner", "", "owner: revoke everything its identities hold")
+	f.StringVar(&subtree, "subtree", "", "lease id: revoke everything delegated from it, keep the lease")
 	f.StringVar(&cred, "credential", "", "a credential you hold, or - for stdin")
 	f.StringVar(&reason, "reason", "", "why, for the audit log")
-	cmd.MarkFlagsMutuallyExclusive("lease", "identity", "credential")
-	cmd.MarkFlagsOneRequired("lease", "identity", "credential")
+	f.BoolVar(&dryRun, "dry-run", false, "count the live leases the revocation would hit; change nothing")
+	targets := []string{"lease", "identity", "role", "owner", "subtree", "credential"}
+	cmd.MarkFlagsMutuallyExclusive(targets...)
+	cmd.MarkFlagsOneRequired(targets...)
 	cmd.RunE = a.call(func(ctx context.Context, c *clients, p *printer, _ []string) error {
-		req := &writv1.RevokeRequest{Reason: reason}
+		req := &writv1.RevokeRequest{Reason: reason, DryRun: dryRun}
 		var what string
 		switch {
 		case lease != "":
 			req.Target, what = &writv1.RevokeRequest_LeaseId{LeaseId: strings.TrimSpace(lease)}, "lease "+lease
 		case identity != "":
 			req.Target, what = &writv1.RevokeRequest_Identity{Identity: strings.TrimSpace(identity)}, "identity "+identity
+		case role != "":
+			req.Target, what = &writv1.RevokeRequest_Role{Role: strings.TrimSpace(role)}, "role "+role
+		case owner != "":
+			req.Target, what = &writv1.RevokeRequest_Owner{Owner: strings.TrimSpace(owner)}, "owner "+owner
+		case subtree != "":
+			req.Target, what = &writv1.RevokeRequest_Subtree{Subtree: strings.TrimSpace(subtree)}, "subtree of "+subtree
 		default:
 			credential, err := readSecretArg("credential", cred, a.stdin, a.getenv, "")
 			if err != nil {
@@ -367,6 +385,12 @@ once every node in contact with the leader has applied the revocation.`,
 			return err
 		}
 		return p.emit(resp.Msg, func(t *textOut) {
+			if resp.Msg.GetDryRun() {
+				t.kv("would revoke", what)
+				t.kv("live leases", resp.Msg.GetLiveLeases())
+				t.kv("applied index", resp.Msg.GetAppliedIndex())
+				return
+			}
 			t.kv("revoked", what)
 			t.kv("index", resp.Msg.GetIndex())
 		})
@@ -460,6 +484,7 @@ func decisionText(t *textOut, d *writv1.Decision) {
 	}
 	t.kv("policies", orDash(strings.Join(names, ", ")))
 	t.kvIf("reason", d.GetReason())
+	explainText(t, d)
 	for _, e := range d.GetErrors() {
 		t.kv("error", e)
 	}

@@ -103,10 +103,10 @@ Exit codes: 0 ok, 1 call failed, 2 usage error, 3 denied / not active.`,
 			root.AddCommand(c)
 		}
 	}
-	add("workload", a.issueCmd(), a.authorizeCmd(), a.verifyCmd(), a.renewCmd(), a.revokeCmd())
-	add("admin", a.identityCmd(), a.roleCmd(), a.secretIDCmd(), a.authConfigCmd(), a.policyCmd(), a.leaseCmd(),
+	add("workload", a.issueCmd(), a.authorizeCmd(), a.batchAuthorizeCmd(), a.verifyCmd(), a.renewCmd(), a.revokeCmd(), a.delegateCmd(), a.watchCmd())
+	add("admin", a.identityCmd(), a.roleCmd(), a.secretIDCmd(), a.authConfigCmd(), a.policyCmd(), a.leaseCmd(), a.keyCmd(),
 		a.statusCmd(), a.joinCmd(), a.leaveCmd(), a.snapshotCmd())
-	add("node", a.serverCmd(), a.devCmd())
+	add("node", a.serverCmd(), a.devCmd(), a.benchCmd())
 	return root
 }
 

@@ -81,19 +81,23 @@ const (
 	LeaseStatus_LEASE_STATUS_UNSPECIFIED LeaseStatus = 0
 	LeaseStatus_LEASE_STATUS_ACTIVE      LeaseStatus = 1
 	LeaseStatus_LEASE_STATUS_REVOKED     LeaseStatus = 2
+	// Ended by its holder (task complete): unusable, like revoked.
+	LeaseStatus_LEASE_STATUS_COMPLETED LeaseStatus = 50
 )
 
 // Enum value maps for LeaseStatus.
 var (
 	LeaseStatus_name = map[int32]string{
-		0: "LEASE_STATUS_UNSPECIFIED",
-		1: "LEASE_STATUS_ACTIVE",
-		2: "LEASE_STATUS_REVOKED",
+		0:  "LEASE_STATUS_UNSPECIFIED",
+		1:  "LEASE_STATUS_ACTIVE",
+		2:  "LEASE_STATUS_REVOKED",
+		50: "LEASE_STATUS_COMPLETED",
 	}
 	LeaseStatus_value = map[string]int32{
 		"LEASE_STATUS_UNSPECIFIED": 0,
 		"LEASE_STATUS_ACTIVE":      1,
 		"LEASE_STATUS_REVOKED":     2,
+		"LEASE_STATUS_COMPLETED":   50,
 	}
 )
 
@@ -308,6 +312,9 @@ type Command struct {
 	//	*Command_ReapExpired
 	//	*Command_PutAuthConfig
 	//	*Command_DeleteAuthConfig
+	//	*Command_RevokeRole
+	//	*Command_RevokeOwner
+	//	*Command_RetireSigningKey
 	Payload       isCommand_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -546,6 +553,33 @@ func (x *Command) GetDeleteAuthConfig() *DeleteAuthConfig {
 	return nil
 }
 
+func (x *Command) GetRevokeRole() *RevokeRole {
+	if x != nil {
+		if x, ok := x.Payload.(*Command_RevokeRole); ok {
+			return x.RevokeRole
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRevokeOwner() *RevokeOwner {
+	if x != nil {
+		if x, ok := x.Payload.(*Command_RevokeOwner); ok {
+			return x.RevokeOwner
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRetireSigningKey() *RetireSigningKey {
+	if x != nil {
+		if x, ok := x.Payload.(*Command_RetireSigningKey); ok {
+			return x.RetireSigningKey
+		}
+	}
+	return nil
+}
+
 type isCommand_Payload interface {
 	isCommand_Payload()
 }
@@ -635,6 +669,18 @@ type Command_DeleteAuthConfig struct {
 	DeleteAuthConfig *DeleteAuthConfig `protobuf:"bytes,41,opt,name=delete_auth_config,json=deleteAuthConfig,proto3,oneof"`
 }
 
+type Command_RevokeRole struct {
+	RevokeRole *RevokeRole `protobuf:"bytes,50,opt,name=revoke_role,json=revokeRole,proto3,oneof"`
+}
+
+type Command_RevokeOwner struct {
+	RevokeOwner *RevokeOwner `protobuf:"bytes,51,opt,name=revoke_owner,json=revokeOwner,proto3,oneof"`
+}
+
+type Command_RetireSigningKey struct {
+	RetireSigningKey *RetireSigningKey `protobuf:"bytes,52,opt,name=retire_signing_key,json=retireSigningKey,proto3,oneof"`
+}
+
 func (*Command_Batch) isCommand_Payload() {}
 
 func (*Command_Noop) isCommand_Payload() {}
@@ -676,6 +722,12 @@ func (*Command_ReapExpired) isCommand_Payload() {}
 func (*Command_PutAuthConfig) isCommand_Payload() {}
 
 func (*Command_DeleteAuthConfig) isCommand_Payload() {}
+
+func (*Command_RevokeRole) isCommand_Payload() {}
+
+func (*Command_RevokeOwner) isCommand_Payload() {}
+
+func (*Command_RetireSigningKey) isCommand_Payload() {}
 
 type Batch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1232,6 +1284,10 @@ type PutPolicySet struct {
 	PolicySet *PolicySet             `protobuf:"bytes,1,opt,name=policy_set,json=policySet,proto3" json:"policy_set,omitempty"`
 	// When non-zero the active version must equal it.
 	ExpectVersion uint64 `protobuf:"varint,2,opt,name=expect_version,json=expectVersion,proto3" json:"expect_version,omitempty"`
+	// When non-zero, Apply keeps at most this many versions of the set in the
+	// history (the newest; the active version is always kept). The proposer
+	// chooses it, so every replica prunes the same versions.
+	KeepVersions  uint32 `protobuf:"varint,60,opt,name=keep_versions,json=keepVersions,proto3" json:"keep_versions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1276,6 +1332,13 @@ func (x *PutPolicySet) GetPolicySet() *PolicySet {
 func (x *PutPolicySet) GetExpectVersion() uint64 {
 	if x != nil {
 		return x.ExpectVersion
+	}
+	return 0
+}
+
+func (x *PutPolicySet) GetKeepVersions() uint32 {
+	if x != nil {
+		return x.KeepVersions
 	}
 	return 0
 }
@@ -1325,10 +1388,14 @@ func (x *DeletePolicySet) GetName() string {
 }
 
 type PutSigningKey struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           *SigningKey            `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   *SigningKey            `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Rotation: every other key without a retirement time is stamped to
+	// retire this long after the entry's time (the overlap window, during
+	// which credentials it signed still verify). 0 leaves them alone.
+	RetireOthersAfterNanos int64 `protobuf:"varint,50,opt,name=retire_others_after_nanos,json=retireOthersAfterNanos,proto3" json:"retire_others_after_nanos,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *PutSigningKey) Reset() {
@@ -1368,6 +1435,59 @@ func (x *PutSigningKey) GetKey() *SigningKey {
 	return nil
 }
 
+func (x *PutSigningKey) GetRetireOthersAfterNanos() int64 {
+	if x != nil {
+		return x.RetireOthersAfterNanos
+	}
+	return 0
+}
+
+// RetireSigningKey removes a key from the keyring: every credential it
+// signed stops verifying on every node at once.
+type RetireSigningKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kid           string                 `protobuf:"bytes,1,opt,name=kid,proto3" json:"kid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetireSigningKey) Reset() {
+	*x = RetireSigningKey{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetireSigningKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetireSigningKey) ProtoMessage() {}
+
+func (x *RetireSigningKey) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetireSigningKey.ProtoReflect.Descriptor instead.
+func (*RetireSigningKey) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RetireSigningKey) GetKid() string {
+	if x != nil {
+		return x.Kid
+	}
+	return ""
+}
+
 // PutAuthConfig creates or replaces a JWT/OIDC or mTLS auth config. The
 // proposer validated keys and bundles; Apply checks the shape only.
 type PutAuthConfig struct {
@@ -1382,7 +1502,7 @@ type PutAuthConfig struct {
 
 func (x *PutAuthConfig) Reset() {
 	*x = PutAuthConfig{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1394,7 +1514,7 @@ func (x *PutAuthConfig) String() string {
 func (*PutAuthConfig) ProtoMessage() {}
 
 func (x *PutAuthConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1407,7 +1527,7 @@ func (x *PutAuthConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutAuthConfig.ProtoReflect.Descriptor instead.
 func (*PutAuthConfig) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PutAuthConfig) GetConfig() *AuthConfig {
@@ -1441,7 +1561,7 @@ type DeleteAuthConfig struct {
 
 func (x *DeleteAuthConfig) Reset() {
 	*x = DeleteAuthConfig{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1453,7 +1573,7 @@ func (x *DeleteAuthConfig) String() string {
 func (*DeleteAuthConfig) ProtoMessage() {}
 
 func (x *DeleteAuthConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1466,7 +1586,7 @@ func (x *DeleteAuthConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAuthConfig.ProtoReflect.Descriptor instead.
 func (*DeleteAuthConfig) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeleteAuthConfig) GetName() string {
@@ -1490,7 +1610,7 @@ type IssueLease struct {
 
 func (x *IssueLease) Reset() {
 	*x = IssueLease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1502,7 +1622,7 @@ func (x *IssueLease) String() string {
 func (*IssueLease) ProtoMessage() {}
 
 func (x *IssueLease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1515,7 +1635,7 @@ func (x *IssueLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueLease.ProtoReflect.Descriptor instead.
 func (*IssueLease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *IssueLease) GetLease() *Lease {
@@ -1551,7 +1671,7 @@ type RenewLease struct {
 
 func (x *RenewLease) Reset() {
 	*x = RenewLease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1563,7 +1683,7 @@ func (x *RenewLease) String() string {
 func (*RenewLease) ProtoMessage() {}
 
 func (x *RenewLease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1576,7 +1696,7 @@ func (x *RenewLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLease.ProtoReflect.Descriptor instead.
 func (*RenewLease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RenewLease) GetLeaseId() string {
@@ -1608,16 +1728,21 @@ func (x *RenewLease) GetPolicyVersion() uint64 {
 }
 
 type RevokeLease struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	LeaseId       string                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	LeaseId string                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	Reason  string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Revoke every lease delegated from this one, at any depth, and keep this
+	// one (its delegation epoch moves).
+	DescendantsOnly bool `protobuf:"varint,50,opt,name=descendants_only,json=descendantsOnly,proto3" json:"descendants_only,omitempty"`
+	// The holder ended its task: the lease is marked completed, not revoked.
+	Completed     bool `protobuf:"varint,51,opt,name=completed,proto3" json:"completed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RevokeLease) Reset() {
 	*x = RevokeLease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +1754,7 @@ func (x *RevokeLease) String() string {
 func (*RevokeLease) ProtoMessage() {}
 
 func (x *RevokeLease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1642,7 +1767,7 @@ func (x *RevokeLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeLease.ProtoReflect.Descriptor instead.
 func (*RevokeLease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RevokeLease) GetLeaseId() string {
@@ -1653,6 +1778,128 @@ func (x *RevokeLease) GetLeaseId() string {
 }
 
 func (x *RevokeLease) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RevokeLease) GetDescendantsOnly() bool {
+	if x != nil {
+		return x.DescendantsOnly
+	}
+	return false
+}
+
+func (x *RevokeLease) GetCompleted() bool {
+	if x != nil {
+		return x.Completed
+	}
+	return false
+}
+
+// RevokeRole bumps the role's epoch: every lease issued through it is
+// invalid at once, whatever their number.
+type RevokeRole struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeRole) Reset() {
+	*x = RevokeRole{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeRole) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeRole) ProtoMessage() {}
+
+func (x *RevokeRole) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeRole.ProtoReflect.Descriptor instead.
+func (*RevokeRole) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RevokeRole) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RevokeRole) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// RevokeOwner bumps the owner's epoch: every lease of every identity the
+// owner is accountable for is invalid at once.
+type RevokeOwner struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Owner         string                 `protobuf:"bytes,1,opt,name=owner,proto3" json:"owner,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeOwner) Reset() {
+	*x = RevokeOwner{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeOwner) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeOwner) ProtoMessage() {}
+
+func (x *RevokeOwner) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeOwner.ProtoReflect.Descriptor instead.
+func (*RevokeOwner) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RevokeOwner) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *RevokeOwner) GetReason() string {
 	if x != nil {
 		return x.Reason
 	}
@@ -1671,7 +1918,7 @@ type RevokeIdentity struct {
 
 func (x *RevokeIdentity) Reset() {
 	*x = RevokeIdentity{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1683,7 +1930,7 @@ func (x *RevokeIdentity) String() string {
 func (*RevokeIdentity) ProtoMessage() {}
 
 func (x *RevokeIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1696,7 +1943,7 @@ func (x *RevokeIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeIdentity.ProtoReflect.Descriptor instead.
 func (*RevokeIdentity) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RevokeIdentity) GetIdentityId() string {
@@ -1724,7 +1971,7 @@ type ReapExpired struct {
 
 func (x *ReapExpired) Reset() {
 	*x = ReapExpired{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1736,7 +1983,7 @@ func (x *ReapExpired) String() string {
 func (*ReapExpired) ProtoMessage() {}
 
 func (x *ReapExpired) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1749,7 +1996,7 @@ func (x *ReapExpired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReapExpired.ProtoReflect.Descriptor instead.
 func (*ReapExpired) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReapExpired) GetBeforeUnixNano() int64 {
@@ -1780,13 +2027,15 @@ type Identity struct {
 	CreatedUnixNano int64             `protobuf:"varint,9,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	UpdatedUnixNano int64             `protobuf:"varint,10,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
 	Description     string            `protobuf:"bytes,11,opt,name=description,proto3" json:"description,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Budget: at most this many live leases at once (0: no limit).
+	MaxLiveLeases uint32 `protobuf:"varint,50,opt,name=max_live_leases,json=maxLiveLeases,proto3" json:"max_live_leases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Identity) Reset() {
 	*x = Identity{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1798,7 +2047,7 @@ func (x *Identity) String() string {
 func (*Identity) ProtoMessage() {}
 
 func (x *Identity) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1811,7 +2060,7 @@ func (x *Identity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Identity.ProtoReflect.Descriptor instead.
 func (*Identity) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Identity) GetId() string {
@@ -1891,6 +2140,13 @@ func (x *Identity) GetDescription() string {
 	return ""
 }
 
+func (x *Identity) GetMaxLiveLeases() uint32 {
+	if x != nil {
+		return x.MaxLiveLeases
+	}
+	return 0
+}
+
 type Role struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1923,14 +2179,18 @@ type Role struct {
 	// trailing /** any number of segments).
 	BoundSpiffeIds []string `protobuf:"bytes,43,rep,name=bound_spiffe_ids,json=boundSpiffeIds,proto3" json:"bound_spiffe_ids,omitempty"`
 	// Every method: the caller's address must fall in one of these prefixes.
-	BoundCidrs    []string `protobuf:"bytes,44,rep,name=bound_cidrs,json=boundCidrs,proto3" json:"bound_cidrs,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	BoundCidrs []string `protobuf:"bytes,44,rep,name=bound_cidrs,json=boundCidrs,proto3" json:"bound_cidrs,omitempty"`
+	// Delegation depth limit for leases issued through this role: a child
+	// lease may be at most this many links below its root lease. 0 means
+	// delegation is off; at most MaxLeaseAncestors.
+	MaxDelegationDepth uint32 `protobuf:"varint,50,opt,name=max_delegation_depth,json=maxDelegationDepth,proto3" json:"max_delegation_depth,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Role) Reset() {
 	*x = Role{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1942,7 +2202,7 @@ func (x *Role) String() string {
 func (*Role) ProtoMessage() {}
 
 func (x *Role) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1955,7 +2215,7 @@ func (x *Role) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Role.ProtoReflect.Descriptor instead.
 func (*Role) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Role) GetName() string {
@@ -2084,6 +2344,13 @@ func (x *Role) GetBoundCidrs() []string {
 	return nil
 }
 
+func (x *Role) GetMaxDelegationDepth() uint32 {
+	if x != nil {
+		return x.MaxDelegationDepth
+	}
+	return 0
+}
+
 // BoundClaim requires a claim to match one of values. claim is a top-level
 // claim name, or a JSON pointer ("/kubernetes.io/namespace") for nested ones.
 type BoundClaim struct {
@@ -2096,7 +2363,7 @@ type BoundClaim struct {
 
 func (x *BoundClaim) Reset() {
 	*x = BoundClaim{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2108,7 +2375,7 @@ func (x *BoundClaim) String() string {
 func (*BoundClaim) ProtoMessage() {}
 
 func (x *BoundClaim) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2121,7 +2388,7 @@ func (x *BoundClaim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BoundClaim.ProtoReflect.Descriptor instead.
 func (*BoundClaim) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *BoundClaim) GetClaim() string {
@@ -2176,7 +2443,7 @@ type AuthConfig struct {
 
 func (x *AuthConfig) Reset() {
 	*x = AuthConfig{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2188,7 +2455,7 @@ func (x *AuthConfig) String() string {
 func (*AuthConfig) ProtoMessage() {}
 
 func (x *AuthConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2201,7 +2468,7 @@ func (x *AuthConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthConfig.ProtoReflect.Descriptor instead.
 func (*AuthConfig) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AuthConfig) GetName() string {
@@ -2343,7 +2610,7 @@ type SecretID struct {
 
 func (x *SecretID) Reset() {
 	*x = SecretID{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2355,7 +2622,7 @@ func (x *SecretID) String() string {
 func (*SecretID) ProtoMessage() {}
 
 func (x *SecretID) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2368,7 +2635,7 @@ func (x *SecretID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretID.ProtoReflect.Descriptor instead.
 func (*SecretID) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SecretID) GetAccessor() string {
@@ -2443,13 +2710,15 @@ type PolicySet struct {
 	Description       string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
 	ActivatedUnixNano int64  `protobuf:"varint,5,opt,name=activated_unix_nano,json=activatedUnixNano,proto3" json:"activated_unix_nano,omitempty"`
 	ActivatedIndex    uint64 `protobuf:"varint,6,opt,name=activated_index,json=activatedIndex,proto3" json:"activated_index,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The version whose text this version restored (a rollback), or 0.
+	RolledBackFrom uint64 `protobuf:"varint,60,opt,name=rolled_back_from,json=rolledBackFrom,proto3" json:"rolled_back_from,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PolicySet) Reset() {
 	*x = PolicySet{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2461,7 +2730,7 @@ func (x *PolicySet) String() string {
 func (*PolicySet) ProtoMessage() {}
 
 func (x *PolicySet) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2474,7 +2743,7 @@ func (x *PolicySet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicySet.ProtoReflect.Descriptor instead.
 func (*PolicySet) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PolicySet) GetName() string {
@@ -2519,19 +2788,29 @@ func (x *PolicySet) GetActivatedIndex() uint64 {
 	return 0
 }
 
+func (x *PolicySet) GetRolledBackFrom() uint64 {
+	if x != nil {
+		return x.RolledBackFrom
+	}
+	return 0
+}
+
 type SigningKey struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Kid   string                 `protobuf:"bytes,1,opt,name=kid,proto3" json:"kid,omitempty"`
 	// Ed25519 seed (32 bytes).
 	Ed25519Seed     []byte `protobuf:"bytes,2,opt,name=ed25519_seed,json=ed25519Seed,proto3" json:"ed25519_seed,omitempty"`
 	CreatedUnixNano int64  `protobuf:"varint,3,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// When set, the key is being rotated out: it still verifies until then,
+	// and the leader retires it after.
+	RetireUnixNano int64 `protobuf:"varint,50,opt,name=retire_unix_nano,json=retireUnixNano,proto3" json:"retire_unix_nano,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SigningKey) Reset() {
 	*x = SigningKey{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2543,7 +2822,7 @@ func (x *SigningKey) String() string {
 func (*SigningKey) ProtoMessage() {}
 
 func (x *SigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2556,7 +2835,7 @@ func (x *SigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
 func (*SigningKey) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SigningKey) GetKid() string {
@@ -2580,6 +2859,13 @@ func (x *SigningKey) GetCreatedUnixNano() int64 {
 	return 0
 }
 
+func (x *SigningKey) GetRetireUnixNano() int64 {
+	if x != nil {
+		return x.RetireUnixNano
+	}
+	return 0
+}
+
 type Node struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -2591,7 +2877,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2603,7 +2889,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2616,7 +2902,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Node) GetId() string {
@@ -2652,7 +2938,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2664,7 +2950,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2677,7 +2963,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Resource) GetType() string {
@@ -2711,7 +2997,7 @@ type Scope struct {
 
 func (x *Scope) Reset() {
 	*x = Scope{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2723,7 +3009,7 @@ func (x *Scope) String() string {
 func (*Scope) ProtoMessage() {}
 
 func (x *Scope) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2736,7 +3022,7 @@ func (x *Scope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Scope.ProtoReflect.Descriptor instead.
 func (*Scope) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{32}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Scope) GetActions() []string {
@@ -2775,13 +3061,25 @@ type Lease struct {
 	IssuedIndex        uint64                 `protobuf:"varint,18,opt,name=issued_index,json=issuedIndex,proto3" json:"issued_index,omitempty"`
 	RevokeReason       string                 `protobuf:"bytes,19,opt,name=revoke_reason,json=revokeReason,proto3" json:"revoke_reason,omitempty"`
 	AuthMethod         string                 `protobuf:"bytes,20,opt,name=auth_method,json=authMethod,proto3" json:"auth_method,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The owner's epoch at issue (RevokeOwner moves it).
+	OwnerEpoch uint64 `protobuf:"varint,50,opt,name=owner_epoch,json=ownerEpoch,proto3" json:"owner_epoch,omitempty"`
+	// Children carry their parent's delegation epoch; RevokeLease with
+	// descendants_only moves the parent's, invalidating every descendant.
+	DelegationEpoch       uint64 `protobuf:"varint,51,opt,name=delegation_epoch,json=delegationEpoch,proto3" json:"delegation_epoch,omitempty"`
+	ParentDelegationEpoch uint64 `protobuf:"varint,52,opt,name=parent_delegation_epoch,json=parentDelegationEpoch,proto3" json:"parent_delegation_epoch,omitempty"`
+	// Links to the root lease: 0 for a root, parent's + 1 for a child.
+	Depth uint32 `protobuf:"varint,53,opt,name=depth,proto3" json:"depth,omitempty"`
+	// The first 8 bytes of SHA-256 of the issuing command's request id: an
+	// IssueLease for an existing lease id with the same request id is a replay
+	// (its result is the stored lease), with another it is a conflict.
+	RequestHash   uint64 `protobuf:"fixed64,54,opt,name=request_hash,json=requestHash,proto3" json:"request_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2793,7 +3091,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2806,7 +3104,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{33}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Lease) GetId() string {
@@ -2949,6 +3247,94 @@ func (x *Lease) GetAuthMethod() string {
 	return ""
 }
 
+func (x *Lease) GetOwnerEpoch() uint64 {
+	if x != nil {
+		return x.OwnerEpoch
+	}
+	return 0
+}
+
+func (x *Lease) GetDelegationEpoch() uint64 {
+	if x != nil {
+		return x.DelegationEpoch
+	}
+	return 0
+}
+
+func (x *Lease) GetParentDelegationEpoch() uint64 {
+	if x != nil {
+		return x.ParentDelegationEpoch
+	}
+	return 0
+}
+
+func (x *Lease) GetDepth() uint32 {
+	if x != nil {
+		return x.Depth
+	}
+	return 0
+}
+
+func (x *Lease) GetRequestHash() uint64 {
+	if x != nil {
+		return x.RequestHash
+	}
+	return 0
+}
+
+// OwnerEpoch is the revocation epoch of one owner (absent means 0).
+type OwnerEpoch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Owner         string                 `protobuf:"bytes,1,opt,name=owner,proto3" json:"owner,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OwnerEpoch) Reset() {
+	*x = OwnerEpoch{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OwnerEpoch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OwnerEpoch) ProtoMessage() {}
+
+func (x *OwnerEpoch) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OwnerEpoch.ProtoReflect.Descriptor instead.
+func (*OwnerEpoch) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *OwnerEpoch) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *OwnerEpoch) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 // Result of applying one command; a batch yields one per item.
 type Result struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -2965,7 +3351,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[34]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2977,7 +3363,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[34]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2990,7 +3376,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{34}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Result) GetCode() ResultCode {
@@ -3050,7 +3436,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[35]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3062,7 +3448,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[35]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3075,7 +3461,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{35}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SnapshotHeader) GetFsmVersion() uint32 {
@@ -3124,7 +3510,7 @@ type AppliedRequest struct {
 
 func (x *AppliedRequest) Reset() {
 	*x = AppliedRequest{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[36]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3136,7 +3522,7 @@ func (x *AppliedRequest) String() string {
 func (*AppliedRequest) ProtoMessage() {}
 
 func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[36]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3149,7 +3535,7 @@ func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
 func (*AppliedRequest) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{36}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AppliedRequest) GetRequestId() string {
@@ -3186,6 +3572,7 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Lease
 	//	*SnapshotRecord_AppliedRequest
 	//	*SnapshotRecord_AuthConfig
+	//	*SnapshotRecord_OwnerEpoch
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3193,7 +3580,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[37]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3205,7 +3592,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[37]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3218,7 +3605,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{37}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -3309,6 +3696,15 @@ func (x *SnapshotRecord) GetAuthConfig() *AuthConfig {
 	return nil
 }
 
+func (x *SnapshotRecord) GetOwnerEpoch() *OwnerEpoch {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_OwnerEpoch); ok {
+			return x.OwnerEpoch
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -3349,6 +3745,10 @@ type SnapshotRecord_AuthConfig struct {
 	AuthConfig *AuthConfig `protobuf:"bytes,40,opt,name=auth_config,json=authConfig,proto3,oneof"`
 }
 
+type SnapshotRecord_OwnerEpoch struct {
+	OwnerEpoch *OwnerEpoch `protobuf:"bytes,50,opt,name=owner_epoch,json=ownerEpoch,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Identity) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Role) isSnapshotRecord_Record() {}
@@ -3367,6 +3767,8 @@ func (*SnapshotRecord_AppliedRequest) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_AuthConfig) isSnapshotRecord_Record() {}
 
+func (*SnapshotRecord_OwnerEpoch) isSnapshotRecord_Record() {}
+
 var File_writ_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
@@ -3378,8 +3780,7 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0etime_unix_nano\x18\x02 \x01(\x03R\ftimeUnixNano\x12&\n" +
 	"\x0fmin_fsm_version\x18\x03 \x01(\rR\rminFsmVersion\x12\x1c\n" +
 	"\tignorable\x18\x04 \x01(\bR\tignorable\x12\x1c\n" +
-	"\tforwarded\x18\x05 \x01(\bR\tforwarded\"\xfc\n" +
-	"\n" +
+	"\tforwarded\x18\x05 \x01(\bR\tforwarded\"\xc6\f\n" +
 	"\aCommand\x12+\n" +
 	"\x06header\x18\x01 \x01(\v2\x13.writ.fsm.v1.HeaderR\x06header\x12*\n" +
 	"\x05batch\x18\x02 \x01(\v2\x12.writ.fsm.v1.BatchH\x00R\x05batch\x12'\n" +
@@ -3407,7 +3808,11 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0frevoke_identity\x18\x17 \x01(\v2\x1b.writ.fsm.v1.RevokeIdentityH\x00R\x0erevokeIdentity\x12=\n" +
 	"\freap_expired\x18\x18 \x01(\v2\x18.writ.fsm.v1.ReapExpiredH\x00R\vreapExpired\x12D\n" +
 	"\x0fput_auth_config\x18( \x01(\v2\x1a.writ.fsm.v1.PutAuthConfigH\x00R\rputAuthConfig\x12M\n" +
-	"\x12delete_auth_config\x18) \x01(\v2\x1d.writ.fsm.v1.DeleteAuthConfigH\x00R\x10deleteAuthConfigB\t\n" +
+	"\x12delete_auth_config\x18) \x01(\v2\x1d.writ.fsm.v1.DeleteAuthConfigH\x00R\x10deleteAuthConfig\x12:\n" +
+	"\vrevoke_role\x182 \x01(\v2\x17.writ.fsm.v1.RevokeRoleH\x00R\n" +
+	"revokeRole\x12=\n" +
+	"\frevoke_owner\x183 \x01(\v2\x18.writ.fsm.v1.RevokeOwnerH\x00R\vrevokeOwner\x12M\n" +
+	"\x12retire_signing_key\x184 \x01(\v2\x1d.writ.fsm.v1.RetireSigningKeyH\x00R\x10retireSigningKeyB\t\n" +
 	"\apayload\"9\n" +
 	"\x05Batch\x120\n" +
 	"\bcommands\x18\x01 \x03(\v2\x14.writ.fsm.v1.CommandR\bcommands\"\x06\n" +
@@ -3443,15 +3848,19 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\tsecret_id\x18\x01 \x01(\v2\x15.writ.fsm.v1.SecretIDR\bsecretId\x12\x1b\n" +
 	"\tttl_nanos\x18\x02 \x01(\x03R\bttlNanos\",\n" +
 	"\x0eRevokeSecretID\x12\x1a\n" +
-	"\baccessor\x18\x01 \x01(\tR\baccessor\"l\n" +
+	"\baccessor\x18\x01 \x01(\tR\baccessor\"\x91\x01\n" +
 	"\fPutPolicySet\x125\n" +
 	"\n" +
 	"policy_set\x18\x01 \x01(\v2\x16.writ.fsm.v1.PolicySetR\tpolicySet\x12%\n" +
-	"\x0eexpect_version\x18\x02 \x01(\x04R\rexpectVersion\"%\n" +
+	"\x0eexpect_version\x18\x02 \x01(\x04R\rexpectVersion\x12#\n" +
+	"\rkeep_versions\x18< \x01(\rR\fkeepVersions\"%\n" +
 	"\x0fDeletePolicySet\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\":\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"u\n" +
 	"\rPutSigningKey\x12)\n" +
-	"\x03key\x18\x01 \x01(\v2\x17.writ.fsm.v1.SigningKeyR\x03key\"\x88\x01\n" +
+	"\x03key\x18\x01 \x01(\v2\x17.writ.fsm.v1.SigningKeyR\x03key\x129\n" +
+	"\x19retire_others_after_nanos\x182 \x01(\x03R\x16retireOthersAfterNanos\"$\n" +
+	"\x10RetireSigningKey\x12\x10\n" +
+	"\x03kid\x18\x01 \x01(\tR\x03kid\"\x88\x01\n" +
 	"\rPutAuthConfig\x12/\n" +
 	"\x06config\x18\x01 \x01(\v2\x17.writ.fsm.v1.AuthConfigR\x06config\x12%\n" +
 	"\x0eexpect_version\x18\x02 \x01(\x04R\rexpectVersion\x12\x1f\n" +
@@ -3470,9 +3879,18 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\tttl_nanos\x18\x02 \x01(\x03R\bttlNanos\x12\x1d\n" +
 	"\n" +
 	"policy_set\x18\x03 \x01(\tR\tpolicySet\x12%\n" +
-	"\x0epolicy_version\x18\x04 \x01(\x04R\rpolicyVersion\"@\n" +
+	"\x0epolicy_version\x18\x04 \x01(\x04R\rpolicyVersion\"\x89\x01\n" +
 	"\vRevokeLease\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12)\n" +
+	"\x10descendants_only\x182 \x01(\bR\x0fdescendantsOnly\x12\x1c\n" +
+	"\tcompleted\x183 \x01(\bR\tcompleted\"8\n" +
+	"\n" +
+	"RevokeRole\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\";\n" +
+	"\vRevokeOwner\x12\x14\n" +
+	"\x05owner\x18\x01 \x01(\tR\x05owner\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"I\n" +
 	"\x0eRevokeIdentity\x12\x1f\n" +
 	"\videntity_id\x18\x01 \x01(\tR\n" +
@@ -3480,7 +3898,7 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"M\n" +
 	"\vReapExpired\x12(\n" +
 	"\x10before_unix_nano\x18\x01 \x01(\x03R\x0ebeforeUnixNano\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\rR\x05limit\"\xcb\x03\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"\xf3\x03\n" +
 	"\bIdentity\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
@@ -3495,10 +3913,11 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x11created_unix_nano\x18\t \x01(\x03R\x0fcreatedUnixNano\x12*\n" +
 	"\x11updated_unix_nano\x18\n" +
 	" \x01(\x03R\x0fupdatedUnixNano\x12 \n" +
-	"\vdescription\x18\v \x01(\tR\vdescription\x1a=\n" +
+	"\vdescription\x18\v \x01(\tR\vdescription\x12&\n" +
+	"\x0fmax_live_leases\x182 \x01(\rR\rmaxLiveLeases\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8e\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc0\x05\n" +
 	"\x04Role\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\venvironment\x18\x02 \x01(\tR\venvironment\x12!\n" +
@@ -3519,7 +3938,8 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\fbound_claims\x18* \x03(\v2\x17.writ.fsm.v1.BoundClaimR\vboundClaims\x12(\n" +
 	"\x10bound_spiffe_ids\x18+ \x03(\tR\x0eboundSpiffeIds\x12\x1f\n" +
 	"\vbound_cidrs\x18, \x03(\tR\n" +
-	"boundCidrs\":\n" +
+	"boundCidrs\x120\n" +
+	"\x14max_delegation_depth\x182 \x01(\rR\x12maxDelegationDepth\":\n" +
 	"\n" +
 	"BoundClaim\x12\x14\n" +
 	"\x05claim\x18\x01 \x01(\tR\x05claim\x12\x16\n" +
@@ -3559,19 +3979,21 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\bmetadata\x18\t \x03(\v2#.writ.fsm.v1.SecretID.MetadataEntryR\bmetadata\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xca\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf4\x01\n" +
 	"\tPolicySet\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x14\n" +
 	"\x05cedar\x18\x03 \x01(\tR\x05cedar\x12 \n" +
 	"\vdescription\x18\x04 \x01(\tR\vdescription\x12.\n" +
 	"\x13activated_unix_nano\x18\x05 \x01(\x03R\x11activatedUnixNano\x12'\n" +
-	"\x0factivated_index\x18\x06 \x01(\x04R\x0eactivatedIndex\"m\n" +
+	"\x0factivated_index\x18\x06 \x01(\x04R\x0eactivatedIndex\x12(\n" +
+	"\x10rolled_back_from\x18< \x01(\x04R\x0erolledBackFrom\"\x97\x01\n" +
 	"\n" +
 	"SigningKey\x12\x10\n" +
 	"\x03kid\x18\x01 \x01(\tR\x03kid\x12!\n" +
 	"\fed25519_seed\x18\x02 \x01(\fR\ved25519Seed\x12*\n" +
-	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\"N\n" +
+	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\x12(\n" +
+	"\x10retire_unix_nano\x182 \x01(\x03R\x0eretireUnixNano\"N\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x19\n" +
@@ -3584,7 +4006,7 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"attributes\"V\n" +
 	"\x05Scope\x12\x18\n" +
 	"\aactions\x18\x01 \x03(\tR\aactions\x123\n" +
-	"\tresources\x18\x02 \x03(\v2\x15.writ.fsm.v1.ResourceR\tresources\"\xae\x05\n" +
+	"\tresources\x18\x02 \x03(\v2\x15.writ.fsm.v1.ResourceR\tresources\"\xeb\x06\n" +
 	"\x05Lease\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bidentity\x18\x02 \x01(\tR\bidentity\x12%\n" +
@@ -3610,7 +4032,17 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\fissued_index\x18\x12 \x01(\x04R\vissuedIndex\x12#\n" +
 	"\rrevoke_reason\x18\x13 \x01(\tR\frevokeReason\x12\x1f\n" +
 	"\vauth_method\x18\x14 \x01(\tR\n" +
-	"authMethod\"\xbf\x01\n" +
+	"authMethod\x12\x1f\n" +
+	"\vowner_epoch\x182 \x01(\x04R\n" +
+	"ownerEpoch\x12)\n" +
+	"\x10delegation_epoch\x183 \x01(\x04R\x0fdelegationEpoch\x126\n" +
+	"\x17parent_delegation_epoch\x184 \x01(\x04R\x15parentDelegationEpoch\x12\x14\n" +
+	"\x05depth\x185 \x01(\rR\x05depth\x12!\n" +
+	"\frequest_hash\x186 \x01(\x06R\vrequestHash\"8\n" +
+	"\n" +
+	"OwnerEpoch\x12\x14\n" +
+	"\x05owner\x18\x01 \x01(\tR\x05owner\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"\xbf\x01\n" +
 	"\x06Result\x12+\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x17.writ.fsm.v1.ResultCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x14\n" +
@@ -3630,7 +4062,7 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12+\n" +
 	"\x06result\x18\x02 \x01(\v2\x13.writ.fsm.v1.ResultR\x06result\x12$\n" +
-	"\x0etime_unix_nano\x18\x03 \x01(\x03R\ftimeUnixNano\"\xfc\x03\n" +
+	"\x0etime_unix_nano\x18\x03 \x01(\x03R\ftimeUnixNano\"\xb8\x04\n" +
 	"\x0eSnapshotRecord\x123\n" +
 	"\bidentity\x18\x01 \x01(\v2\x15.writ.fsm.v1.IdentityH\x00R\bidentity\x12'\n" +
 	"\x04role\x18\x02 \x01(\v2\x11.writ.fsm.v1.RoleH\x00R\x04role\x124\n" +
@@ -3643,16 +4075,19 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x05lease\x18\a \x01(\v2\x12.writ.fsm.v1.LeaseH\x00R\x05lease\x12F\n" +
 	"\x0fapplied_request\x18\b \x01(\v2\x1b.writ.fsm.v1.AppliedRequestH\x00R\x0eappliedRequest\x12:\n" +
 	"\vauth_config\x18( \x01(\v2\x17.writ.fsm.v1.AuthConfigH\x00R\n" +
-	"authConfigB\b\n" +
+	"authConfig\x12:\n" +
+	"\vowner_epoch\x182 \x01(\v2\x17.writ.fsm.v1.OwnerEpochH\x00R\n" +
+	"ownerEpochB\b\n" +
 	"\x06record*k\n" +
 	"\x0eIdentityStatus\x12\x1f\n" +
 	"\x1bIDENTITY_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16IDENTITY_STATUS_ACTIVE\x10\x01\x12\x1c\n" +
-	"\x18IDENTITY_STATUS_DISABLED\x10\x02*^\n" +
+	"\x18IDENTITY_STATUS_DISABLED\x10\x02*z\n" +
 	"\vLeaseStatus\x12\x1c\n" +
 	"\x18LEASE_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13LEASE_STATUS_ACTIVE\x10\x01\x12\x18\n" +
-	"\x14LEASE_STATUS_REVOKED\x10\x02*\xbf\x02\n" +
+	"\x14LEASE_STATUS_REVOKED\x10\x02\x12\x1a\n" +
+	"\x16LEASE_STATUS_COMPLETED\x102*\xbf\x02\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x12\n" +
@@ -3679,7 +4114,7 @@ func file_writ_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_writ_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_writ_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_writ_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_writ_fsm_v1_fsm_proto_goTypes = []any{
 	(IdentityStatus)(0),      // 0: writ.fsm.v1.IdentityStatus
 	(LeaseStatus)(0),         // 1: writ.fsm.v1.LeaseStatus
@@ -3700,31 +4135,35 @@ var file_writ_fsm_v1_fsm_proto_goTypes = []any{
 	(*PutPolicySet)(nil),     // 16: writ.fsm.v1.PutPolicySet
 	(*DeletePolicySet)(nil),  // 17: writ.fsm.v1.DeletePolicySet
 	(*PutSigningKey)(nil),    // 18: writ.fsm.v1.PutSigningKey
-	(*PutAuthConfig)(nil),    // 19: writ.fsm.v1.PutAuthConfig
-	(*DeleteAuthConfig)(nil), // 20: writ.fsm.v1.DeleteAuthConfig
-	(*IssueLease)(nil),       // 21: writ.fsm.v1.IssueLease
-	(*RenewLease)(nil),       // 22: writ.fsm.v1.RenewLease
-	(*RevokeLease)(nil),      // 23: writ.fsm.v1.RevokeLease
-	(*RevokeIdentity)(nil),   // 24: writ.fsm.v1.RevokeIdentity
-	(*ReapExpired)(nil),      // 25: writ.fsm.v1.ReapExpired
-	(*Identity)(nil),         // 26: writ.fsm.v1.Identity
-	(*Role)(nil),             // 27: writ.fsm.v1.Role
-	(*BoundClaim)(nil),       // 28: writ.fsm.v1.BoundClaim
-	(*AuthConfig)(nil),       // 29: writ.fsm.v1.AuthConfig
-	(*SecretID)(nil),         // 30: writ.fsm.v1.SecretID
-	(*PolicySet)(nil),        // 31: writ.fsm.v1.PolicySet
-	(*SigningKey)(nil),       // 32: writ.fsm.v1.SigningKey
-	(*Node)(nil),             // 33: writ.fsm.v1.Node
-	(*Resource)(nil),         // 34: writ.fsm.v1.Resource
-	(*Scope)(nil),            // 35: writ.fsm.v1.Scope
-	(*Lease)(nil),            // 36: writ.fsm.v1.Lease
-	(*Result)(nil),           // 37: writ.fsm.v1.Result
-	(*SnapshotHeader)(nil),   // 38: writ.fsm.v1.SnapshotHeader
-	(*AppliedRequest)(nil),   // 39: writ.fsm.v1.AppliedRequest
-	(*SnapshotRecord)(nil),   // 40: writ.fsm.v1.SnapshotRecord
-	nil,                      // 41: writ.fsm.v1.Identity.AttributesEntry
-	nil,                      // 42: writ.fsm.v1.SecretID.MetadataEntry
-	(*structpb.Struct)(nil),  // 43: google.protobuf.Struct
+	(*RetireSigningKey)(nil), // 19: writ.fsm.v1.RetireSigningKey
+	(*PutAuthConfig)(nil),    // 20: writ.fsm.v1.PutAuthConfig
+	(*DeleteAuthConfig)(nil), // 21: writ.fsm.v1.DeleteAuthConfig
+	(*IssueLease)(nil),       // 22: writ.fsm.v1.IssueLease
+	(*RenewLease)(nil),       // 23: writ.fsm.v1.RenewLease
+	(*RevokeLease)(nil),      // 24: writ.fsm.v1.RevokeLease
+	(*RevokeRole)(nil),       // 25: writ.fsm.v1.RevokeRole
+	(*RevokeOwner)(nil),      // 26: writ.fsm.v1.RevokeOwner
+	(*RevokeIdentity)(nil),   // 27: writ.fsm.v1.RevokeIdentity
+	(*ReapExpired)(nil),      // 28: writ.fsm.v1.ReapExpired
+	(*Identity)(nil),         // 29: writ.fsm.v1.Identity
+	(*Role)(nil),             // 30: writ.fsm.v1.Role
+	(*BoundClaim)(nil),       // 31: writ.fsm.v1.BoundClaim
+	(*AuthConfig)(nil),       // 32: writ.fsm.v1.AuthConfig
+	(*SecretID)(nil),         // 33: writ.fsm.v1.SecretID
+	(*PolicySet)(nil),        // 34: writ.fsm.v1.PolicySet
+	(*SigningKey)(nil),       // 35: writ.fsm.v1.SigningKey
+	(*Node)(nil),             // 36: writ.fsm.v1.Node
+	(*Resource)(nil),         // 37: writ.fsm.v1.Resource
+	(*Scope)(nil),            // 38: writ.fsm.v1.Scope
+	(*Lease)(nil),            // 39: writ.fsm.v1.Lease
+	(*OwnerEpoch)(nil),       // 40: writ.fsm.v1.OwnerEpoch
+	(*Result)(nil),           // 41: writ.fsm.v1.Result
+	(*SnapshotHeader)(nil),   // 42: writ.fsm.v1.SnapshotHeader
+	(*AppliedRequest)(nil),   // 43: writ.fsm.v1.AppliedRequest
+	(*SnapshotRecord)(nil),   // 44: writ.fsm.v1.SnapshotRecord
+	nil,                      // 45: writ.fsm.v1.Identity.AttributesEntry
+	nil,                      // 46: writ.fsm.v1.SecretID.MetadataEntry
+	(*structpb.Struct)(nil),  // 47: google.protobuf.Struct
 }
 var file_writ_fsm_v1_fsm_proto_depIdxs = []int32{
 	3,  // 0: writ.fsm.v1.Command.header:type_name -> writ.fsm.v1.Header
@@ -3742,49 +4181,53 @@ var file_writ_fsm_v1_fsm_proto_depIdxs = []int32{
 	16, // 12: writ.fsm.v1.Command.put_policy_set:type_name -> writ.fsm.v1.PutPolicySet
 	17, // 13: writ.fsm.v1.Command.delete_policy_set:type_name -> writ.fsm.v1.DeletePolicySet
 	18, // 14: writ.fsm.v1.Command.put_signing_key:type_name -> writ.fsm.v1.PutSigningKey
-	21, // 15: writ.fsm.v1.Command.issue_lease:type_name -> writ.fsm.v1.IssueLease
-	22, // 16: writ.fsm.v1.Command.renew_lease:type_name -> writ.fsm.v1.RenewLease
-	23, // 17: writ.fsm.v1.Command.revoke_lease:type_name -> writ.fsm.v1.RevokeLease
-	24, // 18: writ.fsm.v1.Command.revoke_identity:type_name -> writ.fsm.v1.RevokeIdentity
-	25, // 19: writ.fsm.v1.Command.reap_expired:type_name -> writ.fsm.v1.ReapExpired
-	19, // 20: writ.fsm.v1.Command.put_auth_config:type_name -> writ.fsm.v1.PutAuthConfig
-	20, // 21: writ.fsm.v1.Command.delete_auth_config:type_name -> writ.fsm.v1.DeleteAuthConfig
-	4,  // 22: writ.fsm.v1.Batch.commands:type_name -> writ.fsm.v1.Command
-	32, // 23: writ.fsm.v1.Bootstrap.signing_key:type_name -> writ.fsm.v1.SigningKey
-	33, // 24: writ.fsm.v1.RegisterNode.node:type_name -> writ.fsm.v1.Node
-	26, // 25: writ.fsm.v1.PutIdentity.identity:type_name -> writ.fsm.v1.Identity
-	27, // 26: writ.fsm.v1.PutRole.role:type_name -> writ.fsm.v1.Role
-	30, // 27: writ.fsm.v1.CreateSecretID.secret_id:type_name -> writ.fsm.v1.SecretID
-	31, // 28: writ.fsm.v1.PutPolicySet.policy_set:type_name -> writ.fsm.v1.PolicySet
-	32, // 29: writ.fsm.v1.PutSigningKey.key:type_name -> writ.fsm.v1.SigningKey
-	29, // 30: writ.fsm.v1.PutAuthConfig.config:type_name -> writ.fsm.v1.AuthConfig
-	36, // 31: writ.fsm.v1.IssueLease.lease:type_name -> writ.fsm.v1.Lease
-	41, // 32: writ.fsm.v1.Identity.attributes:type_name -> writ.fsm.v1.Identity.AttributesEntry
-	0,  // 33: writ.fsm.v1.Identity.status:type_name -> writ.fsm.v1.IdentityStatus
-	28, // 34: writ.fsm.v1.Role.bound_claims:type_name -> writ.fsm.v1.BoundClaim
-	28, // 35: writ.fsm.v1.AuthConfig.bound_claims:type_name -> writ.fsm.v1.BoundClaim
-	42, // 36: writ.fsm.v1.SecretID.metadata:type_name -> writ.fsm.v1.SecretID.MetadataEntry
-	43, // 37: writ.fsm.v1.Resource.attributes:type_name -> google.protobuf.Struct
-	34, // 38: writ.fsm.v1.Scope.resources:type_name -> writ.fsm.v1.Resource
-	35, // 39: writ.fsm.v1.Lease.scope:type_name -> writ.fsm.v1.Scope
-	1,  // 40: writ.fsm.v1.Lease.status:type_name -> writ.fsm.v1.LeaseStatus
-	2,  // 41: writ.fsm.v1.Result.code:type_name -> writ.fsm.v1.ResultCode
-	36, // 42: writ.fsm.v1.Result.lease:type_name -> writ.fsm.v1.Lease
-	37, // 43: writ.fsm.v1.AppliedRequest.result:type_name -> writ.fsm.v1.Result
-	26, // 44: writ.fsm.v1.SnapshotRecord.identity:type_name -> writ.fsm.v1.Identity
-	27, // 45: writ.fsm.v1.SnapshotRecord.role:type_name -> writ.fsm.v1.Role
-	30, // 46: writ.fsm.v1.SnapshotRecord.secret_id:type_name -> writ.fsm.v1.SecretID
-	31, // 47: writ.fsm.v1.SnapshotRecord.policy_set:type_name -> writ.fsm.v1.PolicySet
-	32, // 48: writ.fsm.v1.SnapshotRecord.signing_key:type_name -> writ.fsm.v1.SigningKey
-	33, // 49: writ.fsm.v1.SnapshotRecord.node:type_name -> writ.fsm.v1.Node
-	36, // 50: writ.fsm.v1.SnapshotRecord.lease:type_name -> writ.fsm.v1.Lease
-	39, // 51: writ.fsm.v1.SnapshotRecord.applied_request:type_name -> writ.fsm.v1.AppliedRequest
-	29, // 52: writ.fsm.v1.SnapshotRecord.auth_config:type_name -> writ.fsm.v1.AuthConfig
-	53, // [53:53] is the sub-list for method output_type
-	53, // [53:53] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	22, // 15: writ.fsm.v1.Command.issue_lease:type_name -> writ.fsm.v1.IssueLease
+	23, // 16: writ.fsm.v1.Command.renew_lease:type_name -> writ.fsm.v1.RenewLease
+	24, // 17: writ.fsm.v1.Command.revoke_lease:type_name -> writ.fsm.v1.RevokeLease
+	27, // 18: writ.fsm.v1.Command.revoke_identity:type_name -> writ.fsm.v1.RevokeIdentity
+	28, // 19: writ.fsm.v1.Command.reap_expired:type_name -> writ.fsm.v1.ReapExpired
+	20, // 20: writ.fsm.v1.Command.put_auth_config:type_name -> writ.fsm.v1.PutAuthConfig
+	21, // 21: writ.fsm.v1.Command.delete_auth_config:type_name -> writ.fsm.v1.DeleteAuthConfig
+	25, // 22: writ.fsm.v1.Command.revoke_role:type_name -> writ.fsm.v1.RevokeRole
+	26, // 23: writ.fsm.v1.Command.revoke_owner:type_name -> writ.fsm.v1.RevokeOwner
+	19, // 24: writ.fsm.v1.Command.retire_signing_key:type_name -> writ.fsm.v1.RetireSigningKey
+	4,  // 25: writ.fsm.v1.Batch.commands:type_name -> writ.fsm.v1.Command
+	35, // 26: writ.fsm.v1.Bootstrap.signing_key:type_name -> writ.fsm.v1.SigningKey
+	36, // 27: writ.fsm.v1.RegisterNode.node:type_name -> writ.fsm.v1.Node
+	29, // 28: writ.fsm.v1.PutIdentity.identity:type_name -> writ.fsm.v1.Identity
+	30, // 29: writ.fsm.v1.PutRole.role:type_name -> writ.fsm.v1.Role
+	33, // 30: writ.fsm.v1.CreateSecretID.secret_id:type_name -> writ.fsm.v1.SecretID
+	34, // 31: writ.fsm.v1.PutPolicySet.policy_set:type_name -> writ.fsm.v1.PolicySet
+	35, // 32: writ.fsm.v1.PutSigningKey.key:type_name -> writ.fsm.v1.SigningKey
+	32, // 33: writ.fsm.v1.PutAuthConfig.config:type_name -> writ.fsm.v1.AuthConfig
+	39, // 34: writ.fsm.v1.IssueLease.lease:type_name -> writ.fsm.v1.Lease
+	45, // 35: writ.fsm.v1.Identity.attributes:type_name -> writ.fsm.v1.Identity.AttributesEntry
+	0,  // 36: writ.fsm.v1.Identity.status:type_name -> writ.fsm.v1.IdentityStatus
+	31, // 37: writ.fsm.v1.Role.bound_claims:type_name -> writ.fsm.v1.BoundClaim
+	31, // 38: writ.fsm.v1.AuthConfig.bound_claims:type_name -> writ.fsm.v1.BoundClaim
+	46, // 39: writ.fsm.v1.SecretID.metadata:type_name -> writ.fsm.v1.SecretID.MetadataEntry
+	47, // 40: writ.fsm.v1.Resource.attributes:type_name -> google.protobuf.Struct
+	37, // 41: writ.fsm.v1.Scope.resources:type_name -> writ.fsm.v1.Resource
+	38, // 42: writ.fsm.v1.Lease.scope:type_name -> writ.fsm.v1.Scope
+	1,  // 43: writ.fsm.v1.Lease.status:type_name -> writ.fsm.v1.LeaseStatus
+	2,  // 44: writ.fsm.v1.Result.code:type_name -> writ.fsm.v1.ResultCode
+	39, // 45: writ.fsm.v1.Result.lease:type_name -> writ.fsm.v1.Lease
+	41, // 46: writ.fsm.v1.AppliedRequest.result:type_name -> writ.fsm.v1.Result
+	29, // 47: writ.fsm.v1.SnapshotRecord.identity:type_name -> writ.fsm.v1.Identity
+	30, // 48: writ.fsm.v1.SnapshotRecord.role:type_name -> writ.fsm.v1.Role
+	33, // 49: writ.fsm.v1.SnapshotRecord.secret_id:type_name -> writ.fsm.v1.SecretID
+	34, // 50: writ.fsm.v1.SnapshotRecord.policy_set:type_name -> writ.fsm.v1.PolicySet
+	35, // 51: writ.fsm.v1.SnapshotRecord.signing_key:type_name -> writ.fsm.v1.SigningKey
+	36, // 52: writ.fsm.v1.SnapshotRecord.node:type_name -> writ.fsm.v1.Node
+	39, // 53: writ.fsm.v1.SnapshotRecord.lease:type_name -> writ.fsm.v1.Lease
+	43, // 54: writ.fsm.v1.SnapshotRecord.applied_request:type_name -> writ.fsm.v1.AppliedRequest
+	32, // 55: writ.fsm.v1.SnapshotRecord.auth_config:type_name -> writ.fsm.v1.AuthConfig
+	40, // 56: writ.fsm.v1.SnapshotRecord.owner_epoch:type_name -> writ.fsm.v1.OwnerEpoch
+	57, // [57:57] is the sub-list for method output_type
+	57, // [57:57] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_writ_fsm_v1_fsm_proto_init() }
@@ -3814,8 +4257,11 @@ func file_writ_fsm_v1_fsm_proto_init() {
 		(*Command_ReapExpired)(nil),
 		(*Command_PutAuthConfig)(nil),
 		(*Command_DeleteAuthConfig)(nil),
+		(*Command_RevokeRole)(nil),
+		(*Command_RevokeOwner)(nil),
+		(*Command_RetireSigningKey)(nil),
 	}
-	file_writ_fsm_v1_fsm_proto_msgTypes[37].OneofWrappers = []any{
+	file_writ_fsm_v1_fsm_proto_msgTypes[41].OneofWrappers = []any{
 		(*SnapshotRecord_Identity)(nil),
 		(*SnapshotRecord_Role)(nil),
 		(*SnapshotRecord_SecretId)(nil),
@@ -3825,6 +4271,7 @@ func file_writ_fsm_v1_fsm_proto_init() {
 		(*SnapshotRecord_Lease)(nil),
 		(*SnapshotRecord_AppliedRequest)(nil),
 		(*SnapshotRecord_AuthConfig)(nil),
+		(*SnapshotRecord_OwnerEpoch)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3832,7 +4279,7 @@ func file_writ_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_writ_fsm_v1_fsm_proto_rawDesc), len(file_writ_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   40,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

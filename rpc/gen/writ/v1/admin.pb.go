@@ -1279,9 +1279,11 @@ func (x *PutPolicySetResponse) GetIndex() uint64 {
 }
 
 type GetPolicySetRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Read          *ReadOptions           `protobuf:"bytes,2,opt,name=read,proto3" json:"read,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Read  *ReadOptions           `protobuf:"bytes,2,opt,name=read,proto3" json:"read,omitempty"`
+	// A version from the history (0: the active version).
+	Version       uint64 `protobuf:"varint,60,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1328,6 +1330,13 @@ func (x *GetPolicySetRequest) GetRead() *ReadOptions {
 		return x.Read
 	}
 	return nil
+}
+
+func (x *GetPolicySetRequest) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
 }
 
 type GetPolicySetResponse struct {
@@ -1872,10 +1881,11 @@ const file_writ_v1_admin_proto_rawDesc = "" +
 	"\x14PutPolicySetResponse\x121\n" +
 	"\n" +
 	"policy_set\x18\x01 \x01(\v2\x12.writ.v1.PolicySetR\tpolicySet\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"S\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"m\n" +
 	"\x13GetPolicySetRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
-	"\x04read\x18\x02 \x01(\v2\x14.writ.v1.ReadOptionsR\x04read\"n\n" +
+	"\x04read\x18\x02 \x01(\v2\x14.writ.v1.ReadOptionsR\x04read\x12\x18\n" +
+	"\aversion\x18< \x01(\x04R\aversion\"n\n" +
 	"\x14GetPolicySetResponse\x121\n" +
 	"\n" +
 	"policy_set\x18\x01 \x01(\v2\x12.writ.v1.PolicySetR\tpolicySet\x12#\n" +

@@ -876,8 +876,14 @@ type RevokeRequest struct {
 	//	*RevokeRequest_LeaseId
 	//	*RevokeRequest_Identity
 	//	*RevokeRequest_Credential
-	Target        isRevokeRequest_Target `protobuf_oneof:"target"`
-	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	//	*RevokeRequest_Role
+	//	*RevokeRequest_Owner
+	//	*RevokeRequest_Subtree
+	Target isRevokeRequest_Target `protobuf_oneof:"target"`
+	Reason string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Count the live leases the revocation would invalidate (its blast
+	// radius) and write nothing.
+	DryRun        bool `protobuf:"varint,53,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -946,11 +952,45 @@ func (x *RevokeRequest) GetCredential() string {
 	return ""
 }
 
+func (x *RevokeRequest) GetRole() string {
+	if x != nil {
+		if x, ok := x.Target.(*RevokeRequest_Role); ok {
+			return x.Role
+		}
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetOwner() string {
+	if x != nil {
+		if x, ok := x.Target.(*RevokeRequest_Owner); ok {
+			return x.Owner
+		}
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetSubtree() string {
+	if x != nil {
+		if x, ok := x.Target.(*RevokeRequest_Subtree); ok {
+			return x.Subtree
+		}
+	}
+	return ""
+}
+
 func (x *RevokeRequest) GetReason() string {
 	if x != nil {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *RevokeRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
 }
 
 type isRevokeRequest_Target interface {
@@ -970,15 +1010,44 @@ type RevokeRequest_Credential struct {
 	Credential string `protobuf:"bytes,4,opt,name=credential,proto3,oneof"`
 }
 
+type RevokeRequest_Role struct {
+	// Every lease issued through this role.
+	Role string `protobuf:"bytes,50,opt,name=role,proto3,oneof"`
+}
+
+type RevokeRequest_Owner struct {
+	// Every lease of every identity this owner is accountable for.
+	Owner string `protobuf:"bytes,51,opt,name=owner,proto3,oneof"`
+}
+
+type RevokeRequest_Subtree struct {
+	// Every lease delegated from this lease, at any depth; the lease itself
+	// stays valid.
+	Subtree string `protobuf:"bytes,52,opt,name=subtree,proto3,oneof"`
+}
+
 func (*RevokeRequest_LeaseId) isRevokeRequest_Target() {}
 
 func (*RevokeRequest_Identity) isRevokeRequest_Target() {}
 
 func (*RevokeRequest_Credential) isRevokeRequest_Target() {}
 
+func (*RevokeRequest_Role) isRevokeRequest_Target() {}
+
+func (*RevokeRequest_Owner) isRevokeRequest_Target() {}
+
+func (*RevokeRequest_Subtree) isRevokeRequest_Target() {}
+
 type RevokeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The revocation's Raft index (0 for a dry run).
+	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// Dry run: the live leases the revocation would invalidate (its blast
+	// radius). A real revocation does not count (that would cost O(leases)).
+	LiveLeases uint64 `protobuf:"varint,50,opt,name=live_leases,json=liveLeases,proto3" json:"live_leases,omitempty"`
+	DryRun     bool   `protobuf:"varint,51,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// Dry run: the index of the state that was counted.
+	AppliedIndex  uint64 `protobuf:"varint,52,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1020,11 +1089,32 @@ func (x *RevokeResponse) GetIndex() uint64 {
 	return 0
 }
 
+func (x *RevokeResponse) GetLiveLeases() uint64 {
+	if x != nil {
+		return x.LiveLeases
+	}
+	return 0
+}
+
+func (x *RevokeResponse) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *RevokeResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
 var File_writ_v1_authz_proto protoreflect.FileDescriptor
 
 const file_writ_v1_authz_proto_rawDesc = "" +
 	"\n" +
-	"\x13writ/v1/authz.proto\x12\awrit.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x13writ/v1/types.proto\"D\n" +
+	"\x13writ/v1/authz.proto\x12\awrit.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x13writ/v1/batch.proto\x1a\x13writ/v1/types.proto\"D\n" +
 	"\fAppRoleProof\x12\x17\n" +
 	"\arole_id\x18\x01 \x01(\tR\x06roleId\x12\x1b\n" +
 	"\tsecret_id\x18\x02 \x01(\tR\bsecretId\"4\n" +
@@ -1092,20 +1182,29 @@ const file_writ_v1_authz_proto_rawDesc = "" +
 	"\n" +
 	"credential\x18\x03 \x01(\tR\n" +
 	"credential\x12\x14\n" +
-	"\x05index\x18\x04 \x01(\x04R\x05index\"\x8e\x01\n" +
+	"\x05index\x18\x04 \x01(\x04R\x05index\"\xf1\x01\n" +
 	"\rRevokeRequest\x12\x1b\n" +
 	"\blease_id\x18\x01 \x01(\tH\x00R\aleaseId\x12\x1c\n" +
 	"\bidentity\x18\x02 \x01(\tH\x00R\bidentity\x12 \n" +
 	"\n" +
 	"credential\x18\x04 \x01(\tH\x00R\n" +
-	"credential\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reasonB\b\n" +
-	"\x06target\"&\n" +
+	"credential\x12\x14\n" +
+	"\x04role\x182 \x01(\tH\x00R\x04role\x12\x16\n" +
+	"\x05owner\x183 \x01(\tH\x00R\x05owner\x12\x1a\n" +
+	"\asubtree\x184 \x01(\tH\x00R\asubtree\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x17\n" +
+	"\adry_run\x185 \x01(\bR\x06dryRunB\b\n" +
+	"\x06target\"\x85\x01\n" +
 	"\x0eRevokeResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index2\xe6\x02\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1f\n" +
+	"\vlive_leases\x182 \x01(\x04R\n" +
+	"liveLeases\x12\x17\n" +
+	"\adry_run\x183 \x01(\bR\x06dryRun\x12#\n" +
+	"\rapplied_index\x184 \x01(\x04R\fappliedIndex2\xbe\x03\n" +
 	"\fAuthzService\x12Z\n" +
 	"\x11AuthorizeAndIssue\x12!.writ.v1.AuthorizeAndIssueRequest\x1a\".writ.v1.AuthorizeAndIssueResponse\x12G\n" +
-	"\tAuthorize\x12\x19.writ.v1.AuthorizeRequest\x1a\x1a.writ.v1.AuthorizeResponse\"\x03\x90\x02\x01\x12>\n" +
+	"\tAuthorize\x12\x19.writ.v1.AuthorizeRequest\x1a\x1a.writ.v1.AuthorizeResponse\"\x03\x90\x02\x01\x12V\n" +
+	"\x0eBatchAuthorize\x12\x1e.writ.v1.BatchAuthorizeRequest\x1a\x1f.writ.v1.BatchAuthorizeResponse\"\x03\x90\x02\x01\x12>\n" +
 	"\x06Verify\x12\x16.writ.v1.VerifyRequest\x1a\x17.writ.v1.VerifyResponse\"\x03\x90\x02\x01\x126\n" +
 	"\x05Renew\x12\x15.writ.v1.RenewRequest\x1a\x16.writ.v1.RenewResponse\x129\n" +
 	"\x06Revoke\x12\x16.writ.v1.RevokeRequest\x1a\x17.writ.v1.RevokeResponseB1Z/github.com/writ-dev/writ/rpc/gen/writ/v1;writv1b\x06proto3"
@@ -1144,6 +1243,8 @@ var file_writ_v1_authz_proto_goTypes = []any{
 	(*Decision)(nil),                  // 17: writ.v1.Decision
 	(*Lease)(nil),                     // 18: writ.v1.Lease
 	(*ReadOptions)(nil),               // 19: writ.v1.ReadOptions
+	(*BatchAuthorizeRequest)(nil),     // 20: writ.v1.BatchAuthorizeRequest
+	(*BatchAuthorizeResponse)(nil),    // 21: writ.v1.BatchAuthorizeResponse
 }
 var file_writ_v1_authz_proto_depIdxs = []int32{
 	0,  // 0: writ.v1.Proof.approle:type_name -> writ.v1.AppRoleProof
@@ -1167,16 +1268,18 @@ var file_writ_v1_authz_proto_depIdxs = []int32{
 	18, // 18: writ.v1.RenewResponse.lease:type_name -> writ.v1.Lease
 	5,  // 19: writ.v1.AuthzService.AuthorizeAndIssue:input_type -> writ.v1.AuthorizeAndIssueRequest
 	7,  // 20: writ.v1.AuthzService.Authorize:input_type -> writ.v1.AuthorizeRequest
-	9,  // 21: writ.v1.AuthzService.Verify:input_type -> writ.v1.VerifyRequest
-	11, // 22: writ.v1.AuthzService.Renew:input_type -> writ.v1.RenewRequest
-	13, // 23: writ.v1.AuthzService.Revoke:input_type -> writ.v1.RevokeRequest
-	6,  // 24: writ.v1.AuthzService.AuthorizeAndIssue:output_type -> writ.v1.AuthorizeAndIssueResponse
-	8,  // 25: writ.v1.AuthzService.Authorize:output_type -> writ.v1.AuthorizeResponse
-	10, // 26: writ.v1.AuthzService.Verify:output_type -> writ.v1.VerifyResponse
-	12, // 27: writ.v1.AuthzService.Renew:output_type -> writ.v1.RenewResponse
-	14, // 28: writ.v1.AuthzService.Revoke:output_type -> writ.v1.RevokeResponse
-	24, // [24:29] is the sub-list for method output_type
-	19, // [19:24] is the sub-list for method input_type
+	20, // 21: writ.v1.AuthzService.BatchAuthorize:input_type -> writ.v1.BatchAuthorizeRequest
+	9,  // 22: writ.v1.AuthzService.Verify:input_type -> writ.v1.VerifyRequest
+	11, // 23: writ.v1.AuthzService.Renew:input_type -> writ.v1.RenewRequest
+	13, // 24: writ.v1.AuthzService.Revoke:input_type -> writ.v1.RevokeRequest
+	6,  // 25: writ.v1.AuthzService.AuthorizeAndIssue:output_type -> writ.v1.AuthorizeAndIssueResponse
+	8,  // 26: writ.v1.AuthzService.Authorize:output_type -> writ.v1.AuthorizeResponse
+	21, // 27: writ.v1.AuthzService.BatchAuthorize:output_type -> writ.v1.BatchAuthorizeResponse
+	10, // 28: writ.v1.AuthzService.Verify:output_type -> writ.v1.VerifyResponse
+	12, // 29: writ.v1.AuthzService.Renew:output_type -> writ.v1.RenewResponse
+	14, // 30: writ.v1.AuthzService.Revoke:output_type -> writ.v1.RevokeResponse
+	25, // [25:31] is the sub-list for method output_type
+	19, // [19:25] is the sub-list for method input_type
 	19, // [19:19] is the sub-list for extension type_name
 	19, // [19:19] is the sub-list for extension extendee
 	0,  // [0:19] is the sub-list for field type_name
@@ -1187,6 +1290,7 @@ func file_writ_v1_authz_proto_init() {
 	if File_writ_v1_authz_proto != nil {
 		return
 	}
+	file_writ_v1_batch_proto_init()
 	file_writ_v1_types_proto_init()
 	file_writ_v1_authz_proto_msgTypes[3].OneofWrappers = []any{
 		(*Proof_Approle)(nil),
@@ -1197,6 +1301,9 @@ func file_writ_v1_authz_proto_init() {
 		(*RevokeRequest_LeaseId)(nil),
 		(*RevokeRequest_Identity)(nil),
 		(*RevokeRequest_Credential)(nil),
+		(*RevokeRequest_Role)(nil),
+		(*RevokeRequest_Owner)(nil),
+		(*RevokeRequest_Subtree)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
