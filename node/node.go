@@ -230,7 +230,7 @@ func (n *Node) startAPI() error {
 	n.httpSrv = &http.Server{
 		Handler:           handler,
 		Protocols:         &protocols,
-		TLSConfig:         n.cfg.TLS,
+		TLSConfig:         n.cfg.TLS.Clone(), // ServeTLS adds ALPN protocols to it: never share the caller's
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
