@@ -52,6 +52,15 @@ test-docker: ## docker cluster test: 3 containers, kill, disconnect, rolling res
 test-leases-big: ## cluster test: revoke an identity holding 100,000 leases in one entry (about a minute)
 	WRIT_BIG_LEASES=100000 $(GO) test -count=1 -timeout 10m -run TestRevokeIdentityHoldingManyLeases -v ./node/
 
+.PHONY: churn
+churn: ## soak: 1,000 leases/s with 60 s TTLs for WRIT_CHURN (default 10m); prints stored leases, snapshot size, heap, RSS
+	WRIT_CHURN=$${WRIT_CHURN:-10m} $(GO) test -count=1 -timeout 30m -run TestLeaseChurn -v ./node/
+
+.PHONY: bench-leases
+bench-leases: ## heap per live lease and revoke-identity apply with 1,000,000 leases; revoke commit on 3 nodes with 1,000,000
+	WRIT_LEASE_MEMORY_N=1000000 $(GO) test -run '^$$' -bench 'LeaseMemory|ApplyRevokeIdentity' -benchtime 2000x -timeout 30m ./fsm/
+	WRIT_BENCH_LEASES=1000000 $(GO) test -run '^$$' -bench RevokeIdentityManyLeases -benchtime 3x -timeout 60m ./node/
+
 .PHONY: bench-ci
 bench-ci: ## run every benchmark once so they cannot rot
 	$(GO) test -run '^$$' -bench . -benchtime=1x ./...
