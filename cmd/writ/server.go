@@ -28,6 +28,7 @@ type serverFlags struct {
 	join                        []string
 	adminToken                  string
 	maxStaleness                time.Duration
+	keyRotation, keyOverlap     time.Duration
 	logLevel, logFormat         string
 }
 
@@ -80,6 +81,8 @@ neither flag: its data dir remembers the cluster.`,
 	fl.StringSliceVar(&f.join, "join", nil, "API address of an existing member to join through (repeatable)")
 	fl.StringVar(&f.adminToken, "admin-token", "", "admin token (env "+envAdminToken+"); required to join, generated if missing with --bootstrap")
 	fl.DurationVar(&f.maxStaleness, "max-staleness", 0, "refuse stale reads after losing the leader for this long (default: the node's, 2s)")
+	fl.DurationVar(&f.keyRotation, "key-rotation-period", 0, "the leader rotates the signing key when it is this old (0: only on writ key rotate)")
+	fl.DurationVar(&f.keyOverlap, "key-overlap", 0, "rotated-out keys keep verifying this long before they retire (default 24h; at least the longest credential lifetime)")
 	f.addLogging(cmd, "info")
 	_ = cmd.MarkFlagRequired("data-dir")
 	cmd.MarkFlagsMutuallyExclusive("bootstrap", "join")
@@ -97,8 +100,8 @@ neither flag: its data dir remembers the cluster.`,
 				return usagef("--join: empty address")
 			}
 		}
-		if f.maxStaleness < 0 {
-			return usagef("--max-staleness must not be negative")
+		if f.maxStaleness < 0 || f.keyRotation < 0 || f.keyOverlap < 0 {
+			return usagef("--max-staleness, --key-rotation-period and --key-overlap must not be negative")
 		}
 		token := f.adminToken
 		if token == "" {
@@ -125,6 +128,7 @@ neither flag: its data dir remembers the cluster.`,
 			AdvertiseAPI: f.advertiseAPI, AdvertiseRaft: f.advertiseRaft,
 			Bootstrap: f.bootstrap, Join: f.join, AdminToken: token,
 			MaxStaleness: f.maxStaleness, Logger: log, RaftLogOutput: a.stderr,
+			KeyRotationPeriod: f.keyRotation, KeyOverlap: f.keyOverlap,
 		}
 		return markRun(a.runNode(cmd.Context(), cfg, log, nil))
 	}
