@@ -274,7 +274,7 @@ func loadDevData() (devData, error) {
 		d.Roles = append(d.Roles, &writv1.Role{
 			Name: r.Name, Environment: r.Environment, Identity: r.Identity, AuthMethods: r.AuthMethods,
 			DefaultTtlSeconds: int64(r.DefaultTTL / time.Second), MaxTtlSeconds: int64(r.MaxTTL / time.Second),
-			MaxRenewals: r.MaxRenewals, MaxLiveLeases: r.MaxLiveLeases,
+			MaxRenewals: r.MaxRenewals, MaxLiveLeases: r.MaxLiveLeases, MaxDelegationDepth: r.MaxDelegationDepth,
 		})
 	}
 	return d, nil
