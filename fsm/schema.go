@@ -66,16 +66,14 @@ func (e *appliedEntry) result(id string) *fsmpb.Result {
 //
 // Typed indexers (no reflection, one allocation per key). Strings end in a
 // NUL so that a lookup of "a" never matches "ab"; ids are validated to carry
-// no control characters, so no key contains another NUL. Integers are
-// big-endian with the sign bit flipped, so byte order is numeric order.
+// no control characters, so no key contains another NUL. Unsigned integers
+// are big-endian nibbles, so byte order is numeric order.
 
 func strKey(s string, extra int) []byte {
 	b := make([]byte, len(s)+1, len(s)+1+extra)
 	copy(b, s)
 	return b
 }
-
-func appendInt64(b []byte, v int64) []byte { return appendUint64(b, uint64(v)^(1<<63)) }
 
 // appendUint64 writes v as 16 big-endian nibbles. Byte keys of nearby
 // numbers (times, indexes) would put up to 256 edges in one radix node,
@@ -151,68 +149,6 @@ func (x bytesIndex[T]) FromArgs(args ...any) ([]byte, error) {
 		return nil, fmt.Errorf("want []byte, got %T", args[0])
 	}
 	return b, nil
-}
-
-// int64Index indexes one int64 field in numeric order.
-type int64Index[T any] struct {
-	get func(T) int64
-	pk  func(T) string
-}
-
-func (x int64Index[T]) FromObject(obj any) (bool, []byte, error) {
-	o := obj.(T)
-	return true, appendInt64(make([]byte, 0, 16+pkRoom(x.pk, o)), x.get(o)), nil
-}
-
-func (x int64Index[T]) FromArgs(args ...any) ([]byte, error) {
-	if len(args) != 1 {
-		return nil, fmt.Errorf("want 1 argument, got %d", len(args))
-	}
-	v, ok := args[0].(int64)
-	if !ok {
-		return nil, fmt.Errorf("want int64, got %T", args[0])
-	}
-	return appendInt64(make([]byte, 0, 16), v), nil
-}
-
-// stringInt64Index indexes (string, int64) pairs: FromArgs takes both,
-// PrefixFromArgs only the string (query with the "<name>_prefix" index).
-type stringInt64Index[T any] struct {
-	str func(T) string
-	num func(T) int64
-	pk  func(T) string
-}
-
-func (x stringInt64Index[T]) FromObject(obj any) (bool, []byte, error) {
-	o := obj.(T)
-	s := x.str(o)
-	if s == "" {
-		return false, nil, nil
-	}
-	return true, appendInt64(strKey(s, 16+pkRoom(x.pk, o)), x.num(o)), nil
-}
-
-func (x stringInt64Index[T]) FromArgs(args ...any) ([]byte, error) {
-	s, err := argString(args, 0)
-	if err != nil {
-		return nil, err
-	}
-	if len(args) != 2 {
-		return nil, fmt.Errorf("want 2 arguments, got %d", len(args))
-	}
-	v, ok := args[1].(int64)
-	if !ok {
-		return nil, fmt.Errorf("argument 1: want int64, got %T", args[1])
-	}
-	return appendInt64(strKey(s, 16), v), nil
-}
-
-func (x stringInt64Index[T]) PrefixFromArgs(args ...any) ([]byte, error) {
-	s, err := argString(args, 0)
-	if err != nil {
-		return nil, err
-	}
-	return strKey(s, 0), nil
 }
 
 // historyIndex keys policy set versions by (name, version).
