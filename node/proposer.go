@@ -84,7 +84,8 @@ func (p *proposer) close() {
 // isUrgent: revocations must reach followers at once.
 func isUrgent(cmd *fsmpb.Command) bool {
 	switch cmd.GetPayload().(type) {
-	case *fsmpb.Command_RevokeLease, *fsmpb.Command_RevokeIdentity:
+	case *fsmpb.Command_RevokeLease, *fsmpb.Command_RevokeIdentity, *fsmpb.Command_RevokeRole,
+		*fsmpb.Command_RevokeOwner, *fsmpb.Command_RetireSigningKey:
 		return true
 	}
 	return false
