@@ -5,6 +5,7 @@ import (
 	"iter"
 	"strconv"
 	"strings"
+	"sync"
 
 	cedar "github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
@@ -145,6 +146,11 @@ type PolicySet struct {
 	iter    policyIter
 	byID    map[types.PolicyID]int
 	index   index
+	// principals, set by Engine.Get, caches principal records across
+	// decisions; nil for a set from Compile.
+	principals *principalCache
+	// scratch recycles the maps converting a request's records uses.
+	scratch sync.Pool
 }
 
 // Compile parses Cedar policy text into a PolicySet. Every error wraps
@@ -242,10 +248,11 @@ func (ps *PolicySet) Policies() []PolicyRef {
 // index.go); the decision is identical to DecideAll's.
 func (ps *PolicySet) Decide(req Request) (Decision, error) {
 	call := new(decideCall)
-	creq, err := newRequest(req, &call.ents)
+	creq, err := newRequest(req, &call.ents, &ps.scratch)
 	if err != nil {
 		return Decision{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
+	call.ents.cache = ps.principals
 	call.cands = candidates{ps: ps, ents: &call.ents}
 	dec, diag := cedar.Authorize(&call.cands, &call.ents, creq)
 	return ps.decision(dec, diag), nil
@@ -262,10 +269,11 @@ type decideCall struct {
 // indexed Decide is tested and measured against.
 func (ps *PolicySet) DecideAll(req Request) (Decision, error) {
 	ents := new(entities)
-	creq, err := newRequest(req, ents)
+	creq, err := newRequest(req, ents, &ps.scratch)
 	if err != nil {
 		return Decision{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
+	ents.cache = ps.principals
 	dec, diag := cedar.Authorize(&ps.iter, ents, creq)
 	return ps.decision(dec, diag), nil
 }
@@ -329,7 +337,7 @@ func reason(d Decision) string {
 
 // newRequest checks req and turns it into the Cedar request, filling e, the
 // entity getter for it.
-func newRequest(req Request, e *entities) (cedar.Request, error) {
+func newRequest(req Request, e *entities, pool *sync.Pool) (cedar.Request, error) {
 	ident := req.Identity
 	if ident == nil {
 		return cedar.Request{}, fmt.Errorf("identity is required")
@@ -356,17 +364,18 @@ func newRequest(req Request, e *entities) (cedar.Request, error) {
 	if len(req.Role) > MaxIDBytes {
 		return cedar.Request{}, fmt.Errorf("role is %d bytes; at most %d", len(req.Role), MaxIDBytes)
 	}
-	resAttrs, err := recordFromMap("resource", req.Resource.Attributes)
+	resAttrs, err := recordFromMap("resource", req.Resource.Attributes, pool)
 	if err != nil {
 		return cedar.Request{}, err
 	}
-	ctx, err := recordFromMap("context", req.Context)
+	ctx, err := recordFromMap("context", req.Context, pool)
 	if err != nil {
 		return cedar.Request{}, err
 	}
 
 	*e = entities{
 		ident:     ident,
+		role:      req.Role,
 		principal: types.NewEntityUID(ptype, types.String(ident.GetId())),
 		action:    types.NewEntityUID(typeAction, types.String(req.Action)),
 		resource: types.Entity{

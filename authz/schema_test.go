@@ -64,7 +64,7 @@ func TestEntitiesAgreeWithSchema(t *testing.T) {
 				Context:  ctx,
 			}
 			ents := new(entities)
-			creq, err := newRequest(req, ents)
+			creq, err := newRequest(req, ents, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
