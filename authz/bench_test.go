@@ -159,19 +159,23 @@ func BenchmarkActivate(b *testing.B) {
 	}
 	b.Run("policies=10000/validate", func(b *testing.B) {
 		b.ReportAllocs()
+		cpu := startCPU()
 		for b.Loop() {
 			if _, err := schema.Validate("bench", 1, text); err != nil {
 				b.Fatal(err)
 			}
 		}
+		cpu.report(b)
 	})
 	b.Run("policies=10000/compile", func(b *testing.B) {
 		b.ReportAllocs()
+		cpu := startCPU()
 		for b.Loop() {
 			if _, err := authz.Compile("bench", 1, text); err != nil {
 				b.Fatal(err)
 			}
 		}
+		cpu.report(b)
 	})
 }
 
