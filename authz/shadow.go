@@ -58,7 +58,7 @@ type ShadowStats struct {
 // shadowCounters count one candidate version of one set: a new candidate
 // version starts from zero.
 type shadowCounters struct {
-	version                                     uint64
+	version                                      uint64
 	evals, widened, narrowed, reasoned, candErrs atomic.Uint64
 }
 
