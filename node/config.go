@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/writ-dev/writ/authz"
 	"github.com/writ-dev/writ/internal/clock"
 )
 
@@ -44,6 +45,9 @@ type Config struct {
 	Clock         clock.Clock
 	// ReapInterval is how often the leader removes expired leases. Default 10s.
 	ReapInterval time.Duration
+	// Schema validates policy sets on write; nil means Writ's embedded
+	// schema. Every node of a cluster must be given the same one.
+	Schema *authz.Schema
 	// DevMode turns off fsync (dev only: an acknowledged write may be lost on power failure).
 	DevMode bool
 	Raft    RaftTuning

@@ -198,6 +198,7 @@ func (n *Node) startAPI() error {
 		Verifier: n.verifier,
 		Logger:   n.log,
 		Clock:    n.cfg.Clock,
+		Schema:   n.cfg.Schema,
 	})
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)

@@ -29,6 +29,7 @@ type serverFlags struct {
 	adminToken                  string
 	maxStaleness                time.Duration
 	logLevel, logFormat         string
+	schema                      string
 }
 
 func (f *serverFlags) addLogging(cmd *cobra.Command, level string) {
@@ -80,6 +81,7 @@ neither flag: its data dir remembers the cluster.`,
 	fl.StringSliceVar(&f.join, "join", nil, "API address of an existing member to join through (repeatable)")
 	fl.StringVar(&f.adminToken, "admin-token", "", "admin token (env "+envAdminToken+"); required to join, generated if missing with --bootstrap")
 	fl.DurationVar(&f.maxStaleness, "max-staleness", 0, "refuse stale reads after losing the leader for this long (default: the node's, 2s)")
+	fl.StringVar(&f.schema, "schema", "", "Cedar schema policy sets are validated against (default: Writ's embedded one; extend a copy of policies/writ.cedarschema; give every node the same)")
 	f.addLogging(cmd, "info")
 	_ = cmd.MarkFlagRequired("data-dir")
 	cmd.MarkFlagsMutuallyExclusive("bootstrap", "join")
@@ -99,6 +101,10 @@ neither flag: its data dir remembers the cluster.`,
 		}
 		if f.maxStaleness < 0 {
 			return usagef("--max-staleness must not be negative")
+		}
+		schema, err := serverSchema(f.schema)
+		if err != nil {
+			return err
 		}
 		token := f.adminToken
 		if token == "" {
@@ -120,6 +126,7 @@ neither flag: its data dir remembers the cluster.`,
 			fmt.Fprintf(a.stderr, "Generated admin token (shown once; keep it secret):\n\n    %s\n\n", token)
 		}
 		cfg := node.Config{
+			Schema: schema,
 			NodeID: f.nodeID, DataDir: f.dataDir,
 			APIAddr: f.apiAddr, RaftAddr: f.raftAddr,
 			AdvertiseAPI: f.advertiseAPI, AdvertiseRaft: f.advertiseRaft,
