@@ -30,7 +30,10 @@ type Request struct {
 	// with attributes owner, environment and kind, the identity's
 	// attributes as tags, and parents Role::"<Role>" (when Role is not
 	// empty), Team::"<Owner>" and Environment::"<Environment>" (when not
-	// empty). Decide never modifies it.
+	// empty). Decide never modifies it, and the caller must not either once
+	// it has been decided on: a set from an Engine caches the principal's
+	// records per Identity pointer (fsm records are immutable, so a stored
+	// record qualifies).
 	Identity *fsmpb.Identity
 	Role     string
 	// Action is the id of Action::"<Action>".
