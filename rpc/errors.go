@@ -97,8 +97,11 @@ func toConnect(log *slog.Logger, err error) error {
 	}
 	if reason := authn.Reason(err); reason != "" {
 		code := connect.CodeUnauthenticated
-		if authn.IsPermission(err) {
+		switch {
+		case authn.IsPermission(err):
 			code = connect.CodePermissionDenied
+		case authn.IsUnavailable(err):
+			code = connect.CodeUnavailable
 		}
 		return newError(code, reason, err.Error(), nil)
 	}

@@ -215,3 +215,7 @@ func (f *fakeServer) Join(_ context.Context, r *connect.Request[writv1.JoinReque
 func (f *fakeServer) Leave(_ context.Context, r *connect.Request[writv1.LeaveRequest]) (*connect.Response[writv1.LeaveResponse], error) {
 	return handle[writv1.LeaveRequest, writv1.LeaveResponse](f, "Leave", r)
 }
+
+func (f *fakeServer) BatchAuthorize(_ context.Context, r *connect.Request[writv1.BatchAuthorizeRequest]) (*connect.Response[writv1.BatchAuthorizeResponse], error) {
+	return handle[writv1.BatchAuthorizeRequest, writv1.BatchAuthorizeResponse](f, "BatchAuthorize", r)
+}

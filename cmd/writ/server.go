@@ -30,6 +30,8 @@ type serverFlags struct {
 	maxStaleness                time.Duration
 	logLevel, logFormat         string
 	schema                      string
+	tlsCert, tlsKey, tlsPeerCA  string
+	environments                []string
 }
 
 func (f *serverFlags) addLogging(cmd *cobra.Command, level string) {
@@ -82,6 +84,10 @@ neither flag: its data dir remembers the cluster.`,
 	fl.StringVar(&f.adminToken, "admin-token", "", "admin token (env "+envAdminToken+"); required to join, generated if missing with --bootstrap")
 	fl.DurationVar(&f.maxStaleness, "max-staleness", 0, "refuse stale reads after losing the leader for this long (default: the node's, 2s)")
 	fl.StringVar(&f.schema, "schema", "", "Cedar schema policy sets are validated against (default: Writ's embedded one; extend a copy of policies/writ.cedarschema; give every node the same)")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) the API serves HTTPS with; re-read when the file changes")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fl.StringVar(&f.tlsPeerCA, "tls-peer-ca", "", "PEM CA bundle that verifies other nodes' API certificates (default: the system roots)")
+	fl.StringSliceVar(&f.environments, "environments", []string{"prod", "staging", "dev"}, "environments identities and roles may live in (comma-separated)")
 	f.addLogging(cmd, "info")
 	_ = cmd.MarkFlagRequired("data-dir")
 	cmd.MarkFlagsMutuallyExclusive("bootstrap", "join")
@@ -125,6 +131,18 @@ neither flag: its data dir remembers the cluster.`,
 			}
 			fmt.Fprintf(a.stderr, "Generated admin token (shown once; keep it secret):\n\n    %s\n\n", token)
 		}
+		tlsCfg, err := serverTLS(f.tlsCert, f.tlsKey, a.now)
+		if err != nil {
+			return err
+		}
+		peer, err := peerTLS(f.tlsPeerCA)
+		if err != nil {
+			return err
+		}
+		envs, err := parseEnvironments(f.environments)
+		if err != nil {
+			return flagErr("environments", err)
+		}
 		cfg := node.Config{
 			Schema: schema,
 			NodeID: f.nodeID, DataDir: f.dataDir,
@@ -132,6 +150,7 @@ neither flag: its data dir remembers the cluster.`,
 			AdvertiseAPI: f.advertiseAPI, AdvertiseRaft: f.advertiseRaft,
 			Bootstrap: f.bootstrap, Join: f.join, AdminToken: token,
 			MaxStaleness: f.maxStaleness, Logger: log, RaftLogOutput: a.stderr,
+			TLS: tlsCfg, PeerTLS: peer, Environments: envs,
 		}
 		return markRun(a.runNode(cmd.Context(), cfg, log, nil))
 	}
