@@ -214,6 +214,7 @@ func (n *Node) startAPI() error {
 		Verifier: n.verifier,
 		Logger:   n.log,
 		Clock:    n.cfg.Clock,
+		Schema:   n.cfg.Schema,
 		Authn: authn.New(authn.Config{
 			Clock: n.cfg.Clock, Logger: n.log,
 		}),

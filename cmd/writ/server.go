@@ -30,6 +30,7 @@ type serverFlags struct {
 	maxStaleness                time.Duration
 	keyRotation, keyOverlap     time.Duration
 	logLevel, logFormat         string
+	schema                      string
 	tlsCert, tlsKey, tlsPeerCA  string
 	environments                []string
 }
@@ -83,6 +84,7 @@ neither flag: its data dir remembers the cluster.`,
 	fl.StringSliceVar(&f.join, "join", nil, "API address of an existing member to join through (repeatable)")
 	fl.StringVar(&f.adminToken, "admin-token", "", "admin token (env "+envAdminToken+"); required to join, generated if missing with --bootstrap")
 	fl.DurationVar(&f.maxStaleness, "max-staleness", 0, "refuse stale reads after losing the leader for this long (default: the node's, 2s)")
+	fl.StringVar(&f.schema, "schema", "", "Cedar schema policy sets are validated against (default: Writ's embedded one; extend a copy of policies/writ.cedarschema; give every node the same)")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) the API serves HTTPS with; re-read when the file changes")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fl.StringVar(&f.tlsPeerCA, "tls-peer-ca", "", "PEM CA bundle that verifies other nodes' API certificates (default: the system roots)")
@@ -108,6 +110,10 @@ neither flag: its data dir remembers the cluster.`,
 		}
 		if f.maxStaleness < 0 || f.keyRotation < 0 || f.keyOverlap < 0 {
 			return usagef("--max-staleness, --key-rotation-period and --key-overlap must not be negative")
+		}
+		schema, err := serverSchema(f.schema)
+		if err != nil {
+			return err
 		}
 		token := f.adminToken
 		if token == "" {
@@ -141,6 +147,7 @@ neither flag: its data dir remembers the cluster.`,
 			return flagErr("environments", err)
 		}
 		cfg := node.Config{
+			Schema: schema,
 			NodeID: f.nodeID, DataDir: f.dataDir,
 			APIAddr: f.apiAddr, RaftAddr: f.raftAddr,
 			AdvertiseAPI: f.advertiseAPI, AdvertiseRaft: f.advertiseRaft,
