@@ -42,6 +42,7 @@ type Node struct {
 	store     *raftboltdb.BoltStore
 	proposer  *proposer
 	peers     *peerClients
+	fwd       *forwarder
 
 	apiLn   net.Listener
 	httpSrv *http.Server
@@ -95,6 +96,7 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.proposer = newProposer(n.raft, n.cfg.Clock, n.log)
 	n.peers = newPeerClients()
+	n.fwd = n.newNodeForwarder()
 	if err := n.startAPI(); err != nil {
 		_ = n.Close()
 		return err
