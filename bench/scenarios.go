@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -119,7 +120,11 @@ func RunScenarios(ctx context.Context, cfg Config) ([]*Result, error) {
 		res, err := r.run(ctx, name)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-			res = &Result{Scenario: name, Skipped: err.Error()}
+			if res == nil || (res.OpsPerS == 0 && len(res.Scale) == 0) {
+				res = &Result{Scenario: name, Skipped: err.Error()}
+			} else {
+				res.Error = err.Error() // keep what was measured before it failed
+			}
 		}
 		res.Nodes, res.Protocol = len(cfg.Target.URLs), string(cfg.Target.Protocol)
 		if res.Policies == 0 {
@@ -473,7 +478,7 @@ func (r *runner) leaseScale(ctx context.Context) (*Result, error) {
 	out := &Result{Scenario: "lease-scale", Unit: "decisions"}
 	issued := 0
 	fill := r.cfg.Load
-	fill.Rate, fill.Warmup, fill.Concurrency = 0, 0, max(fill.Concurrency, 256)
+	fill.Rate, fill.Warmup, fill.Concurrency = 0, 0, max(fill.Concurrency, 128)
 	var last *Result
 	for _, n := range r.cfg.LeaseLevels {
 		if issued < n {
@@ -497,36 +502,47 @@ func (r *runner) leaseScale(ctx context.Context) (*Result, error) {
 }
 
 // fillLeases issues n leases with conc concurrent callers over every node.
+// A failed issue (an overloaded leader answers ResourceExhausted or times
+// out) is retried after a pause; the fill gives up only when nothing has
+// been issued for a minute.
 func (r *runner) fillLeases(ctx context.Context, n, conc int) error {
-	var mu sync.Mutex
-	left, failures := n, 0
-	var firstErr error
+	var left, done atomic.Int64
+	left.Store(int64(n))
+	var lastProgress atomic.Int64
+	lastProgress.Store(time.Now().UnixNano())
+	var errMu sync.Mutex
+	var lastErr error
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	for w := range conc {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil {
-				mu.Lock()
-				if left == 0 || failures > 100 {
-					mu.Unlock()
-					return
-				}
-				left--
-				mu.Unlock()
+			for ctx.Err() == nil && left.Add(-1) >= 0 {
 				if _, err := r.fx.issue(ctx, r.workerNode(w)); err != nil {
-					mu.Lock()
-					left++
-					failures++
-					firstErr = cmpOr(firstErr, err)
-					mu.Unlock()
+					left.Add(1)
+					errMu.Lock()
+					lastErr = err
+					errMu.Unlock()
+					if time.Since(time.Unix(0, lastProgress.Load())) > time.Minute {
+						cancel()
+						return
+					}
+					select {
+					case <-time.After(100 * time.Millisecond):
+					case <-ctx.Done():
+					}
+					continue
 				}
+				done.Add(1)
+				lastProgress.Store(time.Now().UnixNano())
 			}
 		}()
 	}
 	wg.Wait()
-	if left > 0 {
-		return fmt.Errorf("%w: issued %d of %d leases: %v", ErrSetup, n-left, n, cmpOr(firstErr, ctx.Err()))
+	if got := done.Load(); got < int64(n) {
+		return fmt.Errorf("%w: issued %d of %d leases (no progress for a minute): %v", ErrSetup, got, n, cmpOr(lastErr, ctx.Err()))
 	}
 	return nil
 }

@@ -16,7 +16,7 @@ func TestZZProfile(t *testing.T) {
 	if sc == "" {
 		t.Skip()
 	}
-	c := nodetest.New(t, 3, nodetest.Options{})
+	c := nodetest.New(t, nodes(), nodetest.Options{})
 	var urls []string
 	for _, m := range c.Members {
 		urls = append(urls, "http://"+m.APIAddr)
@@ -43,4 +43,11 @@ func conc() int {
 		}
 	}
 	return n
+}
+
+func nodes() int {
+	if os.Getenv("PROF_NODES") == "1" {
+		return 1
+	}
+	return 3
 }
