@@ -34,8 +34,8 @@ type BatchAuthorizeRequest struct {
 	Read  *ReadOptions          `protobuf:"bytes,3,opt,name=read,proto3" json:"read,omitempty"`
 	// Send each determining policy's annotations (as Authorize does). Off by
 	// default: a batch caller wants decisions at volume, and the annotation
-	// maps were a third of the response's encoding cost. Policy ids and the
-	// reason are always sent.
+	// maps are much of a result's encoding cost. Policy ids and the reason are
+	// always sent.
 	IncludeAnnotations bool `protobuf:"varint,4,opt,name=include_annotations,json=includeAnnotations,proto3" json:"include_annotations,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
