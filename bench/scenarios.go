@@ -650,6 +650,7 @@ func (r *runner) fillLeases(ctx context.Context, n, conc int) error {
 	lastProgress.Store(time.Now().UnixNano())
 	var errMu sync.Mutex
 	var lastErr error
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -680,7 +681,11 @@ func (r *runner) fillLeases(ctx context.Context, n, conc int) error {
 	}
 	wg.Wait()
 	if got := done.Load(); got < int64(n) {
-		return fmt.Errorf("%w: issued %d of %d leases (no progress for a minute): %v", ErrSetup, got, n, cmpOr(lastErr, ctx.Err()))
+		why := "no progress for a minute"
+		if parent.Err() != nil {
+			why = "cancelled"
+		}
+		return fmt.Errorf("%w: issued %d of %d leases (%s): %v", ErrSetup, got, n, why, cmpOr(lastErr, ctx.Err()))
 	}
 	return nil
 }
