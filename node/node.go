@@ -45,6 +45,7 @@ type Node struct {
 	proposer  *proposer
 	peers     *peerClients
 	caught    *freshness
+	fwd       *forwarder
 
 	apiLn   net.Listener
 	httpSrv *http.Server
@@ -99,6 +100,7 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.proposer = newProposer(n.raft, n.cfg.Clock, n.log)
 	n.peers = newPeerClients(n.cfg.PeerTLS)
+	n.fwd = n.newNodeForwarder()
 	if err := n.startAPI(); err != nil {
 		_ = n.Close()
 		return err
