@@ -39,7 +39,9 @@ type Config struct {
 	// election) before failing Unavailable. Default 5s.
 	HoldTimeout time.Duration
 	Logger      *slog.Logger
-	// RaftLogOutput receives hashicorp/raft's own log lines; default stderr.
+	// RaftLogOutput, when set, receives hashicorp/raft's own log lines as
+	// hclog text at warn and above; by default they go through Logger
+	// (component=raft), filtered by its level.
 	RaftLogOutput io.Writer
 	Clock         clock.Clock
 	// ReapInterval is how often the leader removes expired leases. Default 10s.
@@ -101,9 +103,6 @@ func (c *Config) defaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	if c.RaftLogOutput == nil {
-		c.RaftLogOutput = os.Stderr
 	}
 	if c.Clock == nil {
 		c.Clock = clock.Real{}

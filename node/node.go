@@ -25,6 +25,7 @@ import (
 	"github.com/writ-dev/writ/credential"
 	"github.com/writ-dev/writ/fsm"
 	"github.com/writ-dev/writ/fsm/fsmpb"
+	"github.com/writ-dev/writ/internal/logging"
 	"github.com/writ-dev/writ/rpc"
 )
 
@@ -114,11 +115,12 @@ func (n *Node) startRaft() error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	hlog := hclog.New(&hclog.LoggerOptions{
-		Name:   "raft." + n.cfg.NodeID,
-		Level:  hclog.Warn,
-		Output: n.cfg.RaftLogOutput,
-	})
+	// Raft logs through the node's slog logger (component=raft) unless a
+	// separate output was asked for.
+	hlog := logging.Hclog(n.log, "raft", hclog.Info)
+	if n.cfg.RaftLogOutput != nil {
+		hlog = hclog.New(&hclog.LoggerOptions{Name: "raft." + n.cfg.NodeID, Level: hclog.Warn, Output: n.cfg.RaftLogOutput})
+	}
 	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), NoSync: n.cfg.DevMode})
 	if err != nil {
 		return fmt.Errorf("open raft store: %w", err)

@@ -124,7 +124,7 @@ neither flag: its data dir remembers the cluster.`,
 			APIAddr: f.apiAddr, RaftAddr: f.raftAddr,
 			AdvertiseAPI: f.advertiseAPI, AdvertiseRaft: f.advertiseRaft,
 			Bootstrap: f.bootstrap, Join: f.join, AdminToken: token,
-			MaxStaleness: f.maxStaleness, Logger: log, RaftLogOutput: a.stderr,
+			MaxStaleness: f.maxStaleness, Logger: log,
 		}
 		return markRun(a.runNode(cmd.Context(), cfg, log, nil))
 	}
@@ -147,7 +147,7 @@ create a secret id, and print a walkthrough to paste into another shell.`,
 	fl.StringVar(&f.adminToken, "admin-token", "", "admin token (env "+envAdminToken+"; default: generated)")
 	f.addLogging(cmd, "warn")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		log, lvl, err := f.logger(a.stderr)
+		log, _, err := f.logger(a.stderr)
 		if err != nil {
 			return err
 		}
@@ -178,11 +178,6 @@ create a secret id, and print a walkthrough to paste into another shell.`,
 		cfg := node.Config{
 			NodeID: "dev", DataDir: dir, APIAddr: f.apiAddr, RaftAddr: raftAddr,
 			Bootstrap: true, AdminToken: token, Logger: log, DevMode: true,
-		}
-		if lvl <= slog.LevelDebug {
-			cfg.RaftLogOutput = a.stderr
-		} else {
-			cfg.RaftLogOutput = io.Discard
 		}
 		ready := func(ctx context.Context, n *node.Node) error {
 			base := "http://" + n.APIAddr()
