@@ -306,6 +306,7 @@ type Command struct {
 	//	*Command_RevokeLease
 	//	*Command_RevokeIdentity
 	//	*Command_ReapExpired
+	//	*Command_CheckpointAudit
 	Payload       isCommand_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -526,6 +527,15 @@ func (x *Command) GetReapExpired() *ReapExpired {
 	return nil
 }
 
+func (x *Command) GetCheckpointAudit() *CheckpointAudit {
+	if x != nil {
+		if x, ok := x.Payload.(*Command_CheckpointAudit); ok {
+			return x.CheckpointAudit
+		}
+	}
+	return nil
+}
+
 type isCommand_Payload interface {
 	isCommand_Payload()
 }
@@ -607,6 +617,11 @@ type Command_ReapExpired struct {
 	ReapExpired *ReapExpired `protobuf:"bytes,24,opt,name=reap_expired,json=reapExpired,proto3,oneof"`
 }
 
+type Command_CheckpointAudit struct {
+	// Audit chain heads a node vouches for (proposed ignorable).
+	CheckpointAudit *CheckpointAudit `protobuf:"bytes,70,opt,name=checkpoint_audit,json=checkpointAudit,proto3,oneof"`
+}
+
 func (*Command_Batch) isCommand_Payload() {}
 
 func (*Command_Noop) isCommand_Payload() {}
@@ -645,6 +660,141 @@ func (*Command_RevokeIdentity) isCommand_Payload() {}
 
 func (*Command_ReapExpired) isCommand_Payload() {}
 
+func (*Command_CheckpointAudit) isCommand_Payload() {}
+
+// CheckpointAudit records the heads of a node's audit hash chains, so the
+// cluster vouches for them: `writ audit verify` compares a node's files
+// against them. Apply keeps the last few per stream on the node's record.
+type CheckpointAudit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Heads         []*AuditCheckpoint     `protobuf:"bytes,2,rep,name=heads,proto3" json:"heads,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointAudit) Reset() {
+	*x = CheckpointAudit{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointAudit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointAudit) ProtoMessage() {}
+
+func (x *CheckpointAudit) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointAudit.ProtoReflect.Descriptor instead.
+func (*CheckpointAudit) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CheckpointAudit) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *CheckpointAudit) GetHeads() []*AuditCheckpoint {
+	if x != nil {
+		return x.Heads
+	}
+	return nil
+}
+
+type AuditCheckpoint struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Stream string                 `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	Seq    uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Hex SHA-256 of the record at seq.
+	Hash string `protobuf:"bytes,3,opt,name=hash,proto3" json:"hash,omitempty"`
+	// Set by Apply: the entry's time and index.
+	TimeUnixNano  int64  `protobuf:"varint,4,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	Index         uint64 `protobuf:"varint,5,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditCheckpoint) Reset() {
+	*x = AuditCheckpoint{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditCheckpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditCheckpoint) ProtoMessage() {}
+
+func (x *AuditCheckpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditCheckpoint.ProtoReflect.Descriptor instead.
+func (*AuditCheckpoint) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AuditCheckpoint) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *AuditCheckpoint) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditCheckpoint) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
+func (x *AuditCheckpoint) GetTimeUnixNano() int64 {
+	if x != nil {
+		return x.TimeUnixNano
+	}
+	return 0
+}
+
+func (x *AuditCheckpoint) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 type Batch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Commands      []*Command             `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
@@ -654,7 +804,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[2]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -666,7 +816,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[2]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -679,7 +829,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{2}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Batch) GetCommands() []*Command {
@@ -699,7 +849,7 @@ type Noop struct {
 
 func (x *Noop) Reset() {
 	*x = Noop{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[3]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -711,7 +861,7 @@ func (x *Noop) String() string {
 func (*Noop) ProtoMessage() {}
 
 func (x *Noop) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[3]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -724,7 +874,7 @@ func (x *Noop) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Noop.ProtoReflect.Descriptor instead.
 func (*Noop) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{3}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{5}
 }
 
 // Bootstrap initialises a new cluster exactly once.
@@ -742,7 +892,7 @@ type Bootstrap struct {
 
 func (x *Bootstrap) Reset() {
 	*x = Bootstrap{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[4]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -754,7 +904,7 @@ func (x *Bootstrap) String() string {
 func (*Bootstrap) ProtoMessage() {}
 
 func (x *Bootstrap) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[4]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -767,7 +917,7 @@ func (x *Bootstrap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Bootstrap.ProtoReflect.Descriptor instead.
 func (*Bootstrap) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{4}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Bootstrap) GetClusterId() string {
@@ -807,7 +957,7 @@ type RegisterNode struct {
 
 func (x *RegisterNode) Reset() {
 	*x = RegisterNode{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[5]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +969,7 @@ func (x *RegisterNode) String() string {
 func (*RegisterNode) ProtoMessage() {}
 
 func (x *RegisterNode) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[5]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +982,7 @@ func (x *RegisterNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNode.ProtoReflect.Descriptor instead.
 func (*RegisterNode) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{5}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RegisterNode) GetNode() *Node {
@@ -851,7 +1001,7 @@ type RemoveNode struct {
 
 func (x *RemoveNode) Reset() {
 	*x = RemoveNode{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[6]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +1013,7 @@ func (x *RemoveNode) String() string {
 func (*RemoveNode) ProtoMessage() {}
 
 func (x *RemoveNode) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[6]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +1026,7 @@ func (x *RemoveNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNode.ProtoReflect.Descriptor instead.
 func (*RemoveNode) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{6}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RemoveNode) GetNodeId() string {
@@ -899,7 +1049,7 @@ type PutIdentity struct {
 
 func (x *PutIdentity) Reset() {
 	*x = PutIdentity{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[7]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +1061,7 @@ func (x *PutIdentity) String() string {
 func (*PutIdentity) ProtoMessage() {}
 
 func (x *PutIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[7]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -924,7 +1074,7 @@ func (x *PutIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutIdentity.ProtoReflect.Descriptor instead.
 func (*PutIdentity) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{7}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PutIdentity) GetIdentity() *Identity {
@@ -957,7 +1107,7 @@ type DeleteIdentity struct {
 
 func (x *DeleteIdentity) Reset() {
 	*x = DeleteIdentity{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[8]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -969,7 +1119,7 @@ func (x *DeleteIdentity) String() string {
 func (*DeleteIdentity) ProtoMessage() {}
 
 func (x *DeleteIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[8]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -982,7 +1132,7 @@ func (x *DeleteIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIdentity.ProtoReflect.Descriptor instead.
 func (*DeleteIdentity) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{8}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteIdentity) GetId() string {
@@ -1003,7 +1153,7 @@ type PutRole struct {
 
 func (x *PutRole) Reset() {
 	*x = PutRole{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[9]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1165,7 @@ func (x *PutRole) String() string {
 func (*PutRole) ProtoMessage() {}
 
 func (x *PutRole) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[9]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1178,7 @@ func (x *PutRole) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRole.ProtoReflect.Descriptor instead.
 func (*PutRole) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{9}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PutRole) GetRole() *Role {
@@ -1061,7 +1211,7 @@ type DeleteRole struct {
 
 func (x *DeleteRole) Reset() {
 	*x = DeleteRole{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[10]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1223,7 @@ func (x *DeleteRole) String() string {
 func (*DeleteRole) ProtoMessage() {}
 
 func (x *DeleteRole) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[10]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1236,7 @@ func (x *DeleteRole) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRole.ProtoReflect.Descriptor instead.
 func (*DeleteRole) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DeleteRole) GetName() string {
@@ -1109,7 +1259,7 @@ type CreateSecretID struct {
 
 func (x *CreateSecretID) Reset() {
 	*x = CreateSecretID{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[11]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1121,7 +1271,7 @@ func (x *CreateSecretID) String() string {
 func (*CreateSecretID) ProtoMessage() {}
 
 func (x *CreateSecretID) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[11]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1134,7 +1284,7 @@ func (x *CreateSecretID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSecretID.ProtoReflect.Descriptor instead.
 func (*CreateSecretID) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{11}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateSecretID) GetSecretId() *SecretID {
@@ -1160,7 +1310,7 @@ type RevokeSecretID struct {
 
 func (x *RevokeSecretID) Reset() {
 	*x = RevokeSecretID{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[12]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1322,7 @@ func (x *RevokeSecretID) String() string {
 func (*RevokeSecretID) ProtoMessage() {}
 
 func (x *RevokeSecretID) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[12]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1335,7 @@ func (x *RevokeSecretID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeSecretID.ProtoReflect.Descriptor instead.
 func (*RevokeSecretID) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{12}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RevokeSecretID) GetAccessor() string {
@@ -1206,7 +1356,7 @@ type PutPolicySet struct {
 
 func (x *PutPolicySet) Reset() {
 	*x = PutPolicySet{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[13]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1368,7 @@ func (x *PutPolicySet) String() string {
 func (*PutPolicySet) ProtoMessage() {}
 
 func (x *PutPolicySet) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[13]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1381,7 @@ func (x *PutPolicySet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutPolicySet.ProtoReflect.Descriptor instead.
 func (*PutPolicySet) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{13}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PutPolicySet) GetPolicySet() *PolicySet {
@@ -1257,7 +1407,7 @@ type DeletePolicySet struct {
 
 func (x *DeletePolicySet) Reset() {
 	*x = DeletePolicySet{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[14]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1269,7 +1419,7 @@ func (x *DeletePolicySet) String() string {
 func (*DeletePolicySet) ProtoMessage() {}
 
 func (x *DeletePolicySet) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[14]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1282,7 +1432,7 @@ func (x *DeletePolicySet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicySet.ProtoReflect.Descriptor instead.
 func (*DeletePolicySet) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{14}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeletePolicySet) GetName() string {
@@ -1301,7 +1451,7 @@ type PutSigningKey struct {
 
 func (x *PutSigningKey) Reset() {
 	*x = PutSigningKey{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[15]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1313,7 +1463,7 @@ func (x *PutSigningKey) String() string {
 func (*PutSigningKey) ProtoMessage() {}
 
 func (x *PutSigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[15]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1326,7 +1476,7 @@ func (x *PutSigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutSigningKey.ProtoReflect.Descriptor instead.
 func (*PutSigningKey) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{15}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PutSigningKey) GetKey() *SigningKey {
@@ -1350,7 +1500,7 @@ type IssueLease struct {
 
 func (x *IssueLease) Reset() {
 	*x = IssueLease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1362,7 +1512,7 @@ func (x *IssueLease) String() string {
 func (*IssueLease) ProtoMessage() {}
 
 func (x *IssueLease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1375,7 +1525,7 @@ func (x *IssueLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueLease.ProtoReflect.Descriptor instead.
 func (*IssueLease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *IssueLease) GetLease() *Lease {
@@ -1411,7 +1561,7 @@ type RenewLease struct {
 
 func (x *RenewLease) Reset() {
 	*x = RenewLease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1573,7 @@ func (x *RenewLease) String() string {
 func (*RenewLease) ProtoMessage() {}
 
 func (x *RenewLease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1586,7 @@ func (x *RenewLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLease.ProtoReflect.Descriptor instead.
 func (*RenewLease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RenewLease) GetLeaseId() string {
@@ -1477,7 +1627,7 @@ type RevokeLease struct {
 
 func (x *RevokeLease) Reset() {
 	*x = RevokeLease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1639,7 @@ func (x *RevokeLease) String() string {
 func (*RevokeLease) ProtoMessage() {}
 
 func (x *RevokeLease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1652,7 @@ func (x *RevokeLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeLease.ProtoReflect.Descriptor instead.
 func (*RevokeLease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RevokeLease) GetLeaseId() string {
@@ -1531,7 +1681,7 @@ type RevokeIdentity struct {
 
 func (x *RevokeIdentity) Reset() {
 	*x = RevokeIdentity{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +1693,7 @@ func (x *RevokeIdentity) String() string {
 func (*RevokeIdentity) ProtoMessage() {}
 
 func (x *RevokeIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +1706,7 @@ func (x *RevokeIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeIdentity.ProtoReflect.Descriptor instead.
 func (*RevokeIdentity) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RevokeIdentity) GetIdentityId() string {
@@ -1584,7 +1734,7 @@ type ReapExpired struct {
 
 func (x *ReapExpired) Reset() {
 	*x = ReapExpired{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1746,7 @@ func (x *ReapExpired) String() string {
 func (*ReapExpired) ProtoMessage() {}
 
 func (x *ReapExpired) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1759,7 @@ func (x *ReapExpired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReapExpired.ProtoReflect.Descriptor instead.
 func (*ReapExpired) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReapExpired) GetBeforeUnixNano() int64 {
@@ -1646,7 +1796,7 @@ type Identity struct {
 
 func (x *Identity) Reset() {
 	*x = Identity{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1658,7 +1808,7 @@ func (x *Identity) String() string {
 func (*Identity) ProtoMessage() {}
 
 func (x *Identity) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1671,7 +1821,7 @@ func (x *Identity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Identity.ProtoReflect.Descriptor instead.
 func (*Identity) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Identity) GetId() string {
@@ -1775,7 +1925,7 @@ type Role struct {
 
 func (x *Role) Reset() {
 	*x = Role{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1787,7 +1937,7 @@ func (x *Role) String() string {
 func (*Role) ProtoMessage() {}
 
 func (x *Role) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1800,7 +1950,7 @@ func (x *Role) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Role.ProtoReflect.Descriptor instead.
 func (*Role) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Role) GetName() string {
@@ -1914,7 +2064,7 @@ type SecretID struct {
 
 func (x *SecretID) Reset() {
 	*x = SecretID{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1926,7 +2076,7 @@ func (x *SecretID) String() string {
 func (*SecretID) ProtoMessage() {}
 
 func (x *SecretID) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1939,7 +2089,7 @@ func (x *SecretID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretID.ProtoReflect.Descriptor instead.
 func (*SecretID) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SecretID) GetAccessor() string {
@@ -2020,7 +2170,7 @@ type PolicySet struct {
 
 func (x *PolicySet) Reset() {
 	*x = PolicySet{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2032,7 +2182,7 @@ func (x *PolicySet) String() string {
 func (*PolicySet) ProtoMessage() {}
 
 func (x *PolicySet) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2045,7 +2195,7 @@ func (x *PolicySet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicySet.ProtoReflect.Descriptor instead.
 func (*PolicySet) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PolicySet) GetName() string {
@@ -2102,7 +2252,7 @@ type SigningKey struct {
 
 func (x *SigningKey) Reset() {
 	*x = SigningKey{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2114,7 +2264,7 @@ func (x *SigningKey) String() string {
 func (*SigningKey) ProtoMessage() {}
 
 func (x *SigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2127,7 +2277,7 @@ func (x *SigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
 func (*SigningKey) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SigningKey) GetKid() string {
@@ -2152,17 +2302,20 @@ func (x *SigningKey) GetCreatedUnixNano() int64 {
 }
 
 type Node struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	RaftAddr      string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
-	ApiAddr       string                 `protobuf:"bytes,3,opt,name=api_addr,json=apiAddr,proto3" json:"api_addr,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RaftAddr string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	ApiAddr  string                 `protobuf:"bytes,3,opt,name=api_addr,json=apiAddr,proto3" json:"api_addr,omitempty"`
+	// The last checkpoints of this node's audit chains, oldest first, at most
+	// a few per stream (CheckpointAudit); RegisterNode keeps them.
+	AuditCheckpoints []*AuditCheckpoint `protobuf:"bytes,70,rep,name=audit_checkpoints,json=auditCheckpoints,proto3" json:"audit_checkpoints,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2174,7 +2327,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2187,7 +2340,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Node) GetId() string {
@@ -2211,6 +2364,13 @@ func (x *Node) GetApiAddr() string {
 	return ""
 }
 
+func (x *Node) GetAuditCheckpoints() []*AuditCheckpoint {
+	if x != nil {
+		return x.AuditCheckpoints
+	}
+	return nil
+}
+
 type Resource struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Type  string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
@@ -2223,7 +2383,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2235,7 +2395,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2248,7 +2408,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Resource) GetType() string {
@@ -2282,7 +2442,7 @@ type Scope struct {
 
 func (x *Scope) Reset() {
 	*x = Scope{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2294,7 +2454,7 @@ func (x *Scope) String() string {
 func (*Scope) ProtoMessage() {}
 
 func (x *Scope) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2307,7 +2467,7 @@ func (x *Scope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Scope.ProtoReflect.Descriptor instead.
 func (*Scope) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Scope) GetActions() []string {
@@ -2352,7 +2512,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2364,7 +2524,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2377,7 +2537,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Lease) GetId() string {
@@ -2536,7 +2696,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2548,7 +2708,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2561,7 +2721,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Result) GetCode() ResultCode {
@@ -2621,7 +2781,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2633,7 +2793,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2646,7 +2806,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SnapshotHeader) GetFsmVersion() uint32 {
@@ -2695,7 +2855,7 @@ type AppliedRequest struct {
 
 func (x *AppliedRequest) Reset() {
 	*x = AppliedRequest{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2707,7 +2867,7 @@ func (x *AppliedRequest) String() string {
 func (*AppliedRequest) ProtoMessage() {}
 
 func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2720,7 +2880,7 @@ func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
 func (*AppliedRequest) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{32}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AppliedRequest) GetRequestId() string {
@@ -2763,7 +2923,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2775,7 +2935,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2788,7 +2948,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{33}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -2933,7 +3093,8 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0etime_unix_nano\x18\x02 \x01(\x03R\ftimeUnixNano\x12&\n" +
 	"\x0fmin_fsm_version\x18\x03 \x01(\rR\rminFsmVersion\x12\x1c\n" +
 	"\tignorable\x18\x04 \x01(\bR\tignorable\x12\x1c\n" +
-	"\tforwarded\x18\x05 \x01(\bR\tforwarded\"\xe7\t\n" +
+	"\tforwarded\x18\x05 \x01(\bR\tforwarded\"\xb2\n" +
+	"\n" +
 	"\aCommand\x12+\n" +
 	"\x06header\x18\x01 \x01(\v2\x13.writ.fsm.v1.HeaderR\x06header\x12*\n" +
 	"\x05batch\x18\x02 \x01(\v2\x12.writ.fsm.v1.BatchH\x00R\x05batch\x12'\n" +
@@ -2959,8 +3120,18 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"renewLease\x12=\n" +
 	"\frevoke_lease\x18\x16 \x01(\v2\x18.writ.fsm.v1.RevokeLeaseH\x00R\vrevokeLease\x12F\n" +
 	"\x0frevoke_identity\x18\x17 \x01(\v2\x1b.writ.fsm.v1.RevokeIdentityH\x00R\x0erevokeIdentity\x12=\n" +
-	"\freap_expired\x18\x18 \x01(\v2\x18.writ.fsm.v1.ReapExpiredH\x00R\vreapExpiredB\t\n" +
-	"\apayload\"9\n" +
+	"\freap_expired\x18\x18 \x01(\v2\x18.writ.fsm.v1.ReapExpiredH\x00R\vreapExpired\x12I\n" +
+	"\x10checkpoint_audit\x18F \x01(\v2\x1c.writ.fsm.v1.CheckpointAuditH\x00R\x0fcheckpointAuditB\t\n" +
+	"\apayload\"^\n" +
+	"\x0fCheckpointAudit\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x122\n" +
+	"\x05heads\x18\x02 \x03(\v2\x1c.writ.fsm.v1.AuditCheckpointR\x05heads\"\x8b\x01\n" +
+	"\x0fAuditCheckpoint\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x12\n" +
+	"\x04hash\x18\x03 \x01(\tR\x04hash\x12$\n" +
+	"\x0etime_unix_nano\x18\x04 \x01(\x03R\ftimeUnixNano\x12\x14\n" +
+	"\x05index\x18\x05 \x01(\x04R\x05index\"9\n" +
 	"\x05Batch\x120\n" +
 	"\bcommands\x18\x01 \x03(\v2\x14.writ.fsm.v1.CommandR\bcommands\"\x06\n" +
 	"\x04Noop\"\xad\x01\n" +
@@ -3084,11 +3255,12 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"SigningKey\x12\x10\n" +
 	"\x03kid\x18\x01 \x01(\tR\x03kid\x12!\n" +
 	"\fed25519_seed\x18\x02 \x01(\fR\ved25519Seed\x12*\n" +
-	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\"N\n" +
+	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\"\x99\x01\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x19\n" +
-	"\bapi_addr\x18\x03 \x01(\tR\aapiAddr\"g\n" +
+	"\bapi_addr\x18\x03 \x01(\tR\aapiAddr\x12I\n" +
+	"\x11audit_checkpoints\x18F \x03(\v2\x1c.writ.fsm.v1.AuditCheckpointR\x10auditCheckpoints\"g\n" +
 	"\bResource\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x127\n" +
@@ -3190,102 +3362,107 @@ func file_writ_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_writ_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_writ_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_writ_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_writ_fsm_v1_fsm_proto_goTypes = []any{
 	(IdentityStatus)(0),     // 0: writ.fsm.v1.IdentityStatus
 	(LeaseStatus)(0),        // 1: writ.fsm.v1.LeaseStatus
 	(ResultCode)(0),         // 2: writ.fsm.v1.ResultCode
 	(*Header)(nil),          // 3: writ.fsm.v1.Header
 	(*Command)(nil),         // 4: writ.fsm.v1.Command
-	(*Batch)(nil),           // 5: writ.fsm.v1.Batch
-	(*Noop)(nil),            // 6: writ.fsm.v1.Noop
-	(*Bootstrap)(nil),       // 7: writ.fsm.v1.Bootstrap
-	(*RegisterNode)(nil),    // 8: writ.fsm.v1.RegisterNode
-	(*RemoveNode)(nil),      // 9: writ.fsm.v1.RemoveNode
-	(*PutIdentity)(nil),     // 10: writ.fsm.v1.PutIdentity
-	(*DeleteIdentity)(nil),  // 11: writ.fsm.v1.DeleteIdentity
-	(*PutRole)(nil),         // 12: writ.fsm.v1.PutRole
-	(*DeleteRole)(nil),      // 13: writ.fsm.v1.DeleteRole
-	(*CreateSecretID)(nil),  // 14: writ.fsm.v1.CreateSecretID
-	(*RevokeSecretID)(nil),  // 15: writ.fsm.v1.RevokeSecretID
-	(*PutPolicySet)(nil),    // 16: writ.fsm.v1.PutPolicySet
-	(*DeletePolicySet)(nil), // 17: writ.fsm.v1.DeletePolicySet
-	(*PutSigningKey)(nil),   // 18: writ.fsm.v1.PutSigningKey
-	(*IssueLease)(nil),      // 19: writ.fsm.v1.IssueLease
-	(*RenewLease)(nil),      // 20: writ.fsm.v1.RenewLease
-	(*RevokeLease)(nil),     // 21: writ.fsm.v1.RevokeLease
-	(*RevokeIdentity)(nil),  // 22: writ.fsm.v1.RevokeIdentity
-	(*ReapExpired)(nil),     // 23: writ.fsm.v1.ReapExpired
-	(*Identity)(nil),        // 24: writ.fsm.v1.Identity
-	(*Role)(nil),            // 25: writ.fsm.v1.Role
-	(*SecretID)(nil),        // 26: writ.fsm.v1.SecretID
-	(*PolicySet)(nil),       // 27: writ.fsm.v1.PolicySet
-	(*SigningKey)(nil),      // 28: writ.fsm.v1.SigningKey
-	(*Node)(nil),            // 29: writ.fsm.v1.Node
-	(*Resource)(nil),        // 30: writ.fsm.v1.Resource
-	(*Scope)(nil),           // 31: writ.fsm.v1.Scope
-	(*Lease)(nil),           // 32: writ.fsm.v1.Lease
-	(*Result)(nil),          // 33: writ.fsm.v1.Result
-	(*SnapshotHeader)(nil),  // 34: writ.fsm.v1.SnapshotHeader
-	(*AppliedRequest)(nil),  // 35: writ.fsm.v1.AppliedRequest
-	(*SnapshotRecord)(nil),  // 36: writ.fsm.v1.SnapshotRecord
-	nil,                     // 37: writ.fsm.v1.Identity.AttributesEntry
-	nil,                     // 38: writ.fsm.v1.SecretID.MetadataEntry
-	(*structpb.Struct)(nil), // 39: google.protobuf.Struct
+	(*CheckpointAudit)(nil), // 5: writ.fsm.v1.CheckpointAudit
+	(*AuditCheckpoint)(nil), // 6: writ.fsm.v1.AuditCheckpoint
+	(*Batch)(nil),           // 7: writ.fsm.v1.Batch
+	(*Noop)(nil),            // 8: writ.fsm.v1.Noop
+	(*Bootstrap)(nil),       // 9: writ.fsm.v1.Bootstrap
+	(*RegisterNode)(nil),    // 10: writ.fsm.v1.RegisterNode
+	(*RemoveNode)(nil),      // 11: writ.fsm.v1.RemoveNode
+	(*PutIdentity)(nil),     // 12: writ.fsm.v1.PutIdentity
+	(*DeleteIdentity)(nil),  // 13: writ.fsm.v1.DeleteIdentity
+	(*PutRole)(nil),         // 14: writ.fsm.v1.PutRole
+	(*DeleteRole)(nil),      // 15: writ.fsm.v1.DeleteRole
+	(*CreateSecretID)(nil),  // 16: writ.fsm.v1.CreateSecretID
+	(*RevokeSecretID)(nil),  // 17: writ.fsm.v1.RevokeSecretID
+	(*PutPolicySet)(nil),    // 18: writ.fsm.v1.PutPolicySet
+	(*DeletePolicySet)(nil), // 19: writ.fsm.v1.DeletePolicySet
+	(*PutSigningKey)(nil),   // 20: writ.fsm.v1.PutSigningKey
+	(*IssueLease)(nil),      // 21: writ.fsm.v1.IssueLease
+	(*RenewLease)(nil),      // 22: writ.fsm.v1.RenewLease
+	(*RevokeLease)(nil),     // 23: writ.fsm.v1.RevokeLease
+	(*RevokeIdentity)(nil),  // 24: writ.fsm.v1.RevokeIdentity
+	(*ReapExpired)(nil),     // 25: writ.fsm.v1.ReapExpired
+	(*Identity)(nil),        // 26: writ.fsm.v1.Identity
+	(*Role)(nil),            // 27: writ.fsm.v1.Role
+	(*SecretID)(nil),        // 28: writ.fsm.v1.SecretID
+	(*PolicySet)(nil),       // 29: writ.fsm.v1.PolicySet
+	(*SigningKey)(nil),      // 30: writ.fsm.v1.SigningKey
+	(*Node)(nil),            // 31: writ.fsm.v1.Node
+	(*Resource)(nil),        // 32: writ.fsm.v1.Resource
+	(*Scope)(nil),           // 33: writ.fsm.v1.Scope
+	(*Lease)(nil),           // 34: writ.fsm.v1.Lease
+	(*Result)(nil),          // 35: writ.fsm.v1.Result
+	(*SnapshotHeader)(nil),  // 36: writ.fsm.v1.SnapshotHeader
+	(*AppliedRequest)(nil),  // 37: writ.fsm.v1.AppliedRequest
+	(*SnapshotRecord)(nil),  // 38: writ.fsm.v1.SnapshotRecord
+	nil,                     // 39: writ.fsm.v1.Identity.AttributesEntry
+	nil,                     // 40: writ.fsm.v1.SecretID.MetadataEntry
+	(*structpb.Struct)(nil), // 41: google.protobuf.Struct
 }
 var file_writ_fsm_v1_fsm_proto_depIdxs = []int32{
 	3,  // 0: writ.fsm.v1.Command.header:type_name -> writ.fsm.v1.Header
-	5,  // 1: writ.fsm.v1.Command.batch:type_name -> writ.fsm.v1.Batch
-	6,  // 2: writ.fsm.v1.Command.noop:type_name -> writ.fsm.v1.Noop
-	7,  // 3: writ.fsm.v1.Command.bootstrap:type_name -> writ.fsm.v1.Bootstrap
-	8,  // 4: writ.fsm.v1.Command.register_node:type_name -> writ.fsm.v1.RegisterNode
-	9,  // 5: writ.fsm.v1.Command.remove_node:type_name -> writ.fsm.v1.RemoveNode
-	10, // 6: writ.fsm.v1.Command.put_identity:type_name -> writ.fsm.v1.PutIdentity
-	11, // 7: writ.fsm.v1.Command.delete_identity:type_name -> writ.fsm.v1.DeleteIdentity
-	12, // 8: writ.fsm.v1.Command.put_role:type_name -> writ.fsm.v1.PutRole
-	13, // 9: writ.fsm.v1.Command.delete_role:type_name -> writ.fsm.v1.DeleteRole
-	14, // 10: writ.fsm.v1.Command.create_secret_id:type_name -> writ.fsm.v1.CreateSecretID
-	15, // 11: writ.fsm.v1.Command.revoke_secret_id:type_name -> writ.fsm.v1.RevokeSecretID
-	16, // 12: writ.fsm.v1.Command.put_policy_set:type_name -> writ.fsm.v1.PutPolicySet
-	17, // 13: writ.fsm.v1.Command.delete_policy_set:type_name -> writ.fsm.v1.DeletePolicySet
-	18, // 14: writ.fsm.v1.Command.put_signing_key:type_name -> writ.fsm.v1.PutSigningKey
-	19, // 15: writ.fsm.v1.Command.issue_lease:type_name -> writ.fsm.v1.IssueLease
-	20, // 16: writ.fsm.v1.Command.renew_lease:type_name -> writ.fsm.v1.RenewLease
-	21, // 17: writ.fsm.v1.Command.revoke_lease:type_name -> writ.fsm.v1.RevokeLease
-	22, // 18: writ.fsm.v1.Command.revoke_identity:type_name -> writ.fsm.v1.RevokeIdentity
-	23, // 19: writ.fsm.v1.Command.reap_expired:type_name -> writ.fsm.v1.ReapExpired
-	4,  // 20: writ.fsm.v1.Batch.commands:type_name -> writ.fsm.v1.Command
-	28, // 21: writ.fsm.v1.Bootstrap.signing_key:type_name -> writ.fsm.v1.SigningKey
-	29, // 22: writ.fsm.v1.RegisterNode.node:type_name -> writ.fsm.v1.Node
-	24, // 23: writ.fsm.v1.PutIdentity.identity:type_name -> writ.fsm.v1.Identity
-	25, // 24: writ.fsm.v1.PutRole.role:type_name -> writ.fsm.v1.Role
-	26, // 25: writ.fsm.v1.CreateSecretID.secret_id:type_name -> writ.fsm.v1.SecretID
-	27, // 26: writ.fsm.v1.PutPolicySet.policy_set:type_name -> writ.fsm.v1.PolicySet
-	28, // 27: writ.fsm.v1.PutSigningKey.key:type_name -> writ.fsm.v1.SigningKey
-	32, // 28: writ.fsm.v1.IssueLease.lease:type_name -> writ.fsm.v1.Lease
-	37, // 29: writ.fsm.v1.Identity.attributes:type_name -> writ.fsm.v1.Identity.AttributesEntry
-	0,  // 30: writ.fsm.v1.Identity.status:type_name -> writ.fsm.v1.IdentityStatus
-	38, // 31: writ.fsm.v1.SecretID.metadata:type_name -> writ.fsm.v1.SecretID.MetadataEntry
-	39, // 32: writ.fsm.v1.Resource.attributes:type_name -> google.protobuf.Struct
-	30, // 33: writ.fsm.v1.Scope.resources:type_name -> writ.fsm.v1.Resource
-	31, // 34: writ.fsm.v1.Lease.scope:type_name -> writ.fsm.v1.Scope
-	1,  // 35: writ.fsm.v1.Lease.status:type_name -> writ.fsm.v1.LeaseStatus
-	2,  // 36: writ.fsm.v1.Result.code:type_name -> writ.fsm.v1.ResultCode
-	32, // 37: writ.fsm.v1.Result.lease:type_name -> writ.fsm.v1.Lease
-	33, // 38: writ.fsm.v1.AppliedRequest.result:type_name -> writ.fsm.v1.Result
-	24, // 39: writ.fsm.v1.SnapshotRecord.identity:type_name -> writ.fsm.v1.Identity
-	25, // 40: writ.fsm.v1.SnapshotRecord.role:type_name -> writ.fsm.v1.Role
-	26, // 41: writ.fsm.v1.SnapshotRecord.secret_id:type_name -> writ.fsm.v1.SecretID
-	27, // 42: writ.fsm.v1.SnapshotRecord.policy_set:type_name -> writ.fsm.v1.PolicySet
-	28, // 43: writ.fsm.v1.SnapshotRecord.signing_key:type_name -> writ.fsm.v1.SigningKey
-	29, // 44: writ.fsm.v1.SnapshotRecord.node:type_name -> writ.fsm.v1.Node
-	32, // 45: writ.fsm.v1.SnapshotRecord.lease:type_name -> writ.fsm.v1.Lease
-	35, // 46: writ.fsm.v1.SnapshotRecord.applied_request:type_name -> writ.fsm.v1.AppliedRequest
-	47, // [47:47] is the sub-list for method output_type
-	47, // [47:47] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	7,  // 1: writ.fsm.v1.Command.batch:type_name -> writ.fsm.v1.Batch
+	8,  // 2: writ.fsm.v1.Command.noop:type_name -> writ.fsm.v1.Noop
+	9,  // 3: writ.fsm.v1.Command.bootstrap:type_name -> writ.fsm.v1.Bootstrap
+	10, // 4: writ.fsm.v1.Command.register_node:type_name -> writ.fsm.v1.RegisterNode
+	11, // 5: writ.fsm.v1.Command.remove_node:type_name -> writ.fsm.v1.RemoveNode
+	12, // 6: writ.fsm.v1.Command.put_identity:type_name -> writ.fsm.v1.PutIdentity
+	13, // 7: writ.fsm.v1.Command.delete_identity:type_name -> writ.fsm.v1.DeleteIdentity
+	14, // 8: writ.fsm.v1.Command.put_role:type_name -> writ.fsm.v1.PutRole
+	15, // 9: writ.fsm.v1.Command.delete_role:type_name -> writ.fsm.v1.DeleteRole
+	16, // 10: writ.fsm.v1.Command.create_secret_id:type_name -> writ.fsm.v1.CreateSecretID
+	17, // 11: writ.fsm.v1.Command.revoke_secret_id:type_name -> writ.fsm.v1.RevokeSecretID
+	18, // 12: writ.fsm.v1.Command.put_policy_set:type_name -> writ.fsm.v1.PutPolicySet
+	19, // 13: writ.fsm.v1.Command.delete_policy_set:type_name -> writ.fsm.v1.DeletePolicySet
+	20, // 14: writ.fsm.v1.Command.put_signing_key:type_name -> writ.fsm.v1.PutSigningKey
+	21, // 15: writ.fsm.v1.Command.issue_lease:type_name -> writ.fsm.v1.IssueLease
+	22, // 16: writ.fsm.v1.Command.renew_lease:type_name -> writ.fsm.v1.RenewLease
+	23, // 17: writ.fsm.v1.Command.revoke_lease:type_name -> writ.fsm.v1.RevokeLease
+	24, // 18: writ.fsm.v1.Command.revoke_identity:type_name -> writ.fsm.v1.RevokeIdentity
+	25, // 19: writ.fsm.v1.Command.reap_expired:type_name -> writ.fsm.v1.ReapExpired
+	5,  // 20: writ.fsm.v1.Command.checkpoint_audit:type_name -> writ.fsm.v1.CheckpointAudit
+	6,  // 21: writ.fsm.v1.CheckpointAudit.heads:type_name -> writ.fsm.v1.AuditCheckpoint
+	4,  // 22: writ.fsm.v1.Batch.commands:type_name -> writ.fsm.v1.Command
+	30, // 23: writ.fsm.v1.Bootstrap.signing_key:type_name -> writ.fsm.v1.SigningKey
+	31, // 24: writ.fsm.v1.RegisterNode.node:type_name -> writ.fsm.v1.Node
+	26, // 25: writ.fsm.v1.PutIdentity.identity:type_name -> writ.fsm.v1.Identity
+	27, // 26: writ.fsm.v1.PutRole.role:type_name -> writ.fsm.v1.Role
+	28, // 27: writ.fsm.v1.CreateSecretID.secret_id:type_name -> writ.fsm.v1.SecretID
+	29, // 28: writ.fsm.v1.PutPolicySet.policy_set:type_name -> writ.fsm.v1.PolicySet
+	30, // 29: writ.fsm.v1.PutSigningKey.key:type_name -> writ.fsm.v1.SigningKey
+	34, // 30: writ.fsm.v1.IssueLease.lease:type_name -> writ.fsm.v1.Lease
+	39, // 31: writ.fsm.v1.Identity.attributes:type_name -> writ.fsm.v1.Identity.AttributesEntry
+	0,  // 32: writ.fsm.v1.Identity.status:type_name -> writ.fsm.v1.IdentityStatus
+	40, // 33: writ.fsm.v1.SecretID.metadata:type_name -> writ.fsm.v1.SecretID.MetadataEntry
+	6,  // 34: writ.fsm.v1.Node.audit_checkpoints:type_name -> writ.fsm.v1.AuditCheckpoint
+	41, // 35: writ.fsm.v1.Resource.attributes:type_name -> google.protobuf.Struct
+	32, // 36: writ.fsm.v1.Scope.resources:type_name -> writ.fsm.v1.Resource
+	33, // 37: writ.fsm.v1.Lease.scope:type_name -> writ.fsm.v1.Scope
+	1,  // 38: writ.fsm.v1.Lease.status:type_name -> writ.fsm.v1.LeaseStatus
+	2,  // 39: writ.fsm.v1.Result.code:type_name -> writ.fsm.v1.ResultCode
+	34, // 40: writ.fsm.v1.Result.lease:type_name -> writ.fsm.v1.Lease
+	35, // 41: writ.fsm.v1.AppliedRequest.result:type_name -> writ.fsm.v1.Result
+	26, // 42: writ.fsm.v1.SnapshotRecord.identity:type_name -> writ.fsm.v1.Identity
+	27, // 43: writ.fsm.v1.SnapshotRecord.role:type_name -> writ.fsm.v1.Role
+	28, // 44: writ.fsm.v1.SnapshotRecord.secret_id:type_name -> writ.fsm.v1.SecretID
+	29, // 45: writ.fsm.v1.SnapshotRecord.policy_set:type_name -> writ.fsm.v1.PolicySet
+	30, // 46: writ.fsm.v1.SnapshotRecord.signing_key:type_name -> writ.fsm.v1.SigningKey
+	31, // 47: writ.fsm.v1.SnapshotRecord.node:type_name -> writ.fsm.v1.Node
+	34, // 48: writ.fsm.v1.SnapshotRecord.lease:type_name -> writ.fsm.v1.Lease
+	37, // 49: writ.fsm.v1.SnapshotRecord.applied_request:type_name -> writ.fsm.v1.AppliedRequest
+	50, // [50:50] is the sub-list for method output_type
+	50, // [50:50] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_writ_fsm_v1_fsm_proto_init() }
@@ -3313,8 +3490,9 @@ func file_writ_fsm_v1_fsm_proto_init() {
 		(*Command_RevokeLease)(nil),
 		(*Command_RevokeIdentity)(nil),
 		(*Command_ReapExpired)(nil),
+		(*Command_CheckpointAudit)(nil),
 	}
-	file_writ_fsm_v1_fsm_proto_msgTypes[33].OneofWrappers = []any{
+	file_writ_fsm_v1_fsm_proto_msgTypes[35].OneofWrappers = []any{
 		(*SnapshotRecord_Identity)(nil),
 		(*SnapshotRecord_Role)(nil),
 		(*SnapshotRecord_SecretId)(nil),
@@ -3330,7 +3508,7 @@ func file_writ_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_writ_fsm_v1_fsm_proto_rawDesc), len(file_writ_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   36,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
