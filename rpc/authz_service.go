@@ -13,6 +13,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/authn"
 	"github.com/writ-dev/writ/authz"
 	"github.com/writ-dev/writ/credential"
@@ -140,11 +141,13 @@ func peerAddr(addr string) netip.Addr {
 // AuthorizeAndIssue: authenticate the proof, decide locally, and on allow
 // replicate the lease (one Raft write, group-committed) and mint its credential.
 func (s *authzService) AuthorizeAndIssue(ctx context.Context, req *connect.Request[writv1.AuthorizeAndIssueRequest]) (*connect.Response[writv1.AuthorizeAndIssueResponse], error) {
-	resp, err := s.authorizeAndIssue(ctx, req)
+	c := s.d.begin(audit.TypeDecision, "AuthorizeAndIssue", true)
+	resp, err := s.authorizeAndIssue(ctx, req, c)
+	c.end(err)
 	return resp, toConnect(s.d.Logger, err)
 }
 
-func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Request[writv1.AuthorizeAndIssueRequest]) (*connect.Response[writv1.AuthorizeAndIssueResponse], error) {
+func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Request[writv1.AuthorizeAndIssueRequest], c *call) (*connect.Response[writv1.AuthorizeAndIssueResponse], error) {
 	m := req.Msg
 	proof := m.GetProof().GetApprole()
 	if proof == nil {
@@ -180,6 +183,8 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 	if err != nil {
 		return nil, err
 	}
+	c.ev.RequestID, c.ev.DecisionID, c.ev.Action = requestID, decisionID, intent.GetAction()
+	c.ev.Resource = &audit.Resource{Type: res.Type, ID: res.ID}
 
 	var minIndex uint64
 	linearizable := false
@@ -203,8 +208,10 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 		}
 		if err != nil {
 			s.d.Logger.Info("login failed", "method", authn.MethodAppRole, "reason", authn.Reason(err))
+			s.loginFailed(c, authn.MethodAppRole, proof.GetRoleId(), proof.GetSecretId(), err)
 			return nil, err
 		}
+		s.loggedIn(c, principal)
 		role := principal.Role
 		ttl := time.Duration(intent.GetTtlSeconds()) * time.Second
 		if ttl == 0 {
@@ -223,9 +230,16 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 			return nil, err
 		}
 		apiDec := decisionToAPI(dec, decisionID)
+		c.ev.Type, c.ev.Phase, c.ev.Context = audit.TypeDecision, "", cedarCtx
+		setDecision(c.ev, dec, decisionID)
 		if !dec.Allowed {
 			// A deny is answered at once and never written to the log.
 			return connect.NewResponse(&writv1.AuthorizeAndIssueResponse{Decision: apiDec}), nil
+		}
+		// No lease is proposed unless its audit intent is durable.
+		c.ev.Type, c.ev.LeaseID = audit.TypeIssue, leaseID
+		if err := c.durable(ctx); err != nil {
+			return nil, err
 		}
 		cmd := &fsmpb.Command{
 			Header: &fsmpb.Header{RequestId: requestID},
@@ -258,9 +272,11 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 			minIndex = r.GetIndex()
 			continue
 		}
+		c.ev.AppliedIndex = r.GetIndex()
 		if err := resultError(r); err != nil {
 			return nil, err
 		}
+		s.d.Metrics.LeasesIssued.Inc()
 		lease := r.GetLease()
 		cred, err := s.mint(view, lease)
 		if err != nil {
@@ -363,11 +379,13 @@ func leaseEvidence(l *fsmpb.Lease) map[string]any {
 // Authorize checks a credential for one action on one resource, now, on this
 // node's state. No write.
 func (s *authzService) Authorize(ctx context.Context, req *connect.Request[writv1.AuthorizeRequest]) (*connect.Response[writv1.AuthorizeResponse], error) {
-	resp, err := s.authorize(ctx, req.Msg)
+	c := s.d.begin(audit.TypeUse, "Authorize", true)
+	resp, err := s.authorize(ctx, req.Msg, c)
+	c.end(err)
 	return resp, toConnect(s.d.Logger, err)
 }
 
-func (s *authzService) authorize(ctx context.Context, m *writv1.AuthorizeRequest) (*connect.Response[writv1.AuthorizeResponse], error) {
+func (s *authzService) authorize(ctx context.Context, m *writv1.AuthorizeRequest, c *call) (*connect.Response[writv1.AuthorizeResponse], error) {
 	if err := checkLen("action", m.GetAction(), 128); err != nil {
 		return nil, err
 	}
@@ -380,19 +398,24 @@ func (s *authzService) authorize(ctx context.Context, m *writv1.AuthorizeRequest
 		return nil, err
 	}
 	now := s.d.Clock.Now()
+	c.ev.Action, c.ev.Resource, c.ev.AppliedIndex = m.GetAction(), &audit.Resource{Type: res.Type, ID: res.ID}, view.Index()
 	_, lease, reason, err := s.credentialLease(view, m.GetCredential(), now)
 	if err != nil {
+		s.unknownCredential(c, m.GetCredential())
 		return nil, err
 	}
+	ident, ok := view.Identity(lease.GetIdentity())
+	c.ev.LeaseID, c.ev.Actor = lease.GetId(), leaseActor(ident, lease)
 	if reason != "" {
 		return nil, withReason(connect.CodeUnauthenticated, reason, "credential rejected: lease "+strings.ReplaceAll(reason, "_", " "))
 	}
+	c.ev.Healthy = true
 	out := &writv1.AuthorizeResponse{LeaseId: lease.GetId(), AppliedIndex: view.Index()}
 	if !inScope(lease, m.GetAction(), res) {
 		out.Decision = denied("outside the credential's scope", lease.GetPolicySet(), lease.GetPolicyVersion(), "")
+		c.ev.Decision, c.ev.Reason, c.ev.PolicySet, c.ev.PolicyVersion = audit.Deny, out.Decision.GetReason(), lease.GetPolicySet(), lease.GetPolicyVersion()
 		return connect.NewResponse(out), nil
 	}
-	ident, ok := view.Identity(lease.GetIdentity())
 	if !ok {
 		return nil, withReason(connect.CodeUnauthenticated, "identity_deleted", "credential rejected: identity deleted")
 	}
@@ -409,17 +432,21 @@ func (s *authzService) authorize(ctx context.Context, m *writv1.AuthorizeRequest
 		return nil, err
 	}
 	out.Decision = decisionToAPI(dec, decisionID)
+	c.ev.Context = cedarCtx
+	setDecision(c.ev, dec, decisionID)
 	return connect.NewResponse(out), nil
 }
 
 // Verify introspects a credential (RFC 7662 style): an inactive credential is
 // an answer, not an error; only a malformed request is an error.
 func (s *authzService) Verify(ctx context.Context, req *connect.Request[writv1.VerifyRequest]) (*connect.Response[writv1.VerifyResponse], error) {
-	resp, err := s.verify(ctx, req.Msg)
+	c := s.d.begin(audit.TypeUse, "Verify", true)
+	resp, err := s.verify(ctx, req.Msg, c)
+	c.end(err)
 	return resp, toConnect(s.d.Logger, err)
 }
 
-func (s *authzService) verify(ctx context.Context, m *writv1.VerifyRequest) (*connect.Response[writv1.VerifyResponse], error) {
+func (s *authzService) verify(ctx context.Context, m *writv1.VerifyRequest, c *call) (*connect.Response[writv1.VerifyResponse], error) {
 	if m.GetCredential() == "" {
 		return nil, invalidf("credential is required")
 	}
@@ -430,13 +457,20 @@ func (s *authzService) verify(ctx context.Context, m *writv1.VerifyRequest) (*co
 	now := s.d.Clock.Now()
 	claims, lease, reason, err := s.credentialLease(view, m.GetCredential(), now)
 	out := &writv1.VerifyResponse{AppliedIndex: view.Index()}
+	c.ev.AppliedIndex, c.ev.Decision = view.Index(), audit.Deny
 	if err != nil {
+		s.unknownCredential(c, m.GetCredential())
 		r := credentialReason(err)
 		if r == "" {
 			return nil, err
 		}
-		out.Reason = r
+		out.Reason, c.ev.Reason = r, r
 		return connect.NewResponse(out), nil
+	}
+	ident, _ := view.Identity(lease.GetIdentity())
+	c.ev.LeaseID, c.ev.Actor, c.ev.Reason = lease.GetId(), leaseActor(ident, lease), reason
+	if reason == "" {
+		c.ev.Decision, c.ev.Healthy = audit.Allow, true
 	}
 	out.Active = reason == ""
 	out.Reason = reason
@@ -470,11 +504,13 @@ func claimsStruct(c *credential.Claims) *structpb.Struct {
 // Renew extends a lease: a fresh authorization of its scope with fresh
 // context, bounded by the role's max TTL and max renewals.
 func (s *authzService) Renew(ctx context.Context, req *connect.Request[writv1.RenewRequest]) (*connect.Response[writv1.RenewResponse], error) {
-	resp, err := s.renew(ctx, req.Msg)
+	c := s.d.begin(audit.TypeDecision, "Renew", true)
+	resp, err := s.renew(ctx, req.Msg, c)
+	c.end(err)
 	return resp, toConnect(s.d.Logger, err)
 }
 
-func (s *authzService) renew(ctx context.Context, m *writv1.RenewRequest) (*connect.Response[writv1.RenewResponse], error) {
+func (s *authzService) renew(ctx context.Context, m *writv1.RenewRequest, c *call) (*connect.Response[writv1.RenewResponse], error) {
 	if m.GetTtlSeconds() < 0 {
 		return nil, invalidf("ttl_seconds must not be negative")
 	}
@@ -485,12 +521,14 @@ func (s *authzService) renew(ctx context.Context, m *writv1.RenewRequest) (*conn
 	now := s.d.Clock.Now()
 	_, lease, reason, err := s.credentialLease(view, m.GetCredential(), now)
 	if err != nil {
+		s.unknownCredential(c, m.GetCredential())
 		return nil, err
 	}
+	ident, _ := view.Identity(lease.GetIdentity())
+	c.ev.LeaseID, c.ev.Actor, c.ev.AppliedIndex = lease.GetId(), leaseActor(ident, lease), view.Index()
 	if reason != "" {
 		return nil, withReason(connect.CodeUnauthenticated, reason, "credential rejected: lease "+strings.ReplaceAll(reason, "_", " "))
 	}
-	ident, _ := view.Identity(lease.GetIdentity())
 	role, _ := view.Role(lease.GetRole())
 	ttl := time.Duration(m.GetTtlSeconds()) * time.Second
 	if ttl == 0 {
@@ -514,12 +552,20 @@ func (s *authzService) renew(ctx context.Context, m *writv1.RenewRequest) (*conn
 				return nil, err
 			}
 			if !dec.Allowed {
+				c.ev.Action, c.ev.Resource, c.ev.Context = action, &audit.Resource{Type: r.GetType(), ID: r.GetId()}, cedarCtx
+				setDecision(c.ev, dec, decisionID)
 				return connect.NewResponse(&writv1.RenewResponse{Decision: decisionToAPI(dec, decisionID)}), nil
 			}
 		}
 	}
 	requestID, err := newID(s.d.Rand, "r_")
 	if err != nil {
+		return nil, err
+	}
+	// No renewal is proposed unless its audit intent is durable.
+	c.ev.Type, c.ev.RequestID, c.ev.Context = audit.TypeRenew, requestID, cedarCtx
+	setDecision(c.ev, dec, decisionID)
+	if err := c.durable(ctx); err != nil {
 		return nil, err
 	}
 	cmd := &fsmpb.Command{
@@ -532,9 +578,11 @@ func (s *authzService) renew(ctx context.Context, m *writv1.RenewRequest) (*conn
 	if err != nil {
 		return nil, err
 	}
+	c.ev.AppliedIndex = results[0].GetIndex()
 	if err := resultError(results[0]); err != nil {
 		return nil, err
 	}
+	s.d.Metrics.LeasesRenewed.Inc()
 	renewed := results[0].GetLease()
 	cred, err := s.mint(view, renewed)
 	if err != nil {
@@ -549,11 +597,16 @@ func (s *authzService) renew(ctx context.Context, m *writv1.RenewRequest) (*conn
 // identity holds, in one log entry, and returns once every node in contact
 // with the leader has applied it.
 func (s *authzService) Revoke(ctx context.Context, req *connect.Request[writv1.RevokeRequest]) (*connect.Response[writv1.RevokeResponse], error) {
-	resp, err := s.revoke(ctx, req)
+	c := s.d.begin(audit.TypeRevoke, "Revoke", false)
+	resp, err := s.revoke(ctx, req, c)
+	c.end(err)
 	return resp, toConnect(s.d.Logger, err)
 }
 
-func (s *authzService) revoke(ctx context.Context, req *connect.Request[writv1.RevokeRequest]) (*connect.Response[writv1.RevokeResponse], error) {
+// revoke never fails closed on the audit log: refusing a revocation because
+// its record cannot be written would keep a credential alive. Its record is
+// spooled like a decision (and a loss shows as a gap).
+func (s *authzService) revoke(ctx context.Context, req *connect.Request[writv1.RevokeRequest], c *call) (*connect.Response[writv1.RevokeResponse], error) {
 	m := req.Msg
 	if len(m.GetReason()) > 1024 {
 		return nil, invalidf("reason is longer than 1024 bytes")
@@ -568,21 +621,30 @@ func (s *authzService) revoke(ctx context.Context, req *connect.Request[writv1.R
 		}
 		claims, err := s.d.Verifier.Verify(t.Credential, view, s.d.Clock.Now())
 		if err != nil {
+			s.unknownCredential(c, t.Credential)
 			return nil, err
 		}
+		ident, _ := view.Identity(claims.Subject)
+		c.ev.Actor = audit.Actor{ID: claims.Subject, Kind: ident.GetKind(), Owner: claims.Owner, Role: claims.Role}
 		payload = &fsmpb.Command{Payload: &fsmpb.Command_RevokeLease{RevokeLease: &fsmpb.RevokeLease{LeaseId: claims.ID, Reason: nonEmpty(m.GetReason(), "completed by holder")}}}
 	case *writv1.RevokeRequest_LeaseId:
 		if err := checkAdmin(ctx, s.d, req.Header()); err != nil {
+			s.d.auditAdminLoginFailure(req.Header(), req.Spec().Procedure, err)
+			c.skip = true
 			return nil, err
 		}
+		c.ev.Actor = s.d.adminActor(bearer(req.Header()))
 		if err := checkLen("lease_id", t.LeaseId, 128); err != nil {
 			return nil, err
 		}
 		payload = &fsmpb.Command{Payload: &fsmpb.Command_RevokeLease{RevokeLease: &fsmpb.RevokeLease{LeaseId: t.LeaseId, Reason: nonEmpty(m.GetReason(), "revoked by admin")}}}
 	case *writv1.RevokeRequest_Identity:
 		if err := checkAdmin(ctx, s.d, req.Header()); err != nil {
+			s.d.auditAdminLoginFailure(req.Header(), req.Spec().Procedure, err)
+			c.skip = true
 			return nil, err
 		}
+		c.ev.Actor = s.d.adminActor(bearer(req.Header()))
 		if err := checkLen("identity", t.Identity, 256); err != nil {
 			return nil, err
 		}
@@ -595,17 +657,25 @@ func (s *authzService) revoke(ctx context.Context, req *connect.Request[writv1.R
 		return nil, err
 	}
 	payload.Header = &fsmpb.Header{RequestId: requestID}
+	c.ev.RequestID, c.ev.Target, c.ev.Reason = requestID, commandTarget(payload), m.GetReason()
+	if rl := payload.GetRevokeLease(); rl != nil {
+		c.ev.LeaseID = rl.GetLeaseId()
+	}
 	results, err := s.d.Backend.Propose(ctx, []*fsmpb.Command{payload}, ProposeOptions{Urgent: true})
 	if err != nil {
 		return nil, err
 	}
+	c.ev.AppliedIndex = results[0].GetIndex()
 	if err := resultError(results[0]); err != nil {
 		return nil, err
 	}
 	idx := results[0].GetIndex()
+	committed := time.Now()
 	if err := s.d.Backend.AwaitEverywhere(ctx, idx); err != nil {
 		return nil, fmt.Errorf("revocation committed at index %d but not confirmed everywhere: %w", idx, err)
 	}
+	s.d.Metrics.RevocationPropagationSeconds.Observe(time.Since(committed).Seconds())
+	s.d.Metrics.Revocations.WithLabelValues(revokeTarget(m)).Inc()
 	return connect.NewResponse(&writv1.RevokeResponse{Index: idx}), nil
 }
 

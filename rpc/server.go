@@ -15,12 +15,16 @@ import (
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpcreflect"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/authn"
 	"github.com/writ-dev/writ/authz"
 	"github.com/writ-dev/writ/credential"
 	"github.com/writ-dev/writ/fsm"
+	"github.com/writ-dev/writ/internal/telemetry"
 	"github.com/writ-dev/writ/rpc/gen/writ/v1/writv1connect"
 )
 
@@ -45,6 +49,15 @@ type Deps struct {
 	Issuer string
 	// Audience is the credential "aud" claim; default "writ".
 	Audience string
+	// Audit receives the audit records (nil audits nothing). See
+	// audit/DESIGN.md for the one-call-per-event-site pattern.
+	Audit Auditor
+	// Metrics are the decision, issuance, revocation and login metrics
+	// (nil: unregistered ones). Gatherer, when set, is served on /metrics.
+	Metrics  *telemetry.Metrics
+	Gatherer prometheus.Gatherer
+	// Interceptors wrap every service, outermost first (tracing).
+	Interceptors []connect.Interceptor
 }
 
 func (d *Deps) defaults() {
@@ -63,6 +76,10 @@ func (d *Deps) defaults() {
 	if d.Audience == "" {
 		d.Audience = "writ"
 	}
+	if d.Audit == nil {
+		d.Audit = nopAuditor{}
+	}
+	d.Metrics = metricsOrNew(d.Metrics)
 }
 
 type realClock struct{}
@@ -73,8 +90,12 @@ func (realClock) Now() time.Time { return time.Now() }
 // and reflection, /healthz, /readyz and /.well-known/jwks.json.
 func NewHandler(d Deps) http.Handler {
 	d.defaults()
-	opts := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxRequestBytes))
+	opts := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxRequestBytes), connect.WithInterceptors(d.Interceptors...))
 	mux := http.NewServeMux()
+	mux.Handle(writv1connect.NewAuditServiceHandler(&auditService{d: d}, opts))
+	if d.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(d.Gatherer, promhttp.HandlerOpts{}))
+	}
 	mux.Handle(writv1connect.NewAuthzServiceHandler(&authzService{d: d}, opts))
 	mux.Handle(writv1connect.NewAdminServiceHandler(&adminService{d: d}, opts,
 		connect.WithInterceptors(adminAuth(d))))
@@ -87,6 +108,7 @@ func NewHandler(d Deps) http.Handler {
 		writv1connect.AuthzServiceName,
 		writv1connect.AdminServiceName,
 		writv1connect.ClusterServiceName,
+		writv1connect.AuditServiceName,
 		grpc_health_v1.Health_ServiceDesc.ServiceName,
 	)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
@@ -157,12 +179,22 @@ func adminAuth(d Deps) connect.Interceptor {
 func adminAuthFor(d Deps, procedures ...string) connect.Interceptor {
 	return connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			if needsAdmin(req.Spec().Procedure, procedures) {
-				if err := checkAdmin(ctx, d, req.Header()); err != nil {
-					return nil, toConnect(d.Logger, err)
-				}
+			if !needsAdmin(req.Spec().Procedure, procedures) {
+				return next(ctx, req)
 			}
-			return next(ctx, req)
+			if err := checkAdmin(ctx, d, req.Header()); err != nil {
+				d.auditAdminLoginFailure(req.Header(), req.Spec().Procedure, err)
+				return nil, toConnect(d.Logger, err)
+			}
+			ci := &callerInfo{actor: d.adminActor(bearer(req.Header())), procedure: req.Spec().Procedure}
+			resp, err := next(withCaller(ctx, ci), req)
+			if err != nil && !ci.recorded && req.Spec().IdempotencyLevel != connect.IdempotencyNoSideEffects {
+				// A change refused before it reached a write (bad input).
+				c := d.begin(audit.TypeAdmin, procedureMethod(ci.procedure), false)
+				c.ev.Actor = ci.actor
+				c.end(err)
+			}
+			return resp, err
 		}
 	})
 }
