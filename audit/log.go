@@ -391,8 +391,8 @@ func (s *stream) writer() {
 	defer s.l.wg.Done()
 	summary := time.NewTicker(min(10*time.Second, s.l.cfg.CheckpointInterval))
 	defer summary.Stop()
-	var pause time.Duration   // grows while the sink fails, 0 once it works
-	var retry *time.Timer     // non-nil while pausing after a failure
+	var pause time.Duration // grows while the sink fails, 0 once it works
+	var retry *time.Timer   // non-nil while pausing after a failure
 	var buf []byte
 	for {
 		select {

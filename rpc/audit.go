@@ -251,7 +251,6 @@ func commandTarget(cmd *fsmpb.Command) string {
 	return ""
 }
 
-
 // procedureMethod turns "/writ.v1.AdminService/PutRole" into "PutRole".
 func procedureMethod(p string) string {
 	if i := strings.LastIndexByte(p, '/'); i >= 0 {
