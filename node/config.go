@@ -8,7 +8,11 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/internal/clock"
+	"github.com/writ-dev/writ/internal/telemetry"
 )
 
 // Config configures one node. New validates it and fills defaults.
@@ -49,6 +53,22 @@ type Config struct {
 	// DevMode turns off fsync (dev only: an acknowledged write may be lost on power failure).
 	DevMode bool
 	Raft    RaftTuning
+
+	// Audit configures the audit log; nil runs the node unaudited (tests
+	// and benchmarks). `writ server` and `writ dev` always set it.
+	Audit *audit.Config
+	// AuditStdout is the writer of stdout audit sinks; default os.Stdout.
+	AuditStdout io.Writer
+	// AuditOpenSink overrides how audit sinks open (fault tests).
+	AuditOpenSink func(stream audit.Stream, sc *audit.StreamConfig, path string) (audit.Sink, error)
+	// Registry receives the node's metrics (served on /metrics); default a
+	// new registry with the Go and process collectors.
+	Registry *prometheus.Registry
+	// BridgeGoMetrics exposes raft's and memberlist's go-metrics on
+	// Registry. It sets go-metrics' process-wide sink: one node per process.
+	BridgeGoMetrics bool
+	// Tracing turns on OpenTelemetry tracing of the API (off by default).
+	Tracing telemetry.TracingConfig
 }
 
 // RaftTuning exposes the Raft timing knobs; zero values take the defaults.

@@ -46,6 +46,7 @@ type Node struct {
 
 	apiLn   net.Listener
 	httpSrv *http.Server
+	obs     observability
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -83,6 +84,7 @@ func New(cfg Config) (*Node, error) {
 			}
 		},
 	})
+	n.initMetrics()
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	return n, nil
 }
@@ -96,6 +98,10 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.proposer = newProposer(n.raft, n.cfg.Clock, n.log)
 	n.peers = newPeerClients()
+	if err := n.startObservability(ctx); err != nil {
+		_ = n.Close()
+		return err
+	}
 	if err := n.startAPI(); err != nil {
 		_ = n.Close()
 		return err
@@ -169,7 +175,7 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("inspect raft state: %w", err)
 	}
-	r, err := raft.NewRaft(conf, raftFSM{n.fsm}, logs, store, snaps, trans)
+	r, err := raft.NewRaft(conf, raftFSM{f: n.fsm, lag: n.obs.metrics.ApplyLagSeconds.WithLabelValues(n.cfg.NodeID)}, logs, store, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
@@ -194,13 +200,13 @@ func (n *Node) startAPI() error {
 	if n.cfg.AdvertiseAPI == n.cfg.APIAddr {
 		n.cfg.AdvertiseAPI = ln.Addr().String()
 	}
-	handler := rpc.NewHandler(rpc.Deps{
+	handler := rpc.NewHandler(n.obs.rpcDeps(rpc.Deps{
 		Backend:  n,
 		Engine:   n.engine,
 		Verifier: n.verifier,
 		Logger:   n.log,
 		Clock:    n.cfg.Clock,
-	})
+	}))
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
@@ -282,6 +288,7 @@ func (n *Node) Close() error {
 			}
 			cancel()
 		}
+		errs = append(errs, n.closeObservability())
 		if n.proposer != nil {
 			n.proposer.close()
 		}

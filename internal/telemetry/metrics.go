@@ -31,6 +31,9 @@ type Metrics struct {
 	// result (group commit, replication, fsync, apply; forwarding included),
 	// by the node that proposed it.
 	RaftCommitSeconds *prometheus.HistogramVec
+	// ApplyLagSeconds: on each node, from the leader appending an entry to
+	// this node applying it (clock skew between hosts shifts it).
+	ApplyLagSeconds *prometheus.HistogramVec
 }
 
 // decisionBuckets spans the 100 µs decisions of a warm node to the
@@ -62,10 +65,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		RaftCommitSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "writ_raft_commit_duration_seconds", Help: "Latency of a replicated write from Propose to its applied result, by proposing node.", Buckets: decisionBuckets,
 		}, []string{"node"}),
+		ApplyLagSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "writ_raft_apply_lag_seconds", Help: "From the leader appending an entry to this node applying it, by node (entries older than a minute, replayed at start, are not observed).", Buckets: decisionBuckets,
+		}, []string{"node"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.DecisionSeconds, m.LeasesIssued, m.LeasesRenewed, m.Revocations,
-			m.RevocationPropagationSeconds, m.LoginFailures, m.RaftCommitSeconds)
+			m.RevocationPropagationSeconds, m.LoginFailures, m.RaftCommitSeconds, m.ApplyLagSeconds)
 	}
 	return m
 }

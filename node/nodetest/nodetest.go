@@ -52,6 +52,9 @@ type Options struct {
 	Clock clock.Clock
 	// ReapInterval for every node; default 50ms so expiry tests are quick.
 	ReapInterval time.Duration
+	// Configure, when set, adjusts each member's config before it first
+	// starts (audit, metrics, tracing).
+	Configure func(m *Member, cfg *node.Config)
 }
 
 // freeAddr reserves a loopback port by listening and closing; the port is
@@ -109,6 +112,9 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 				LeaderLeaseTimeout: 250 * time.Millisecond,
 				CommitTimeout:      20 * time.Millisecond,
 			},
+		}
+		if opts.Configure != nil {
+			opts.Configure(m, &m.cfg)
 		}
 		if i == 0 {
 			m.cfg.Bootstrap = true
