@@ -225,3 +225,9 @@ func sinkName(sc *StreamConfig, dir string) string {
 	}
 	return strings.Join([]string{"file", p, sc.Durability}, " ")
 }
+
+// OpenFileSink opens the file sink a stream's config describes at path (for
+// Deps.OpenSink hooks that wrap the real sink).
+func OpenFileSink(sc *StreamConfig, path string) (Sink, error) {
+	return openFileSink(path, sc.Durability == DurabilityFsync, sc.RotateBytes, sc.KeepFiles, time.Now)
+}
