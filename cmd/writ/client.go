@@ -153,6 +153,7 @@ type clients struct {
 	admin   writv1connect.AdminServiceClient
 	authz   writv1connect.AuthzServiceClient
 	cluster writv1connect.ClusterServiceClient
+	audit   writv1connect.AuditServiceClient
 }
 
 // clientConfig is everything needed to build clients.
@@ -176,6 +177,7 @@ func newClients(cfg clientConfig) *clients {
 		admin:   writv1connect.NewAdminServiceClient(hc, cfg.BaseURL, opts...),
 		authz:   writv1connect.NewAuthzServiceClient(hc, cfg.BaseURL, opts...),
 		cluster: writv1connect.NewClusterServiceClient(hc, cfg.BaseURL, opts...),
+		audit:   writv1connect.NewAuditServiceClient(hc, cfg.BaseURL, opts...),
 	}
 }
 

@@ -29,6 +29,7 @@ type serverFlags struct {
 	adminToken                  string
 	maxStaleness                time.Duration
 	logLevel, logFormat         string
+	obs                         observabilityFlags
 }
 
 func (f *serverFlags) addLogging(cmd *cobra.Command, level string) {
@@ -81,6 +82,7 @@ neither flag: its data dir remembers the cluster.`,
 	fl.StringVar(&f.adminToken, "admin-token", "", "admin token (env "+envAdminToken+"); required to join, generated if missing with --bootstrap")
 	fl.DurationVar(&f.maxStaleness, "max-staleness", 0, "refuse stale reads after losing the leader for this long (default: the node's, 2s)")
 	f.addLogging(cmd, "info")
+	f.obs.add(cmd)
 	_ = cmd.MarkFlagRequired("data-dir")
 	cmd.MarkFlagsMutuallyExclusive("bootstrap", "join")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -119,12 +121,22 @@ neither flag: its data dir remembers the cluster.`,
 			}
 			fmt.Fprintf(a.stderr, "Generated admin token (shown once; keep it secret):\n\n    %s\n\n", token)
 		}
+		auditCfg, err := f.obs.audit(f.dataDir)
+		if err != nil {
+			return err
+		}
+		tracing, err := f.obs.tracing()
+		if err != nil {
+			return err
+		}
+		printAuditConfig(a.stderr, auditCfg)
 		cfg := node.Config{
 			NodeID: f.nodeID, DataDir: f.dataDir,
 			APIAddr: f.apiAddr, RaftAddr: f.raftAddr,
 			AdvertiseAPI: f.advertiseAPI, AdvertiseRaft: f.advertiseRaft,
 			Bootstrap: f.bootstrap, Join: f.join, AdminToken: token,
 			MaxStaleness: f.maxStaleness, Logger: log,
+			Audit: auditCfg, AuditStdout: a.stdout, BridgeGoMetrics: true, Tracing: tracing,
 		}
 		return markRun(a.runNode(cmd.Context(), cfg, log, nil))
 	}
@@ -146,6 +158,7 @@ create a secret id, and print a walkthrough to paste into another shell.`,
 	fl.StringVar(&f.raftAddr, "raft-addr", "", "Raft listen address (default: the API port + 1)")
 	fl.StringVar(&f.adminToken, "admin-token", "", "admin token (env "+envAdminToken+"; default: generated)")
 	f.addLogging(cmd, "warn")
+	f.obs.add(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		log, _, err := f.logger(a.stderr)
 		if err != nil {
@@ -175,9 +188,20 @@ create a secret id, and print a walkthrough to paste into another shell.`,
 			return markRun(err)
 		}
 		defer os.RemoveAll(dir)
+		// dev audits like a server, into its temporary dir unless told
+		// otherwise, and says where in the banner.
+		auditCfg, err := f.obs.audit(dir)
+		if err != nil {
+			return err
+		}
+		tracing, err := f.obs.tracing()
+		if err != nil {
+			return err
+		}
 		cfg := node.Config{
 			NodeID: "dev", DataDir: dir, APIAddr: f.apiAddr, RaftAddr: raftAddr,
 			Bootstrap: true, AdminToken: token, Logger: log, DevMode: true,
+			Audit: auditCfg, AuditStdout: a.stdout, BridgeGoMetrics: true, Tracing: tracing,
 		}
 		ready := func(ctx context.Context, n *node.Node) error {
 			base := "http://" + n.APIAddr()
@@ -189,6 +213,7 @@ create a secret id, and print a walkthrough to paste into another shell.`,
 				return fmt.Errorf("load example data: %w", err)
 			}
 			fmt.Fprint(a.stdout, renderBanner(bannerData{APIURL: base, AdminToken: token, Seed: seed, Example: devExample}))
+			fmt.Fprint(a.stdout, auditBanner(auditCfg))
 			return nil
 		}
 		return markRun(a.runNode(cmd.Context(), cfg, log, ready))
