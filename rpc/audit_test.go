@@ -56,7 +56,7 @@ type auditedNode struct {
 	logs   *syncBuffer
 }
 
-func newAuditedNode(t *testing.T, cfg audit.Config, openSink func(audit.Stream, *audit.StreamConfig, string) (audit.Sink, error)) *auditedNode {
+func newAuditedNode(t *testing.T, cfg audit.Config, openSink func(audit.Stream, *audit.StreamConfig, string) (audit.Sink, error), configure ...func(*node.Config)) *auditedNode {
 	t.Helper()
 	logs := &syncBuffer{}
 	a := &auditedNode{logs: logs}
@@ -69,6 +69,9 @@ func newAuditedNode(t *testing.T, cfg audit.Config, openSink func(audit.Stream, 
 			nc.Audit = &c
 			nc.AuditOpenSink = openSink
 			nc.RaftLogOutput = nil // raft logs through the node's logger too
+			for _, f := range configure {
+				f(nc)
+			}
 		},
 	})
 	base := "http://" + a.c.Members[0].APIAddr
