@@ -10,7 +10,7 @@ func benchEvent() *Event {
 		Type: TypeUse, Method: "Authorize", Actor: Actor{ID: "ci/deploy-api", Kind: "ci_job", Owner: "team-platform", Role: "deploy-api"},
 		Action: "deploy", Resource: &Resource{Type: "Deployment", ID: "api"}, Decision: Allow, DecisionID: "d_abcdefghijklmnopqrstuvwxyz",
 		LeaseID: "l_abcdefghijklmnopqrstuvwxyz", PolicySet: "prod", PolicyVersion: 3, Policies: []string{"deploy-with-ticket"},
-		Context: map[string]any{"ticket": "CHG-1", "auth": map[string]any{"method": "credential", "lease_id": "l_abcdefghijklmnopqrstuvwxyz"}},
+		Context:      map[string]any{"ticket": "CHG-1", "auth": map[string]any{"method": "credential", "lease_id": "l_abcdefghijklmnopqrstuvwxyz"}},
 		AppliedIndex: 12345, Healthy: true,
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 )
@@ -213,18 +212,6 @@ func (s *writerSink) Sync() error      { return nil }
 func (s *writerSink) Tail() []byte     { return nil }
 func (s *writerSink) Close() error     { return nil }
 func (s *writerSink) Describe() string { return s.name }
-
-// sinkName renders a stream's sink config for logs.
-func sinkName(sc *StreamConfig, dir string) string {
-	if sc.Sink == SinkStdout {
-		return "stdout"
-	}
-	p := sc.Path
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(dir, p)
-	}
-	return strings.Join([]string{"file", p, sc.Durability}, " ")
-}
 
 // OpenFileSink opens the file sink a stream's config describes at path (for
 // Deps.OpenSink hooks that wrap the real sink).

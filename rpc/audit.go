@@ -241,11 +241,10 @@ func commandTarget(cmd *fsmpb.Command) string {
 	case *fsmpb.Command_RevokeIdentity:
 		return "identity/" + p.RevokeIdentity.GetIdentityId()
 	}
-	if m := cmd.ProtoReflect(); m != nil {
-		if od := m.Descriptor().Oneofs().ByName("payload"); od != nil {
-			if f := m.WhichOneof(od); f != nil {
-				return string(f.Name())
-			}
+	m := cmd.ProtoReflect()
+	if od := m.Descriptor().Oneofs().ByName("payload"); od != nil {
+		if f := m.WhichOneof(od); f != nil {
+			return string(f.Name())
 		}
 	}
 	return ""
