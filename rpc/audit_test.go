@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/writ-dev/writ/audit"
+	"github.com/writ-dev/writ/internal/clock"
 	"github.com/writ-dev/writ/node"
 	"github.com/writ-dev/writ/node/nodetest"
 	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
@@ -77,7 +78,7 @@ func newAuditedNode(t *testing.T, cfg audit.Config, openSink func(audit.Stream, 
 	base := "http://" + a.c.Members[0].APIAddr
 	a.admin = a.c.Admin(0)
 	a.authz = writv1connect.NewAuthzServiceClient(httpClient, base)
-	a.audit = writv1connect.NewAuditServiceClient(httpClient, base, connect.WithInterceptors(bearerToken(nodetest.AdminToken)))
+	a.audit = writv1connect.NewAuditServiceClient(httpClient, base, connect.WithInterceptors(streamBearer(nodetest.AdminToken)))
 	ctx := context.Background()
 	mustOK(t, ignore(a.admin.PutPolicySet(ctx, connect.NewRequest(&writv1.PutPolicySetRequest{PolicySet: &writv1.PolicySet{Name: "prod", Cedar: policy}}))))
 	mustOK(t, ignore(a.admin.PutIdentity(ctx, connect.NewRequest(&writv1.PutIdentityRequest{Identity: &writv1.Identity{
@@ -102,6 +103,25 @@ func bearerToken(tok string) connect.UnaryInterceptorFunc {
 			return next(ctx, req)
 		}
 	}
+}
+
+// streamBearer sends the token on unary and streaming calls.
+type streamBearer string
+
+func (b streamBearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return bearerToken(string(b))(next)
+}
+
+func (b streamBearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
+		return conn
+	}
+}
+
+func (b streamBearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
 }
 
 func ticketCtx() *structpb.Struct {
@@ -398,4 +418,72 @@ func TestAuditSinkFailureFailsIssuanceClosed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWatchAudit: a forwarder with the admin token receives each chained
+// line as written (verifiable as a chain), and a caller without it is
+// refused — and that refusal is itself a human-stream login failure.
+func TestWatchAudit(t *testing.T) {
+	t.Parallel()
+	a := newAuditedNode(t, audit.Config{}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	base := "http://" + a.c.Members[0].APIAddr
+	anon := writv1connect.NewAuditServiceClient(httpClient, base)
+	st, err := anon.WatchAudit(ctx, connect.NewRequest(&writv1.WatchAuditRequest{}))
+	if err == nil {
+		st.Receive()
+		err = st.Err()
+	}
+	if connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("watch without a token: %v", err)
+	}
+	stream, err := a.audit.WatchAudit(ctx, connect.NewRequest(&writv1.WatchAuditRequest{Streams: []string{"human"}}))
+	mustOK(t, err)
+	defer stream.Close()
+	for i := range 3 {
+		mustOK(t, ignore(a.admin.PutIdentity(ctx, connect.NewRequest(&writv1.PutIdentityRequest{Identity: &writv1.Identity{
+			Id: fmt.Sprintf("ci/w%d", i), Kind: "ci_job", Owner: "team-platform", Environment: "prod",
+		}}))))
+	}
+	var lines []string
+	for len(lines) < 6 && stream.Receive() { // intent + result per change
+		if r := stream.Msg().GetRecord(); r != "" {
+			lines = append(lines, r)
+		}
+	}
+	if len(lines) < 6 {
+		t.Fatalf("got %d lines: %v", len(lines), stream.Err())
+	}
+	reps, err := audit.Verify(strings.NewReader(strings.Join(lines, "\n")+"\n"), audit.VerifyOptions{})
+	if err != nil || reps[0].Stream != audit.StreamHuman || reps[0].Records != len(lines) {
+		t.Fatalf("watched lines do not verify as one human chain: %v %+v", err, reps)
+	}
+	if !strings.Contains(lines[0], `"target":"identity/ci/w0"`) {
+		t.Errorf("first watched line: %s", lines[0])
+	}
+	nodetest.Eventually(t, 20*time.Second, "the refused watch on record", func() error {
+		if !has(a.records(t, audit.StreamHuman), map[string]any{"type": "login", "method": "WatchAudit", "auth_method": "admin_token", "decision": "deny"}) {
+			return errors.New("no admin login failure record")
+		}
+		return nil
+	})
+}
+
+// TestExpiryAudited: the leader's reaper records each expired lease.
+func TestExpiryAudited(t *testing.T) {
+	t.Parallel()
+	fc := clock.NewFake(time.Now())
+	a := newAuditedNode(t, audit.Config{}, nil, func(c *node.Config) { c.Clock = fc })
+	ctx := context.Background()
+	issued, err := a.issue(ctx, a.secret)
+	mustOK(t, err)
+	fc.Advance(2 * time.Minute) // past the 60s default ttl
+	id := issued.Msg.GetLease().GetId()
+	nodetest.Eventually(t, 20*time.Second, "expiry record", func() error {
+		if !has(a.records(t, audit.StreamWorkload), map[string]any{"type": "expire", "lease_id": id, "method": "ReapExpired"}) {
+			return errors.New("no expire record yet")
+		}
+		return nil
+	})
 }
