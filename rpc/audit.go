@@ -209,7 +209,7 @@ func setDecision(ev *audit.Event, dec authz.Decision, decisionID string) {
 	ev.Reason = dec.Reason
 	ev.PolicySet = dec.PolicySet
 	ev.PolicyVersion = dec.Version
-	ev.Policies = ev.Policies[:0]
+	ev.Policies = nil
 	for _, p := range dec.Determining {
 		ev.Policies = append(ev.Policies, p.ID)
 	}
