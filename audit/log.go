@@ -83,15 +83,18 @@ type stream struct {
 	spool   *spool
 	filters []*filterState
 
-	queue chan *Event
-	must  chan *mustReq
-	wake  chan struct{}
+	queue  chan *Event
+	must   chan *mustReq
+	wake   chan struct{}
+	direct chan [][]byte // spooler → writer hand-off while nothing is spooled
 
 	dropped [4]atomic.Uint64
 
 	// writer-owned chain state
-	seq  uint64
-	prev string
+	seq      uint64
+	prev     string
+	dirty    bool // written since the last sync
+	lastSync time.Time
 
 	headMu   sync.Mutex
 	headSeq  uint64
@@ -143,6 +146,7 @@ func Open(cfg Config, deps Deps) (*Log, error) {
 			queue:       make(chan *Event, eff.QueueLen),
 			must:        make(chan *mustReq, 64),
 			wake:        make(chan struct{}, 1),
+			direct:      make(chan [][]byte, 1),
 			spoolerDone: make(chan struct{}),
 		}
 		for _, f := range sc.Filters {
@@ -366,13 +370,13 @@ func (s *stream) encode(ev *Event) []byte {
 }
 
 func (s *stream) spoolBatch(batch [][]byte) {
-	var kept [][]byte
+	kept := make([][]byte, 0, len(batch)) // fresh: it may go straight to the writer
 	for _, b := range batch {
 		if b != nil {
 			kept = append(kept, b)
 		}
 	}
-	refused, err := s.spool.append(kept)
+	refused, err := s.spool.offer(kept, s.direct)
 	if err != nil {
 		s.drop(DropSpoolError, uint64(refused))
 		s.l.log.Warn("audit spool write failed", "stream", s.name, "err", err)
@@ -385,14 +389,28 @@ func (s *stream) spoolBatch(batch [][]byte) {
 	}
 }
 
-// writer owns the stream's chain and sink: must records first, then
-// spooled batches, then the accounting records (gaps, filter counts).
+// spooledSyncInterval groups the fsyncs of spooled batches: at most one per
+// interval (a must record always syncs at once, covering what came before).
+const spooledSyncInterval = 50 * time.Millisecond
+
+// batch is what the writer holds until the sink took it.
+type batch struct {
+	recs      [][]byte
+	n         int64 // spool bytes to commit; 0 for a batch handed over directly
+	fromSpool bool
+}
+
+// writer owns the stream's chain and sink: must records first, then the
+// batch it is retrying, then handed-over or spooled batches, then the
+// accounting records (gaps, filter counts) and grouped syncs.
 func (s *stream) writer() {
 	defer s.l.wg.Done()
 	summary := time.NewTicker(min(10*time.Second, s.l.cfg.CheckpointInterval))
 	defer summary.Stop()
 	var pause time.Duration // grows while the sink fails, 0 once it works
 	var retry *time.Timer   // non-nil while pausing after a failure
+	var held *batch         // taken from the spool or the hand-off, not yet written
+	var syncT *time.Timer   // armed while spooled writes await their fsync
 	var buf []byte
 	for {
 		select {
@@ -403,28 +421,42 @@ func (s *stream) writer() {
 		}
 		if retry == nil {
 			s.writeGaps()
-			recs, n, err := s.spool.peek(256, 256<<10)
-			if err != nil {
-				s.l.log.Error("audit spool read failed", "stream", s.name, "err", err)
+			if held == nil {
+				recs, n, fromSpool, err := s.spool.take(s.direct, 256, 256<<10)
+				if err != nil {
+					s.l.log.Error("audit spool read failed", "stream", s.name, "err", err)
+				}
+				if len(recs) > 0 {
+					held = &batch{recs: recs, n: n, fromSpool: fromSpool}
+				}
 			}
-			if len(recs) > 0 {
-				if err := s.writeBatch(&buf, recs); err != nil {
+			if held != nil {
+				if err := s.writeBatch(&buf, held.recs, false); err != nil {
 					s.l.m.sinkErrors.WithLabelValues(string(s.name)).Inc()
 					// A failing sink is retried with growing pauses (at
-					// most 5s); the records stay in the spool meanwhile.
+					// most 5s); records wait in the spool meanwhile.
 					pause = min(max(2*pause, 50*time.Millisecond), 5*time.Second)
 					s.l.log.Warn("audit sink failed; records stay spooled", "stream", s.name, "sink", s.sink.Describe(), "retry_in", pause, "err", err)
 					retry = time.NewTimer(pause)
 				} else {
 					pause = 0
-					s.spool.commit(n, len(recs))
+					if held.fromSpool {
+						s.spool.commit(held.n, len(held.recs))
+					}
+					held = nil
+					if s.dirty && syncT == nil {
+						syncT = time.NewTimer(max(0, spooledSyncInterval-time.Since(s.lastSync)))
+					}
 				}
 				continue
 			}
 		}
-		var retryC <-chan time.Time
+		var retryC, syncC <-chan time.Time
 		if retry != nil {
 			retryC = retry.C
+		}
+		if syncT != nil {
+			syncC = syncT.C
 		}
 		select {
 		case r := <-s.must:
@@ -432,34 +464,62 @@ func (s *stream) writer() {
 		case <-s.wake:
 		case <-retryC:
 			retry = nil
+		case <-syncC:
+			syncT = nil
+			if s.dirty {
+				if err := s.syncNow(); err != nil {
+					s.l.m.sinkErrors.WithLabelValues(string(s.name)).Inc()
+					s.l.log.Warn("audit sink sync failed", "stream", s.name, "sink", s.sink.Describe(), "err", err)
+				}
+			}
 		case <-summary.C:
 			s.writeFiltered()
 		case <-s.l.quit:
 			if retry != nil {
 				retry.Stop()
 			}
-			s.drainOnClose(&buf)
+			s.drainOnClose(&buf, held)
 			return
 		}
 	}
 }
 
-func (s *stream) drainOnClose(buf *[]byte) {
+// drainOnClose writes what is held, handed over or spooled (for at most
+// 2s), the final accounting records, and syncs. A batch it cannot write
+// goes back to the spool, to be replayed at the next start.
+func (s *stream) drainOnClose(buf *[]byte, held *batch) {
 	<-s.spoolerDone
 	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) {
 		s.writeGaps()
-		recs, n, err := s.spool.peek(256, 256<<10)
-		if err != nil || len(recs) == 0 {
+		if held == nil {
+			recs, n, fromSpool, err := s.spool.take(s.direct, 256, 256<<10)
+			if err != nil || len(recs) == 0 {
+				break
+			}
+			held = &batch{recs: recs, n: n, fromSpool: fromSpool}
+		}
+		if err := s.writeBatch(buf, held.recs, false); err != nil {
 			break
 		}
-		if err := s.writeBatch(buf, recs); err != nil {
-			break
+		if held.fromSpool {
+			s.spool.commit(held.n, len(held.recs))
 		}
-		s.spool.commit(n, len(recs))
+		held = nil
+	}
+	if held != nil && !held.fromSpool {
+		_, _ = s.spool.append(held.recs)
+	}
+	select {
+	case b := <-s.direct:
+		_, _ = s.spool.append(b)
+	default:
 	}
 	s.writeGaps()
 	s.writeFiltered()
+	if s.dirty {
+		_ = s.syncNow()
+	}
 }
 
 func (s *stream) writeMust(r *mustReq) {
@@ -470,19 +530,21 @@ func (s *stream) writeMust(r *mustReq) {
 	r.done <- s.writeOne(r.ev)
 }
 
-// writeOne chains, writes and syncs one event.
+// writeOne chains, writes and syncs one event (a must record, or an
+// accounting record).
 func (s *stream) writeOne(ev *Event) error {
 	body, err := json.Marshal(ev)
 	if err != nil {
 		return fmt.Errorf("encode audit record: %w", err)
 	}
 	var buf []byte
-	return s.writeBatch(&buf, [][]byte{body})
+	return s.writeBatch(&buf, [][]byte{body}, true)
 }
 
-// writeBatch chains bodies onto the stream, writes them in one call and
-// syncs. The chain advances only when the sink took every line.
-func (s *stream) writeBatch(buf *[]byte, bodies [][]byte) error {
+// writeBatch chains bodies onto the stream and writes them in one call.
+// The chain advances only when the sink took every line. sync: fsync now
+// (must records); otherwise the writer syncs within spooledSyncInterval.
+func (s *stream) writeBatch(buf *[]byte, bodies [][]byte, sync bool) error {
 	b := (*buf)[:0]
 	seq, prev := s.seq, s.prev
 	starts := make([]int, 0, len(bodies))
@@ -495,15 +557,26 @@ func (s *stream) writeBatch(buf *[]byte, bodies [][]byte) error {
 	if err := s.sink.Write(b); err != nil {
 		return err
 	}
+	s.seq, s.prev = seq, prev
+	s.dirty = true
+	s.l.m.records.WithLabelValues(string(s.name)).Add(float64(len(bodies)))
+	s.l.publish(s.name, b, starts)
+	if sync || time.Since(s.lastSync) >= spooledSyncInterval {
+		return s.syncNow()
+	}
+	return nil
+}
+
+// syncNow makes everything written durable and moves the head that
+// checkpoints vouch for.
+func (s *stream) syncNow() error {
 	if err := s.sink.Sync(); err != nil {
 		return err
 	}
-	s.seq, s.prev = seq, prev
+	s.lastSync, s.dirty = time.Now(), false
 	s.headMu.Lock()
-	s.headSeq, s.headHash = seq, prev
+	s.headSeq, s.headHash = s.seq, s.prev
 	s.headMu.Unlock()
-	s.l.m.records.WithLabelValues(string(s.name)).Add(float64(len(bodies)))
-	s.l.publish(s.name, b, starts)
 	return nil
 }
 

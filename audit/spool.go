@@ -170,11 +170,39 @@ func (s *spool) append(recs [][]byte) (refused int, err error) {
 	return refused, nil
 }
 
-// peek returns up to maxRecs records from the head without removing them,
-// and the byte count to pass to commit once the sink has them.
-func (s *spool) peek(maxRecs int, maxBytes int64) ([][]byte, int64, error) {
+// offer hands batch straight to the writer through direct (capacity 1)
+// when nothing is spooled and the slot is free — the common case, when the
+// sink keeps up, costs no spool I/O — and appends it otherwise. Deciding
+// under the spool's lock keeps order: a handed-over batch is older than
+// anything spooled after it, and take looks at direct first.
+func (s *spool) offer(batch [][]byte, direct chan [][]byte) (refused int, err error) {
+	s.mu.Lock()
+	if s.pending == 0 && len(direct) == 0 {
+		direct <- batch // only the spooler sends, and the slot is free
+		s.mu.Unlock()
+		return 0, nil
+	}
+	s.mu.Unlock()
+	return s.append(batch)
+}
+
+// take returns the next batch for the writer: a handed-over one (nothing
+// to commit), else up to maxRecs spooled records (commit them once written).
+func (s *spool) take(direct chan [][]byte, maxRecs int, maxBytes int64) ([][]byte, int64, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	select {
+	case b := <-direct:
+		return b, 0, false, nil
+	default:
+	}
+	recs, n, err := s.peekLocked(maxRecs, maxBytes)
+	return recs, n, true, err
+}
+
+// peekLocked returns up to maxRecs records from the head without removing
+// them, and the byte count to pass to commit once the sink has them.
+func (s *spool) peekLocked(maxRecs int, maxBytes int64) ([][]byte, int64, error) {
 	seg := s.segs[0]
 	for seg.size == s.roff && len(s.segs) > 1 {
 		_ = seg.f.Close()
@@ -228,9 +256,12 @@ func (s *spool) commit(n int64, recs int) {
 		s.roff = 0
 		return
 	}
-	// Drained: start the one segment over.
-	if err := seg.f.Truncate(0); err == nil {
-		seg.size, s.roff = 0, 0
+	// Drained: start the one segment over once it has grown (truncating
+	// on every drain would cost a syscall per batch).
+	if seg.size >= s.segBytes/2 {
+		if err := seg.f.Truncate(0); err == nil {
+			seg.size, s.roff = 0, 0
+		}
 	}
 }
 
