@@ -3,7 +3,6 @@ package audit
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -359,15 +358,7 @@ func (s *stream) spooler() {
 	}
 }
 
-func (s *stream) encode(ev *Event) []byte {
-	b, err := json.Marshal(ev)
-	if err != nil {
-		// A context value JSON cannot carry: keep the record, say so.
-		ev.Context = map[string]any{"unencodable": err.Error()}
-		b, _ = json.Marshal(ev)
-	}
-	return b
-}
+func (s *stream) encode(ev *Event) []byte { return appendEvent(make([]byte, 0, 512), ev) }
 
 func (s *stream) spoolBatch(batch [][]byte) {
 	kept := make([][]byte, 0, len(batch)) // fresh: it may go straight to the writer
@@ -533,12 +524,8 @@ func (s *stream) writeMust(r *mustReq) {
 // writeOne chains, writes and syncs one event (a must record, or an
 // accounting record).
 func (s *stream) writeOne(ev *Event) error {
-	body, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("encode audit record: %w", err)
-	}
 	var buf []byte
-	return s.writeBatch(&buf, [][]byte{body}, true)
+	return s.writeBatch(&buf, [][]byte{appendEvent(nil, ev)}, true)
 }
 
 // writeBatch chains bodies onto the stream and writes them in one call.
