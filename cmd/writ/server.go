@@ -129,7 +129,7 @@ neither flag: its data dir remembers the cluster.`,
 		if err != nil {
 			return err
 		}
-		printAuditConfig(a.stderr, auditCfg)
+		printAuditConfig(a.stderr, log, f.logFormat, auditCfg)
 		cfg := node.Config{
 			NodeID: f.nodeID, DataDir: f.dataDir,
 			APIAddr: f.apiAddr, RaftAddr: f.raftAddr,

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -65,8 +66,13 @@ func (f *observabilityFlags) tracing() (telemetry.TracingConfig, error) {
 }
 
 // printAuditConfig shows the effective audit configuration at start, so an
-// operator sees what is recorded where and what filters drop.
-func printAuditConfig(w io.Writer, cfg *audit.Config) {
+// operator sees what is recorded where and what filters drop: a text block,
+// or with --log-format json one log record (so log shippers parse it).
+func printAuditConfig(w io.Writer, log *slog.Logger, format string, cfg *audit.Config) {
+	if format == "json" {
+		log.Info("audit configuration (effective)", "config", cfg.YAML())
+		return
+	}
 	fmt.Fprintf(w, "Audit configuration (effective; `writ audit config` shows it too):\n%s\n", cfg.YAML())
 }
 
