@@ -64,7 +64,7 @@ type call struct {
 
 // begin starts the audit record of one RPC.
 func (d *Deps) begin(t audit.Type, method string, decision bool) *call {
-	return &call{d: d, ev: &audit.Event{Type: t, Method: method}, start: time.Now(), decision: decision}
+	return &call{d: d, ev: &audit.Event{Type: t, Method: method, AuthMethod: authCredential}, start: time.Now(), decision: decision}
 }
 
 // end records the call's outcome. err is what the handler returns.
@@ -151,14 +151,14 @@ func callerFrom(ctx context.Context) *callerInfo {
 // login) and counts it.
 func (d *Deps) auditAdminLoginFailure(h http.Header, procedure string, err error) {
 	c := d.begin(audit.TypeLogin, procedureMethod(procedure), false)
-	c.ev.AuthMethod = "admin_token"
+	c.ev.AuthMethod = authAdminToken
 	c.ev.Actor = audit.Actor{Kind: "admin", Human: true}
 	if tok := bearer(h); tok != "" {
 		c.ev.Actor.ID = "admin:" + d.Audit.Hash(tok)
 	}
 	c.ev.Decision = audit.Deny
 	info := auditError(err)
-	d.Metrics.LoginFailures.WithLabelValues("admin_token", info.Reason).Inc()
+	d.Metrics.LoginFailures.WithLabelValues(authAdminToken, info.Reason).Inc()
 	c.end(err)
 }
 
@@ -169,7 +169,7 @@ func (d *Deps) auditedChange(ctx context.Context, target, requestID string, chan
 	ci := callerFrom(ctx)
 	ci.recorded = true
 	c := d.begin(audit.TypeAdmin, procedureMethod(ci.procedure), false)
-	c.ev.Actor, c.ev.Target, c.ev.RequestID = ci.actor, target, requestID
+	c.ev.Actor, c.ev.Target, c.ev.RequestID, c.ev.AuthMethod = ci.actor, target, requestID, authAdminToken
 	if err := c.durable(ctx); err != nil {
 		c.end(err)
 		return 0, err
@@ -189,6 +189,12 @@ func (d *Deps) adminActor(token string) audit.Actor {
 func identityActor(ident *fsmpb.Identity, role string) audit.Actor {
 	return audit.Actor{ID: ident.GetId(), Kind: ident.GetKind(), Owner: ident.GetOwner(), Role: role}
 }
+
+// Auth methods of callers that present something other than a login proof.
+const (
+	authAdminToken = "admin_token"
+	authCredential = "credential" // a Writ credential (the lease's login method is in context.auth)
+)
 
 // leaseActor is the holder of a lease (identity looked up for its kind).
 func leaseActor(ident *fsmpb.Identity, l *fsmpb.Lease) audit.Actor {

@@ -142,6 +142,7 @@ func peerAddr(addr string) netip.Addr {
 // replicate the lease (one Raft write, group-committed) and mint its credential.
 func (s *authzService) AuthorizeAndIssue(ctx context.Context, req *connect.Request[writv1.AuthorizeAndIssueRequest]) (*connect.Response[writv1.AuthorizeAndIssueResponse], error) {
 	c := s.d.begin(audit.TypeDecision, "AuthorizeAndIssue", true)
+	c.ev.AuthMethod = "" // the login sets it
 	resp, err := s.authorizeAndIssue(ctx, req, c)
 	c.end(err)
 	return resp, toConnect(s.d.Logger, err)
@@ -633,7 +634,7 @@ func (s *authzService) revoke(ctx context.Context, req *connect.Request[writv1.R
 			c.skip = true
 			return nil, err
 		}
-		c.ev.Actor = s.d.adminActor(bearer(req.Header()))
+		c.ev.Actor, c.ev.AuthMethod = s.d.adminActor(bearer(req.Header())), authAdminToken
 		if err := checkLen("lease_id", t.LeaseId, 128); err != nil {
 			return nil, err
 		}
@@ -644,7 +645,7 @@ func (s *authzService) revoke(ctx context.Context, req *connect.Request[writv1.R
 			c.skip = true
 			return nil, err
 		}
-		c.ev.Actor = s.d.adminActor(bearer(req.Header()))
+		c.ev.Actor, c.ev.AuthMethod = s.d.adminActor(bearer(req.Header())), authAdminToken
 		if err := checkLen("identity", t.Identity, 256); err != nil {
 			return nil, err
 		}

@@ -191,7 +191,7 @@ func adminAuthFor(d Deps, procedures ...string) connect.Interceptor {
 			if err != nil && !ci.recorded && req.Spec().IdempotencyLevel != connect.IdempotencyNoSideEffects {
 				// A change refused before it reached a write (bad input).
 				c := d.begin(audit.TypeAdmin, procedureMethod(ci.procedure), false)
-				c.ev.Actor = ci.actor
+				c.ev.Actor, c.ev.AuthMethod = ci.actor, authAdminToken
 				c.end(err)
 			}
 			return resp, err
