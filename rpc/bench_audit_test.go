@@ -5,8 +5,8 @@ import (
 	"net/http"
 	"path/filepath"
 	"syscall"
-	"time"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/structpb"
