@@ -345,17 +345,31 @@ func (s *stream) spooler() {
 			}
 		}
 		batch = append(batch[:0], s.encode(ev))
-	more:
-		for len(batch) < cap(batch) {
-			select {
-			case ev := <-s.queue:
-				batch = append(batch, s.encode(ev))
-			default:
-				break more
-			}
+		batch = s.drainQueue(batch)
+		if len(batch) < cap(batch)/4 {
+			// Linger a moment so a batch collects: one hand-off (and one
+			// write) per millisecond instead of per record at moderate
+			// rates, where goroutine wake-ups were most of the cost.
+			time.Sleep(spoolLinger)
+			batch = s.drainQueue(batch)
 		}
 		s.spoolBatch(batch)
 	}
+}
+
+// spoolLinger is how long the spooler waits for a small batch to grow.
+const spoolLinger = time.Millisecond
+
+func (s *stream) drainQueue(batch [][]byte) [][]byte {
+	for len(batch) < cap(batch) {
+		select {
+		case ev := <-s.queue:
+			batch = append(batch, s.encode(ev))
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 func (s *stream) encode(ev *Event) []byte { return appendEvent(make([]byte, 0, 512), ev) }
