@@ -12,6 +12,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/writ-dev/writ/audit"
 	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
@@ -86,7 +87,17 @@ Exit codes: 0 intact, 3 tampered or malformed, 1 could not check.`,
 			fmt.Fprintf(a.stderr, "TAMPERED: %v\n", verr)
 			return errNegative
 		}
-		out := &writv1.ListAuditCheckpointsResponse{}
+		var chains []any
+		for _, r := range reports {
+			chains = append(chains, map[string]any{
+				"node": r.Node, "stream": string(r.Stream), "records": float64(r.Records), "first_seq": float64(r.First), "last_seq": float64(r.Last),
+				"last_hash": r.LastHash, "anchor": r.Anchor, "checkpoints_matched": float64(r.Checked), "dropped": float64(r.Gaps), "filtered": float64(r.Filtered),
+			})
+		}
+		out, err := structpb.NewStruct(map[string]any{"result": "intact", "checkpoints": note, "chains": chains})
+		if err != nil {
+			return markRun(err)
+		}
 		return p.emit(out, func(t *textOut) {
 			t.kv("result", "intact")
 			t.kv("checkpoints", note)
