@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // eventually polls cond until it returns nil or the deadline passes.
@@ -368,4 +369,117 @@ func TestHashIsKeyedAndStable(t *testing.T) {
 	if !strings.HasPrefix(h, HashPrefix) || strings.Contains(h, "s3cret") || h != HMAC(DeriveKey([]byte("cluster key")), "s3cret") || h == HMAC([]byte("cluster key"), "s3cret") {
 		t.Errorf("Hash = %q", h)
 	}
+}
+
+// TestStdoutSinkRestartsItsChain: stdout streams share one writer, each
+// keeps its own chain, and a second process run starts the chain again
+// (verify accepts that only with AllowRestarts).
+func TestStdoutSinkRestartsItsChain(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	var mu sync.Mutex
+	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(p) })
+	cfg := testConfig(t.TempDir())
+	cfg.Streams = map[Stream]*StreamConfig{}
+	for _, s := range Streams {
+		cfg.Streams[s] = &StreamConfig{Sink: SinkStdout}
+	}
+	for range 2 {
+		l, err := Open(cfg, Deps{Node: "n1", Stdout: w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Record(&Event{Type: TypeUse, Method: "Verify", Actor: workload("ci/a")})
+		mustDurable(t, l, &Event{Type: TypeAdmin, Actor: Actor{Kind: "admin", Human: true}})
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Verify(bytes.NewReader(out.Bytes()), VerifyOptions{}); !errors.Is(err, ErrTampered) {
+		t.Errorf("a restarted chain without AllowRestarts: %v, want ErrTampered", err)
+	}
+	rep, err := Verify(bytes.NewReader(out.Bytes()), VerifyOptions{AllowRestarts: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep) != 3 {
+		t.Fatalf("%d chains in one stdout, want 3 (one per stream): %+v", len(rep), rep)
+	}
+	for _, r := range rep {
+		if r.Restarted != 1 {
+			t.Errorf("%s: %d restarts, want 1", r.Stream, r.Restarted)
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func mustDurable(t *testing.T, l *Log, ev *Event) {
+	t.Helper()
+	if err := l.Durable(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSpoolReplaysAfterRestart: records still spooled when the log closes
+// (its sink failing) are written after the next start: at least once,
+// never silently lost.
+func TestSpoolReplaysAfterRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	failing := true
+	open := func(stream Stream, sc *StreamConfig, path string) (Sink, error) {
+		fs, err := openFileSink(path, true, 0, 0, time.Now)
+		if err != nil || stream != StreamWorkload || !failing {
+			return fs, err
+		}
+		f := &flakySink{Sink: fs}
+		return f, nil
+	}
+	l, err := Open(cfg, Deps{Node: "n1", OpenSink: open})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.streams[1].sink.(*flakySink).set("fail")
+	for i := range 50 {
+		l.Record(&Event{Type: TypeUse, Method: "Authorize", Actor: workload("ci/a"), DecisionID: fmt.Sprintf("d_%02d", i)})
+	}
+	eventually(t, "the sink refused a batch", func() error {
+		if testutil.ToFloat64(l.m.sinkErrors.WithLabelValues(string(StreamWorkload))) == 0 {
+			return errors.New("no sink error yet")
+		}
+		return nil
+	})
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	failing = false
+	l, err = Open(cfg, Deps{Node: "n1", OpenSink: open})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "spool replayed", func() error {
+		if recs, _ := l.streams[1].spool.depth(); recs > 0 {
+			return fmt.Errorf("%d still spooled", recs)
+		}
+		return nil
+	})
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, r := range readRecords(t, filepath.Join(dir, "workload.log")) {
+		if id, ok := r["decision_id"].(string); ok {
+			seen[id] = true
+		}
+	}
+	for i := range 50 {
+		if id := fmt.Sprintf("d_%02d", i); !seen[id] {
+			t.Errorf("%s lost", id)
+		}
+	}
+	verifyFile(t, filepath.Join(dir, "workload.log"))
 }
