@@ -122,17 +122,22 @@ func (n *Node) Audit() *audit.Log { return n.obs.audit }
 // CheckpointInterval, when they moved, so the cluster vouches for them.
 func (n *Node) checkpointLoop() {
 	defer n.wg.Done()
+	// The first checkpoint comes soon after start (once the node is
+	// registered), so even a short-lived node's start is vouched for.
+	first := time.NewTimer(min(time.Second, n.obs.audit.Config().CheckpointInterval))
+	defer first.Stop()
 	t := time.NewTicker(n.obs.audit.Config().CheckpointInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
+		case <-first.C:
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
-			n.checkpoint(ctx)
-			cancel()
 		}
+		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+		n.checkpoint(ctx)
+		cancel()
 	}
 }
 
