@@ -64,7 +64,8 @@ type call struct {
 
 // begin starts the audit record of one RPC.
 func (d *Deps) begin(t audit.Type, method string, decision bool) *call {
-	return &call{d: d, ev: &audit.Event{Type: t, Method: method, AuthMethod: authCredential}, start: time.Now(), decision: decision}
+	now := time.Now()
+	return &call{d: d, ev: &audit.Event{Time: now, Type: t, Method: method, AuthMethod: authCredential}, start: now, decision: decision}
 }
 
 // end records the call's outcome. err is what the handler returns.
