@@ -459,6 +459,11 @@ func TestWatchAudit(t *testing.T) {
 	if !strings.Contains(lines[0], `"target":"identity/ci/w0"`) {
 		t.Errorf("first watched line: %s", lines[0])
 	}
+	cfg, err := a.audit.GetAuditConfig(ctx, connect.NewRequest(&writv1.GetAuditConfigRequest{}))
+	mustOK(t, err)
+	if y := cfg.Msg.GetYaml(); cfg.Msg.GetNodeId() != "n1" || !strings.Contains(y, "workload:") || !strings.Contains(y, "durability: fsync") || !strings.Contains(y, a.dir) {
+		t.Errorf("GetAuditConfig = %s\n%s", cfg.Msg.GetNodeId(), y)
+	}
 	nodetest.Eventually(t, 20*time.Second, "the refused watch on record", func() error {
 		if !has(a.records(t, audit.StreamHuman), map[string]any{"type": "login", "method": "WatchAudit", "auth_method": "admin_token", "decision": "deny"}) {
 			return errors.New("no admin login failure record")
