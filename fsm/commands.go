@@ -66,6 +66,8 @@ func (a *applier) apply(cmd *fsmpb.Command) *fsmpb.Result {
 		return a.revokeOwner(p.RevokeOwner)
 	case *fsmpb.Command_RetireSigningKey:
 		return a.retireSigningKey(p.RetireSigningKey)
+	case *fsmpb.Command_CheckpointAudit:
+		return a.checkpointAudit(p.CheckpointAudit)
 	default:
 		// CheckCommand ran before the transaction opened: an unknown payload
 		// that reaches here is ignorable.
@@ -125,6 +127,9 @@ func (a *applier) registerNode(p *fsmpb.RegisterNode) *fsmpb.Result {
 	n := p.GetNode()
 	if !validID(n.GetId()) {
 		return fail(codeInvalid, "node id is required")
+	}
+	if old, ok := a.first(tNode, "id", n.GetId()).(*fsmpb.Node); ok && len(n.GetAuditCheckpoints()) == 0 {
+		n.AuditCheckpoints = old.GetAuditCheckpoints() // re-registering keeps the audit checkpoints
 	}
 	a.put(tNode, n)
 	return ok()

@@ -121,6 +121,11 @@ func (n *Node) Propose(ctx context.Context, cmds []*fsmpb.Command, opts rpc.Prop
 			return nil, errors.New("propose: every command needs a request id")
 		}
 	}
+	if m := n.obs.metrics; m != nil {
+		defer func(start time.Time) {
+			m.RaftCommitSeconds.WithLabelValues(n.cfg.NodeID).Observe(time.Since(start).Seconds())
+		}(time.Now())
+	}
 	var results []*fsmpb.Result
 	err := n.withLeader(ctx, func(ctx context.Context, addr string) error {
 		if addr == "" { // this node leads

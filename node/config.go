@@ -9,8 +9,12 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/authz"
 	"github.com/writ-dev/writ/internal/clock"
+	"github.com/writ-dev/writ/internal/telemetry"
 )
 
 // Config configures one node. New validates it and fills defaults.
@@ -41,7 +45,9 @@ type Config struct {
 	// election) before failing Unavailable. Default 5s.
 	HoldTimeout time.Duration
 	Logger      *slog.Logger
-	// RaftLogOutput receives hashicorp/raft's own log lines; default stderr.
+	// RaftLogOutput, when set, receives hashicorp/raft's own log lines as
+	// hclog text at warn and above; by default they go through Logger
+	// (component=raft), filtered by its level.
 	RaftLogOutput io.Writer
 	Clock         clock.Clock
 	// ReapInterval is how often the leader removes expired leases. Default 10s.
@@ -78,6 +84,22 @@ type Config struct {
 	// Environments identities and roles may live in; default prod,
 	// staging, dev.
 	Environments []string
+
+	// Audit configures the audit log; nil runs the node unaudited (tests
+	// and benchmarks). `writ server` and `writ dev` always set it.
+	Audit *audit.Config
+	// AuditStdout is the writer of stdout audit sinks; default os.Stdout.
+	AuditStdout io.Writer
+	// AuditOpenSink overrides how audit sinks open (fault tests).
+	AuditOpenSink func(stream audit.Stream, sc *audit.StreamConfig, path string) (audit.Sink, error)
+	// Registry receives the node's metrics (served on /metrics); default a
+	// new registry with the Go and process collectors.
+	Registry *prometheus.Registry
+	// BridgeGoMetrics exposes raft's and memberlist's go-metrics on
+	// Registry. It sets go-metrics' process-wide sink: one node per process.
+	BridgeGoMetrics bool
+	// Tracing turns on OpenTelemetry tracing of the API (off by default).
+	Tracing telemetry.TracingConfig
 }
 
 // DefaultCommitTimeout is how long an idle leader waits before telling
@@ -148,9 +170,6 @@ func (c *Config) defaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	if c.RaftLogOutput == nil {
-		c.RaftLogOutput = os.Stderr
 	}
 	if c.Clock == nil {
 		c.Clock = clock.Real{}

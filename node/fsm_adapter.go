@@ -3,18 +3,29 @@ package node
 import (
 	"bufio"
 	"io"
+	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/writ-dev/writ/fsm"
 )
 
 // raftFSM adapts fsm.FSM (which knows nothing of Raft) to raft.FSM.
-type raftFSM struct{ f *fsm.FSM }
+type raftFSM struct {
+	f   *fsm.FSM
+	lag prometheus.Observer // apply lag from the leader's append; may be nil
+}
 
 // Apply is called by raft's FSM goroutine, one entry at a time, in log order.
 func (a raftFSM) Apply(l *raft.Log) any {
-	return a.f.Apply(l.Index, l.Data)
+	res := a.f.Apply(l.Index, l.Data)
+	if a.lag != nil && !l.AppendedAt.IsZero() {
+		if d := time.Since(l.AppendedAt); d < time.Minute {
+			a.lag.Observe(d.Seconds())
+		}
+	}
+	return res
 }
 
 func (a raftFSM) Snapshot() (raft.FSMSnapshot, error) {

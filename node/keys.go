@@ -23,9 +23,13 @@ func (n *Node) maintainKeys(now time.Time) {
 	if p := n.cfg.KeyRotationPeriod; p > 0 && !now.Before(time.Unix(0, keys[0].GetCreatedUnixNano()).Add(p)) {
 		key, err := credential.NewSigningKey(rand.Reader, now)
 		if err == nil {
-			err = n.proposeOne(ctx, keyCommand("rotate-", &fsmpb.Command{Payload: &fsmpb.Command_PutSigningKey{PutSigningKey: &fsmpb.PutSigningKey{
+			cmd := keyCommand("rotate-", &fsmpb.Command{Payload: &fsmpb.Command_PutSigningKey{PutSigningKey: &fsmpb.PutSigningKey{
 				Key: key, RetireOthersAfterNanos: int64(n.cfg.KeyOverlap),
-			}}}))
+			}}})
+			// A new signing key is an issuance-like change: durable first.
+			err = n.auditSystemChange(ctx, true, "RotateSigningKey", "signing_key/"+key.GetKid(), cmd.GetHeader().GetRequestId(), func() error {
+				return n.proposeOne(ctx, cmd)
+			})
 		}
 		if err != nil {
 			n.log.Warn("rotate signing key", "err", err)
@@ -36,9 +40,13 @@ func (n *Node) maintainKeys(now time.Time) {
 	}
 	for _, k := range keys[1:] { // never the newest: it signs
 		if r := k.GetRetireUnixNano(); r != 0 && !now.Before(time.Unix(0, r)) {
-			if err := n.proposeOne(ctx, keyCommand("retire-", &fsmpb.Command{Payload: &fsmpb.Command_RetireSigningKey{
+			cmd := keyCommand("retire-", &fsmpb.Command{Payload: &fsmpb.Command_RetireSigningKey{
 				RetireSigningKey: &fsmpb.RetireSigningKey{Kid: k.GetKid()},
-			}})); err != nil {
+			}})
+			// Retiring is revocation-like: never held back by the audit log.
+			if err := n.auditSystemChange(ctx, false, "RetireSigningKey", "signing_key/"+k.GetKid(), cmd.GetHeader().GetRequestId(), func() error {
+				return n.proposeOne(ctx, cmd)
+			}); err != nil {
 				n.log.Warn("retire signing key", "kid", k.GetKid(), "err", err)
 				return
 			}

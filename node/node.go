@@ -27,6 +27,7 @@ import (
 	"github.com/writ-dev/writ/credential"
 	"github.com/writ-dev/writ/fsm"
 	"github.com/writ-dev/writ/fsm/fsmpb"
+	"github.com/writ-dev/writ/internal/logging"
 	"github.com/writ-dev/writ/rpc"
 )
 
@@ -49,6 +50,7 @@ type Node struct {
 
 	apiLn   net.Listener
 	httpSrv *http.Server
+	obs     observability
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -87,6 +89,7 @@ func New(cfg Config) (*Node, error) {
 			}
 		},
 	})
+	n.initMetrics()
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	return n, nil
 }
@@ -101,6 +104,10 @@ func (n *Node) Start(ctx context.Context) error {
 	n.proposer = newProposer(n.raft, n.cfg.Clock, n.log)
 	n.peers = newPeerClients(n.cfg.PeerTLS)
 	n.fwd = n.newNodeForwarder()
+	if err := n.startObservability(ctx); err != nil {
+		_ = n.Close()
+		return err
+	}
 	if err := n.startAPI(); err != nil {
 		_ = n.Close()
 		return err
@@ -121,11 +128,12 @@ func (n *Node) startRaft() error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	hlog := hclog.New(&hclog.LoggerOptions{
-		Name:   "raft." + n.cfg.NodeID,
-		Level:  hclog.Warn,
-		Output: n.cfg.RaftLogOutput,
-	})
+	// Raft logs through the node's slog logger (component=raft) unless a
+	// separate output was asked for.
+	hlog := logging.Hclog(n.log, "raft", hclog.Info)
+	if n.cfg.RaftLogOutput != nil {
+		hlog = hclog.New(&hclog.LoggerOptions{Name: "raft." + n.cfg.NodeID, Level: hclog.Warn, Output: n.cfg.RaftLogOutput})
+	}
 	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), NoSync: n.cfg.DevMode})
 	if err != nil {
 		return fmt.Errorf("open raft store: %w", err)
@@ -181,7 +189,7 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("inspect raft state: %w", err)
 	}
-	r, err := raft.NewRaft(conf, raftFSM{n.fsm}, logs, store, snaps, trans)
+	r, err := raft.NewRaft(conf, raftFSM{f: n.fsm, lag: n.obs.metrics.ApplyLagSeconds.WithLabelValues(n.cfg.NodeID)}, logs, store, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
@@ -210,7 +218,7 @@ func (n *Node) startAPI() error {
 		// Peers and redirected clients must dial https.
 		n.cfg.AdvertiseAPI = "https://" + n.cfg.AdvertiseAPI
 	}
-	handler := rpc.NewHandler(rpc.Deps{
+	handler := rpc.NewHandler(n.obs.rpcDeps(rpc.Deps{
 		Backend:  n,
 		Engine:   n.engine,
 		Verifier: n.verifier,
@@ -223,7 +231,7 @@ func (n *Node) startAPI() error {
 		Environments: n.cfg.Environments,
 
 		KeyOverlap: n.cfg.KeyOverlap,
-	})
+	}))
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
@@ -313,6 +321,7 @@ func (n *Node) Close() error {
 			}
 			cancel()
 		}
+		errs = append(errs, n.closeObservability())
 		if n.proposer != nil {
 			n.proposer.close()
 		}

@@ -38,11 +38,13 @@ func (n *Node) reaperLoop() {
 			if !ok || !next.Before(now) {
 				break
 			}
+			expired := n.fsm.View().ExpiredLeases(now, reapBatch)
 			reaped, err := n.reap(now)
 			if err != nil {
 				n.log.Warn("reap expired leases", "err", err)
 				break
 			}
+			n.auditExpired(expired[:min(int(reaped), len(expired))], n.fsm.AppliedIndex())
 			if reaped < reapBatch {
 				break
 			}

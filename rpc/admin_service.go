@@ -26,14 +26,20 @@ func (s *adminService) write(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Re
 		cmd.Header = &fsmpb.Header{}
 	}
 	cmd.Header.RequestId = requestID
-	results, err := s.d.Backend.Propose(ctx, []*fsmpb.Command{cmd}, ProposeOptions{})
+	var result *fsmpb.Result
+	// Every admin change: a durable audit intent first, then the write.
+	_, err = s.d.auditedChange(ctx, commandTarget(cmd), requestID, func() (uint64, error) {
+		results, err := s.d.Backend.Propose(ctx, []*fsmpb.Command{cmd}, ProposeOptions{})
+		if err != nil {
+			return 0, err
+		}
+		result = results[0]
+		return result.GetIndex(), resultError(result)
+	})
 	if err != nil {
 		return nil, err
 	}
-	if err := resultError(results[0]); err != nil {
-		return nil, err
-	}
-	return results[0], nil
+	return result, nil
 }
 
 // readAfter returns a view that includes index (read your own write, even when

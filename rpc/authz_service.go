@@ -13,6 +13,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/authn"
 	"github.com/writ-dev/writ/authz"
 	"github.com/writ-dev/writ/credential"
@@ -147,11 +148,14 @@ func peerAddr(addr string) netip.Addr {
 // AuthorizeAndIssue: authenticate the proof, decide locally, and on allow
 // replicate the lease (one Raft write, group-committed) and mint its credential.
 func (s *authzService) AuthorizeAndIssue(ctx context.Context, req *connect.Request[writv1.AuthorizeAndIssueRequest]) (*connect.Response[writv1.AuthorizeAndIssueResponse], error) {
-	resp, err := s.authorizeAndIssue(ctx, req)
+	c := s.d.begin(audit.TypeDecision, "AuthorizeAndIssue", true)
+	c.ev.AuthMethod = "" // the login sets it
+	resp, err := s.authorizeAndIssue(ctx, req, c)
+	c.end(err)
 	return resp, toConnect(s.d.Logger, err)
 }
 
-func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Request[writv1.AuthorizeAndIssueRequest]) (*connect.Response[writv1.AuthorizeAndIssueResponse], error) {
+func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Request[writv1.AuthorizeAndIssueRequest], c *call) (*connect.Response[writv1.AuthorizeAndIssueResponse], error) {
 	m := req.Msg
 	proof := m.GetProof()
 	if proof.GetMethod() == nil {
@@ -187,6 +191,8 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 	if err != nil {
 		return nil, err
 	}
+	c.ev.RequestID, c.ev.DecisionID, c.ev.Action = requestID, decisionID, intent.GetAction()
+	c.ev.Resource = &audit.Resource{Type: res.Type, ID: res.ID}
 
 	var minIndex uint64
 	linearizable := false
@@ -208,9 +214,11 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 		}
 		if err != nil {
 			s.d.Logger.Info("login failed", "method", method, "reason", authn.Reason(err))
+			s.loginFailed(ctx, c, method, proof, err)
 			return nil, err
 		}
 		ctx := authn.WithActor(ctx, authn.MachineActor(principal))
+		s.loggedIn(ctx, c, principal)
 		role := principal.Role
 		if m.GetRequestId() != "" {
 			// A retry with the same request id names the same lease, which
@@ -235,9 +243,16 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 		}
 		apiDec := decisionToAPI(dec, decisionID)
 		apiDec.Auth = evidenceStruct(principal.Evidence)
+		c.ev.Type, c.ev.Phase, c.ev.Context = audit.TypeDecision, "", cedarCtx
+		setDecision(c.ev, dec, decisionID)
 		if !dec.Allowed {
 			// A deny is answered at once and never written to the log.
 			return connect.NewResponse(&writv1.AuthorizeAndIssueResponse{Decision: apiDec}), nil
+		}
+		// No lease is proposed unless its audit intent is durable.
+		c.ev.Type, c.ev.LeaseID = audit.TypeIssue, leaseID
+		if err := c.durable(ctx); err != nil {
+			return nil, err
 		}
 		cmd := &fsmpb.Command{
 			Header: &fsmpb.Header{RequestId: requestID},
@@ -270,6 +285,7 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 			minIndex = r.GetIndex()
 			continue
 		}
+		c.ev.AppliedIndex = r.GetIndex()
 		if err := resultError(r); err != nil {
 			if r.GetCode() == fsmpb.ResultCode_RESULT_CODE_PERMISSION_DENIED && principal.SecretAccessor != "" {
 				// Apply refused the secret id (another login used it up
@@ -278,6 +294,7 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 			}
 			return nil, err
 		}
+		s.d.Metrics.LeasesIssued.WithLabelValues(issuedLogin).Inc()
 		lease := r.GetLease()
 		cred, err := s.mint(view, lease)
 		if err != nil {
@@ -380,11 +397,13 @@ func leaseEvidence(l *fsmpb.Lease) map[string]any {
 // Authorize checks a credential for one action on one resource, now, on this
 // node's state. No write.
 func (s *authzService) Authorize(ctx context.Context, req *connect.Request[writv1.AuthorizeRequest]) (*connect.Response[writv1.AuthorizeResponse], error) {
-	resp, err := s.authorize(ctx, req.Msg)
+	c := s.d.begin(audit.TypeUse, "Authorize", true)
+	resp, err := s.authorize(ctx, req.Msg, c)
+	c.end(err)
 	return resp, toConnect(s.d.Logger, err)
 }
 
-func (s *authzService) authorize(ctx context.Context, m *writv1.AuthorizeRequest) (*connect.Response[writv1.AuthorizeResponse], error) {
+func (s *authzService) authorize(ctx context.Context, m *writv1.AuthorizeRequest, c *call) (*connect.Response[writv1.AuthorizeResponse], error) {
 	if err := checkLen("action", m.GetAction(), 128); err != nil {
 		return nil, err
 	}
@@ -396,11 +415,12 @@ func (s *authzService) authorize(ctx context.Context, m *writv1.AuthorizeRequest
 	if err != nil {
 		return nil, err
 	}
-	lease, err := s.checkCredential(view, m.GetCredential(), s.d.Clock.Now())
+	c.ev.Action, c.ev.Resource, c.ev.AppliedIndex = m.GetAction(), &audit.Resource{Type: res.Type, ID: res.ID}, view.Index()
+	lease, err := s.checkCredential(view, m.GetCredential(), s.d.Clock.Now(), c)
 	if err != nil {
 		return nil, err
 	}
-	dec, err := s.decideForLease(view, lease, m.GetAction(), res, m.GetContext())
+	dec, err := s.decideForLease(view, lease, m.GetAction(), res, m.GetContext(), c.ev)
 	if err != nil {
 		return nil, err
 	}
@@ -409,11 +429,20 @@ func (s *authzService) authorize(ctx context.Context, m *writv1.AuthorizeRequest
 
 // checkCredential verifies a credential and returns its lease when the lease
 // is live at now on view; a rejected lease is an Unauthenticated error with
-// the lease's reason.
-func (s *authzService) checkCredential(view *fsm.View, token string, now time.Time) (*fsmpb.Lease, error) {
+// the lease's reason. c (nil: not audited) learns the holder, or the keyed
+// hash of a credential that did not verify.
+func (s *authzService) checkCredential(view *fsm.View, token string, now time.Time, c *call) (*fsmpb.Lease, error) {
 	_, lease, reason, err := s.credentialLease(view, token, now)
 	if err != nil {
+		if c != nil {
+			s.unknownCredential(c, token)
+		}
 		return nil, err
+	}
+	if c != nil {
+		ident, _ := view.Identity(lease.GetIdentity())
+		c.ev.LeaseID, c.ev.Actor = lease.GetId(), leaseActor(ident, lease)
+		c.ev.Healthy = reason == ""
 	}
 	if reason != "" {
 		return nil, withReason(connect.CodeUnauthenticated, reason, "credential rejected: lease "+strings.ReplaceAll(reason, "_", " "))
@@ -423,17 +452,20 @@ func (s *authzService) checkCredential(view *fsm.View, token string, now time.Ti
 
 // decideForLease answers one Authorize question for a live lease on view:
 // outside the lease's scope is a deny without Cedar, otherwise Cedar decides
-// with the lease's evidence as context.auth.
-func (s *authzService) decideForLease(view *fsm.View, lease *fsmpb.Lease, action string, res authz.Resource, reqCtx *structpb.Struct) (*writv1.Decision, error) {
+// with the lease's evidence as context.auth. The decision is copied into ev
+// (the call's audit record).
+func (s *authzService) decideForLease(view *fsm.View, lease *fsmpb.Lease, action string, res authz.Resource, reqCtx *structpb.Struct, ev *audit.Event) (*writv1.Decision, error) {
 	if !inScope(lease, action, res) {
-		return denied("outside the credential's scope", lease.GetPolicySet(), lease.GetPolicyVersion(), ""), nil
+		out := denied("outside the credential's scope", lease.GetPolicySet(), lease.GetPolicyVersion(), "")
+		ev.Decision, ev.Reason, ev.PolicySet, ev.PolicyVersion = audit.Deny, out.GetReason(), lease.GetPolicySet(), lease.GetPolicyVersion()
+		return out, nil
 	}
 	ident, ok := view.Identity(lease.GetIdentity())
 	if !ok {
 		return nil, withReason(connect.CodeUnauthenticated, "identity_deleted", "credential rejected: identity deleted")
 	}
-	ev := leaseEvidence(lease)
-	cedarCtx, err := requestContext(reqCtx, ev)
+	evidence := leaseEvidence(lease)
+	cedarCtx, err := requestContext(reqCtx, evidence)
 	if err != nil {
 		return nil, err
 	}
@@ -449,18 +481,22 @@ func (s *authzService) decideForLease(view *fsm.View, lease *fsmpb.Lease, action
 		return nil, err
 	}
 	out := decisionToAPI(dec, decisionID)
-	out.Auth = evidenceStruct(ev)
+	out.Auth = evidenceStruct(evidence)
+	ev.Context = cedarCtx
+	setDecision(ev, dec, decisionID)
 	return out, nil
 }
 
 // Verify introspects a credential (RFC 7662 style): an inactive credential is
 // an answer, not an error; only a malformed request is an error.
 func (s *authzService) Verify(ctx context.Context, req *connect.Request[writv1.VerifyRequest]) (*connect.Response[writv1.VerifyResponse], error) {
-	resp, err := s.verify(ctx, req.Msg)
+	c := s.d.begin(audit.TypeUse, "Verify", true)
+	resp, err := s.verify(ctx, req.Msg, c)
+	c.end(err)
 	return resp, toConnect(s.d.Logger, err)
 }
 
-func (s *authzService) verify(ctx context.Context, m *writv1.VerifyRequest) (*connect.Response[writv1.VerifyResponse], error) {
+func (s *authzService) verify(ctx context.Context, m *writv1.VerifyRequest, c *call) (*connect.Response[writv1.VerifyResponse], error) {
 	if m.GetCredential() == "" {
 		return nil, invalidf("credential is required")
 	}
@@ -471,13 +507,20 @@ func (s *authzService) verify(ctx context.Context, m *writv1.VerifyRequest) (*co
 	now := s.d.Clock.Now()
 	claims, lease, reason, err := s.credentialLease(view, m.GetCredential(), now)
 	out := &writv1.VerifyResponse{AppliedIndex: view.Index()}
+	c.ev.AppliedIndex, c.ev.Decision = view.Index(), audit.Deny
 	if err != nil {
+		s.unknownCredential(c, m.GetCredential())
 		r := credentialReason(err)
 		if r == "" {
 			return nil, err
 		}
-		out.Reason = r
+		out.Reason, c.ev.Reason = r, r
 		return connect.NewResponse(out), nil
+	}
+	ident, _ := view.Identity(lease.GetIdentity())
+	c.ev.LeaseID, c.ev.Actor, c.ev.Reason = lease.GetId(), leaseActor(ident, lease), reason
+	if reason == "" {
+		c.ev.Decision, c.ev.Healthy = audit.Allow, true
 	}
 	out.Active = reason == ""
 	out.Reason = reason
@@ -511,11 +554,13 @@ func claimsStruct(c *credential.Claims) *structpb.Struct {
 // Renew extends a lease: a fresh authorization of its scope with fresh
 // context, bounded by the role's max TTL and max renewals.
 func (s *authzService) Renew(ctx context.Context, req *connect.Request[writv1.RenewRequest]) (*connect.Response[writv1.RenewResponse], error) {
-	resp, err := s.renew(ctx, req.Msg)
+	c := s.d.begin(audit.TypeDecision, "Renew", true)
+	resp, err := s.renew(ctx, req.Msg, c)
+	c.end(err)
 	return resp, toConnect(s.d.Logger, err)
 }
 
-func (s *authzService) renew(ctx context.Context, m *writv1.RenewRequest) (*connect.Response[writv1.RenewResponse], error) {
+func (s *authzService) renew(ctx context.Context, m *writv1.RenewRequest, c *call) (*connect.Response[writv1.RenewResponse], error) {
 	if m.GetTtlSeconds() < 0 {
 		return nil, invalidf("ttl_seconds must not be negative")
 	}
@@ -526,12 +571,14 @@ func (s *authzService) renew(ctx context.Context, m *writv1.RenewRequest) (*conn
 	now := s.d.Clock.Now()
 	_, lease, reason, err := s.credentialLease(view, m.GetCredential(), now)
 	if err != nil {
+		s.unknownCredential(c, m.GetCredential())
 		return nil, err
 	}
+	ident, _ := view.Identity(lease.GetIdentity())
+	c.ev.LeaseID, c.ev.Actor, c.ev.AppliedIndex = lease.GetId(), leaseActor(ident, lease), view.Index()
 	if reason != "" {
 		return nil, withReason(connect.CodeUnauthenticated, reason, "credential rejected: lease "+strings.ReplaceAll(reason, "_", " "))
 	}
-	ident, _ := view.Identity(lease.GetIdentity())
 	role, _ := view.Role(lease.GetRole())
 	ctx = authn.WithActor(ctx, authn.Actor{Kind: authn.ActorMachine, ID: lease.GetIdentity(), Method: "credential", Role: lease.GetRole()})
 	ttl := time.Duration(m.GetTtlSeconds()) * time.Second
@@ -559,12 +606,20 @@ func (s *authzService) renew(ctx context.Context, m *writv1.RenewRequest) (*conn
 				return nil, err
 			}
 			if !dec.Allowed {
+				c.ev.Action, c.ev.Resource, c.ev.Context = action, &audit.Resource{Type: r.GetType(), ID: r.GetId()}, cedarCtx
+				setDecision(c.ev, dec, decisionID)
 				return connect.NewResponse(&writv1.RenewResponse{Decision: decisionToAPI(dec, decisionID)}), nil
 			}
 		}
 	}
 	requestID, err := newID(s.d.Rand, "r_")
 	if err != nil {
+		return nil, err
+	}
+	// No renewal is proposed unless its audit intent is durable.
+	c.ev.Type, c.ev.RequestID, c.ev.Context = audit.TypeRenew, requestID, cedarCtx
+	setDecision(c.ev, dec, decisionID)
+	if err := c.durable(ctx); err != nil {
 		return nil, err
 	}
 	cmd := &fsmpb.Command{
@@ -577,9 +632,11 @@ func (s *authzService) renew(ctx context.Context, m *writv1.RenewRequest) (*conn
 	if err != nil {
 		return nil, err
 	}
+	c.ev.AppliedIndex = results[0].GetIndex()
 	if err := resultError(results[0]); err != nil {
 		return nil, err
 	}
+	s.d.Metrics.LeasesRenewed.Inc()
 	renewed := results[0].GetLease()
 	cred, err := s.mint(view, renewed)
 	if err != nil {
@@ -596,18 +653,24 @@ func (s *authzService) renew(ctx context.Context, m *writv1.RenewRequest) (*conn
 // applied it. A dry run counts the live leases it would hit and writes
 // nothing.
 func (s *authzService) Revoke(ctx context.Context, req *connect.Request[writv1.RevokeRequest]) (*connect.Response[writv1.RevokeResponse], error) {
-	resp, err := s.revoke(ctx, req)
+	c := s.d.begin(audit.TypeRevoke, "Revoke", false)
+	resp, err := s.revoke(ctx, req, c)
+	c.end(err)
 	return resp, toConnect(s.d.Logger, err)
 }
 
-func (s *authzService) revoke(ctx context.Context, req *connect.Request[writv1.RevokeRequest]) (*connect.Response[writv1.RevokeResponse], error) {
+// revoke never fails closed on the audit log: refusing a revocation because
+// its record cannot be written would keep a credential alive. Its record is
+// spooled like a decision (and a loss shows as a gap).
+func (s *authzService) revoke(ctx context.Context, req *connect.Request[writv1.RevokeRequest], c *call) (*connect.Response[writv1.RevokeResponse], error) {
 	m := req.Msg
+	c.ev.Reason = m.GetReason()
 	if len(m.GetReason()) > 1024 {
 		return nil, invalidf("reason is longer than 1024 bytes")
 	}
 	if cred, ok := m.GetTarget().(*writv1.RevokeRequest_Credential); ok && !m.GetDryRun() {
 		// The holder ends its own lease: no admin token needed.
-		idx, err := s.complete(ctx, cred.Credential, m.GetReason())
+		idx, err := s.complete(ctx, cred.Credential, m.GetReason(), c)
 		if err != nil {
 			return nil, err
 		}
@@ -615,8 +678,13 @@ func (s *authzService) revoke(ctx context.Context, req *connect.Request[writv1.R
 	}
 	if _, ok := m.GetTarget().(*writv1.RevokeRequest_Credential); !ok {
 		if err := checkAdmin(ctx, s.d, req.Header()); err != nil {
+			s.d.auditAdminLoginFailure(req.Header(), req.Spec().Procedure, err)
+			c.skip = true
 			return nil, err
 		}
+		actor := authn.AdminActor(bearer(req.Header()), sourceIP(req.Peer().Addr))
+		ctx = authn.WithActor(ctx, actor)
+		c.ev.Actor, c.ev.AuthMethod = s.d.auditActor(actor, bearer(req.Header())), actor.Method
 	}
 	reason := nonEmpty(m.GetReason(), "revoked by admin")
 	var (
@@ -631,8 +699,10 @@ func (s *authzService) revoke(ctx context.Context, req *connect.Request[writv1.R
 		}
 		claims, err := s.d.Verifier.Verify(t.Credential, view, s.d.Clock.Now())
 		if err != nil {
+			s.unknownCredential(c, t.Credential)
 			return nil, err
 		}
+		c.ev.Actor = claimsActor(view, claims)
 		target = fsm.Target{Kind: fsm.RevocationLease, ID: claims.ID}
 	case *writv1.RevokeRequest_LeaseId:
 		if err := checkLen("lease_id", t.LeaseId, 128); err != nil {
@@ -667,18 +737,25 @@ func (s *authzService) revoke(ctx context.Context, req *connect.Request[writv1.R
 	default:
 		return nil, invalidf("a revocation target is required: lease_id, identity, role, owner, subtree or credential")
 	}
+	c.ev.Target = revocationTarget(target)
+	if target.Kind == fsm.RevocationLease {
+		c.ev.LeaseID = target.ID
+	}
 	if m.GetDryRun() {
 		// The blast radius on a linearizable view (every write committed
 		// before the call counts); nothing is written.
+		c.ev.Phase = phaseDryRun
 		view, err := s.d.Backend.Read(ctx, ReadOptions{Linearizable: true})
 		if err != nil {
 			return nil, err
 		}
+		n := view.BlastRadius(target, s.d.Clock.Now())
+		c.ev.AppliedIndex, c.ev.Context = view.Index(), map[string]any{"live_leases": int64(n)}
 		return connect.NewResponse(&writv1.RevokeResponse{
-			DryRun: true, LiveLeases: view.BlastRadius(target, s.d.Clock.Now()), AppliedIndex: view.Index(),
+			DryRun: true, LiveLeases: n, AppliedIndex: view.Index(),
 		}), nil
 	}
-	idx, err := s.commitRevocation(ctx, cmd)
+	idx, err := s.commitRevocation(ctx, cmd, c, revokeTarget(m))
 	if err != nil {
 		return nil, err
 	}

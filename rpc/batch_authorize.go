@@ -13,8 +13,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/authz"
-
 	"github.com/writ-dev/writ/fsm"
 	"github.com/writ-dev/writ/fsm/fsmpb"
 	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
@@ -30,8 +30,14 @@ const MaxBatchAuthorizeItems = 1000
 // an item that cannot be decided gets an ItemError and the rest of the batch
 // goes on. Only request-wide problems (no items, too many, stale node) fail
 // the call.
+//
+// Audit: every item is a use of a credential and gets its own spooled
+// record (auditBatchItem); the call's own record is written only when the
+// whole call fails.
 func (s *authzService) BatchAuthorize(ctx context.Context, req *connect.Request[writv1.BatchAuthorizeRequest]) (*connect.Response[writv1.BatchAuthorizeResponse], error) {
-	resp, err := s.batchAuthorize(ctx, req.Msg)
+	c := s.d.begin(audit.TypeUse, "BatchAuthorize", true)
+	resp, err := s.batchAuthorize(ctx, req.Msg, c)
+	c.end(err)
 	return resp, toConnect(s.d.Logger, err)
 }
 
@@ -44,6 +50,10 @@ type checked struct {
 	compiled *authz.PolicySet
 	noSet    *writv1.Decision // set when no policy set governs the identity
 	evidence map[string]any
+	// actor and hashes are the credential's audit fields (the holder, or
+	// the keyed hash of a credential that did not verify).
+	actor  audit.Actor
+	hashes map[string]string
 	// err fails every item (the credential itself); identErr and setErr fail
 	// the items inside the lease's scope, in Authorize's order.
 	err, identErr, setErr error
@@ -51,12 +61,22 @@ type checked struct {
 
 // prepare verifies token and looks up what every item using it shares.
 func (s *authzService) prepare(view *fsm.View, token string, now time.Time) *checked {
-	lease, err := s.checkCredential(view, token, now)
+	lease, err := s.checkCredential(view, token, now, nil)
 	if err != nil {
-		return &checked{err: err}
+		ck := &checked{err: err}
+		if _, l, _, verr := s.credentialLease(view, token, now); verr != nil {
+			if token != "" {
+				ck.hashes = map[string]string{"credential": s.d.Audit.Hash(token)}
+			}
+		} else {
+			ident, _ := view.Identity(l.GetIdentity())
+			ck.actor, ck.lease = leaseActor(ident, l), l
+		}
+		return ck
 	}
 	c := &checked{lease: lease, evidence: leaseEvidence(lease)}
 	ident, ok := view.Identity(lease.GetIdentity())
+	c.actor = leaseActor(ident, lease)
 	if !ok {
 		c.identErr = withReason(connect.CodeUnauthenticated, "identity_deleted", "credential rejected: identity deleted")
 		return c
@@ -94,7 +114,7 @@ func (b *batchSlots) acquire(ctx context.Context) (func(), error) {
 	}
 }
 
-func (s *authzService) batchAuthorize(ctx context.Context, m *writv1.BatchAuthorizeRequest) (*connect.Response[writv1.BatchAuthorizeResponse], error) {
+func (s *authzService) batchAuthorize(ctx context.Context, m *writv1.BatchAuthorizeRequest, call *call) (*connect.Response[writv1.BatchAuthorizeResponse], error) {
 	items := m.GetItems()
 	switch {
 	case len(items) == 0:
@@ -138,53 +158,69 @@ func (s *authzService) batchAuthorize(ctx context.Context, m *writv1.BatchAuthor
 		return c
 	}
 	out := &writv1.BatchAuthorizeResponse{AppliedIndex: view.Index(), Results: make([]*writv1.BatchAuthorizeResult, len(items))}
+	allowed := true
 	for i, it := range items {
 		r := &writv1.BatchAuthorizeResult{}
 		out.Results[i] = r
-		dec, err := s.batchItem(it, lookup, batchID+"_"+strconv.Itoa(i), m.GetIncludeAnnotations())
+		dec, cedarCtx, err := s.batchItem(it, lookup, batchID+"_"+strconv.Itoa(i), m.GetIncludeAnnotations())
+		var ck *checked
+		if err == nil || it.GetCredential() != "" || m.GetCredential() != "" {
+			ck = lookup(it.GetCredential())
+		}
+		s.auditBatchItem(call.start, view.Index(), it, ck, dec, cedarCtx, err)
 		if err != nil {
+			allowed = false
 			r.Error = s.itemError(err)
 			continue
 		}
-		r.Decision, r.LeaseId = dec, lookup(it.GetCredential()).lease.GetId()
+		allowed = allowed && dec.GetAllowed()
+		r.Decision, r.LeaseId = dec, ck.lease.GetId()
+	}
+	// The items are the records; the call's latency is observed as one
+	// decision (allow when every item was allowed).
+	call.skip = true
+	call.ev.Decision = audit.Deny
+	if allowed {
+		call.ev.Decision = audit.Allow
 	}
 	return connect.NewResponse(out), nil
 }
 
-// batchItem decides one item exactly as Authorize would.
-func (s *authzService) batchItem(it *writv1.BatchAuthorizeItem, lookup func(string) *checked, decisionID string, annotations bool) (*writv1.Decision, error) {
+// batchItem decides one item exactly as Authorize would. It also returns
+// the item's Cedar context, for its audit record.
+func (s *authzService) batchItem(it *writv1.BatchAuthorizeItem, lookup func(string) *checked, decisionID string, annotations bool) (*writv1.Decision, map[string]any, error) {
 	if err := checkLen("action", it.GetAction(), 128); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	res, err := resourceFromAPI(it.GetResource())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c := lookup(it.GetCredential())
 	if c.err != nil {
-		return nil, c.err
+		return nil, nil, c.err
 	}
 	if !inScope(c.lease, it.GetAction(), res) {
-		return denied("outside the credential's scope", c.lease.GetPolicySet(), c.lease.GetPolicyVersion(), ""), nil
+		return denied("outside the credential's scope", c.lease.GetPolicySet(), c.lease.GetPolicyVersion(), ""), nil, nil
 	}
 	if c.identErr != nil {
-		return nil, c.identErr
+		return nil, nil, c.identErr
 	}
 	cedarCtx, err := requestContext(it.GetContext(), c.evidence)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if c.setErr != nil {
-		return nil, c.setErr
+		return nil, cedarCtx, c.setErr
 	}
 	if c.noSet != nil {
 		d := proto.Clone(c.noSet).(*writv1.Decision)
 		d.DecisionId = decisionID
-		return d, nil
+		return d, cedarCtx, nil
 	}
 	dec, err := c.compiled.Decide(authz.Request{Identity: c.ident, Role: c.lease.GetRole(), Action: it.GetAction(), Resource: res, Context: cedarCtx})
 	if err != nil {
-		return nil, err
+		return nil, cedarCtx, err
 	}
 	out := decisionToAPI(dec, decisionID)
 	if !annotations {
@@ -192,7 +228,7 @@ func (s *authzService) batchItem(it *writv1.BatchAuthorizeItem, lookup func(stri
 			p.Annotations = nil
 		}
 	}
-	return out, nil
+	return out, cedarCtx, nil
 }
 
 // itemError is the error a single Authorize call would have returned, as data.

@@ -38,7 +38,7 @@ func (s *clusterService) Join(ctx context.Context, req *connect.Request[writv1.J
 			}
 		}
 	}
-	idx, err := s.d.Backend.Join(ctx, m)
+	idx, err := s.d.auditedChange(ctx, "node/"+m.GetNodeId(), "", func() (uint64, error) { return s.d.Backend.Join(ctx, m) })
 	if err != nil {
 		return nil, toConnect(s.d.Logger, err)
 	}
@@ -49,7 +49,7 @@ func (s *clusterService) Leave(ctx context.Context, req *connect.Request[writv1.
 	if err := checkLen("node_id", req.Msg.GetNodeId(), 128); err != nil {
 		return nil, toConnect(s.d.Logger, err)
 	}
-	idx, err := s.d.Backend.Leave(ctx, req.Msg.GetNodeId())
+	idx, err := s.d.auditedChange(ctx, "node/"+req.Msg.GetNodeId(), "", func() (uint64, error) { return s.d.Backend.Leave(ctx, req.Msg.GetNodeId()) })
 	if err != nil {
 		return nil, toConnect(s.d.Logger, err)
 	}

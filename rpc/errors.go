@@ -9,6 +9,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
+	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/authn"
 	"github.com/writ-dev/writ/authz"
 	"github.com/writ-dev/writ/credential"
@@ -127,6 +128,10 @@ func toConnect(log *slog.Logger, err error) error {
 		return newError(connect.CodeUnavailable, "no_leader", err.Error(), nil)
 	case errors.Is(err, ErrNotBootstrapped):
 		return newError(connect.CodeUnavailable, "not_bootstrapped", err.Error(), nil)
+	case errors.Is(err, audit.ErrNotDurable):
+		// Unavailable: nothing was changed, the condition is the server's
+		// and transient, and a retry (here or on another node) is safe.
+		return newError(connect.CodeUnavailable, "audit_unavailable", "the audit record could not be made durable, so nothing was changed; retry later", nil)
 	case errors.Is(err, ErrOverloaded):
 		return newError(connect.CodeResourceExhausted, "overloaded", err.Error(), nil)
 	case errors.Is(err, context.DeadlineExceeded):

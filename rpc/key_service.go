@@ -43,19 +43,23 @@ func (s *keyService) rotate(ctx context.Context, m *writv1.RotateSigningKeyReque
 		Header:  &fsmpb.Header{RequestId: requestID},
 		Payload: &fsmpb.Command_PutSigningKey{PutSigningKey: &fsmpb.PutSigningKey{Key: key, RetireOthersAfterNanos: int64(overlap)}},
 	}
-	results, err := s.d.Backend.Propose(ctx, []*fsmpb.Command{cmd}, ProposeOptions{})
+	// An admin change: a durable audit intent first, then the write.
+	idx, err := s.d.auditedChange(ctx, commandTarget(cmd), requestID, func() (uint64, error) {
+		results, err := s.d.Backend.Propose(ctx, []*fsmpb.Command{cmd}, ProposeOptions{})
+		if err != nil {
+			return 0, err
+		}
+		return results[0].GetIndex(), resultError(results[0])
+	})
 	if err != nil {
 		return nil, err
 	}
-	if err := resultError(results[0]); err != nil {
-		return nil, err
-	}
-	view, err := s.d.Backend.Read(ctx, ReadOptions{MinIndex: results[0].GetIndex()})
+	view, err := s.d.Backend.Read(ctx, ReadOptions{MinIndex: idx})
 	if err != nil {
 		return nil, err
 	}
 	stored, _ := view.SigningKey(key.GetKid())
-	return connect.NewResponse(&writv1.RotateSigningKeyResponse{Key: keyInfo(stored, true), Index: results[0].GetIndex()}), nil
+	return connect.NewResponse(&writv1.RotateSigningKeyResponse{Key: keyInfo(stored, true), Index: idx}), nil
 }
 
 // ListSigningKeys lists the keyring, newest (the one that signs) first.

@@ -12,6 +12,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/fsm"
 	"github.com/writ-dev/writ/fsm/fsmpb"
 	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
@@ -27,11 +28,15 @@ type leaseService struct{ a *authzService }
 // with context.delegation describing the chain. Apply re-checks the parent
 // (valid, same identity and role, scope, depth) and the budgets.
 func (s *leaseService) Delegate(ctx context.Context, req *connect.Request[writv1.DelegateRequest]) (*connect.Response[writv1.DelegateResponse], error) {
-	resp, err := s.delegate(ctx, req.Msg)
+	c := s.a.d.begin(audit.TypeDecision, "Delegate", true)
+	resp, err := s.delegate(ctx, req.Msg, c)
+	c.end(err)
 	return resp, toConnect(s.a.d.Logger, err)
 }
 
-func (s *leaseService) delegate(ctx context.Context, m *writv1.DelegateRequest) (*connect.Response[writv1.DelegateResponse], error) {
+// delegate issues a lease: like AuthorizeAndIssue, no child is proposed
+// unless its audit intent is durable.
+func (s *leaseService) delegate(ctx context.Context, m *writv1.DelegateRequest, c *call) (*connect.Response[writv1.DelegateResponse], error) {
 	d := s.a.d
 	intent := m.GetIntent()
 	if err := checkLen("intent.action", intent.GetAction(), 128); err != nil {
@@ -61,6 +66,8 @@ func (s *leaseService) delegate(ctx context.Context, m *writv1.DelegateRequest) 
 	if err != nil {
 		return nil, err
 	}
+	c.ev.RequestID, c.ev.DecisionID, c.ev.Action = requestID, decisionID, intent.GetAction()
+	c.ev.Resource = &audit.Resource{Type: res.Type, ID: res.ID}
 	var minIndex uint64
 	linearizable := false
 	for attempt := 0; ; attempt++ {
@@ -71,6 +78,7 @@ func (s *leaseService) delegate(ctx context.Context, m *writv1.DelegateRequest) 
 		now := d.Clock.Now()
 		_, parent, reason, err := s.a.credentialLease(view, m.GetCredential(), now)
 		if err != nil {
+			s.a.unknownCredential(c, m.GetCredential())
 			return nil, err
 		}
 		if reason == fsm.ReasonUnknownLease && !linearizable {
@@ -85,6 +93,7 @@ func (s *leaseService) delegate(ctx context.Context, m *writv1.DelegateRequest) 
 		}
 		ident, _ := view.Identity(parent.GetIdentity()) // CheckLease passed: both exist
 		role, _ := view.Role(parent.GetRole())
+		c.ev.Actor, c.ev.Target = leaseActor(ident, parent), "lease/"+parent.GetId()
 		if m.GetRequestId() != "" {
 			leaseID = derivedLeaseID(view.HMACKey(), ident.GetId()+"\x00"+parent.GetId(), requestID)
 		}
@@ -117,8 +126,16 @@ func (s *leaseService) delegate(ctx context.Context, m *writv1.DelegateRequest) 
 			return nil, err
 		}
 		apiDec := decisionToAPI(dec, decisionID)
+		c.ev.Type, c.ev.Phase, c.ev.Context = audit.TypeDecision, "", cedarCtx
+		setDecision(c.ev, dec, decisionID)
 		if !dec.Allowed {
 			return connect.NewResponse(&writv1.DelegateResponse{Decision: apiDec}), nil
+		}
+		// A delegated lease is an issuance: no child is proposed unless its
+		// audit intent is durable.
+		c.ev.Type, c.ev.LeaseID = audit.TypeIssue, leaseID
+		if err := c.durable(ctx); err != nil {
+			return nil, err
 		}
 		cmd := &fsmpb.Command{
 			Header: &fsmpb.Header{RequestId: requestID},
@@ -151,9 +168,11 @@ func (s *leaseService) delegate(ctx context.Context, m *writv1.DelegateRequest) 
 			minIndex = r.GetIndex()
 			continue
 		}
+		c.ev.AppliedIndex = r.GetIndex()
 		if err := resultError(r); err != nil {
 			return nil, err
 		}
+		d.Metrics.LeasesIssued.WithLabelValues(issuedDelegation).Inc()
 		cred, err := s.a.mint(view, r.GetLease())
 		if err != nil {
 			return nil, err
@@ -188,7 +207,10 @@ func delegationContext(view *fsm.View, parentID string, depth uint32) map[string
 // Complete ends the holder's lease: completed, unusable at once on every
 // node in contact with the leader when the call returns.
 func (s *leaseService) Complete(ctx context.Context, req *connect.Request[writv1.CompleteRequest]) (*connect.Response[writv1.CompleteResponse], error) {
-	idx, err := s.a.complete(ctx, req.Msg.GetCredential(), req.Msg.GetReason())
+	c := s.a.d.begin(audit.TypeRevoke, "Complete", false)
+	c.ev.Reason = req.Msg.GetReason()
+	idx, err := s.a.complete(ctx, req.Msg.GetCredential(), req.Msg.GetReason(), c)
+	c.end(err)
 	if err != nil {
 		return nil, toConnect(s.a.d.Logger, err)
 	}
@@ -197,7 +219,7 @@ func (s *leaseService) Complete(ctx context.Context, req *connect.Request[writv1
 
 // complete verifies the credential's signature (a lease already revoked or
 // expired can still be completed: it is idempotent) and marks the lease completed.
-func (s *authzService) complete(ctx context.Context, credential, reason string) (uint64, error) {
+func (s *authzService) complete(ctx context.Context, credential, reason string, c *call) (uint64, error) {
 	if credential == "" {
 		return 0, invalidf("credential is required")
 	}
@@ -210,33 +232,49 @@ func (s *authzService) complete(ctx context.Context, credential, reason string) 
 	}
 	claims, err := s.d.Verifier.Verify(credential, view, s.d.Clock.Now())
 	if err != nil {
+		s.unknownCredential(c, credential)
 		return 0, err
 	}
+	c.ev.Actor = claimsActor(view, claims)
 	cmd := &fsmpb.Command{Payload: &fsmpb.Command_RevokeLease{RevokeLease: &fsmpb.RevokeLease{
 		LeaseId: claims.ID, Reason: nonEmpty(reason, "completed by holder"), Completed: true,
 	}}}
-	return s.commitRevocation(ctx, cmd)
+	return s.commitRevocation(ctx, cmd, c, revokedByHolder)
 }
 
 // commitRevocation proposes one revocation entry and returns its index once
-// every node in contact with the leader has applied it.
-func (s *authzService) commitRevocation(ctx context.Context, cmd *fsmpb.Command) (uint64, error) {
+// every node in contact with the leader has applied it. It never waits for
+// the audit log (c's record is spooled at the call's end): refusing a
+// revocation for audit reasons would keep a credential alive. label is the
+// target of writ_revocations_total.
+func (s *authzService) commitRevocation(ctx context.Context, cmd *fsmpb.Command, c *call, label string) (uint64, error) {
 	requestID, err := newID(s.d.Rand, "r_")
 	if err != nil {
 		return 0, err
 	}
 	cmd.Header = &fsmpb.Header{RequestId: requestID}
+	c.ev.RequestID = requestID
+	if c.ev.Target == "" {
+		c.ev.Target = commandTarget(cmd)
+	}
+	if rl := cmd.GetRevokeLease(); rl != nil {
+		c.ev.LeaseID = rl.GetLeaseId()
+	}
 	results, err := s.d.Backend.Propose(ctx, []*fsmpb.Command{cmd}, ProposeOptions{Urgent: true})
 	if err != nil {
 		return 0, err
 	}
+	c.ev.AppliedIndex = results[0].GetIndex()
 	if err := resultError(results[0]); err != nil {
 		return 0, err
 	}
 	idx := results[0].GetIndex()
+	s.d.Metrics.Revocations.WithLabelValues(label).Inc() // committed, whether or not confirmed everywhere
+	committed := time.Now()
 	if err := s.d.Backend.AwaitEverywhere(ctx, idx); err != nil {
 		return 0, fmt.Errorf("revocation committed at index %d but not confirmed everywhere: %w", idx, err)
 	}
+	s.d.Metrics.RevocationPropagationSeconds.Observe(time.Since(committed).Seconds())
 	return idx, nil
 }
 

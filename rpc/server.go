@@ -15,12 +15,16 @@ import (
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpcreflect"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/authn"
 	"github.com/writ-dev/writ/authz"
 	"github.com/writ-dev/writ/credential"
 	"github.com/writ-dev/writ/fsm"
+	"github.com/writ-dev/writ/internal/telemetry"
 	"github.com/writ-dev/writ/rpc/gen/writ/v1/writv1connect"
 )
 
@@ -76,6 +80,15 @@ type Deps struct {
 	// WatchHeartbeat is how often an idle WatchRevocations stream carries
 	// the applied index; default 5s.
 	WatchHeartbeat time.Duration
+	// Audit receives the audit records (nil audits nothing). See
+	// audit/DESIGN.md for the one-call-per-event-site pattern.
+	Audit Auditor
+	// Metrics are the decision, issuance, revocation and login metrics
+	// (nil: unregistered ones). Gatherer, when set, is served on /metrics.
+	Metrics  *telemetry.Metrics
+	Gatherer prometheus.Gatherer
+	// Interceptors wrap every service, outermost first (tracing).
+	Interceptors []connect.Interceptor
 }
 
 // DefaultEnvironments are the environments when none are configured.
@@ -100,8 +113,13 @@ func (d *Deps) defaults() {
 	if d.Schema == nil {
 		d.Schema = defaultSchema()
 	}
+	if d.Audit == nil {
+		d.Audit = nopAuditor{}
+	}
+	d.Metrics = metricsOrNew(d.Metrics)
 	if d.Policy == nil {
-		d.Policy = NewPolicyTools(PolicyToolsConfig{Logger: d.Logger})
+		// Shadow disagreements are counted and audited (issue 6).
+		d.Policy = NewPolicyTools(PolicyToolsConfig{Logger: d.Logger, Observer: shadowAuditor{metrics: d.Metrics, audit: d.Audit}})
 	}
 	if d.Authn == nil {
 		d.Authn = authn.New(authn.Config{Logger: d.Logger})
@@ -125,13 +143,17 @@ func (realClock) Now() time.Time { return time.Now() }
 // and reflection, /healthz, /readyz and /.well-known/jwks.json.
 func NewHandler(d Deps) http.Handler {
 	d.defaults()
-	opts := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxRequestBytes), connect.WithCompressMinBytes(CompressMinBytes))
+	opts := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxRequestBytes), connect.WithCompressMinBytes(CompressMinBytes), connect.WithInterceptors(d.Interceptors...))
 	mux := http.NewServeMux()
+	mux.Handle(writv1connect.NewAuditServiceHandler(&auditService{d: d}, opts))
+	if d.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(d.Gatherer, promhttp.HandlerOpts{}))
+	}
 	authzSvc := &authzService{d: d}
 	mux.Handle(writv1connect.NewAuthzServiceHandler(authzSvc, opts))
 	mux.Handle(writv1connect.NewLeaseServiceHandler(&leaseService{a: authzSvc}, opts))
 	mux.Handle(writv1connect.NewKeyServiceHandler(&keyService{d: d}, opts, connect.WithInterceptors(adminAuth(d))))
-	big := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxPolicyRequestBytes), connect.WithCompressMinBytes(CompressMinBytes))
+	big := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxPolicyRequestBytes), connect.WithCompressMinBytes(CompressMinBytes), connect.WithInterceptors(d.Interceptors...))
 	mux.Handle(writv1connect.NewAdminServiceHandler(&adminService{d: d}, big,
 		connect.WithInterceptors(adminAuth(d))))
 	mux.Handle(writv1connect.NewPolicyServiceHandler(&policyService{d: d}, big,
@@ -151,6 +173,7 @@ func NewHandler(d Deps) http.Handler {
 		writv1connect.ClusterServiceName,
 		writv1connect.LeaseServiceName,
 		writv1connect.KeyServiceName,
+		writv1connect.AuditServiceName,
 		grpc_health_v1.Health_ServiceDesc.ServiceName,
 	)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
@@ -221,14 +244,26 @@ func adminAuth(d Deps) connect.Interceptor {
 func adminAuthFor(d Deps, procedures ...string) connect.Interceptor {
 	return connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			if needsAdmin(req.Spec().Procedure, procedures) {
-				if err := checkAdmin(ctx, d, req.Header()); err != nil {
-					return nil, toConnect(d.Logger, err)
-				}
-				// Humans are not machines: admin calls act as a human.
-				ctx = authn.WithActor(ctx, authn.AdminActor(bearer(req.Header()), sourceIP(req.Peer().Addr)))
+			if !needsAdmin(req.Spec().Procedure, procedures) {
+				return next(ctx, req)
 			}
-			return next(ctx, req)
+			if err := checkAdmin(ctx, d, req.Header()); err != nil {
+				d.auditAdminLoginFailure(req.Header(), req.Spec().Procedure, err)
+				return nil, toConnect(d.Logger, err)
+			}
+			// Humans are not machines: admin calls act as a human, and are
+			// audited in the human stream under that actor.
+			actor := authn.AdminActor(bearer(req.Header()), sourceIP(req.Peer().Addr))
+			ctx = authn.WithActor(ctx, actor)
+			ci := &callerInfo{actor: d.auditActor(actor, bearer(req.Header())), procedure: req.Spec().Procedure}
+			resp, err := next(withCaller(ctx, ci), req)
+			if err != nil && !ci.recorded && req.Spec().IdempotencyLevel != connect.IdempotencyNoSideEffects {
+				// A change refused before it reached a write (bad input).
+				c := d.begin(audit.TypeAdmin, procedureMethod(ci.procedure), false)
+				c.ev.Actor, c.ev.AuthMethod = ci.actor, authAdminToken
+				c.end(err)
+			}
+			return resp, err
 		}
 	})
 }

@@ -68,9 +68,13 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 // SnapshotRestore replaces the cluster's state with an uploaded snapshot.
 func (s *clusterService) SnapshotRestore(ctx context.Context, stream *connect.ClientStream[writv1.SnapshotRestoreRequest]) (*connect.Response[writv1.SnapshotRestoreResponse], error) {
 	if err := checkAdmin(ctx, s.d, stream.RequestHeader()); err != nil {
+		s.d.auditAdminLoginFailure(stream.RequestHeader(), stream.Spec().Procedure, err)
 		return nil, toConnect(s.d.Logger, err)
 	}
-	idx, err := s.d.Backend.SnapshotRestore(ctx, &chunkReader{stream: stream})
+	ctx = withCaller(ctx, &callerInfo{actor: s.d.adminActor(bearer(stream.RequestHeader())), procedure: stream.Spec().Procedure})
+	idx, err := s.d.auditedChange(ctx, "cluster/state", "", func() (uint64, error) {
+		return s.d.Backend.SnapshotRestore(ctx, &chunkReader{stream: stream})
+	})
 	if err != nil {
 		if errors.Is(err, ErrBadSnapshot) {
 			return nil, newError(connect.CodeInvalidArgument, "bad_snapshot", err.Error(), nil)

@@ -200,6 +200,7 @@ type clients struct {
 	authConfigs writv1connect.AuthConfigServiceClient
 	lease       writv1connect.LeaseServiceClient
 	key         writv1connect.KeyServiceClient
+	audit       writv1connect.AuditServiceClient
 }
 
 // clientConfig is everything needed to build clients.
@@ -230,6 +231,7 @@ func newClients(cfg clientConfig) *clients {
 		authConfigs: writv1connect.NewAuthConfigServiceClient(hc, cfg.BaseURL, opts...),
 		lease:       writv1connect.NewLeaseServiceClient(hc, cfg.BaseURL, opts...),
 		key:         writv1connect.NewKeyServiceClient(hc, cfg.BaseURL, opts...),
+		audit:       writv1connect.NewAuditServiceClient(hc, cfg.BaseURL, opts...),
 	}
 }
 

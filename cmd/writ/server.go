@@ -33,6 +33,7 @@ type serverFlags struct {
 	schema                      string
 	tlsCert, tlsKey, tlsPeerCA  string
 	environments                []string
+	obs                         observabilityFlags
 }
 
 func (f *serverFlags) addLogging(cmd *cobra.Command, level string) {
@@ -92,6 +93,7 @@ neither flag: its data dir remembers the cluster.`,
 	fl.DurationVar(&f.keyRotation, "key-rotation-period", 0, "the leader rotates the signing key when it is this old (0: only on writ key rotate)")
 	fl.DurationVar(&f.keyOverlap, "key-overlap", 0, "rotated-out keys keep verifying this long before they retire (default 24h; at least the longest credential lifetime)")
 	f.addLogging(cmd, "info")
+	f.obs.add(cmd)
 	_ = cmd.MarkFlagRequired("data-dir")
 	cmd.MarkFlagsMutuallyExclusive("bootstrap", "join")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -146,15 +148,25 @@ neither flag: its data dir remembers the cluster.`,
 		if err != nil {
 			return flagErr("environments", err)
 		}
+		auditCfg, err := f.obs.audit(f.dataDir)
+		if err != nil {
+			return err
+		}
+		tracing, err := f.obs.tracing()
+		if err != nil {
+			return err
+		}
+		printAuditConfig(a.stderr, log, f.logFormat, auditCfg)
 		cfg := node.Config{
 			Schema: schema,
 			NodeID: f.nodeID, DataDir: f.dataDir,
 			APIAddr: f.apiAddr, RaftAddr: f.raftAddr,
 			AdvertiseAPI: f.advertiseAPI, AdvertiseRaft: f.advertiseRaft,
 			Bootstrap: f.bootstrap, Join: f.join, AdminToken: token,
-			MaxStaleness: f.maxStaleness, Logger: log, RaftLogOutput: a.stderr,
+			MaxStaleness: f.maxStaleness, Logger: log,
 			TLS: tlsCfg, PeerTLS: peer, Environments: envs,
 			KeyRotationPeriod: f.keyRotation, KeyOverlap: f.keyOverlap,
+			Audit: auditCfg, AuditStdout: a.stdout, BridgeGoMetrics: true, Tracing: tracing,
 		}
 		return markRun(a.runNode(cmd.Context(), cfg, log, nil))
 	}
@@ -176,8 +188,9 @@ create a secret id, and print a walkthrough to paste into another shell.`,
 	fl.StringVar(&f.raftAddr, "raft-addr", "", "Raft listen address (default: the API port + 1)")
 	fl.StringVar(&f.adminToken, "admin-token", "", "admin token (env "+envAdminToken+"; default: generated)")
 	f.addLogging(cmd, "warn")
+	f.obs.add(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		log, lvl, err := f.logger(a.stderr)
+		log, _, err := f.logger(a.stderr)
 		if err != nil {
 			return err
 		}
@@ -205,14 +218,20 @@ create a secret id, and print a walkthrough to paste into another shell.`,
 			return markRun(err)
 		}
 		defer os.RemoveAll(dir)
+		// dev audits like a server, into its temporary dir unless told
+		// otherwise, and says where in the banner.
+		auditCfg, err := f.obs.audit(dir)
+		if err != nil {
+			return err
+		}
+		tracing, err := f.obs.tracing()
+		if err != nil {
+			return err
+		}
 		cfg := node.Config{
 			NodeID: "dev", DataDir: dir, APIAddr: f.apiAddr, RaftAddr: raftAddr,
 			Bootstrap: true, AdminToken: token, Logger: log, DevMode: true,
-		}
-		if lvl <= slog.LevelDebug {
-			cfg.RaftLogOutput = a.stderr
-		} else {
-			cfg.RaftLogOutput = io.Discard
+			Audit: auditCfg, AuditStdout: a.stdout, BridgeGoMetrics: true, Tracing: tracing,
 		}
 		ready := func(ctx context.Context, n *node.Node) error {
 			base := "http://" + n.APIAddr()
@@ -224,6 +243,7 @@ create a secret id, and print a walkthrough to paste into another shell.`,
 				return fmt.Errorf("load example data: %w", err)
 			}
 			fmt.Fprint(a.stdout, renderBanner(bannerData{APIURL: base, AdminToken: token, Seed: seed, Example: devExample}))
+			fmt.Fprint(a.stdout, auditBanner(auditCfg))
 			return nil
 		}
 		return markRun(a.runNode(cmd.Context(), cfg, log, ready))

@@ -315,6 +315,7 @@ type Command struct {
 	//	*Command_RevokeRole
 	//	*Command_RevokeOwner
 	//	*Command_RetireSigningKey
+	//	*Command_CheckpointAudit
 	Payload       isCommand_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -580,6 +581,15 @@ func (x *Command) GetRetireSigningKey() *RetireSigningKey {
 	return nil
 }
 
+func (x *Command) GetCheckpointAudit() *CheckpointAudit {
+	if x != nil {
+		if x, ok := x.Payload.(*Command_CheckpointAudit); ok {
+			return x.CheckpointAudit
+		}
+	}
+	return nil
+}
+
 type isCommand_Payload interface {
 	isCommand_Payload()
 }
@@ -681,6 +691,11 @@ type Command_RetireSigningKey struct {
 	RetireSigningKey *RetireSigningKey `protobuf:"bytes,52,opt,name=retire_signing_key,json=retireSigningKey,proto3,oneof"`
 }
 
+type Command_CheckpointAudit struct {
+	// Audit chain heads a node vouches for (proposed ignorable).
+	CheckpointAudit *CheckpointAudit `protobuf:"bytes,70,opt,name=checkpoint_audit,json=checkpointAudit,proto3,oneof"`
+}
+
 func (*Command_Batch) isCommand_Payload() {}
 
 func (*Command_Noop) isCommand_Payload() {}
@@ -729,6 +744,141 @@ func (*Command_RevokeOwner) isCommand_Payload() {}
 
 func (*Command_RetireSigningKey) isCommand_Payload() {}
 
+func (*Command_CheckpointAudit) isCommand_Payload() {}
+
+// CheckpointAudit records the heads of a node's audit hash chains, so the
+// cluster vouches for them: `writ audit verify` compares a node's files
+// against them. Apply keeps the last few per stream on the node's record.
+type CheckpointAudit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Heads         []*AuditCheckpoint     `protobuf:"bytes,2,rep,name=heads,proto3" json:"heads,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointAudit) Reset() {
+	*x = CheckpointAudit{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointAudit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointAudit) ProtoMessage() {}
+
+func (x *CheckpointAudit) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointAudit.ProtoReflect.Descriptor instead.
+func (*CheckpointAudit) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CheckpointAudit) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *CheckpointAudit) GetHeads() []*AuditCheckpoint {
+	if x != nil {
+		return x.Heads
+	}
+	return nil
+}
+
+type AuditCheckpoint struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Stream string                 `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	Seq    uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Hex SHA-256 of the record at seq.
+	Hash string `protobuf:"bytes,3,opt,name=hash,proto3" json:"hash,omitempty"`
+	// Set by Apply: the entry's time and index.
+	TimeUnixNano  int64  `protobuf:"varint,4,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	Index         uint64 `protobuf:"varint,5,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditCheckpoint) Reset() {
+	*x = AuditCheckpoint{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditCheckpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditCheckpoint) ProtoMessage() {}
+
+func (x *AuditCheckpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditCheckpoint.ProtoReflect.Descriptor instead.
+func (*AuditCheckpoint) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AuditCheckpoint) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *AuditCheckpoint) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditCheckpoint) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
+func (x *AuditCheckpoint) GetTimeUnixNano() int64 {
+	if x != nil {
+		return x.TimeUnixNano
+	}
+	return 0
+}
+
+func (x *AuditCheckpoint) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 type Batch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Commands      []*Command             `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
@@ -738,7 +888,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[2]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +900,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[2]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +913,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{2}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Batch) GetCommands() []*Command {
@@ -783,7 +933,7 @@ type Noop struct {
 
 func (x *Noop) Reset() {
 	*x = Noop{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[3]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -795,7 +945,7 @@ func (x *Noop) String() string {
 func (*Noop) ProtoMessage() {}
 
 func (x *Noop) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[3]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -808,7 +958,7 @@ func (x *Noop) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Noop.ProtoReflect.Descriptor instead.
 func (*Noop) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{3}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{5}
 }
 
 // Bootstrap initialises a new cluster exactly once.
@@ -826,7 +976,7 @@ type Bootstrap struct {
 
 func (x *Bootstrap) Reset() {
 	*x = Bootstrap{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[4]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +988,7 @@ func (x *Bootstrap) String() string {
 func (*Bootstrap) ProtoMessage() {}
 
 func (x *Bootstrap) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[4]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +1001,7 @@ func (x *Bootstrap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Bootstrap.ProtoReflect.Descriptor instead.
 func (*Bootstrap) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{4}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Bootstrap) GetClusterId() string {
@@ -891,7 +1041,7 @@ type RegisterNode struct {
 
 func (x *RegisterNode) Reset() {
 	*x = RegisterNode{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[5]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1053,7 @@ func (x *RegisterNode) String() string {
 func (*RegisterNode) ProtoMessage() {}
 
 func (x *RegisterNode) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[5]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1066,7 @@ func (x *RegisterNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNode.ProtoReflect.Descriptor instead.
 func (*RegisterNode) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{5}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RegisterNode) GetNode() *Node {
@@ -935,7 +1085,7 @@ type RemoveNode struct {
 
 func (x *RemoveNode) Reset() {
 	*x = RemoveNode{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[6]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -947,7 +1097,7 @@ func (x *RemoveNode) String() string {
 func (*RemoveNode) ProtoMessage() {}
 
 func (x *RemoveNode) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[6]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -960,7 +1110,7 @@ func (x *RemoveNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNode.ProtoReflect.Descriptor instead.
 func (*RemoveNode) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{6}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RemoveNode) GetNodeId() string {
@@ -983,7 +1133,7 @@ type PutIdentity struct {
 
 func (x *PutIdentity) Reset() {
 	*x = PutIdentity{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[7]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1145,7 @@ func (x *PutIdentity) String() string {
 func (*PutIdentity) ProtoMessage() {}
 
 func (x *PutIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[7]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1158,7 @@ func (x *PutIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutIdentity.ProtoReflect.Descriptor instead.
 func (*PutIdentity) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{7}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PutIdentity) GetIdentity() *Identity {
@@ -1041,7 +1191,7 @@ type DeleteIdentity struct {
 
 func (x *DeleteIdentity) Reset() {
 	*x = DeleteIdentity{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[8]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1053,7 +1203,7 @@ func (x *DeleteIdentity) String() string {
 func (*DeleteIdentity) ProtoMessage() {}
 
 func (x *DeleteIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[8]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1066,7 +1216,7 @@ func (x *DeleteIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIdentity.ProtoReflect.Descriptor instead.
 func (*DeleteIdentity) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{8}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteIdentity) GetId() string {
@@ -1087,7 +1237,7 @@ type PutRole struct {
 
 func (x *PutRole) Reset() {
 	*x = PutRole{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[9]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1099,7 +1249,7 @@ func (x *PutRole) String() string {
 func (*PutRole) ProtoMessage() {}
 
 func (x *PutRole) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[9]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1112,7 +1262,7 @@ func (x *PutRole) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRole.ProtoReflect.Descriptor instead.
 func (*PutRole) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{9}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PutRole) GetRole() *Role {
@@ -1145,7 +1295,7 @@ type DeleteRole struct {
 
 func (x *DeleteRole) Reset() {
 	*x = DeleteRole{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[10]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1307,7 @@ func (x *DeleteRole) String() string {
 func (*DeleteRole) ProtoMessage() {}
 
 func (x *DeleteRole) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[10]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1320,7 @@ func (x *DeleteRole) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRole.ProtoReflect.Descriptor instead.
 func (*DeleteRole) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DeleteRole) GetName() string {
@@ -1193,7 +1343,7 @@ type CreateSecretID struct {
 
 func (x *CreateSecretID) Reset() {
 	*x = CreateSecretID{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[11]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1205,7 +1355,7 @@ func (x *CreateSecretID) String() string {
 func (*CreateSecretID) ProtoMessage() {}
 
 func (x *CreateSecretID) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[11]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1218,7 +1368,7 @@ func (x *CreateSecretID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSecretID.ProtoReflect.Descriptor instead.
 func (*CreateSecretID) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{11}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateSecretID) GetSecretId() *SecretID {
@@ -1244,7 +1394,7 @@ type RevokeSecretID struct {
 
 func (x *RevokeSecretID) Reset() {
 	*x = RevokeSecretID{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[12]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1256,7 +1406,7 @@ func (x *RevokeSecretID) String() string {
 func (*RevokeSecretID) ProtoMessage() {}
 
 func (x *RevokeSecretID) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[12]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1419,7 @@ func (x *RevokeSecretID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeSecretID.ProtoReflect.Descriptor instead.
 func (*RevokeSecretID) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{12}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RevokeSecretID) GetAccessor() string {
@@ -1294,7 +1444,7 @@ type PutPolicySet struct {
 
 func (x *PutPolicySet) Reset() {
 	*x = PutPolicySet{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[13]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1306,7 +1456,7 @@ func (x *PutPolicySet) String() string {
 func (*PutPolicySet) ProtoMessage() {}
 
 func (x *PutPolicySet) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[13]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1319,7 +1469,7 @@ func (x *PutPolicySet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutPolicySet.ProtoReflect.Descriptor instead.
 func (*PutPolicySet) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{13}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PutPolicySet) GetPolicySet() *PolicySet {
@@ -1352,7 +1502,7 @@ type DeletePolicySet struct {
 
 func (x *DeletePolicySet) Reset() {
 	*x = DeletePolicySet{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[14]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1364,7 +1514,7 @@ func (x *DeletePolicySet) String() string {
 func (*DeletePolicySet) ProtoMessage() {}
 
 func (x *DeletePolicySet) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[14]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1377,7 +1527,7 @@ func (x *DeletePolicySet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicySet.ProtoReflect.Descriptor instead.
 func (*DeletePolicySet) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{14}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeletePolicySet) GetName() string {
@@ -1400,7 +1550,7 @@ type PutSigningKey struct {
 
 func (x *PutSigningKey) Reset() {
 	*x = PutSigningKey{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[15]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1412,7 +1562,7 @@ func (x *PutSigningKey) String() string {
 func (*PutSigningKey) ProtoMessage() {}
 
 func (x *PutSigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[15]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1425,7 +1575,7 @@ func (x *PutSigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutSigningKey.ProtoReflect.Descriptor instead.
 func (*PutSigningKey) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{15}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PutSigningKey) GetKey() *SigningKey {
@@ -1453,7 +1603,7 @@ type RetireSigningKey struct {
 
 func (x *RetireSigningKey) Reset() {
 	*x = RetireSigningKey{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1465,7 +1615,7 @@ func (x *RetireSigningKey) String() string {
 func (*RetireSigningKey) ProtoMessage() {}
 
 func (x *RetireSigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1478,7 +1628,7 @@ func (x *RetireSigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetireSigningKey.ProtoReflect.Descriptor instead.
 func (*RetireSigningKey) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RetireSigningKey) GetKid() string {
@@ -1502,7 +1652,7 @@ type PutAuthConfig struct {
 
 func (x *PutAuthConfig) Reset() {
 	*x = PutAuthConfig{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1514,7 +1664,7 @@ func (x *PutAuthConfig) String() string {
 func (*PutAuthConfig) ProtoMessage() {}
 
 func (x *PutAuthConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1527,7 +1677,7 @@ func (x *PutAuthConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutAuthConfig.ProtoReflect.Descriptor instead.
 func (*PutAuthConfig) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PutAuthConfig) GetConfig() *AuthConfig {
@@ -1561,7 +1711,7 @@ type DeleteAuthConfig struct {
 
 func (x *DeleteAuthConfig) Reset() {
 	*x = DeleteAuthConfig{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1723,7 @@ func (x *DeleteAuthConfig) String() string {
 func (*DeleteAuthConfig) ProtoMessage() {}
 
 func (x *DeleteAuthConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1736,7 @@ func (x *DeleteAuthConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAuthConfig.ProtoReflect.Descriptor instead.
 func (*DeleteAuthConfig) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeleteAuthConfig) GetName() string {
@@ -1610,7 +1760,7 @@ type IssueLease struct {
 
 func (x *IssueLease) Reset() {
 	*x = IssueLease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1622,7 +1772,7 @@ func (x *IssueLease) String() string {
 func (*IssueLease) ProtoMessage() {}
 
 func (x *IssueLease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1635,7 +1785,7 @@ func (x *IssueLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueLease.ProtoReflect.Descriptor instead.
 func (*IssueLease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *IssueLease) GetLease() *Lease {
@@ -1671,7 +1821,7 @@ type RenewLease struct {
 
 func (x *RenewLease) Reset() {
 	*x = RenewLease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1683,7 +1833,7 @@ func (x *RenewLease) String() string {
 func (*RenewLease) ProtoMessage() {}
 
 func (x *RenewLease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1696,7 +1846,7 @@ func (x *RenewLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLease.ProtoReflect.Descriptor instead.
 func (*RenewLease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RenewLease) GetLeaseId() string {
@@ -1742,7 +1892,7 @@ type RevokeLease struct {
 
 func (x *RevokeLease) Reset() {
 	*x = RevokeLease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1754,7 +1904,7 @@ func (x *RevokeLease) String() string {
 func (*RevokeLease) ProtoMessage() {}
 
 func (x *RevokeLease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1767,7 +1917,7 @@ func (x *RevokeLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeLease.ProtoReflect.Descriptor instead.
 func (*RevokeLease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RevokeLease) GetLeaseId() string {
@@ -1810,7 +1960,7 @@ type RevokeRole struct {
 
 func (x *RevokeRole) Reset() {
 	*x = RevokeRole{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1822,7 +1972,7 @@ func (x *RevokeRole) String() string {
 func (*RevokeRole) ProtoMessage() {}
 
 func (x *RevokeRole) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1835,7 +1985,7 @@ func (x *RevokeRole) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRole.ProtoReflect.Descriptor instead.
 func (*RevokeRole) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RevokeRole) GetName() string {
@@ -1864,7 +2014,7 @@ type RevokeOwner struct {
 
 func (x *RevokeOwner) Reset() {
 	*x = RevokeOwner{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1876,7 +2026,7 @@ func (x *RevokeOwner) String() string {
 func (*RevokeOwner) ProtoMessage() {}
 
 func (x *RevokeOwner) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1889,7 +2039,7 @@ func (x *RevokeOwner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeOwner.ProtoReflect.Descriptor instead.
 func (*RevokeOwner) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RevokeOwner) GetOwner() string {
@@ -1918,7 +2068,7 @@ type RevokeIdentity struct {
 
 func (x *RevokeIdentity) Reset() {
 	*x = RevokeIdentity{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1930,7 +2080,7 @@ func (x *RevokeIdentity) String() string {
 func (*RevokeIdentity) ProtoMessage() {}
 
 func (x *RevokeIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1943,7 +2093,7 @@ func (x *RevokeIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeIdentity.ProtoReflect.Descriptor instead.
 func (*RevokeIdentity) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RevokeIdentity) GetIdentityId() string {
@@ -1971,7 +2121,7 @@ type ReapExpired struct {
 
 func (x *ReapExpired) Reset() {
 	*x = ReapExpired{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1983,7 +2133,7 @@ func (x *ReapExpired) String() string {
 func (*ReapExpired) ProtoMessage() {}
 
 func (x *ReapExpired) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1996,7 +2146,7 @@ func (x *ReapExpired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReapExpired.ProtoReflect.Descriptor instead.
 func (*ReapExpired) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReapExpired) GetBeforeUnixNano() int64 {
@@ -2035,7 +2185,7 @@ type Identity struct {
 
 func (x *Identity) Reset() {
 	*x = Identity{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2047,7 +2197,7 @@ func (x *Identity) String() string {
 func (*Identity) ProtoMessage() {}
 
 func (x *Identity) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2060,7 +2210,7 @@ func (x *Identity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Identity.ProtoReflect.Descriptor instead.
 func (*Identity) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Identity) GetId() string {
@@ -2190,7 +2340,7 @@ type Role struct {
 
 func (x *Role) Reset() {
 	*x = Role{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2202,7 +2352,7 @@ func (x *Role) String() string {
 func (*Role) ProtoMessage() {}
 
 func (x *Role) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2215,7 +2365,7 @@ func (x *Role) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Role.ProtoReflect.Descriptor instead.
 func (*Role) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Role) GetName() string {
@@ -2363,7 +2513,7 @@ type BoundClaim struct {
 
 func (x *BoundClaim) Reset() {
 	*x = BoundClaim{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2375,7 +2525,7 @@ func (x *BoundClaim) String() string {
 func (*BoundClaim) ProtoMessage() {}
 
 func (x *BoundClaim) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2388,7 +2538,7 @@ func (x *BoundClaim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BoundClaim.ProtoReflect.Descriptor instead.
 func (*BoundClaim) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *BoundClaim) GetClaim() string {
@@ -2443,7 +2593,7 @@ type AuthConfig struct {
 
 func (x *AuthConfig) Reset() {
 	*x = AuthConfig{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2455,7 +2605,7 @@ func (x *AuthConfig) String() string {
 func (*AuthConfig) ProtoMessage() {}
 
 func (x *AuthConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2468,7 +2618,7 @@ func (x *AuthConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthConfig.ProtoReflect.Descriptor instead.
 func (*AuthConfig) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AuthConfig) GetName() string {
@@ -2610,7 +2760,7 @@ type SecretID struct {
 
 func (x *SecretID) Reset() {
 	*x = SecretID{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2622,7 +2772,7 @@ func (x *SecretID) String() string {
 func (*SecretID) ProtoMessage() {}
 
 func (x *SecretID) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2635,7 +2785,7 @@ func (x *SecretID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretID.ProtoReflect.Descriptor instead.
 func (*SecretID) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SecretID) GetAccessor() string {
@@ -2718,7 +2868,7 @@ type PolicySet struct {
 
 func (x *PolicySet) Reset() {
 	*x = PolicySet{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2730,7 +2880,7 @@ func (x *PolicySet) String() string {
 func (*PolicySet) ProtoMessage() {}
 
 func (x *PolicySet) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2743,7 +2893,7 @@ func (x *PolicySet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicySet.ProtoReflect.Descriptor instead.
 func (*PolicySet) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PolicySet) GetName() string {
@@ -2810,7 +2960,7 @@ type SigningKey struct {
 
 func (x *SigningKey) Reset() {
 	*x = SigningKey{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2822,7 +2972,7 @@ func (x *SigningKey) String() string {
 func (*SigningKey) ProtoMessage() {}
 
 func (x *SigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2835,7 +2985,7 @@ func (x *SigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
 func (*SigningKey) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{32}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SigningKey) GetKid() string {
@@ -2867,17 +3017,20 @@ func (x *SigningKey) GetRetireUnixNano() int64 {
 }
 
 type Node struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	RaftAddr      string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
-	ApiAddr       string                 `protobuf:"bytes,3,opt,name=api_addr,json=apiAddr,proto3" json:"api_addr,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RaftAddr string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	ApiAddr  string                 `protobuf:"bytes,3,opt,name=api_addr,json=apiAddr,proto3" json:"api_addr,omitempty"`
+	// The last checkpoints of this node's audit chains, oldest first, at most
+	// a few per stream (CheckpointAudit); RegisterNode keeps them.
+	AuditCheckpoints []*AuditCheckpoint `protobuf:"bytes,70,rep,name=audit_checkpoints,json=auditCheckpoints,proto3" json:"audit_checkpoints,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2889,7 +3042,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2902,7 +3055,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{33}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Node) GetId() string {
@@ -2926,6 +3079,13 @@ func (x *Node) GetApiAddr() string {
 	return ""
 }
 
+func (x *Node) GetAuditCheckpoints() []*AuditCheckpoint {
+	if x != nil {
+		return x.AuditCheckpoints
+	}
+	return nil
+}
+
 type Resource struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Type  string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
@@ -2938,7 +3098,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[34]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2950,7 +3110,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[34]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2963,7 +3123,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{34}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Resource) GetType() string {
@@ -2997,7 +3157,7 @@ type Scope struct {
 
 func (x *Scope) Reset() {
 	*x = Scope{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[35]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3009,7 +3169,7 @@ func (x *Scope) String() string {
 func (*Scope) ProtoMessage() {}
 
 func (x *Scope) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[35]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3022,7 +3182,7 @@ func (x *Scope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Scope.ProtoReflect.Descriptor instead.
 func (*Scope) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{35}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Scope) GetActions() []string {
@@ -3079,7 +3239,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[36]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3091,7 +3251,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[36]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3104,7 +3264,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{36}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Lease) GetId() string {
@@ -3293,7 +3453,7 @@ type OwnerEpoch struct {
 
 func (x *OwnerEpoch) Reset() {
 	*x = OwnerEpoch{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[37]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3305,7 +3465,7 @@ func (x *OwnerEpoch) String() string {
 func (*OwnerEpoch) ProtoMessage() {}
 
 func (x *OwnerEpoch) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[37]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3318,7 +3478,7 @@ func (x *OwnerEpoch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OwnerEpoch.ProtoReflect.Descriptor instead.
 func (*OwnerEpoch) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{37}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *OwnerEpoch) GetOwner() string {
@@ -3351,7 +3511,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[38]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3363,7 +3523,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[38]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3376,7 +3536,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{38}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Result) GetCode() ResultCode {
@@ -3436,7 +3596,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[39]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3448,7 +3608,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[39]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3461,7 +3621,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{39}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SnapshotHeader) GetFsmVersion() uint32 {
@@ -3510,7 +3670,7 @@ type AppliedRequest struct {
 
 func (x *AppliedRequest) Reset() {
 	*x = AppliedRequest{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[40]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3522,7 +3682,7 @@ func (x *AppliedRequest) String() string {
 func (*AppliedRequest) ProtoMessage() {}
 
 func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[40]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3535,7 +3695,7 @@ func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
 func (*AppliedRequest) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{40}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AppliedRequest) GetRequestId() string {
@@ -3580,7 +3740,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[41]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3592,7 +3752,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[41]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3605,7 +3765,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{41}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -3780,7 +3940,7 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0etime_unix_nano\x18\x02 \x01(\x03R\ftimeUnixNano\x12&\n" +
 	"\x0fmin_fsm_version\x18\x03 \x01(\rR\rminFsmVersion\x12\x1c\n" +
 	"\tignorable\x18\x04 \x01(\bR\tignorable\x12\x1c\n" +
-	"\tforwarded\x18\x05 \x01(\bR\tforwarded\"\xc6\f\n" +
+	"\tforwarded\x18\x05 \x01(\bR\tforwarded\"\x91\r\n" +
 	"\aCommand\x12+\n" +
 	"\x06header\x18\x01 \x01(\v2\x13.writ.fsm.v1.HeaderR\x06header\x12*\n" +
 	"\x05batch\x18\x02 \x01(\v2\x12.writ.fsm.v1.BatchH\x00R\x05batch\x12'\n" +
@@ -3812,8 +3972,18 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\vrevoke_role\x182 \x01(\v2\x17.writ.fsm.v1.RevokeRoleH\x00R\n" +
 	"revokeRole\x12=\n" +
 	"\frevoke_owner\x183 \x01(\v2\x18.writ.fsm.v1.RevokeOwnerH\x00R\vrevokeOwner\x12M\n" +
-	"\x12retire_signing_key\x184 \x01(\v2\x1d.writ.fsm.v1.RetireSigningKeyH\x00R\x10retireSigningKeyB\t\n" +
-	"\apayload\"9\n" +
+	"\x12retire_signing_key\x184 \x01(\v2\x1d.writ.fsm.v1.RetireSigningKeyH\x00R\x10retireSigningKey\x12I\n" +
+	"\x10checkpoint_audit\x18F \x01(\v2\x1c.writ.fsm.v1.CheckpointAuditH\x00R\x0fcheckpointAuditB\t\n" +
+	"\apayload\"^\n" +
+	"\x0fCheckpointAudit\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x122\n" +
+	"\x05heads\x18\x02 \x03(\v2\x1c.writ.fsm.v1.AuditCheckpointR\x05heads\"\x8b\x01\n" +
+	"\x0fAuditCheckpoint\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x12\n" +
+	"\x04hash\x18\x03 \x01(\tR\x04hash\x12$\n" +
+	"\x0etime_unix_nano\x18\x04 \x01(\x03R\ftimeUnixNano\x12\x14\n" +
+	"\x05index\x18\x05 \x01(\x04R\x05index\"9\n" +
 	"\x05Batch\x120\n" +
 	"\bcommands\x18\x01 \x03(\v2\x14.writ.fsm.v1.CommandR\bcommands\"\x06\n" +
 	"\x04Noop\"\xad\x01\n" +
@@ -3993,11 +4163,12 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x03kid\x18\x01 \x01(\tR\x03kid\x12!\n" +
 	"\fed25519_seed\x18\x02 \x01(\fR\ved25519Seed\x12*\n" +
 	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\x12(\n" +
-	"\x10retire_unix_nano\x182 \x01(\x03R\x0eretireUnixNano\"N\n" +
+	"\x10retire_unix_nano\x182 \x01(\x03R\x0eretireUnixNano\"\x99\x01\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x19\n" +
-	"\bapi_addr\x18\x03 \x01(\tR\aapiAddr\"g\n" +
+	"\bapi_addr\x18\x03 \x01(\tR\aapiAddr\x12I\n" +
+	"\x11audit_checkpoints\x18F \x03(\v2\x1c.writ.fsm.v1.AuditCheckpointR\x10auditCheckpoints\"g\n" +
 	"\bResource\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x127\n" +
@@ -4114,120 +4285,125 @@ func file_writ_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_writ_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_writ_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_writ_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_writ_fsm_v1_fsm_proto_goTypes = []any{
 	(IdentityStatus)(0),      // 0: writ.fsm.v1.IdentityStatus
 	(LeaseStatus)(0),         // 1: writ.fsm.v1.LeaseStatus
 	(ResultCode)(0),          // 2: writ.fsm.v1.ResultCode
 	(*Header)(nil),           // 3: writ.fsm.v1.Header
 	(*Command)(nil),          // 4: writ.fsm.v1.Command
-	(*Batch)(nil),            // 5: writ.fsm.v1.Batch
-	(*Noop)(nil),             // 6: writ.fsm.v1.Noop
-	(*Bootstrap)(nil),        // 7: writ.fsm.v1.Bootstrap
-	(*RegisterNode)(nil),     // 8: writ.fsm.v1.RegisterNode
-	(*RemoveNode)(nil),       // 9: writ.fsm.v1.RemoveNode
-	(*PutIdentity)(nil),      // 10: writ.fsm.v1.PutIdentity
-	(*DeleteIdentity)(nil),   // 11: writ.fsm.v1.DeleteIdentity
-	(*PutRole)(nil),          // 12: writ.fsm.v1.PutRole
-	(*DeleteRole)(nil),       // 13: writ.fsm.v1.DeleteRole
-	(*CreateSecretID)(nil),   // 14: writ.fsm.v1.CreateSecretID
-	(*RevokeSecretID)(nil),   // 15: writ.fsm.v1.RevokeSecretID
-	(*PutPolicySet)(nil),     // 16: writ.fsm.v1.PutPolicySet
-	(*DeletePolicySet)(nil),  // 17: writ.fsm.v1.DeletePolicySet
-	(*PutSigningKey)(nil),    // 18: writ.fsm.v1.PutSigningKey
-	(*RetireSigningKey)(nil), // 19: writ.fsm.v1.RetireSigningKey
-	(*PutAuthConfig)(nil),    // 20: writ.fsm.v1.PutAuthConfig
-	(*DeleteAuthConfig)(nil), // 21: writ.fsm.v1.DeleteAuthConfig
-	(*IssueLease)(nil),       // 22: writ.fsm.v1.IssueLease
-	(*RenewLease)(nil),       // 23: writ.fsm.v1.RenewLease
-	(*RevokeLease)(nil),      // 24: writ.fsm.v1.RevokeLease
-	(*RevokeRole)(nil),       // 25: writ.fsm.v1.RevokeRole
-	(*RevokeOwner)(nil),      // 26: writ.fsm.v1.RevokeOwner
-	(*RevokeIdentity)(nil),   // 27: writ.fsm.v1.RevokeIdentity
-	(*ReapExpired)(nil),      // 28: writ.fsm.v1.ReapExpired
-	(*Identity)(nil),         // 29: writ.fsm.v1.Identity
-	(*Role)(nil),             // 30: writ.fsm.v1.Role
-	(*BoundClaim)(nil),       // 31: writ.fsm.v1.BoundClaim
-	(*AuthConfig)(nil),       // 32: writ.fsm.v1.AuthConfig
-	(*SecretID)(nil),         // 33: writ.fsm.v1.SecretID
-	(*PolicySet)(nil),        // 34: writ.fsm.v1.PolicySet
-	(*SigningKey)(nil),       // 35: writ.fsm.v1.SigningKey
-	(*Node)(nil),             // 36: writ.fsm.v1.Node
-	(*Resource)(nil),         // 37: writ.fsm.v1.Resource
-	(*Scope)(nil),            // 38: writ.fsm.v1.Scope
-	(*Lease)(nil),            // 39: writ.fsm.v1.Lease
-	(*OwnerEpoch)(nil),       // 40: writ.fsm.v1.OwnerEpoch
-	(*Result)(nil),           // 41: writ.fsm.v1.Result
-	(*SnapshotHeader)(nil),   // 42: writ.fsm.v1.SnapshotHeader
-	(*AppliedRequest)(nil),   // 43: writ.fsm.v1.AppliedRequest
-	(*SnapshotRecord)(nil),   // 44: writ.fsm.v1.SnapshotRecord
-	nil,                      // 45: writ.fsm.v1.Identity.AttributesEntry
-	nil,                      // 46: writ.fsm.v1.SecretID.MetadataEntry
-	(*structpb.Struct)(nil),  // 47: google.protobuf.Struct
+	(*CheckpointAudit)(nil),  // 5: writ.fsm.v1.CheckpointAudit
+	(*AuditCheckpoint)(nil),  // 6: writ.fsm.v1.AuditCheckpoint
+	(*Batch)(nil),            // 7: writ.fsm.v1.Batch
+	(*Noop)(nil),             // 8: writ.fsm.v1.Noop
+	(*Bootstrap)(nil),        // 9: writ.fsm.v1.Bootstrap
+	(*RegisterNode)(nil),     // 10: writ.fsm.v1.RegisterNode
+	(*RemoveNode)(nil),       // 11: writ.fsm.v1.RemoveNode
+	(*PutIdentity)(nil),      // 12: writ.fsm.v1.PutIdentity
+	(*DeleteIdentity)(nil),   // 13: writ.fsm.v1.DeleteIdentity
+	(*PutRole)(nil),          // 14: writ.fsm.v1.PutRole
+	(*DeleteRole)(nil),       // 15: writ.fsm.v1.DeleteRole
+	(*CreateSecretID)(nil),   // 16: writ.fsm.v1.CreateSecretID
+	(*RevokeSecretID)(nil),   // 17: writ.fsm.v1.RevokeSecretID
+	(*PutPolicySet)(nil),     // 18: writ.fsm.v1.PutPolicySet
+	(*DeletePolicySet)(nil),  // 19: writ.fsm.v1.DeletePolicySet
+	(*PutSigningKey)(nil),    // 20: writ.fsm.v1.PutSigningKey
+	(*RetireSigningKey)(nil), // 21: writ.fsm.v1.RetireSigningKey
+	(*PutAuthConfig)(nil),    // 22: writ.fsm.v1.PutAuthConfig
+	(*DeleteAuthConfig)(nil), // 23: writ.fsm.v1.DeleteAuthConfig
+	(*IssueLease)(nil),       // 24: writ.fsm.v1.IssueLease
+	(*RenewLease)(nil),       // 25: writ.fsm.v1.RenewLease
+	(*RevokeLease)(nil),      // 26: writ.fsm.v1.RevokeLease
+	(*RevokeRole)(nil),       // 27: writ.fsm.v1.RevokeRole
+	(*RevokeOwner)(nil),      // 28: writ.fsm.v1.RevokeOwner
+	(*RevokeIdentity)(nil),   // 29: writ.fsm.v1.RevokeIdentity
+	(*ReapExpired)(nil),      // 30: writ.fsm.v1.ReapExpired
+	(*Identity)(nil),         // 31: writ.fsm.v1.Identity
+	(*Role)(nil),             // 32: writ.fsm.v1.Role
+	(*BoundClaim)(nil),       // 33: writ.fsm.v1.BoundClaim
+	(*AuthConfig)(nil),       // 34: writ.fsm.v1.AuthConfig
+	(*SecretID)(nil),         // 35: writ.fsm.v1.SecretID
+	(*PolicySet)(nil),        // 36: writ.fsm.v1.PolicySet
+	(*SigningKey)(nil),       // 37: writ.fsm.v1.SigningKey
+	(*Node)(nil),             // 38: writ.fsm.v1.Node
+	(*Resource)(nil),         // 39: writ.fsm.v1.Resource
+	(*Scope)(nil),            // 40: writ.fsm.v1.Scope
+	(*Lease)(nil),            // 41: writ.fsm.v1.Lease
+	(*OwnerEpoch)(nil),       // 42: writ.fsm.v1.OwnerEpoch
+	(*Result)(nil),           // 43: writ.fsm.v1.Result
+	(*SnapshotHeader)(nil),   // 44: writ.fsm.v1.SnapshotHeader
+	(*AppliedRequest)(nil),   // 45: writ.fsm.v1.AppliedRequest
+	(*SnapshotRecord)(nil),   // 46: writ.fsm.v1.SnapshotRecord
+	nil,                      // 47: writ.fsm.v1.Identity.AttributesEntry
+	nil,                      // 48: writ.fsm.v1.SecretID.MetadataEntry
+	(*structpb.Struct)(nil),  // 49: google.protobuf.Struct
 }
 var file_writ_fsm_v1_fsm_proto_depIdxs = []int32{
 	3,  // 0: writ.fsm.v1.Command.header:type_name -> writ.fsm.v1.Header
-	5,  // 1: writ.fsm.v1.Command.batch:type_name -> writ.fsm.v1.Batch
-	6,  // 2: writ.fsm.v1.Command.noop:type_name -> writ.fsm.v1.Noop
-	7,  // 3: writ.fsm.v1.Command.bootstrap:type_name -> writ.fsm.v1.Bootstrap
-	8,  // 4: writ.fsm.v1.Command.register_node:type_name -> writ.fsm.v1.RegisterNode
-	9,  // 5: writ.fsm.v1.Command.remove_node:type_name -> writ.fsm.v1.RemoveNode
-	10, // 6: writ.fsm.v1.Command.put_identity:type_name -> writ.fsm.v1.PutIdentity
-	11, // 7: writ.fsm.v1.Command.delete_identity:type_name -> writ.fsm.v1.DeleteIdentity
-	12, // 8: writ.fsm.v1.Command.put_role:type_name -> writ.fsm.v1.PutRole
-	13, // 9: writ.fsm.v1.Command.delete_role:type_name -> writ.fsm.v1.DeleteRole
-	14, // 10: writ.fsm.v1.Command.create_secret_id:type_name -> writ.fsm.v1.CreateSecretID
-	15, // 11: writ.fsm.v1.Command.revoke_secret_id:type_name -> writ.fsm.v1.RevokeSecretID
-	16, // 12: writ.fsm.v1.Command.put_policy_set:type_name -> writ.fsm.v1.PutPolicySet
-	17, // 13: writ.fsm.v1.Command.delete_policy_set:type_name -> writ.fsm.v1.DeletePolicySet
-	18, // 14: writ.fsm.v1.Command.put_signing_key:type_name -> writ.fsm.v1.PutSigningKey
-	22, // 15: writ.fsm.v1.Command.issue_lease:type_name -> writ.fsm.v1.IssueLease
-	23, // 16: writ.fsm.v1.Command.renew_lease:type_name -> writ.fsm.v1.RenewLease
-	24, // 17: writ.fsm.v1.Command.revoke_lease:type_name -> writ.fsm.v1.RevokeLease
-	27, // 18: writ.fsm.v1.Command.revoke_identity:type_name -> writ.fsm.v1.RevokeIdentity
-	28, // 19: writ.fsm.v1.Command.reap_expired:type_name -> writ.fsm.v1.ReapExpired
-	20, // 20: writ.fsm.v1.Command.put_auth_config:type_name -> writ.fsm.v1.PutAuthConfig
-	21, // 21: writ.fsm.v1.Command.delete_auth_config:type_name -> writ.fsm.v1.DeleteAuthConfig
-	25, // 22: writ.fsm.v1.Command.revoke_role:type_name -> writ.fsm.v1.RevokeRole
-	26, // 23: writ.fsm.v1.Command.revoke_owner:type_name -> writ.fsm.v1.RevokeOwner
-	19, // 24: writ.fsm.v1.Command.retire_signing_key:type_name -> writ.fsm.v1.RetireSigningKey
-	4,  // 25: writ.fsm.v1.Batch.commands:type_name -> writ.fsm.v1.Command
-	35, // 26: writ.fsm.v1.Bootstrap.signing_key:type_name -> writ.fsm.v1.SigningKey
-	36, // 27: writ.fsm.v1.RegisterNode.node:type_name -> writ.fsm.v1.Node
-	29, // 28: writ.fsm.v1.PutIdentity.identity:type_name -> writ.fsm.v1.Identity
-	30, // 29: writ.fsm.v1.PutRole.role:type_name -> writ.fsm.v1.Role
-	33, // 30: writ.fsm.v1.CreateSecretID.secret_id:type_name -> writ.fsm.v1.SecretID
-	34, // 31: writ.fsm.v1.PutPolicySet.policy_set:type_name -> writ.fsm.v1.PolicySet
-	35, // 32: writ.fsm.v1.PutSigningKey.key:type_name -> writ.fsm.v1.SigningKey
-	32, // 33: writ.fsm.v1.PutAuthConfig.config:type_name -> writ.fsm.v1.AuthConfig
-	39, // 34: writ.fsm.v1.IssueLease.lease:type_name -> writ.fsm.v1.Lease
-	45, // 35: writ.fsm.v1.Identity.attributes:type_name -> writ.fsm.v1.Identity.AttributesEntry
-	0,  // 36: writ.fsm.v1.Identity.status:type_name -> writ.fsm.v1.IdentityStatus
-	31, // 37: writ.fsm.v1.Role.bound_claims:type_name -> writ.fsm.v1.BoundClaim
-	31, // 38: writ.fsm.v1.AuthConfig.bound_claims:type_name -> writ.fsm.v1.BoundClaim
-	46, // 39: writ.fsm.v1.SecretID.metadata:type_name -> writ.fsm.v1.SecretID.MetadataEntry
-	47, // 40: writ.fsm.v1.Resource.attributes:type_name -> google.protobuf.Struct
-	37, // 41: writ.fsm.v1.Scope.resources:type_name -> writ.fsm.v1.Resource
-	38, // 42: writ.fsm.v1.Lease.scope:type_name -> writ.fsm.v1.Scope
-	1,  // 43: writ.fsm.v1.Lease.status:type_name -> writ.fsm.v1.LeaseStatus
-	2,  // 44: writ.fsm.v1.Result.code:type_name -> writ.fsm.v1.ResultCode
-	39, // 45: writ.fsm.v1.Result.lease:type_name -> writ.fsm.v1.Lease
-	41, // 46: writ.fsm.v1.AppliedRequest.result:type_name -> writ.fsm.v1.Result
-	29, // 47: writ.fsm.v1.SnapshotRecord.identity:type_name -> writ.fsm.v1.Identity
-	30, // 48: writ.fsm.v1.SnapshotRecord.role:type_name -> writ.fsm.v1.Role
-	33, // 49: writ.fsm.v1.SnapshotRecord.secret_id:type_name -> writ.fsm.v1.SecretID
-	34, // 50: writ.fsm.v1.SnapshotRecord.policy_set:type_name -> writ.fsm.v1.PolicySet
-	35, // 51: writ.fsm.v1.SnapshotRecord.signing_key:type_name -> writ.fsm.v1.SigningKey
-	36, // 52: writ.fsm.v1.SnapshotRecord.node:type_name -> writ.fsm.v1.Node
-	39, // 53: writ.fsm.v1.SnapshotRecord.lease:type_name -> writ.fsm.v1.Lease
-	43, // 54: writ.fsm.v1.SnapshotRecord.applied_request:type_name -> writ.fsm.v1.AppliedRequest
-	32, // 55: writ.fsm.v1.SnapshotRecord.auth_config:type_name -> writ.fsm.v1.AuthConfig
-	40, // 56: writ.fsm.v1.SnapshotRecord.owner_epoch:type_name -> writ.fsm.v1.OwnerEpoch
-	57, // [57:57] is the sub-list for method output_type
-	57, // [57:57] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	7,  // 1: writ.fsm.v1.Command.batch:type_name -> writ.fsm.v1.Batch
+	8,  // 2: writ.fsm.v1.Command.noop:type_name -> writ.fsm.v1.Noop
+	9,  // 3: writ.fsm.v1.Command.bootstrap:type_name -> writ.fsm.v1.Bootstrap
+	10, // 4: writ.fsm.v1.Command.register_node:type_name -> writ.fsm.v1.RegisterNode
+	11, // 5: writ.fsm.v1.Command.remove_node:type_name -> writ.fsm.v1.RemoveNode
+	12, // 6: writ.fsm.v1.Command.put_identity:type_name -> writ.fsm.v1.PutIdentity
+	13, // 7: writ.fsm.v1.Command.delete_identity:type_name -> writ.fsm.v1.DeleteIdentity
+	14, // 8: writ.fsm.v1.Command.put_role:type_name -> writ.fsm.v1.PutRole
+	15, // 9: writ.fsm.v1.Command.delete_role:type_name -> writ.fsm.v1.DeleteRole
+	16, // 10: writ.fsm.v1.Command.create_secret_id:type_name -> writ.fsm.v1.CreateSecretID
+	17, // 11: writ.fsm.v1.Command.revoke_secret_id:type_name -> writ.fsm.v1.RevokeSecretID
+	18, // 12: writ.fsm.v1.Command.put_policy_set:type_name -> writ.fsm.v1.PutPolicySet
+	19, // 13: writ.fsm.v1.Command.delete_policy_set:type_name -> writ.fsm.v1.DeletePolicySet
+	20, // 14: writ.fsm.v1.Command.put_signing_key:type_name -> writ.fsm.v1.PutSigningKey
+	24, // 15: writ.fsm.v1.Command.issue_lease:type_name -> writ.fsm.v1.IssueLease
+	25, // 16: writ.fsm.v1.Command.renew_lease:type_name -> writ.fsm.v1.RenewLease
+	26, // 17: writ.fsm.v1.Command.revoke_lease:type_name -> writ.fsm.v1.RevokeLease
+	29, // 18: writ.fsm.v1.Command.revoke_identity:type_name -> writ.fsm.v1.RevokeIdentity
+	30, // 19: writ.fsm.v1.Command.reap_expired:type_name -> writ.fsm.v1.ReapExpired
+	22, // 20: writ.fsm.v1.Command.put_auth_config:type_name -> writ.fsm.v1.PutAuthConfig
+	23, // 21: writ.fsm.v1.Command.delete_auth_config:type_name -> writ.fsm.v1.DeleteAuthConfig
+	27, // 22: writ.fsm.v1.Command.revoke_role:type_name -> writ.fsm.v1.RevokeRole
+	28, // 23: writ.fsm.v1.Command.revoke_owner:type_name -> writ.fsm.v1.RevokeOwner
+	21, // 24: writ.fsm.v1.Command.retire_signing_key:type_name -> writ.fsm.v1.RetireSigningKey
+	5,  // 25: writ.fsm.v1.Command.checkpoint_audit:type_name -> writ.fsm.v1.CheckpointAudit
+	6,  // 26: writ.fsm.v1.CheckpointAudit.heads:type_name -> writ.fsm.v1.AuditCheckpoint
+	4,  // 27: writ.fsm.v1.Batch.commands:type_name -> writ.fsm.v1.Command
+	37, // 28: writ.fsm.v1.Bootstrap.signing_key:type_name -> writ.fsm.v1.SigningKey
+	38, // 29: writ.fsm.v1.RegisterNode.node:type_name -> writ.fsm.v1.Node
+	31, // 30: writ.fsm.v1.PutIdentity.identity:type_name -> writ.fsm.v1.Identity
+	32, // 31: writ.fsm.v1.PutRole.role:type_name -> writ.fsm.v1.Role
+	35, // 32: writ.fsm.v1.CreateSecretID.secret_id:type_name -> writ.fsm.v1.SecretID
+	36, // 33: writ.fsm.v1.PutPolicySet.policy_set:type_name -> writ.fsm.v1.PolicySet
+	37, // 34: writ.fsm.v1.PutSigningKey.key:type_name -> writ.fsm.v1.SigningKey
+	34, // 35: writ.fsm.v1.PutAuthConfig.config:type_name -> writ.fsm.v1.AuthConfig
+	41, // 36: writ.fsm.v1.IssueLease.lease:type_name -> writ.fsm.v1.Lease
+	47, // 37: writ.fsm.v1.Identity.attributes:type_name -> writ.fsm.v1.Identity.AttributesEntry
+	0,  // 38: writ.fsm.v1.Identity.status:type_name -> writ.fsm.v1.IdentityStatus
+	33, // 39: writ.fsm.v1.Role.bound_claims:type_name -> writ.fsm.v1.BoundClaim
+	33, // 40: writ.fsm.v1.AuthConfig.bound_claims:type_name -> writ.fsm.v1.BoundClaim
+	48, // 41: writ.fsm.v1.SecretID.metadata:type_name -> writ.fsm.v1.SecretID.MetadataEntry
+	6,  // 42: writ.fsm.v1.Node.audit_checkpoints:type_name -> writ.fsm.v1.AuditCheckpoint
+	49, // 43: writ.fsm.v1.Resource.attributes:type_name -> google.protobuf.Struct
+	39, // 44: writ.fsm.v1.Scope.resources:type_name -> writ.fsm.v1.Resource
+	40, // 45: writ.fsm.v1.Lease.scope:type_name -> writ.fsm.v1.Scope
+	1,  // 46: writ.fsm.v1.Lease.status:type_name -> writ.fsm.v1.LeaseStatus
+	2,  // 47: writ.fsm.v1.Result.code:type_name -> writ.fsm.v1.ResultCode
+	41, // 48: writ.fsm.v1.Result.lease:type_name -> writ.fsm.v1.Lease
+	43, // 49: writ.fsm.v1.AppliedRequest.result:type_name -> writ.fsm.v1.Result
+	31, // 50: writ.fsm.v1.SnapshotRecord.identity:type_name -> writ.fsm.v1.Identity
+	32, // 51: writ.fsm.v1.SnapshotRecord.role:type_name -> writ.fsm.v1.Role
+	35, // 52: writ.fsm.v1.SnapshotRecord.secret_id:type_name -> writ.fsm.v1.SecretID
+	36, // 53: writ.fsm.v1.SnapshotRecord.policy_set:type_name -> writ.fsm.v1.PolicySet
+	37, // 54: writ.fsm.v1.SnapshotRecord.signing_key:type_name -> writ.fsm.v1.SigningKey
+	38, // 55: writ.fsm.v1.SnapshotRecord.node:type_name -> writ.fsm.v1.Node
+	41, // 56: writ.fsm.v1.SnapshotRecord.lease:type_name -> writ.fsm.v1.Lease
+	45, // 57: writ.fsm.v1.SnapshotRecord.applied_request:type_name -> writ.fsm.v1.AppliedRequest
+	34, // 58: writ.fsm.v1.SnapshotRecord.auth_config:type_name -> writ.fsm.v1.AuthConfig
+	42, // 59: writ.fsm.v1.SnapshotRecord.owner_epoch:type_name -> writ.fsm.v1.OwnerEpoch
+	60, // [60:60] is the sub-list for method output_type
+	60, // [60:60] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_writ_fsm_v1_fsm_proto_init() }
@@ -4260,8 +4436,9 @@ func file_writ_fsm_v1_fsm_proto_init() {
 		(*Command_RevokeRole)(nil),
 		(*Command_RevokeOwner)(nil),
 		(*Command_RetireSigningKey)(nil),
+		(*Command_CheckpointAudit)(nil),
 	}
-	file_writ_fsm_v1_fsm_proto_msgTypes[41].OneofWrappers = []any{
+	file_writ_fsm_v1_fsm_proto_msgTypes[43].OneofWrappers = []any{
 		(*SnapshotRecord_Identity)(nil),
 		(*SnapshotRecord_Role)(nil),
 		(*SnapshotRecord_SecretId)(nil),
@@ -4279,7 +4456,7 @@ func file_writ_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_writ_fsm_v1_fsm_proto_rawDesc), len(file_writ_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   44,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -87,6 +87,9 @@ type Options struct {
 	// Environments identities and roles may live in (node.Config.Environments);
 	// default the node's.
 	Environments []string
+	// Configure, when set, adjusts each member's config before it first
+	// starts (audit, metrics, tracing).
+	Configure func(m *Member, cfg *node.Config)
 }
 
 // New starts an n-node cluster: node 0 bootstraps, the others join through
@@ -174,6 +177,9 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 		}
 		if opts.Raft != nil {
 			m.cfg.Raft = *opts.Raft
+		}
+		if opts.Configure != nil {
+			opts.Configure(m, &m.cfg)
 		}
 	}
 	for i, m := range c.Members {

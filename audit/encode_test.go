@@ -1,0 +1,78 @@
+package audit
+
+import (
+	"encoding/json"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func decodeAny(t *testing.T, b []byte) map[string]any {
+	t.Helper()
+	m := map[string]any{}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, b)
+	}
+	return m
+}
+
+// TestAppendEventMatchesEncodingJSON: the hand-written encoder produces the
+// object encoding/json would, for every field and odd strings.
+func TestAppendEventMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
+	ts := time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC)
+	for name, ev := range map[string]*Event{
+		"empty": {Time: ts},
+		"full":  benchEvent(),
+		"every field": {
+			Time: ts, Node: "n1", Stream: StreamHuman, Type: TypeAdmin, Phase: PhaseResult, Method: "PutRole", RequestID: "r", DecisionID: "d",
+			Actor: Actor{ID: "admin:x", Kind: "admin", Human: true}, AuthMethod: "admin_token", Action: "a", Resource: &Resource{Type: "T", ID: "i"},
+			Target: "role/x", Context: map[string]any{"n": nil, "b": true, "f": 1.5, "big": 1e21, "i": int64(-7), "l": []any{"x", 2.0, map[string]any{"k": "v"}}},
+			Decision: Deny, Reason: "why", Policies: []string{"p1", "p2"}, PolicySet: "prod", PolicyVersion: 9, LeaseID: "l", AppliedIndex: 77,
+			Error: &Error{Code: "unavailable", Reason: "audit_unavailable"}, Hashes: map[string]string{"b": "2", "a": "1"},
+			Gap: &Gap{Dropped: 3, Reason: DropSpoolFull}, Filtered: map[string]uint64{"z": 1, "y": 2},
+		},
+		"odd strings": {
+			Time: ts, Reason: "quote\" back\\ nl\n tab\t ctl\x01 html<&> bad\xff utf8 é ☃ \u2028",
+			Actor:   Actor{ID: "\x00"},
+			Context: map[string]any{"k\"ey": "\x7f", "nan": math.NaN()},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			got := decodeAny(t, appendEvent(nil, ev))
+			ref := *ev
+			if v, ok := ref.Context["nan"]; ok && math.IsNaN(v.(float64)) {
+				ref.Context = map[string]any{"k\"ey": "\x7f", "nan": "NaN"} // encoding/json refuses NaN
+			}
+			want, err := json.Marshal(&ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(decodeAny(t, want), got); d != "" {
+				t.Errorf("(-encoding/json +appendEvent):\n%s", d)
+			}
+		})
+	}
+}
+
+// FuzzAppendString: any string encodes to JSON that decodes to the same
+// string (invalid UTF-8 as U+FFFD, as encoding/json does).
+func FuzzAppendString(f *testing.F) {
+	f.Add("plain")
+	f.Add("\"\\\n\x00\xff\u2028é")
+	f.Fuzz(func(t *testing.T, s string) {
+		var got string
+		if err := json.Unmarshal(appendString(nil, s), &got); err != nil {
+			t.Fatalf("%q: %v", s, err)
+		}
+		want, _ := json.Marshal(s)
+		var ref string
+		_ = json.Unmarshal(want, &ref)
+		if got != ref {
+			t.Fatalf("%q decodes to %q, encoding/json's to %q", s, got, ref)
+		}
+	})
+}
