@@ -16,9 +16,11 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/go-jose/go-jose/v4"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/writ-dev/writ/audit"
+	"github.com/writ-dev/writ/authn/authntest"
 	"github.com/writ-dev/writ/internal/clock"
 	"github.com/writ-dev/writ/node"
 	"github.com/writ-dev/writ/node/nodetest"
@@ -86,6 +88,7 @@ func newAuditedNode(t *testing.T, cfg audit.Config, openSink func(audit.Stream, 
 	}}))))
 	role, err := a.admin.PutRole(ctx, connect.NewRequest(&writv1.PutRoleRequest{Role: &writv1.Role{
 		Name: "deploy-api", Environment: "prod", Identity: "ci/deploy-api", DefaultTtlSeconds: 60, MaxTtlSeconds: 600, MaxRenewals: 5,
+		MaxDelegationDepth: 2,
 	}}))
 	mustOK(t, err)
 	sid, err := a.admin.CreateSecretID(ctx, connect.NewRequest(&writv1.CreateSecretIDRequest{Role: "deploy-api"}))
@@ -134,6 +137,45 @@ func (a *auditedNode) issue(ctx context.Context, secret string) (*connect.Respon
 		Proof:  &writv1.Proof{Method: &writv1.Proof_Approle{Approle: &writv1.AppRoleProof{RoleId: a.roleID, SecretId: secret}}},
 		Intent: &writv1.Intent{Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "api"}, Context: ticketCtx()},
 	}))
+}
+
+// delegate asks for a child of cred's lease for the same deploy.
+func (a *auditedNode) delegate(ctx context.Context, cred string) (*connect.Response[writv1.DelegateResponse], error) {
+	resp, err := a.c.Lease(0).Delegate(ctx, connect.NewRequest(&writv1.DelegateRequest{
+		Credential: cred,
+		Intent:     &writv1.Intent{Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "api"}, Context: ticketCtx(), TtlSeconds: 30},
+	}))
+	if err == nil && !resp.Msg.GetDecision().GetAllowed() {
+		err = fmt.Errorf("delegation denied: %s", resp.Msg.GetDecision().GetReason())
+	}
+	return resp, err
+}
+
+// jwtLogins sets up a JWT auth config ("ci-oidc", inline JWKS) and a role
+// "deploy-jwt" logging ci/deploy-api in with it; it returns the issuer.
+func (a *auditedNode) jwtLogins(t *testing.T) *authntest.Issuer {
+	t.Helper()
+	ctx := context.Background()
+	iss := authntest.NewIssuer(t, "https://ci-oidc.example", jose.ES256, "ci-1")
+	mustOK(t, ignore(a.c.AuthConfigs(0).PutAuthConfig(ctx, connect.NewRequest(&writv1.PutAuthConfigRequest{Config: &writv1.AuthConfig{
+		Name: "ci-oidc", Type: "jwt", Issuer: iss.URL, Jwks: authntest.JWKS(t, iss), BoundAudiences: []string{"writ"},
+	}}))))
+	mustOK(t, ignore(a.admin.PutRole(ctx, connect.NewRequest(&writv1.PutRoleRequest{Role: &writv1.Role{
+		Name: "deploy-jwt", Environment: "prod", Identity: "ci/deploy-api", AuthConfigs: []string{"ci-oidc"}, DefaultTtlSeconds: 60, MaxTtlSeconds: 600,
+	}}))))
+	return iss
+}
+
+func (a *auditedNode) issueJWT(ctx context.Context, token string) (*connect.Response[writv1.AuthorizeAndIssueResponse], error) {
+	return a.authz.AuthorizeAndIssue(ctx, connect.NewRequest(&writv1.AuthorizeAndIssueRequest{
+		Proof:  &writv1.Proof{Method: &writv1.Proof_Jwt{Jwt: &writv1.JWTProof{Role: "deploy-jwt", Token: token}}},
+		Intent: &writv1.Intent{Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "api"}, Context: ticketCtx()},
+	}))
+}
+
+func ciClaims() map[string]any {
+	now := time.Now()
+	return map[string]any{"sub": "repo:acme/api", "aud": "writ", "iat": now.Add(-time.Minute), "exp": now.Add(5 * time.Minute)}
 }
 
 func (a *auditedNode) authorize(ctx context.Context, cred string) error {
@@ -196,6 +238,22 @@ func TestAuditTrailHasNoSecrets(t *testing.T) {
 	mustOK(t, err)
 	cred := issued.Msg.GetCredential()
 	mustOK(t, a.authorize(ctx, cred))
+	child, err := a.delegate(ctx, cred)
+	mustOK(t, err)
+	childCred, childLease := child.Msg.GetCredential(), child.Msg.GetLease().GetId()
+	// JWT logins: one good token, one signed by a key the config does not hold.
+	iss := a.jwtLogins(t)
+	goodJWT := iss.Mint(t, ciClaims())
+	rogue := authntest.NewIssuer(t, iss.URL, jose.ES256, "ci-1")
+	badJWT := rogue.Mint(t, ciClaims())
+	jwtIssued, err := a.issueJWT(ctx, goodJWT)
+	mustOK(t, err)
+	if !jwtIssued.Msg.GetDecision().GetAllowed() {
+		t.Fatalf("jwt issuance denied: %v", jwtIssued.Msg.GetDecision())
+	}
+	if _, err := a.issueJWT(ctx, badJWT); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("jwt login with a rogue key: %v", err)
+	}
 	ver, err := a.authz.Verify(ctx, connect.NewRequest(&writv1.VerifyRequest{Credential: cred}))
 	mustOK(t, err)
 	if !ver.Msg.GetActive() {
@@ -217,6 +275,8 @@ func TestAuditTrailHasNoSecrets(t *testing.T) {
 
 	hashWrong, err := a.audit.HashAuditValue(ctx, connect.NewRequest(&writv1.HashAuditValueRequest{Value: wrongSecret}))
 	mustOK(t, err)
+	hashBadJWT, err := a.audit.HashAuditValue(ctx, connect.NewRequest(&writv1.HashAuditValueRequest{Value: badJWT}))
+	mustOK(t, err)
 	leaseID := issued.Msg.GetLease().GetId()
 	want := []struct {
 		stream audit.Stream
@@ -230,6 +290,12 @@ func TestAuditTrailHasNoSecrets(t *testing.T) {
 		{audit.StreamWorkload, map[string]any{"type": "issue", "phase": "intent", "lease_id": leaseID, "decision": "allow"}},
 		{audit.StreamWorkload, map[string]any{"type": "issue", "phase": "result", "lease_id": leaseID, "policy_set": "prod"}},
 		{audit.StreamWorkload, map[string]any{"type": "use", "method": "Authorize", "lease_id": leaseID, "decision": "allow"}},
+		{audit.StreamWorkload, map[string]any{"type": "issue", "method": "Delegate", "phase": "intent", "lease_id": childLease, "target": "lease/" + leaseID}},
+		{audit.StreamWorkload, map[string]any{"type": "issue", "method": "Delegate", "phase": "result", "lease_id": childLease}},
+		{audit.StreamWorkload, map[string]any{"type": "login", "decision": "allow", "auth_method": "jwt", "target": "auth_config/ci-oidc"}},
+		{audit.StreamWorkload, map[string]any{"type": "issue", "phase": "result", "auth_method": "jwt", "lease_id": jwtIssued.Msg.GetLease().GetId()}},
+		{audit.StreamWorkload, map[string]any{"type": "login", "decision": "deny", "auth_method": "jwt"}},
+		{audit.StreamHuman, map[string]any{"type": "admin", "method": "PutAuthConfig", "phase": "intent", "target": "auth_config/ci-oidc"}},
 		{audit.StreamWorkload, map[string]any{"type": "use", "method": "Verify", "lease_id": leaseID, "decision": "allow"}},
 		{audit.StreamWorkload, map[string]any{"type": "use", "method": "Verify", "decision": "deny", "reason": "malformed_credential"}},
 		{audit.StreamWorkload, map[string]any{"type": "renew", "phase": "result", "lease_id": leaseID}},
@@ -247,12 +313,22 @@ func TestAuditTrailHasNoSecrets(t *testing.T) {
 	// The failed login's secret appears only as the hash `writ audit hash` computes.
 	var loginFail map[string]any
 	for _, r := range a.records(t, audit.StreamWorkload) {
-		if r["type"] == "login" && r["decision"] == "deny" {
+		if r["type"] == "login" && r["decision"] == "deny" && r["auth_method"] == "approle" {
 			loginFail = r
 		}
 	}
 	if got := loginFail["hmac"].(map[string]any)["secret_id"]; got != hashWrong.Msg.GetHash() {
 		t.Errorf("failed login hmac.secret_id = %v, want %s", got, hashWrong.Msg.GetHash())
+	}
+	// The refused JWT appears only as its keyed hash.
+	var jwtFail map[string]any
+	for _, r := range a.records(t, audit.StreamWorkload) {
+		if r["type"] == "login" && r["decision"] == "deny" && r["auth_method"] == "jwt" {
+			jwtFail = r
+		}
+	}
+	if h, _ := jwtFail["hmac"].(map[string]any); h["jwt"] != hashBadJWT.Msg.GetHash() {
+		t.Errorf("failed jwt login record %v, want hmac.jwt %s", jwtFail, hashBadJWT.Msg.GetHash())
 	}
 	for _, r := range a.records(t, audit.StreamWorkload) {
 		if r["type"] == "use" && r["method"] == "Authorize" {
@@ -266,9 +342,10 @@ func TestAuditTrailHasNoSecrets(t *testing.T) {
 	secrets := map[string]string{
 		"admin token": nodetest.AdminToken, "secret id": a.secret, "wrong secret id": wrongSecret,
 		"credential": cred, "renewed credential": cred2, "garbage credential": garbage,
+		"delegated credential": childCred, "jwt": goodJWT, "refused jwt": badJWT, "jwt-issued credential": jwtIssued.Msg.GetCredential(),
 	}
 	// JWTs: their signature segments alone must not appear either.
-	for name, c := range map[string]string{"credential": cred, "renewed credential": cred2} {
+	for name, c := range map[string]string{"credential": cred, "renewed credential": cred2, "delegated credential": childCred, "jwt": goodJWT, "refused jwt": badJWT} {
 		secrets[name+" signature"] = c[strings.LastIndexByte(c, '.')+1:]
 	}
 	files, _ := filepath.Glob(filepath.Join(a.dir, "*"))
@@ -373,6 +450,10 @@ func TestAuditSinkFailureFailsIssuanceClosed(t *testing.T) {
 			_, err = a.issue(ctx, a.secret)
 			if connect.CodeOf(err) != connect.CodeUnavailable || reasonOf(err) != "audit_unavailable" {
 				t.Fatalf("issue with a %s audit sink: %v (reason %q), want Unavailable audit_unavailable", mode, err, reasonOf(err))
+			}
+			// So does delegation: a child lease is an issuance.
+			if _, err := a.delegate(ctx, cred); connect.CodeOf(err) != connect.CodeUnavailable || reasonOf(err) != "audit_unavailable" {
+				t.Fatalf("delegate with a %s audit sink: %v (reason %q), want Unavailable audit_unavailable", mode, err, reasonOf(err))
 			}
 			leasesAfter, err := a.admin.ListLeases(ctx, connect.NewRequest(&writv1.ListLeasesRequest{}))
 			mustOK(t, err)

@@ -12,6 +12,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/authz"
@@ -50,6 +51,7 @@ type checked struct {
 	compiled *authz.PolicySet
 	noSet    *writv1.Decision // set when no policy set governs the identity
 	evidence map[string]any
+	auth     *structpb.Struct // evidence as Decision.auth, shared by the items (read-only)
 	// actor and hashes are the credential's audit fields (the holder, or
 	// the keyed hash of a credential that did not verify).
 	actor  audit.Actor
@@ -75,6 +77,7 @@ func (s *authzService) prepare(view *fsm.View, token string, now time.Time) *che
 		return ck
 	}
 	c := &checked{lease: lease, evidence: leaseEvidence(lease)}
+	c.auth = evidenceStruct(c.evidence)
 	ident, ok := view.Identity(lease.GetIdentity())
 	c.actor = leaseActor(ident, lease)
 	if !ok {
@@ -215,7 +218,7 @@ func (s *authzService) batchItem(it *writv1.BatchAuthorizeItem, lookup func(stri
 	}
 	if c.noSet != nil {
 		d := proto.Clone(c.noSet).(*writv1.Decision)
-		d.DecisionId = decisionID
+		d.DecisionId, d.Auth = decisionID, c.auth
 		return d, cedarCtx, nil
 	}
 	dec, err := c.compiled.Decide(authz.Request{Identity: c.ident, Role: c.lease.GetRole(), Action: it.GetAction(), Resource: res, Context: cedarCtx})
@@ -223,6 +226,7 @@ func (s *authzService) batchItem(it *writv1.BatchAuthorizeItem, lookup func(stri
 		return nil, cedarCtx, err
 	}
 	out := decisionToAPI(dec, decisionID)
+	out.Auth = c.auth // what Authorize answers: the credential's context.auth
 	if !annotations {
 		for _, p := range out.DeterminingPolicies {
 			p.Annotations = nil

@@ -20,6 +20,7 @@ import (
 	"github.com/writ-dev/writ/node"
 	"github.com/writ-dev/writ/node/nodetest"
 	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
+	"github.com/writ-dev/writ/rpc/gen/writ/v1/writv1connect"
 )
 
 // scrape GETs /metrics and flattens it to series → value (histograms and
@@ -95,6 +96,10 @@ func TestMetricsMoveUnderLoad(t *testing.T) {
 		Id: "ci/other", Kind: "ci_job", Owner: "team-platform", Environment: "prod",
 	}}))))
 
+	// A shadow candidate that forbids everything: every prod decision narrows.
+	mustOK(t, ignore(a.admin.PutPolicySet(ctx, connect.NewRequest(&writv1.PutPolicySetRequest{PolicySet: &writv1.PolicySet{
+		Name: "shadow/prod", Cedar: "@id(\"freeze\")\nforbid (principal, action, resource);\n",
+	}}))))
 	var creds []string
 	for range 5 {
 		issued, err := a.issue(ctx, a.secret)
@@ -117,6 +122,30 @@ func TestMetricsMoveUnderLoad(t *testing.T) {
 	}
 	mustOK(t, ignore(a.authz.Renew(ctx, connect.NewRequest(&writv1.RenewRequest{Credential: creds[0], Context: ticketCtx()}))))
 	mustOK(t, ignore(a.authz.Revoke(ctx, connect.NewRequest(&writv1.RevokeRequest{Target: &writv1.RevokeRequest_Credential{Credential: creds[1]}}))))
+	child, err := a.delegate(ctx, creds[3])
+	mustOK(t, err)
+	_ = child
+	batch, err := a.authz.BatchAuthorize(ctx, connect.NewRequest(&writv1.BatchAuthorizeRequest{Credential: creds[2], Items: []*writv1.BatchAuthorizeItem{
+		{Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "api"}, Context: ticketCtx()},
+	}}))
+	mustOK(t, err)
+	if !batch.Msg.GetResults()[0].GetDecision().GetAllowed() {
+		t.Fatalf("batch item: %v", batch.Msg.GetResults()[0])
+	}
+	// Revocations by every admin target (none of them touch creds[2]).
+	adminAuthz := writv1connect.NewAuthzServiceClient(httpClient, base, connect.WithInterceptors(bearerToken(nodetest.AdminToken)))
+	mustOK(t, ignore(a.admin.PutRole(ctx, connect.NewRequest(&writv1.PutRoleRequest{Role: &writv1.Role{
+		Name: "other", Environment: "prod", Identity: "ci/other", DefaultTtlSeconds: 60, MaxTtlSeconds: 600,
+	}}))))
+	for _, target := range []*writv1.RevokeRequest{
+		{Target: &writv1.RevokeRequest_Subtree{Subtree: leaseOf(t, a, creds[3])}},
+		{Target: &writv1.RevokeRequest_Identity{Identity: "ci/other"}},
+		{Target: &writv1.RevokeRequest_Role{Role: "other"}},
+		{Target: &writv1.RevokeRequest_Owner{Owner: "team-nobody"}},
+		{Target: &writv1.RevokeRequest_LeaseId{LeaseId: leaseOf(t, a, creds[4])}},
+	} {
+		mustOK(t, ignore(adminAuthz.Revoke(ctx, connect.NewRequest(target))))
+	}
 
 	// Stick the workload sink: decisions pile up in the spool, then drop.
 	mu.Lock()
@@ -155,7 +184,16 @@ func TestMetricsMoveUnderLoad(t *testing.T) {
 		"writ_decision_duration_seconds_count{method=Authorize,result=allow}",
 		"writ_decision_duration_seconds_count{method=Verify,result=allow}",
 		"writ_decision_duration_seconds_count{method=Renew,result=allow}",
-		"writ_leases_issued_total{}",
+		"writ_leases_issued_total{via=login}",
+		"writ_leases_issued_total{via=delegation}",
+		"writ_decision_duration_seconds_count{method=Delegate,result=allow}",
+		"writ_decision_duration_seconds_count{method=BatchAuthorize,result=allow}",
+		"writ_revocations_total{target=subtree}",
+		"writ_revocations_total{target=identity}",
+		"writ_revocations_total{target=role}",
+		"writ_revocations_total{target=owner}",
+		"writ_revocations_total{target=lease}",
+		"writ_policy_shadow_evaluations_total{result=narrowed,set=prod}",
 		"writ_leases_renewed_total{}",
 		"writ_revocations_total{target=credential}",
 		"writ_revocation_propagation_seconds_count{}",
@@ -176,6 +214,10 @@ func TestMetricsMoveUnderLoad(t *testing.T) {
 			t.Errorf("%s: %v before, %v after: did not move", k, before[k], after[k])
 		}
 	}
+	// Each shadow disagreement is on the audit record too.
+	if !has(a.records(t, audit.StreamWorkload), map[string]any{"type": "shadow", "policy_set": "shadow/prod", "decision": "deny"}) {
+		t.Error("no shadow disagreement record")
+	}
 	// Drops are counters (they stay); spool depth rose during the stall.
 	if after["writ_audit_dropped_total{reason=spool_full,stream=workload}"]+after["writ_audit_dropped_total{reason=queue_full,stream=workload}"] == 0 {
 		t.Error("writ_audit_dropped_total did not move")
@@ -185,4 +227,12 @@ func TestMetricsMoveUnderLoad(t *testing.T) {
 			t.Errorf("%s missing from /metrics", k)
 		}
 	}
+}
+
+// leaseOf is the lease id of a credential (through Verify).
+func leaseOf(t *testing.T, a *auditedNode, cred string) string {
+	t.Helper()
+	v, err := a.authz.Verify(context.Background(), connect.NewRequest(&writv1.VerifyRequest{Credential: cred}))
+	mustOK(t, err)
+	return v.Msg.GetLease().GetId()
 }
