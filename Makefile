@@ -24,6 +24,14 @@ run: build ## build and run a dev node with the example policies and identities
 test: ## unit, rpc and in-process cluster tests with -race
 	$(GO) test $(GOTEST_FLAGS) ./...
 
+.PHONY: test-policies
+test-policies: build ## writ policy test policies/: the example library's cases against its sets, validated
+	./bin/writ policy test policies/
+
+.PHONY: test-corpus
+test-corpus: ## the full Cedar integration corpus (from the cedar-go module) through Writ's plain evaluation, without -race
+	$(GO) test -count=1 -run 'TestCedarCorpus' -v ./authz/ | grep -E '^(---|ok|FAIL|\s+corpus_test)'
+
 .PHONY: bench
 bench: ## Go micro-benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./...
@@ -48,6 +56,9 @@ cluster-down: ## stop the container cluster and delete its volumes
 test-docker: ## docker cluster test: 3 containers, kill, disconnect, rolling restart (skips without an engine)
 	WRIT_DOCKER_TESTS=1 $(GO) test -count=1 -timeout 10m -run TestDockerCluster -v ./internal/e2e/
 
+.PHONY: test-chaos
+test-chaos: ## fault history run: clients under partitions, slow links, kills, checked with porcupine (WRIT_HISTORY_DURATION, default 3m)
+	WRIT_HISTORY_DURATION=$${WRIT_HISTORY_DURATION:-3m} $(GO) test -race -count=1 -timeout 20m -run 'TestHistoryUnderFaults' -v ./node/
 .PHONY: test-leases-big
 test-leases-big: ## cluster test: revoke an identity holding 100,000 leases in one entry (about a minute)
 	WRIT_BIG_LEASES=100000 $(GO) test -count=1 -timeout 10m -run TestRevokeIdentityHoldingManyLeases -v ./node/
@@ -64,6 +75,13 @@ bench-leases: ## heap per live lease and revoke-identity apply with 1,000,000 le
 .PHONY: bench-ci
 bench-ci: ## run every benchmark once so they cannot rot
 	$(GO) test -run '^$$' -bench . -benchtime=1x ./...
+
+.PHONY: bench-smoke
+bench-smoke: build ## a few seconds of writ bench against 3 local processes, with peers and a report (bin/bench-smoke)
+	./bin/writ bench --local 3 --scenario authorize,batch-authorize,issue,revoke-propagation,mixed \
+		--duration 2s --warmup 500ms --concurrency 16 --peers --json --report bin/bench-smoke > bin/bench-smoke.json
+	@test "$$(grep -c '"scenario"' bin/bench-smoke.json)" -ge 5 || { cat bin/bench-smoke.json; echo "bench-smoke: missing results"; exit 1; }
+	@echo "bench-smoke: $$(wc -l < bin/bench-smoke.json) results, report in bin/bench-smoke/index.html"
 
 .PHONY: generate
 generate: ## regenerate protobuf and Connect code

@@ -7,6 +7,7 @@ import (
 
 	"github.com/writ-dev/writ/authz"
 	"github.com/writ-dev/writ/fsm/fsmpb"
+	"github.com/writ-dev/writ/policies"
 )
 
 // generatePolicies writes n policies shaped like a real library: nearly all
@@ -112,4 +113,59 @@ func BenchmarkCompile(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkDecide puts the indexed and the whole-set evaluation side by
+// side in one run: sub-benchmarks policies=N/indexed and policies=N/whole-set
+// decide the same request against the same compiled set.
+func BenchmarkDecide(b *testing.B) {
+	for _, n := range []int{10, 100, 1000, 10000} {
+		ps, err := authz.Compile("bench", 1, generatePolicies(n))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, v := range []struct {
+			name   string
+			decide func(*authz.PolicySet, authz.Request) (authz.Decision, error)
+		}{{"indexed", (*authz.PolicySet).Decide}, {"whole-set", (*authz.PolicySet).DecideAll}} {
+			b.Run(fmt.Sprintf("policies=%d/%s", n, v.name), func(b *testing.B) {
+				req := benchRequest()
+				b.ReportAllocs()
+				for b.Loop() {
+					d, err := v.decide(ps, req)
+					if err != nil || !d.Allowed || len(d.Determining) != 1 || d.Determining[0].ID != "match" {
+						b.Fatalf("decision %+v, %v", d, err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkActivate measures what activating a 10,000-policy set costs a
+// node: validate (compile + schema validation, on the node that receives
+// the write, before proposing) and compile (every node, on the first
+// decision under the new version: parse, name, index).
+func BenchmarkActivate(b *testing.B) {
+	text := generatePolicies(10000)
+	schema, err := authz.ParseSchema("writ.cedarschema", policies.Schema)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("policies=10000/validate", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := schema.Validate("bench", 1, text); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("policies=10000/compile", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := authz.Compile("bench", 1, text); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -71,10 +71,47 @@ type Decision struct {
 	// Errors has one "policy <id>: <message>" per policy whose evaluation
 	// failed. Cedar skips such policies: an erroring forbid does not deny.
 	Errors []string
+	// PolicyErrors are the same errors with the policy that failed.
+	PolicyErrors []PolicyError
+	// Outcome says which of the three ways the decision went.
+	Outcome Outcome
 	// Reason is a one-line explanation for people and logs.
 	Reason    string
 	PolicySet string
 	Version   uint64
+}
+
+// Outcome is how a decision was reached.
+type Outcome uint8
+
+// The outcomes of a decision.
+const (
+	// OutcomeNone is the zero value: no decision was made.
+	OutcomeNone Outcome = iota
+	// OutcomeAllowed: some permit matched and no forbid did.
+	OutcomeAllowed
+	// OutcomeForbidden: a forbid matched (Determining lists them).
+	OutcomeForbidden
+	// OutcomeNoPermit: nothing matched; Cedar denies by default.
+	OutcomeNoPermit
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeAllowed:
+		return "allowed"
+	case OutcomeForbidden:
+		return "forbidden"
+	case OutcomeNoPermit:
+		return "no_permit"
+	}
+	return "none"
+}
+
+// PolicyError is one policy whose evaluation failed.
+type PolicyError struct {
+	Policy  PolicyRef
+	Message string
 }
 
 // compiled is one policy of a set with the name Writ gives it.
@@ -115,8 +152,15 @@ type PolicySet struct {
 // <name>:<line>:<column>. Policies are named by their @id annotation
 // (which must be non-empty and unique), else "policyN" by position.
 //
-// Compile does not validate the policies against a schema.
+// Compile does not validate the policies against a schema (Schema.Validate
+// does).
 func Compile(name string, version uint64, text []byte) (*PolicySet, error) {
+	return compile(name, version, text, false)
+}
+
+// compile is Compile; with cedarIDs every policy is named policyN by
+// position, as Cedar names them, and @id is only an annotation.
+func compile(name string, version uint64, text []byte, cedarIDs bool) (*PolicySet, error) {
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s v%d: %s", ErrCompile, name, version, fmt.Sprintf(format, args...))
 	}
@@ -144,10 +188,12 @@ func Compile(name string, version uint64, text []byte) (*PolicySet, error) {
 		}
 		id, ok := ann["id"]
 		switch {
+		case cedarIDs:
+			id = policyName(i)
 		case ok && id == "":
 			return nil, fail("%s: empty @id", position(p))
 		case !ok:
-			id = "policy" + strconv.Itoa(i)
+			id = policyName(i)
 		}
 		if j, dup := ps.byID[types.PolicyID(id)]; dup {
 			return nil, fail("%s: policy id %q is already used by the policy at %s", position(p), id, position(ps.iter.list[j].policy))
@@ -238,9 +284,19 @@ func (ps *PolicySet) decision(dec cedar.Decision, diag cedar.Diagnostic) Decisio
 	}
 	if len(diag.Errors) > 0 {
 		out.Errors = make([]string, len(diag.Errors))
+		out.PolicyErrors = make([]PolicyError, len(diag.Errors))
 		for i, e := range diag.Errors {
 			out.Errors[i] = "policy " + string(e.PolicyID) + ": " + e.Message
+			out.PolicyErrors[i] = PolicyError{Policy: ps.iter.list[ps.byID[e.PolicyID]].ref, Message: e.Message}
 		}
+	}
+	switch {
+	case out.Allowed:
+		out.Outcome = OutcomeAllowed
+	case len(out.Determining) > 0:
+		out.Outcome = OutcomeForbidden
+	default:
+		out.Outcome = OutcomeNoPermit
 	}
 	out.Reason = reason(out)
 	return out

@@ -56,6 +56,10 @@ func (a *applier) apply(cmd *fsmpb.Command) *fsmpb.Result {
 		return a.revokeIdentity(p.RevokeIdentity)
 	case *fsmpb.Command_ReapExpired:
 		return a.reapExpired(p.ReapExpired)
+	case *fsmpb.Command_PutAuthConfig:
+		return a.putAuthConfig(p.PutAuthConfig)
+	case *fsmpb.Command_DeleteAuthConfig:
+		return a.deleteAuthConfig(p.DeleteAuthConfig)
 	case *fsmpb.Command_RevokeRole:
 		return a.revokeRole(p.RevokeRole)
 	case *fsmpb.Command_RevokeOwner:
@@ -229,8 +233,12 @@ func (a *applier) putRole(p *fsmpb.PutRole) *fsmpb.Result {
 		return fail(codeInvalid, "role name must be 1..%d bytes without spaces or control characters", MaxIDBytes)
 	case !validID(n.GetEnvironment()):
 		return fail(codeInvalid, "role environment is required (no spaces)")
-	case !validID(n.GetIdentity()):
-		return fail(codeInvalid, "role identity is required")
+	case (n.GetIdentity() == "") == (n.GetIdentityTemplate() == ""):
+		return fail(codeInvalid, "role needs exactly one of identity and identity_template")
+	case n.GetIdentity() != "" && !validID(n.GetIdentity()):
+		return fail(codeInvalid, "role identity must be 1..%d bytes without spaces or control characters", MaxIDBytes)
+	case n.GetIdentityTemplate() != "" && !validTemplate(n.GetIdentityTemplate()):
+		return fail(codeInvalid, "role identity_template %q: want text with {placeholders}, no spaces, at most %d bytes", n.GetIdentityTemplate(), MaxIDBytes)
 	case !validID(n.GetRoleId()):
 		return fail(codeInvalid, "role id is required (no spaces)")
 	case len(n.GetAuthMethods()) == 0:
@@ -243,13 +251,18 @@ func (a *applier) putRole(p *fsmpb.PutRole) *fsmpb.Result {
 			return fail(codeInvalid, "auth method %q: want approle, jwt or mtls", m)
 		}
 	}
-	ident, _ := a.first(tIdentity, "id", n.GetIdentity()).(*fsmpb.Identity)
-	if ident == nil {
-		return fail(codePrecondition, "role %q binds identity %q, which does not exist", n.GetName(), n.GetIdentity())
+	if r := a.checkRoleBindings(n); r != nil {
+		return r
 	}
-	if ident.GetEnvironment() != n.GetEnvironment() {
-		return fail(codePrecondition, "role %q is for environment %q but identity %q is in %q: a role for one environment can never issue to an identity of another",
-			n.GetName(), n.GetEnvironment(), ident.GetId(), ident.GetEnvironment())
+	if n.GetIdentity() != "" {
+		ident, _ := a.first(tIdentity, "id", n.GetIdentity()).(*fsmpb.Identity)
+		if ident == nil {
+			return fail(codePrecondition, "role %q binds identity %q, which does not exist", n.GetName(), n.GetIdentity())
+		}
+		if ident.GetEnvironment() != n.GetEnvironment() {
+			return fail(codePrecondition, "role %q is for environment %q but identity %q is in %q: a role for one environment can never issue to an identity of another",
+				n.GetName(), n.GetEnvironment(), ident.GetId(), ident.GetEnvironment())
+		}
 	}
 	old, _ := a.first(tRole, "id", n.GetName()).(*fsmpb.Role)
 	if old != nil && p.GetCreateOnly() {
@@ -269,7 +282,7 @@ func (a *applier) putRole(p *fsmpb.PutRole) *fsmpb.Result {
 		n.Version, n.CreatedUnixNano, n.Epoch = old.Version+1, old.CreatedUnixNano, old.Epoch
 		// Rebinding the role to another identity or environment invalidates
 		// what it issued under the old binding.
-		if old.Identity != n.Identity || old.Environment != n.Environment {
+		if old.Identity != n.Identity || old.IdentityTemplate != n.IdentityTemplate || old.Environment != n.Environment {
 			n.Epoch++
 			a.revoked(RevocationRole, n.Name, "role rebound")
 		}
@@ -364,9 +377,33 @@ func (a *applier) putPolicySet(p *fsmpb.PutPolicySet) *fsmpb.Result {
 	n.ActivatedUnixNano = a.now
 	a.put(tPolicy, n)
 	a.put(tHistory, n)
+	if keep := p.GetKeepVersions(); keep > 0 {
+		a.prunePolicyHistory(n.Name, int(keep))
+	}
 	a.policyEvents = append(a.policyEvents, policyEvent{ps: n})
 	a.revoked(RevocationPolicySet, n.Name, "policy set changed")
 	return &fsmpb.Result{Code: codeOK, Version: n.Version}
+}
+
+// prunePolicyHistory deletes the oldest stored versions of name until at
+// most keep remain. The newest version (the one just activated) is always
+// among those kept, so the active version is never pruned.
+func (a *applier) prunePolicyHistory(name string, keep int) {
+	it, err := a.txn.LowerBound(tHistory, "id", name, uint64(0))
+	if err != nil {
+		panic(err)
+	}
+	var versions []*fsmpb.PolicySet
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		ps := obj.(*fsmpb.PolicySet)
+		if ps.GetName() != name {
+			break
+		}
+		versions = append(versions, ps)
+	}
+	for i := 0; i < len(versions)-keep; i++ {
+		a.del(tHistory, versions[i])
+	}
 }
 
 // latestPolicyVersion is the highest version ever stored under name (versions

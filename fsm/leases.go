@@ -51,7 +51,7 @@ func (a *applier) issueLease(p *fsmpb.IssueLease, rid string) *fsmpb.Result {
 		return fail(codePrecondition, "role %q does not exist", n.GetRole())
 	case role.Epoch != n.GetRoleEpoch():
 		return fail(codePrecondition, "role %q was revoked or rebound after the decision (epoch %d, decided under %d)", n.GetRole(), role.Epoch, n.GetRoleEpoch())
-	case role.Identity != n.GetIdentity():
+	case !roleIssuesTo(role, n.GetIdentity()):
 		return fail(codePrecondition, "role %q does not issue to identity %q", n.GetRole(), n.GetIdentity())
 	case role.Environment != ident.Environment:
 		return fail(codePrecondition, "role %q is for environment %q, identity %q is in %q", n.GetRole(), role.Environment, ident.Id, ident.Environment)

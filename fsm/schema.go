@@ -19,6 +19,7 @@ const (
 	tKey      = "signing_keys"
 	tNode     = "nodes"
 	tApplied  = "applied_requests" // one row per log entry that applied request ids
+	tAuth     = "auth_configs"     // JWT/OIDC and mTLS auth configs, by name
 	tOwner    = "owner_epochs"     // revocation epoch per owner (absent: 0)
 )
 
@@ -237,6 +238,7 @@ var schema = func() *memdb.DBSchema {
 		tKey:      {Indexes: primary((*fsmpb.SigningKey).GetKid)},
 		tNode:     {Indexes: primary((*fsmpb.Node).GetId)},
 		tApplied:  {Indexes: map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: entryIndex{}}}},
+		tAuth:     {Indexes: primary((*fsmpb.AuthConfig).GetName)},
 		tOwner:    {Indexes: primary((*fsmpb.OwnerEpoch).GetOwner)},
 	}}
 	// Every index is required (AllowMissing false): Apply validates the

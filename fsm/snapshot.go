@@ -46,7 +46,8 @@ func (s *Snapshot) Index() uint64 { return s.index }
 //	active policy sets (name): references holding only name and version
 //	  (stored versions always have Cedar text, references never do),
 //	signing keys (kid), nodes (id), owner epochs (owner), leases (id),
-//	applied requests (entry index, then order applied), end marker.
+//	applied requests (entry index, then order applied),
+//	auth configs (name), end marker.
 func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	return s.write(w, s.index)
 }
@@ -72,8 +73,9 @@ func (s *Snapshot) write(w io.Writer, index uint64) (int64, error) {
 		lease    = &fsmpb.SnapshotRecord_Lease{}
 		owner    = &fsmpb.SnapshotRecord_OwnerEpoch{}
 		applied  = &fsmpb.SnapshotRecord_AppliedRequest{AppliedRequest: &fsmpb.AppliedRequest{}}
+		authCfg  = &fsmpb.SnapshotRecord_AuthConfig{}
 	)
-	for _, table := range []string{tIdentity, tRole, tSecret, tHistory, tPolicy, tKey, tNode, tOwner, "leases", tApplied} {
+	for _, table := range []string{tIdentity, tRole, tSecret, tHistory, tPolicy, tKey, tNode, tOwner, "leases", tApplied, tAuth} {
 		if table == "leases" {
 			// The lease store, in id order, through one reused record.
 			l := &fsmpb.Lease{}
@@ -108,6 +110,8 @@ func (s *Snapshot) write(w io.Writer, index uint64) (int64, error) {
 				node.Node, rec.Record = r, node
 			case *fsmpb.OwnerEpoch:
 				owner.OwnerEpoch, rec.Record = r, owner
+			case *fsmpb.AuthConfig:
+				authCfg.AuthConfig, rec.Record = r, authCfg
 			case *appliedEntry:
 				for _, req := range r.Reqs {
 					ar := applied.AppliedRequest
@@ -334,6 +338,8 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, *leaseStore, *fsmpb.SnapshotHeader
 			}
 			leases.insert(leases.record(l))
 			leases.setReason(l.GetId(), l.GetRevokeReason())
+		case *fsmpb.SnapshotRecord_AuthConfig:
+			err = insert(tAuth, x.AuthConfig)
 		case *fsmpb.SnapshotRecord_AppliedRequest:
 			ar := x.AppliedRequest
 			idx := ar.GetResult().GetIndex()

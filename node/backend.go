@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -23,10 +22,14 @@ import (
 var _ rpc.Backend = (*Node)(nil)
 
 // fresh fails closed when this node cannot vouch for its state: a follower
-// that has not heard from a leader within max staleness, or a candidate.
+// that has not heard from a leader within max staleness, a candidate, or a
+// node that has not caught up since it may have fallen behind (freshness.go).
 func (n *Node) fresh() error {
 	switch n.raft.State() {
 	case raft.Leader:
+		if !n.caught.synced() {
+			return rpc.ErrStale
+		}
 		return nil
 	case raft.Follower:
 		last := n.raft.LastContact()
@@ -36,6 +39,10 @@ func (n *Node) fresh() error {
 		// Raft records contact on the real clock; the injectable clock is the
 		// log's notion of time (lease expiry), not this one.
 		if time.Since(last) > n.cfg.MaxStaleness {
+			n.caught.mark()
+			return rpc.ErrStale
+		}
+		if !n.caught.synced() {
 			return rpc.ErrStale
 		}
 		return nil
@@ -156,24 +163,27 @@ func (n *Node) withLeader(ctx context.Context, fn func(ctx context.Context, addr
 	backoff := 10 * time.Millisecond
 	var lastErr error
 	for {
+		changed := n.caught.leaderChanged()
 		addr, err := n.leaderAPI()
 		if err == nil {
 			err = fn(ctx, addr)
 			if err == nil {
 				return nil
 			}
-			if !(errors.Is(err, errRetryable) || (addr != "" && retryableRemote(err))) {
+			if !(errors.Is(err, errRetryable) || (addr != "" && (retryableRemote(err) || peerReset(ctx, err)))) {
 				return err
 			}
 		}
 		lastErr = err
 		select {
 		case <-ctx.Done():
-			if errors.Is(lastErr, rpc.ErrNoLeader) || errors.Is(lastErr, errRetryable) || connect.CodeOf(lastErr) == connect.CodeUnavailable {
+			if errors.Is(lastErr, rpc.ErrNoLeader) || errors.Is(lastErr, errRetryable) || connect.CodeOf(lastErr) == connect.CodeUnavailable ||
+				(connect.CodeOf(lastErr) == connect.CodeCanceled && errors.Is(ctx.Err(), context.DeadlineExceeded)) {
 				return n.notLeaderError()
 			}
 			return fmt.Errorf("%w (last: %v)", ctx.Err(), lastErr)
 		case <-time.After(backoff):
+		case <-changed:
 		}
 		backoff = min(backoff*2, 500*time.Millisecond)
 	}
@@ -193,7 +203,7 @@ func (n *Node) leaderAPI() (string, error) {
 	if !ok || node.GetApiAddr() == "" {
 		return "", rpc.ErrNoLeader
 	}
-	return node.GetApiAddr(), nil
+	return n.peerAPIAddr(node), nil
 }
 
 func (n *Node) notLeaderError() error {
@@ -247,50 +257,6 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64, readIndex bool) (u
 		return n.fsm.AppliedIndex(), err
 	}
 	return n.fsm.AppliedIndex(), nil
-}
-
-// AwaitEverywhere returns once every voter has applied index, or has failed
-// to confirm within max staleness (such a node is out of contact and fails
-// closed on its own). See docs/consistency.md.
-func (n *Node) AwaitEverywhere(ctx context.Context, index uint64) error {
-	if err := n.fsm.WaitApplied(ctx, index); err != nil {
-		return err
-	}
-	cf := n.raft.GetConfiguration()
-	if err := cf.Error(); err != nil {
-		return err
-	}
-	view := n.fsm.View()
-	var wg sync.WaitGroup
-	for _, srv := range cf.Configuration().Servers {
-		id := string(srv.ID)
-		if id == n.cfg.NodeID {
-			continue
-		}
-		node, ok := view.Node(id)
-		if !ok {
-			continue
-		}
-		wg.Add(1)
-		go func(addr string) {
-			defer wg.Done()
-			wctx, cancel := context.WithTimeout(ctx, n.cfg.MaxStaleness)
-			defer cancel()
-			for wctx.Err() == nil {
-				_, err := n.peers.nodeClient(addr).WaitApplied(wctx, nodeRequest(n, &writv1.WaitAppliedRequest{Index: index}))
-				if err == nil {
-					return
-				}
-				select {
-				case <-wctx.Done():
-				case <-time.After(20 * time.Millisecond):
-				}
-			}
-			n.log.Warn("peer did not confirm a revocation within max staleness; it fails closed", "peer", id, "index", index)
-		}(node.GetApiAddr())
-	}
-	wg.Wait()
-	return ctx.Err()
 }
 
 // Status reports this node's view of the cluster.

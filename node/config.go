@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -54,14 +55,46 @@ type Config struct {
 	// DevMode turns off fsync (dev only: an acknowledged write may be lost on power failure).
 	DevMode bool
 	Raft    RaftTuning
+	// PeerAddr, when set, names the address this node dials to reach peer
+	// nodeID's listener of kind PeerRaft or PeerAPI instead of the address
+	// the peer advertised; "" keeps the advertised one. node/nodetest routes
+	// every directed link through its own fault-injecting TCP bridge with it
+	// (advertised addresses are global, so they cannot tell links apart).
+	// It is called concurrently and must not block.
+	PeerAddr func(nodeID, kind string) string
+
+	// TLS, when set, makes the API serve HTTPS (HTTP/1.1 and HTTP/2) with
+	// these certificates. Its ClientAuth is normally tls.RequestClientCert:
+	// the handshake asks for a client certificate without judging it, and
+	// mTLS logins verify it against the role's auth configs.
+	TLS *tls.Config
+	// PeerTLS verifies other nodes' API certificates when this node calls
+	// them over https (forwarding, joins); default: the system roots.
+	PeerTLS *tls.Config
+	// Environments identities and roles may live in; default prod,
+	// staging, dev.
+	Environments []string
 }
+
+// DefaultCommitTimeout is how long an idle leader waits before telling
+// followers the commit index with an empty append (hashicorp/raft's
+// CommitTimeout). Revocations do not wait for it: the proposer follows them
+// with an immediate append. See DESIGN.md ("Revocation in one round trip")
+// for the measured CPU cost of lower values.
+const DefaultCommitTimeout = 50 * time.Millisecond
+
+// Listener kinds for Config.PeerAddr.
+const (
+	PeerRaft = "raft"
+	PeerAPI  = "api"
+)
 
 // RaftTuning exposes the Raft timing knobs; zero values take the defaults.
 type RaftTuning struct {
-	HeartbeatTimeout   time.Duration // default 1s
-	ElectionTimeout    time.Duration // default 1s
-	LeaderLeaseTimeout time.Duration // default 500ms
-	CommitTimeout      time.Duration // default 50ms
+	HeartbeatTimeout   time.Duration // default 500ms
+	ElectionTimeout    time.Duration // default 500ms
+	LeaderLeaseTimeout time.Duration // default 250ms
+	CommitTimeout      time.Duration // default DefaultCommitTimeout
 	SnapshotThreshold  uint64        // default 8192 entries
 	SnapshotInterval   time.Duration // default 2m
 	TrailingLogs       uint64        // default 10240
@@ -119,17 +152,21 @@ func (c *Config) defaults() {
 		c.Clock = clock.Real{}
 	}
 	r := &c.Raft
+	// A follower notices a dead leader after a random 1x-2x HeartbeatTimeout,
+	// and both survivors must notice before one can win: 500ms keeps a
+	// failover within about a second (hashicorp/raft's 1s default measured
+	// 1.4-2.7s to serve issuance again, docs/benchmarks.md).
 	if r.HeartbeatTimeout == 0 {
-		r.HeartbeatTimeout = time.Second
+		r.HeartbeatTimeout = 500 * time.Millisecond
 	}
 	if r.ElectionTimeout == 0 {
-		r.ElectionTimeout = time.Second
+		r.ElectionTimeout = 500 * time.Millisecond
 	}
 	if r.LeaderLeaseTimeout == 0 {
-		r.LeaderLeaseTimeout = 500 * time.Millisecond
+		r.LeaderLeaseTimeout = 250 * time.Millisecond
 	}
 	if r.CommitTimeout == 0 {
-		r.CommitTimeout = 50 * time.Millisecond
+		r.CommitTimeout = DefaultCommitTimeout
 	}
 	if r.SnapshotThreshold == 0 {
 		r.SnapshotThreshold = 8192

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
+	"github.com/writ-dev/writ/authn"
 	"github.com/writ-dev/writ/authz"
 	"github.com/writ-dev/writ/credential"
 	"github.com/writ-dev/writ/fsm"
@@ -42,6 +44,7 @@ type Node struct {
 	store     *raftboltdb.BoltStore
 	proposer  *proposer
 	peers     *peerClients
+	caught    *freshness
 
 	apiLn   net.Listener
 	httpSrv *http.Server
@@ -67,6 +70,7 @@ func New(cfg Config) (*Node, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With("node", cfg.NodeID),
 		engine:   authz.NewEngine(),
+		caught:   newFreshness(),
 		verifier: credential.NewVerifier(credential.VerifierConfig{}),
 	}
 	n.fsm = fsm.New(fsm.Config{
@@ -94,14 +98,15 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	n.proposer = newProposer(n.raft, n.cfg.Clock, n.log)
-	n.peers = newPeerClients()
+	n.peers = newPeerClients(n.cfg.PeerTLS)
 	if err := n.startAPI(); err != nil {
 		_ = n.Close()
 		return err
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.leaderLoop()
 	go n.reaperLoop()
+	go n.freshnessLoop()
 	if len(n.cfg.Join) > 0 {
 		n.wg.Add(1)
 		go n.joinLoop()
@@ -137,12 +142,19 @@ func (n *Node) startRaft() error {
 		advertise = n.cfg.RaftAddr
 	}
 	var advAddr net.Addr
+	if _, port, _ := net.SplitHostPort(advertise); port == "0" {
+		advertise = "" // the transport advertises the port it binds
+	}
 	if advertise != "" {
 		if advAddr, err = net.ResolveTCPAddr("tcp", advertise); err != nil {
 			return fmt.Errorf("advertise raft addr: %w", err)
 		}
 	}
-	trans, err := raft.NewTCPTransportWithLogger(n.cfg.RaftAddr, advAddr, 3, 10*time.Second, hlog)
+	tconf := &raft.NetworkTransportConfig{MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog}
+	if n.cfg.PeerAddr != nil {
+		tconf.ServerAddressProvider = peerRaftAddrs(n.cfg.PeerAddr)
+	}
+	trans, err := raft.NewTCPTransportWithConfig(n.cfg.RaftAddr, advAddr, tconf)
 	if err != nil {
 		return fmt.Errorf("raft transport: %w", err)
 	}
@@ -192,29 +204,45 @@ func (n *Node) startAPI() error {
 	if n.cfg.AdvertiseAPI == n.cfg.APIAddr {
 		n.cfg.AdvertiseAPI = ln.Addr().String()
 	}
+	if n.cfg.TLS != nil && !strings.Contains(n.cfg.AdvertiseAPI, "://") {
+		// Peers and redirected clients must dial https.
+		n.cfg.AdvertiseAPI = "https://" + n.cfg.AdvertiseAPI
+	}
 	handler := rpc.NewHandler(rpc.Deps{
 		Backend:  n,
 		Engine:   n.engine,
 		Verifier: n.verifier,
 		Logger:   n.log,
 		Clock:    n.cfg.Clock,
+		Authn: authn.New(authn.Config{
+			Clock: n.cfg.Clock, Logger: n.log,
+		}),
+		Environments: n.cfg.Environments,
 
 		KeyOverlap: n.cfg.KeyOverlap,
 	})
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
+	if n.cfg.TLS != nil {
+		protocols.SetHTTP2(true)
+	}
 	n.httpSrv = &http.Server{
 		Handler:           handler,
 		Protocols:         &protocols,
+		TLSConfig:         n.cfg.TLS,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
+	serve := n.httpSrv.Serve
+	if n.cfg.TLS != nil {
+		serve = func(ln net.Listener) error { return n.httpSrv.ServeTLS(ln, "", "") }
+	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("api server", "err", err)
 		}
 	}()

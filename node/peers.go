@@ -26,15 +26,21 @@ type peerClients struct {
 	clus map[string]writv1connect.ClusterServiceClient
 }
 
-func newPeerClients() *peerClients {
+// newPeerClients dials peers over h2c, or HTTP/2 over TLS (verified with
+// peerTLS, default the system roots) for peers that advertise https.
+func newPeerClients(peerTLS *tls.Config) *peerClients {
 	var protocols http.Protocols
 	protocols.SetUnencryptedHTTP2(true)
+	protocols.SetHTTP2(true)
+	if peerTLS == nil {
+		peerTLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
 	tr := &http.Transport{
 		Protocols:           &protocols,
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
 		MaxIdleConnsPerHost: 8,
 		IdleConnTimeout:     time.Minute,
-		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
+		TLSClientConfig:     peerTLS,
 	}
 	return &peerClients{
 		http: &http.Client{Transport: tr},
@@ -108,4 +114,12 @@ func retryableRemote(err error) bool {
 		return true
 	}
 	return false
+}
+
+// peerReset reports a call to a peer that connect-go reports as canceled
+// although our own context is live: the connection was reset under it (a
+// peer restarting, a network fault). That is worth retrying, not a
+// cancellation to hand back to the client.
+func peerReset(ctx context.Context, err error) bool {
+	return ctx.Err() == nil && connect.CodeOf(err) == connect.CodeCanceled
 }

@@ -107,8 +107,9 @@ func decisionToAPI(dec authz.Decision, decisionID string) *writv1.Decision {
 		Reason:        dec.Reason,
 	}
 	for _, p := range dec.Determining {
-		out.DeterminingPolicies = append(out.DeterminingPolicies, &writv1.DeterminingPolicy{Id: p.ID, Annotations: p.Annotations})
+		out.DeterminingPolicies = append(out.DeterminingPolicies, &writv1.DeterminingPolicy{Id: p.ID, Annotations: p.Annotations, Reason: p.Annotations["reason"]})
 	}
+	explainToAPI(out, dec)
 	return out
 }
 
@@ -126,7 +127,12 @@ func (s *authzService) decide(view *fsm.View, ident *fsmpb.Identity, role, actio
 	if err != nil {
 		return authz.Decision{}, fmt.Errorf("compile policy set %s v%d: %w", ps.GetName(), ps.GetVersion(), err)
 	}
-	return compiled.Decide(authz.Request{Identity: ident, Role: role, Action: action, Resource: res, Context: ctx})
+	areq := authz.Request{Identity: ident, Role: role, Action: action, Resource: res, Context: ctx}
+	dec, err := compiled.Decide(areq)
+	if err == nil {
+		s.d.Policy.observe(s.d.Engine, view, areq, dec)
+	}
+	return dec, err
 }
 
 func peerAddr(addr string) netip.Addr {
@@ -146,9 +152,9 @@ func (s *authzService) AuthorizeAndIssue(ctx context.Context, req *connect.Reque
 
 func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Request[writv1.AuthorizeAndIssueRequest]) (*connect.Response[writv1.AuthorizeAndIssueResponse], error) {
 	m := req.Msg
-	proof := m.GetProof().GetApprole()
-	if proof == nil {
-		return nil, invalidf("proof.approle is required (the only auth method so far)")
+	proof := m.GetProof()
+	if proof.GetMethod() == nil {
+		return nil, invalidf("a proof is required: approle, jwt or mtls")
 	}
 	intent := m.GetIntent()
 	if err := checkLen("intent.action", intent.GetAction(), 128); err != nil {
@@ -190,9 +196,7 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 			return nil, err
 		}
 		now := s.d.Clock.Now()
-		principal, err := authn.LoginAppRole(view, authn.AppRoleProof{
-			RoleID: proof.GetRoleId(), SecretID: proof.GetSecretId(), Source: peerAddr(req.Peer().Addr),
-		}, now)
+		principal, method, err := s.login(ctx, view, proof, req.Peer().Addr, now)
 		if err != nil && !linearizable && retryFresher(authn.Reason(err)) {
 			// A secret id or role created a moment ago on another node may not
 			// have reached this one yet: look again at a linearizable view
@@ -202,9 +206,10 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 			continue
 		}
 		if err != nil {
-			s.d.Logger.Info("login failed", "method", authn.MethodAppRole, "reason", authn.Reason(err))
+			s.d.Logger.Info("login failed", "method", method, "reason", authn.Reason(err))
 			return nil, err
 		}
+		ctx := authn.WithActor(ctx, authn.MachineActor(principal))
 		role := principal.Role
 		if m.GetRequestId() != "" {
 			// A retry with the same request id names the same lease, which
@@ -228,6 +233,7 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 			return nil, err
 		}
 		apiDec := decisionToAPI(dec, decisionID)
+		apiDec.Auth = evidenceStruct(principal.Evidence)
 		if !dec.Allowed {
 			// A deny is answered at once and never written to the log.
 			return connect.NewResponse(&writv1.AuthorizeAndIssueResponse{Decision: apiDec}), nil
@@ -264,6 +270,11 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 			continue
 		}
 		if err := resultError(r); err != nil {
+			if r.GetCode() == fsmpb.ResultCode_RESULT_CODE_PERMISSION_DENIED && principal.SecretAccessor != "" {
+				// Apply refused the secret id (another login used it up
+				// first, or it expired): say why as the login would now.
+				return nil, s.secretRejected(ctx, proof, req.Peer().Addr, r.GetIndex(), err)
+			}
 			return nil, err
 		}
 		lease := r.GetLease()
@@ -283,7 +294,7 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 // retryFresher names login failures that a lagging replica could cause.
 func retryFresher(reason string) bool {
 	switch reason {
-	case "invalid_secret_id", "unknown_role_id", "identity_not_found":
+	case "invalid_secret_id", "unknown_role_id", "identity_not_found", "unknown_role", "wrong_issuer":
 		return true
 	}
 	return false
@@ -384,31 +395,51 @@ func (s *authzService) authorize(ctx context.Context, m *writv1.AuthorizeRequest
 	if err != nil {
 		return nil, err
 	}
-	now := s.d.Clock.Now()
-	_, lease, reason, err := s.credentialLease(view, m.GetCredential(), now)
+	lease, err := s.checkCredential(view, m.GetCredential(), s.d.Clock.Now())
+	if err != nil {
+		return nil, err
+	}
+	dec, err := s.decideForLease(view, lease, m.GetAction(), res, m.GetContext())
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&writv1.AuthorizeResponse{LeaseId: lease.GetId(), AppliedIndex: view.Index(), Decision: dec}), nil
+}
+
+// checkCredential verifies a credential and returns its lease when the lease
+// is live at now on view; a rejected lease is an Unauthenticated error with
+// the lease's reason.
+func (s *authzService) checkCredential(view *fsm.View, token string, now time.Time) (*fsmpb.Lease, error) {
+	_, lease, reason, err := s.credentialLease(view, token, now)
 	if err != nil {
 		return nil, err
 	}
 	if reason != "" {
 		return nil, withReason(connect.CodeUnauthenticated, reason, "credential rejected: lease "+strings.ReplaceAll(reason, "_", " "))
 	}
-	out := &writv1.AuthorizeResponse{LeaseId: lease.GetId(), AppliedIndex: view.Index()}
-	if !inScope(lease, m.GetAction(), res) {
-		out.Decision = denied("outside the credential's scope", lease.GetPolicySet(), lease.GetPolicyVersion(), "")
-		return connect.NewResponse(out), nil
+	return lease, nil
+}
+
+// decideForLease answers one Authorize question for a live lease on view:
+// outside the lease's scope is a deny without Cedar, otherwise Cedar decides
+// with the lease's evidence as context.auth.
+func (s *authzService) decideForLease(view *fsm.View, lease *fsmpb.Lease, action string, res authz.Resource, reqCtx *structpb.Struct) (*writv1.Decision, error) {
+	if !inScope(lease, action, res) {
+		return denied("outside the credential's scope", lease.GetPolicySet(), lease.GetPolicyVersion(), ""), nil
 	}
 	ident, ok := view.Identity(lease.GetIdentity())
 	if !ok {
 		return nil, withReason(connect.CodeUnauthenticated, "identity_deleted", "credential rejected: identity deleted")
 	}
-	cedarCtx, err := requestContext(m.GetContext(), leaseEvidence(lease))
+	ev := leaseEvidence(lease)
+	cedarCtx, err := requestContext(reqCtx, ev)
 	if err != nil {
 		return nil, err
 	}
 	if lease.GetParent() != "" {
 		cedarCtx["delegation"] = delegationContext(view, lease.GetParent(), lease.GetDepth())
 	}
-	dec, err := s.decide(view, ident, lease.GetRole(), m.GetAction(), res, cedarCtx)
+	dec, err := s.decide(view, ident, lease.GetRole(), action, res, cedarCtx)
 	if err != nil {
 		return nil, err
 	}
@@ -416,8 +447,9 @@ func (s *authzService) authorize(ctx context.Context, m *writv1.AuthorizeRequest
 	if err != nil {
 		return nil, err
 	}
-	out.Decision = decisionToAPI(dec, decisionID)
-	return connect.NewResponse(out), nil
+	out := decisionToAPI(dec, decisionID)
+	out.Auth = evidenceStruct(ev)
+	return out, nil
 }
 
 // Verify introspects a credential (RFC 7662 style): an inactive credential is
@@ -500,6 +532,7 @@ func (s *authzService) renew(ctx context.Context, m *writv1.RenewRequest) (*conn
 	}
 	ident, _ := view.Identity(lease.GetIdentity())
 	role, _ := view.Role(lease.GetRole())
+	ctx = authn.WithActor(ctx, authn.Actor{Kind: authn.ActorMachine, ID: lease.GetIdentity(), Method: "credential", Role: lease.GetRole()})
 	ttl := time.Duration(m.GetTtlSeconds()) * time.Second
 	if ttl == 0 {
 		ttl = time.Duration(role.GetDefaultTtlNanos())

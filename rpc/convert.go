@@ -86,21 +86,25 @@ func roleToAPI(in *fsmpb.Role) *writv1.Role {
 		return nil
 	}
 	return &writv1.Role{
-		Name:              in.GetName(),
-		Environment:       in.GetEnvironment(),
-		AuthMethods:       in.GetAuthMethods(),
-		Identity:          in.GetIdentity(),
-		RoleId:            in.GetRoleId(),
-		DefaultTtlSeconds: in.GetDefaultTtlNanos() / int64(time.Second),
-		MaxTtlSeconds:     in.GetMaxTtlNanos() / int64(time.Second),
-		MaxRenewals:       in.GetMaxRenewals(),
-		MaxLiveLeases:     in.GetMaxLiveLeases(),
-
-		MaxDelegationDepth: in.GetMaxDelegationDepth(),
+		Name:               in.GetName(),
+		Environment:        in.GetEnvironment(),
+		AuthMethods:        in.GetAuthMethods(),
+		Identity:           in.GetIdentity(),
+		RoleId:             in.GetRoleId(),
+		DefaultTtlSeconds:  in.GetDefaultTtlNanos() / int64(time.Second),
+		MaxTtlSeconds:      in.GetMaxTtlNanos() / int64(time.Second),
+		MaxRenewals:        in.GetMaxRenewals(),
+		MaxLiveLeases:      in.GetMaxLiveLeases(),
 		Epoch:              in.GetEpoch(),
 		Version:            in.GetVersion(),
 		CreatedAt:          ts(in.GetCreatedUnixNano()),
 		UpdatedAt:          ts(in.GetUpdatedUnixNano()),
+		IdentityTemplate:   in.GetIdentityTemplate(),
+		AuthConfigs:        in.GetAuthConfigs(),
+		BoundClaims:        boundClaimsToAPI(in.GetBoundClaims()),
+		BoundSpiffeIds:     in.GetBoundSpiffeIds(),
+		BoundCidrs:         in.GetBoundCidrs(),
+		MaxDelegationDepth: in.GetMaxDelegationDepth(),
 	}
 }
 
@@ -133,20 +137,24 @@ func roleFromAPI(in *writv1.Role) (*fsmpb.Role, error) {
 		return nil, invalidf("max ttl %s is longer than %s", maxTTL, maxRoleTTL)
 	}
 	methods := in.GetAuthMethods()
-	if len(methods) == 0 {
+	if len(methods) == 0 && len(in.GetAuthConfigs()) == 0 {
 		methods = []string{"approle"}
 	}
 	return &fsmpb.Role{
-		Name:            in.GetName(),
-		Environment:     in.GetEnvironment(),
-		AuthMethods:     methods,
-		Identity:        in.GetIdentity(),
-		RoleId:          in.GetRoleId(),
-		DefaultTtlNanos: int64(def),
-		MaxTtlNanos:     int64(maxTTL),
-		MaxRenewals:     in.GetMaxRenewals(),
-		MaxLiveLeases:   in.GetMaxLiveLeases(),
-
+		Name:               in.GetName(),
+		Environment:        in.GetEnvironment(),
+		AuthMethods:        methods,
+		Identity:           in.GetIdentity(),
+		RoleId:             in.GetRoleId(),
+		DefaultTtlNanos:    int64(def),
+		MaxTtlNanos:        int64(maxTTL),
+		MaxRenewals:        in.GetMaxRenewals(),
+		MaxLiveLeases:      in.GetMaxLiveLeases(),
+		IdentityTemplate:   in.GetIdentityTemplate(),
+		AuthConfigs:        in.GetAuthConfigs(),
+		BoundClaims:        boundClaimsFromAPI(in.GetBoundClaims()),
+		BoundSpiffeIds:     in.GetBoundSpiffeIds(),
+		BoundCidrs:         in.GetBoundCidrs(),
 		MaxDelegationDepth: in.GetMaxDelegationDepth(),
 	}, nil
 }
@@ -175,6 +183,7 @@ func policySetToAPI(in *fsmpb.PolicySet) *writv1.PolicySet {
 		Description:    in.GetDescription(),
 		ActivatedAt:    ts(in.GetActivatedUnixNano()),
 		ActivatedIndex: in.GetActivatedIndex(),
+		RolledBackFrom: in.GetRolledBackFrom(),
 	}
 }
 

@@ -380,6 +380,38 @@ func TestCommands(t *testing.T) {
 			method: "Authorize", code: exitError, stderr: []string{"error: unauthenticated: lease revoked (reason: revoked)"},
 		},
 		{
+			name: "batch authorize from stdin", args: []string{"batch-authorize", "--credential", "shared", "--items", "-"},
+			stdin: `[{"action":"deploy","resource":{"type":"Deployment","id":"api"},"context":{"ticket":"CHG-1"}},
+			         {"credential":"own","action":"read","resource":{"type":"Secret","id":"db"}}]`,
+			resps: map[string]proto.Message{"BatchAuthorize": &writv1.BatchAuthorizeResponse{AppliedIndex: 9, Results: []*writv1.BatchAuthorizeResult{
+				{Decision: allowDecision, LeaseId: "l_abc"}, {Decision: allowDecision, LeaseId: "l_def"}}}},
+			method: "BatchAuthorize",
+			req: &writv1.BatchAuthorizeRequest{Credential: "shared", Items: []*writv1.BatchAuthorizeItem{
+				{Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "api"}, Context: &structpb.Struct{Fields: map[string]*structpb.Value{"ticket": structpb.NewStringValue("CHG-1")}}},
+				{Credential: "own", Action: "read", Resource: &writv1.Resource{Type: "Secret", Id: "db"}},
+			}},
+			stdout: []string{"deploy on Deployment::api", "allowed", "read on Secret::db", "applied index  9"},
+		},
+		{
+			name: "batch authorize a deny or an error exits 3", args: []string{"batch-authorize", "--items", "-"},
+			env:   map[string]string{"WRIT_CREDENTIAL": "env-cred"},
+			stdin: "{\"action\":\"a\",\"resource\":{\"type\":\"D\",\"id\":\"x\"}}\n{\"action\":\"b\",\"resource\":{\"type\":\"D\",\"id\":\"y\"}}\n",
+			resps: map[string]proto.Message{"BatchAuthorize": &writv1.BatchAuthorizeResponse{Results: []*writv1.BatchAuthorizeResult{
+				{Decision: denyDecision}, {Error: &writv1.ItemError{Code: "unauthenticated", Reason: "revoked"}}}}},
+			method: "BatchAuthorize", code: exitNegative,
+			req: &writv1.BatchAuthorizeRequest{Credential: "env-cred", Items: []*writv1.BatchAuthorizeItem{
+				{Action: "a", Resource: &writv1.Resource{Type: "D", Id: "x"}}, {Action: "b", Resource: &writv1.Resource{Type: "D", Id: "y"}}}},
+			stdout: []string{"denied", "forbidden by forbid-no-ticket", "error", "unauthenticated: revoked"},
+		},
+		{
+			name: "batch authorize bad items", args: []string{"batch-authorize", "--items", "-"}, stdin: `[{"action": 3}]`,
+			code: exitUsage, stderr: []string{"--items: item 0:"}, noCalls: true,
+		},
+		{
+			name: "batch authorize without items", args: []string{"batch-authorize"},
+			code: exitUsage, stderr: []string{"--items is required"}, noCalls: true,
+		},
+		{
 			name: "verify active", args: []string{"verify", "eyJ.cred.sig"},
 			resps:  map[string]proto.Message{"Verify": &writv1.VerifyResponse{Active: true, Lease: testLease, AppliedIndex: 30}},
 			method: "Verify", req: &writv1.VerifyRequest{Credential: "eyJ.cred.sig"},

@@ -249,3 +249,7 @@ func (f *fakeServer) RotateSigningKey(_ context.Context, r *connect.Request[writ
 func (f *fakeServer) ListSigningKeys(_ context.Context, r *connect.Request[writv1.ListSigningKeysRequest]) (*connect.Response[writv1.ListSigningKeysResponse], error) {
 	return handle[writv1.ListSigningKeysRequest, writv1.ListSigningKeysResponse](f, "ListSigningKeys", r)
 }
+
+func (f *fakeServer) BatchAuthorize(_ context.Context, r *connect.Request[writv1.BatchAuthorizeRequest]) (*connect.Response[writv1.BatchAuthorizeResponse], error) {
+	return handle[writv1.BatchAuthorizeRequest, writv1.BatchAuthorizeResponse](f, "BatchAuthorize", r)
+}

@@ -30,6 +30,8 @@ type serverFlags struct {
 	maxStaleness                time.Duration
 	keyRotation, keyOverlap     time.Duration
 	logLevel, logFormat         string
+	tlsCert, tlsKey, tlsPeerCA  string
+	environments                []string
 }
 
 func (f *serverFlags) addLogging(cmd *cobra.Command, level string) {
@@ -83,6 +85,10 @@ neither flag: its data dir remembers the cluster.`,
 	fl.DurationVar(&f.maxStaleness, "max-staleness", 0, "refuse stale reads after losing the leader for this long (default: the node's, 2s)")
 	fl.DurationVar(&f.keyRotation, "key-rotation-period", 0, "the leader rotates the signing key when it is this old (0: only on writ key rotate)")
 	fl.DurationVar(&f.keyOverlap, "key-overlap", 0, "rotated-out keys keep verifying this long before they retire (default 24h; at least the longest credential lifetime)")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) the API serves HTTPS with; re-read when the file changes")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fl.StringVar(&f.tlsPeerCA, "tls-peer-ca", "", "PEM CA bundle that verifies other nodes' API certificates (default: the system roots)")
+	fl.StringSliceVar(&f.environments, "environments", []string{"prod", "staging", "dev"}, "environments identities and roles may live in (comma-separated)")
 	f.addLogging(cmd, "info")
 	_ = cmd.MarkFlagRequired("data-dir")
 	cmd.MarkFlagsMutuallyExclusive("bootstrap", "join")
@@ -122,6 +128,18 @@ neither flag: its data dir remembers the cluster.`,
 			}
 			fmt.Fprintf(a.stderr, "Generated admin token (shown once; keep it secret):\n\n    %s\n\n", token)
 		}
+		tlsCfg, err := serverTLS(f.tlsCert, f.tlsKey, a.now)
+		if err != nil {
+			return err
+		}
+		peer, err := peerTLS(f.tlsPeerCA)
+		if err != nil {
+			return err
+		}
+		envs, err := parseEnvironments(f.environments)
+		if err != nil {
+			return flagErr("environments", err)
+		}
 		cfg := node.Config{
 			NodeID: f.nodeID, DataDir: f.dataDir,
 			APIAddr: f.apiAddr, RaftAddr: f.raftAddr,
@@ -129,6 +147,7 @@ neither flag: its data dir remembers the cluster.`,
 			Bootstrap: f.bootstrap, Join: f.join, AdminToken: token,
 			MaxStaleness: f.maxStaleness, Logger: log, RaftLogOutput: a.stderr,
 			KeyRotationPeriod: f.keyRotation, KeyOverlap: f.keyOverlap,
+			TLS: tlsCfg, PeerTLS: peer, Environments: envs,
 		}
 		return markRun(a.runNode(cmd.Context(), cfg, log, nil))
 	}

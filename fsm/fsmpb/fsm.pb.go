@@ -310,6 +310,8 @@ type Command struct {
 	//	*Command_RevokeLease
 	//	*Command_RevokeIdentity
 	//	*Command_ReapExpired
+	//	*Command_PutAuthConfig
+	//	*Command_DeleteAuthConfig
 	//	*Command_RevokeRole
 	//	*Command_RevokeOwner
 	//	*Command_RetireSigningKey
@@ -533,6 +535,24 @@ func (x *Command) GetReapExpired() *ReapExpired {
 	return nil
 }
 
+func (x *Command) GetPutAuthConfig() *PutAuthConfig {
+	if x != nil {
+		if x, ok := x.Payload.(*Command_PutAuthConfig); ok {
+			return x.PutAuthConfig
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteAuthConfig() *DeleteAuthConfig {
+	if x != nil {
+		if x, ok := x.Payload.(*Command_DeleteAuthConfig); ok {
+			return x.DeleteAuthConfig
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetRevokeRole() *RevokeRole {
 	if x != nil {
 		if x, ok := x.Payload.(*Command_RevokeRole); ok {
@@ -641,6 +661,14 @@ type Command_ReapExpired struct {
 	ReapExpired *ReapExpired `protobuf:"bytes,24,opt,name=reap_expired,json=reapExpired,proto3,oneof"`
 }
 
+type Command_PutAuthConfig struct {
+	PutAuthConfig *PutAuthConfig `protobuf:"bytes,40,opt,name=put_auth_config,json=putAuthConfig,proto3,oneof"`
+}
+
+type Command_DeleteAuthConfig struct {
+	DeleteAuthConfig *DeleteAuthConfig `protobuf:"bytes,41,opt,name=delete_auth_config,json=deleteAuthConfig,proto3,oneof"`
+}
+
 type Command_RevokeRole struct {
 	RevokeRole *RevokeRole `protobuf:"bytes,50,opt,name=revoke_role,json=revokeRole,proto3,oneof"`
 }
@@ -690,6 +718,10 @@ func (*Command_RevokeLease) isCommand_Payload() {}
 func (*Command_RevokeIdentity) isCommand_Payload() {}
 
 func (*Command_ReapExpired) isCommand_Payload() {}
+
+func (*Command_PutAuthConfig) isCommand_Payload() {}
+
+func (*Command_DeleteAuthConfig) isCommand_Payload() {}
 
 func (*Command_RevokeRole) isCommand_Payload() {}
 
@@ -1252,6 +1284,10 @@ type PutPolicySet struct {
 	PolicySet *PolicySet             `protobuf:"bytes,1,opt,name=policy_set,json=policySet,proto3" json:"policy_set,omitempty"`
 	// When non-zero the active version must equal it.
 	ExpectVersion uint64 `protobuf:"varint,2,opt,name=expect_version,json=expectVersion,proto3" json:"expect_version,omitempty"`
+	// When non-zero, Apply keeps at most this many versions of the set in the
+	// history (the newest; the active version is always kept). The proposer
+	// chooses it, so every replica prunes the same versions.
+	KeepVersions  uint32 `protobuf:"varint,60,opt,name=keep_versions,json=keepVersions,proto3" json:"keep_versions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1296,6 +1332,13 @@ func (x *PutPolicySet) GetPolicySet() *PolicySet {
 func (x *PutPolicySet) GetExpectVersion() uint64 {
 	if x != nil {
 		return x.ExpectVersion
+	}
+	return 0
+}
+
+func (x *PutPolicySet) GetKeepVersions() uint32 {
+	if x != nil {
+		return x.KeepVersions
 	}
 	return 0
 }
@@ -1445,6 +1488,114 @@ func (x *RetireSigningKey) GetKid() string {
 	return ""
 }
 
+// PutAuthConfig creates or replaces a JWT/OIDC or mTLS auth config. The
+// proposer validated keys and bundles; Apply checks the shape only.
+type PutAuthConfig struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Config *AuthConfig            `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	// Optimistic concurrency, as for identities and roles.
+	ExpectVersion uint64 `protobuf:"varint,2,opt,name=expect_version,json=expectVersion,proto3" json:"expect_version,omitempty"`
+	CreateOnly    bool   `protobuf:"varint,3,opt,name=create_only,json=createOnly,proto3" json:"create_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutAuthConfig) Reset() {
+	*x = PutAuthConfig{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutAuthConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutAuthConfig) ProtoMessage() {}
+
+func (x *PutAuthConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutAuthConfig.ProtoReflect.Descriptor instead.
+func (*PutAuthConfig) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PutAuthConfig) GetConfig() *AuthConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *PutAuthConfig) GetExpectVersion() uint64 {
+	if x != nil {
+		return x.ExpectVersion
+	}
+	return 0
+}
+
+func (x *PutAuthConfig) GetCreateOnly() bool {
+	if x != nil {
+		return x.CreateOnly
+	}
+	return false
+}
+
+// DeleteAuthConfig fails while a role still names the config.
+type DeleteAuthConfig struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteAuthConfig) Reset() {
+	*x = DeleteAuthConfig{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteAuthConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteAuthConfig) ProtoMessage() {}
+
+func (x *DeleteAuthConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteAuthConfig.ProtoReflect.Descriptor instead.
+func (*DeleteAuthConfig) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *DeleteAuthConfig) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 // IssueLease stores a lease whose decision was made by the proposing node
 // under policy_set/policy_version. Apply re-checks preconditions only.
 type IssueLease struct {
@@ -1459,7 +1610,7 @@ type IssueLease struct {
 
 func (x *IssueLease) Reset() {
 	*x = IssueLease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1471,7 +1622,7 @@ func (x *IssueLease) String() string {
 func (*IssueLease) ProtoMessage() {}
 
 func (x *IssueLease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1484,7 +1635,7 @@ func (x *IssueLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueLease.ProtoReflect.Descriptor instead.
 func (*IssueLease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *IssueLease) GetLease() *Lease {
@@ -1520,7 +1671,7 @@ type RenewLease struct {
 
 func (x *RenewLease) Reset() {
 	*x = RenewLease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1532,7 +1683,7 @@ func (x *RenewLease) String() string {
 func (*RenewLease) ProtoMessage() {}
 
 func (x *RenewLease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1545,7 +1696,7 @@ func (x *RenewLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLease.ProtoReflect.Descriptor instead.
 func (*RenewLease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RenewLease) GetLeaseId() string {
@@ -1591,7 +1742,7 @@ type RevokeLease struct {
 
 func (x *RevokeLease) Reset() {
 	*x = RevokeLease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1603,7 +1754,7 @@ func (x *RevokeLease) String() string {
 func (*RevokeLease) ProtoMessage() {}
 
 func (x *RevokeLease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1616,7 +1767,7 @@ func (x *RevokeLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeLease.ProtoReflect.Descriptor instead.
 func (*RevokeLease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RevokeLease) GetLeaseId() string {
@@ -1659,7 +1810,7 @@ type RevokeRole struct {
 
 func (x *RevokeRole) Reset() {
 	*x = RevokeRole{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1671,7 +1822,7 @@ func (x *RevokeRole) String() string {
 func (*RevokeRole) ProtoMessage() {}
 
 func (x *RevokeRole) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1684,7 +1835,7 @@ func (x *RevokeRole) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRole.ProtoReflect.Descriptor instead.
 func (*RevokeRole) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RevokeRole) GetName() string {
@@ -1713,7 +1864,7 @@ type RevokeOwner struct {
 
 func (x *RevokeOwner) Reset() {
 	*x = RevokeOwner{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1725,7 +1876,7 @@ func (x *RevokeOwner) String() string {
 func (*RevokeOwner) ProtoMessage() {}
 
 func (x *RevokeOwner) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1738,7 +1889,7 @@ func (x *RevokeOwner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeOwner.ProtoReflect.Descriptor instead.
 func (*RevokeOwner) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RevokeOwner) GetOwner() string {
@@ -1767,7 +1918,7 @@ type RevokeIdentity struct {
 
 func (x *RevokeIdentity) Reset() {
 	*x = RevokeIdentity{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1779,7 +1930,7 @@ func (x *RevokeIdentity) String() string {
 func (*RevokeIdentity) ProtoMessage() {}
 
 func (x *RevokeIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1792,7 +1943,7 @@ func (x *RevokeIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeIdentity.ProtoReflect.Descriptor instead.
 func (*RevokeIdentity) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RevokeIdentity) GetIdentityId() string {
@@ -1820,7 +1971,7 @@ type ReapExpired struct {
 
 func (x *ReapExpired) Reset() {
 	*x = ReapExpired{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1832,7 +1983,7 @@ func (x *ReapExpired) String() string {
 func (*ReapExpired) ProtoMessage() {}
 
 func (x *ReapExpired) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1845,7 +1996,7 @@ func (x *ReapExpired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReapExpired.ProtoReflect.Descriptor instead.
 func (*ReapExpired) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReapExpired) GetBeforeUnixNano() int64 {
@@ -1884,7 +2035,7 @@ type Identity struct {
 
 func (x *Identity) Reset() {
 	*x = Identity{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1896,7 +2047,7 @@ func (x *Identity) String() string {
 func (*Identity) ProtoMessage() {}
 
 func (x *Identity) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1909,7 +2060,7 @@ func (x *Identity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Identity.ProtoReflect.Descriptor instead.
 func (*Identity) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Identity) GetId() string {
@@ -2014,6 +2165,21 @@ type Role struct {
 	Version         uint64 `protobuf:"varint,11,opt,name=version,proto3" json:"version,omitempty"`
 	CreatedUnixNano int64  `protobuf:"varint,12,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	UpdatedUnixNano int64  `protobuf:"varint,13,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
+	// Instead of a fixed identity: the identity a login becomes, rendered from
+	// the verified proof, e.g. "ci/{repository}". Exactly one of identity and
+	// identity_template is set.
+	IdentityTemplate string `protobuf:"bytes,40,opt,name=identity_template,json=identityTemplate,proto3" json:"identity_template,omitempty"`
+	// JWT and mTLS logins: the auth configs (by name) whose tokens or
+	// certificates this role accepts.
+	AuthConfigs []string `protobuf:"bytes,41,rep,name=auth_configs,json=authConfigs,proto3" json:"auth_configs,omitempty"`
+	// JWT: every bound claim must match (values are globs with *).
+	BoundClaims []*BoundClaim `protobuf:"bytes,42,rep,name=bound_claims,json=boundClaims,proto3" json:"bound_claims,omitempty"`
+	// JWT-SVID and mTLS: the SPIFFE ID must match one of these patterns
+	// (spiffe://trust-domain/path, * matches within one path segment, a
+	// trailing /** any number of segments).
+	BoundSpiffeIds []string `protobuf:"bytes,43,rep,name=bound_spiffe_ids,json=boundSpiffeIds,proto3" json:"bound_spiffe_ids,omitempty"`
+	// Every method: the caller's address must fall in one of these prefixes.
+	BoundCidrs []string `protobuf:"bytes,44,rep,name=bound_cidrs,json=boundCidrs,proto3" json:"bound_cidrs,omitempty"`
 	// Delegation depth limit for leases issued through this role: a child
 	// lease may be at most this many links below its root lease. 0 means
 	// delegation is off; at most MaxLeaseAncestors.
@@ -2024,7 +2190,7 @@ type Role struct {
 
 func (x *Role) Reset() {
 	*x = Role{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2036,7 +2202,7 @@ func (x *Role) String() string {
 func (*Role) ProtoMessage() {}
 
 func (x *Role) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2049,7 +2215,7 @@ func (x *Role) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Role.ProtoReflect.Descriptor instead.
 func (*Role) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Role) GetName() string {
@@ -2143,11 +2309,285 @@ func (x *Role) GetUpdatedUnixNano() int64 {
 	return 0
 }
 
+func (x *Role) GetIdentityTemplate() string {
+	if x != nil {
+		return x.IdentityTemplate
+	}
+	return ""
+}
+
+func (x *Role) GetAuthConfigs() []string {
+	if x != nil {
+		return x.AuthConfigs
+	}
+	return nil
+}
+
+func (x *Role) GetBoundClaims() []*BoundClaim {
+	if x != nil {
+		return x.BoundClaims
+	}
+	return nil
+}
+
+func (x *Role) GetBoundSpiffeIds() []string {
+	if x != nil {
+		return x.BoundSpiffeIds
+	}
+	return nil
+}
+
+func (x *Role) GetBoundCidrs() []string {
+	if x != nil {
+		return x.BoundCidrs
+	}
+	return nil
+}
+
 func (x *Role) GetMaxDelegationDepth() uint32 {
 	if x != nil {
 		return x.MaxDelegationDepth
 	}
 	return 0
+}
+
+// BoundClaim requires a claim to match one of values. claim is a top-level
+// claim name, or a JSON pointer ("/kubernetes.io/namespace") for nested ones.
+type BoundClaim struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Claim         string                 `protobuf:"bytes,1,opt,name=claim,proto3" json:"claim,omitempty"`
+	Values        []string               `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BoundClaim) Reset() {
+	*x = BoundClaim{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BoundClaim) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BoundClaim) ProtoMessage() {}
+
+func (x *BoundClaim) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BoundClaim.ProtoReflect.Descriptor instead.
+func (*BoundClaim) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *BoundClaim) GetClaim() string {
+	if x != nil {
+		return x.Claim
+	}
+	return ""
+}
+
+func (x *BoundClaim) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+// AuthConfig says how to verify JWTs from one issuer, or client certificates
+// from one set of trust anchors.
+type AuthConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// jwt | mtls
+	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	// jwt: the required "iss" ("" only when the keys alone identify the
+	// issuer, as with a SPIFFE trust bundle).
+	Issuer string `protobuf:"bytes,3,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	// jwt: accepted signing algorithms (RS256, ES256, EdDSA).
+	Algorithms []string `protobuf:"bytes,4,rep,name=algorithms,proto3" json:"algorithms,omitempty"`
+	// jwt: exactly one key source.
+	Jwks     string `protobuf:"bytes,5,opt,name=jwks,proto3" json:"jwks,omitempty"`
+	JwksFile string `protobuf:"bytes,6,opt,name=jwks_file,json=jwksFile,proto3" json:"jwks_file,omitempty"`
+	JwksUrl  string `protobuf:"bytes,7,opt,name=jwks_url,json=jwksUrl,proto3" json:"jwks_url,omitempty"`
+	// jwt: how often a JWKS file or URL is re-read.
+	JwksRefreshNanos int64 `protobuf:"varint,8,opt,name=jwks_refresh_nanos,json=jwksRefreshNanos,proto3" json:"jwks_refresh_nanos,omitempty"`
+	// jwt: clock-skew leeway for exp, nbf and iat.
+	LeewayNanos int64 `protobuf:"varint,9,opt,name=leeway_nanos,json=leewayNanos,proto3" json:"leeway_nanos,omitempty"`
+	// jwt: the token's aud must contain one of these.
+	BoundAudiences []string `protobuf:"bytes,10,rep,name=bound_audiences,json=boundAudiences,proto3" json:"bound_audiences,omitempty"`
+	// jwt: claims every token must carry, whatever the role.
+	BoundClaims []*BoundClaim `protobuf:"bytes,11,rep,name=bound_claims,json=boundClaims,proto3" json:"bound_claims,omitempty"`
+	// jwt: claims copied into context.auth.claims: "name" or "alias=/json/pointer".
+	EvidenceClaims []string `protobuf:"bytes,12,rep,name=evidence_claims,json=evidenceClaims,proto3" json:"evidence_claims,omitempty"`
+	// mtls: PEM trust anchors client certificate chains must verify against.
+	CaBundlePem     string `protobuf:"bytes,13,opt,name=ca_bundle_pem,json=caBundlePem,proto3" json:"ca_bundle_pem,omitempty"`
+	Version         uint64 `protobuf:"varint,14,opt,name=version,proto3" json:"version,omitempty"`
+	CreatedUnixNano int64  `protobuf:"varint,15,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	UpdatedUnixNano int64  `protobuf:"varint,16,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
+	Description     string `protobuf:"bytes,17,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *AuthConfig) Reset() {
+	*x = AuthConfig{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthConfig) ProtoMessage() {}
+
+func (x *AuthConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthConfig.ProtoReflect.Descriptor instead.
+func (*AuthConfig) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *AuthConfig) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AuthConfig) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *AuthConfig) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *AuthConfig) GetAlgorithms() []string {
+	if x != nil {
+		return x.Algorithms
+	}
+	return nil
+}
+
+func (x *AuthConfig) GetJwks() string {
+	if x != nil {
+		return x.Jwks
+	}
+	return ""
+}
+
+func (x *AuthConfig) GetJwksFile() string {
+	if x != nil {
+		return x.JwksFile
+	}
+	return ""
+}
+
+func (x *AuthConfig) GetJwksUrl() string {
+	if x != nil {
+		return x.JwksUrl
+	}
+	return ""
+}
+
+func (x *AuthConfig) GetJwksRefreshNanos() int64 {
+	if x != nil {
+		return x.JwksRefreshNanos
+	}
+	return 0
+}
+
+func (x *AuthConfig) GetLeewayNanos() int64 {
+	if x != nil {
+		return x.LeewayNanos
+	}
+	return 0
+}
+
+func (x *AuthConfig) GetBoundAudiences() []string {
+	if x != nil {
+		return x.BoundAudiences
+	}
+	return nil
+}
+
+func (x *AuthConfig) GetBoundClaims() []*BoundClaim {
+	if x != nil {
+		return x.BoundClaims
+	}
+	return nil
+}
+
+func (x *AuthConfig) GetEvidenceClaims() []string {
+	if x != nil {
+		return x.EvidenceClaims
+	}
+	return nil
+}
+
+func (x *AuthConfig) GetCaBundlePem() string {
+	if x != nil {
+		return x.CaBundlePem
+	}
+	return ""
+}
+
+func (x *AuthConfig) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *AuthConfig) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *AuthConfig) GetUpdatedUnixNano() int64 {
+	if x != nil {
+		return x.UpdatedUnixNano
+	}
+	return 0
+}
+
+func (x *AuthConfig) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
 }
 
 type SecretID struct {
@@ -2170,7 +2610,7 @@ type SecretID struct {
 
 func (x *SecretID) Reset() {
 	*x = SecretID{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2182,7 +2622,7 @@ func (x *SecretID) String() string {
 func (*SecretID) ProtoMessage() {}
 
 func (x *SecretID) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2195,7 +2635,7 @@ func (x *SecretID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretID.ProtoReflect.Descriptor instead.
 func (*SecretID) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SecretID) GetAccessor() string {
@@ -2270,13 +2710,15 @@ type PolicySet struct {
 	Description       string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
 	ActivatedUnixNano int64  `protobuf:"varint,5,opt,name=activated_unix_nano,json=activatedUnixNano,proto3" json:"activated_unix_nano,omitempty"`
 	ActivatedIndex    uint64 `protobuf:"varint,6,opt,name=activated_index,json=activatedIndex,proto3" json:"activated_index,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The version whose text this version restored (a rollback), or 0.
+	RolledBackFrom uint64 `protobuf:"varint,60,opt,name=rolled_back_from,json=rolledBackFrom,proto3" json:"rolled_back_from,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PolicySet) Reset() {
 	*x = PolicySet{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2288,7 +2730,7 @@ func (x *PolicySet) String() string {
 func (*PolicySet) ProtoMessage() {}
 
 func (x *PolicySet) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2301,7 +2743,7 @@ func (x *PolicySet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicySet.ProtoReflect.Descriptor instead.
 func (*PolicySet) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PolicySet) GetName() string {
@@ -2346,6 +2788,13 @@ func (x *PolicySet) GetActivatedIndex() uint64 {
 	return 0
 }
 
+func (x *PolicySet) GetRolledBackFrom() uint64 {
+	if x != nil {
+		return x.RolledBackFrom
+	}
+	return 0
+}
+
 type SigningKey struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Kid   string                 `protobuf:"bytes,1,opt,name=kid,proto3" json:"kid,omitempty"`
@@ -2361,7 +2810,7 @@ type SigningKey struct {
 
 func (x *SigningKey) Reset() {
 	*x = SigningKey{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2373,7 +2822,7 @@ func (x *SigningKey) String() string {
 func (*SigningKey) ProtoMessage() {}
 
 func (x *SigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2386,7 +2835,7 @@ func (x *SigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
 func (*SigningKey) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SigningKey) GetKid() string {
@@ -2428,7 +2877,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2440,7 +2889,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2453,7 +2902,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Node) GetId() string {
@@ -2489,7 +2938,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2501,7 +2950,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2514,7 +2963,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Resource) GetType() string {
@@ -2548,7 +2997,7 @@ type Scope struct {
 
 func (x *Scope) Reset() {
 	*x = Scope{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2560,7 +3009,7 @@ func (x *Scope) String() string {
 func (*Scope) ProtoMessage() {}
 
 func (x *Scope) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2573,7 +3022,7 @@ func (x *Scope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Scope.ProtoReflect.Descriptor instead.
 func (*Scope) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Scope) GetActions() []string {
@@ -2630,7 +3079,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2642,7 +3091,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2655,7 +3104,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{32}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Lease) GetId() string {
@@ -2844,7 +3293,7 @@ type OwnerEpoch struct {
 
 func (x *OwnerEpoch) Reset() {
 	*x = OwnerEpoch{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2856,7 +3305,7 @@ func (x *OwnerEpoch) String() string {
 func (*OwnerEpoch) ProtoMessage() {}
 
 func (x *OwnerEpoch) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2869,7 +3318,7 @@ func (x *OwnerEpoch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OwnerEpoch.ProtoReflect.Descriptor instead.
 func (*OwnerEpoch) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{33}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *OwnerEpoch) GetOwner() string {
@@ -2902,7 +3351,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[34]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2914,7 +3363,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[34]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2927,7 +3376,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{34}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Result) GetCode() ResultCode {
@@ -2987,7 +3436,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[35]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2999,7 +3448,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[35]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3012,7 +3461,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{35}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SnapshotHeader) GetFsmVersion() uint32 {
@@ -3061,7 +3510,7 @@ type AppliedRequest struct {
 
 func (x *AppliedRequest) Reset() {
 	*x = AppliedRequest{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[36]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3073,7 +3522,7 @@ func (x *AppliedRequest) String() string {
 func (*AppliedRequest) ProtoMessage() {}
 
 func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[36]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3086,7 +3535,7 @@ func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
 func (*AppliedRequest) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{36}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AppliedRequest) GetRequestId() string {
@@ -3122,6 +3571,7 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Node
 	//	*SnapshotRecord_Lease
 	//	*SnapshotRecord_AppliedRequest
+	//	*SnapshotRecord_AuthConfig
 	//	*SnapshotRecord_OwnerEpoch
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
@@ -3130,7 +3580,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[37]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3142,7 +3592,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[37]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3155,7 +3605,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{37}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -3237,6 +3687,15 @@ func (x *SnapshotRecord) GetAppliedRequest() *AppliedRequest {
 	return nil
 }
 
+func (x *SnapshotRecord) GetAuthConfig() *AuthConfig {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_AuthConfig); ok {
+			return x.AuthConfig
+		}
+	}
+	return nil
+}
+
 func (x *SnapshotRecord) GetOwnerEpoch() *OwnerEpoch {
 	if x != nil {
 		if x, ok := x.Record.(*SnapshotRecord_OwnerEpoch); ok {
@@ -3282,6 +3741,10 @@ type SnapshotRecord_AppliedRequest struct {
 	AppliedRequest *AppliedRequest `protobuf:"bytes,8,opt,name=applied_request,json=appliedRequest,proto3,oneof"`
 }
 
+type SnapshotRecord_AuthConfig struct {
+	AuthConfig *AuthConfig `protobuf:"bytes,40,opt,name=auth_config,json=authConfig,proto3,oneof"`
+}
+
 type SnapshotRecord_OwnerEpoch struct {
 	OwnerEpoch *OwnerEpoch `protobuf:"bytes,50,opt,name=owner_epoch,json=ownerEpoch,proto3,oneof"`
 }
@@ -3302,6 +3765,8 @@ func (*SnapshotRecord_Lease) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_AppliedRequest) isSnapshotRecord_Record() {}
 
+func (*SnapshotRecord_AuthConfig) isSnapshotRecord_Record() {}
+
 func (*SnapshotRecord_OwnerEpoch) isSnapshotRecord_Record() {}
 
 var File_writ_fsm_v1_fsm_proto protoreflect.FileDescriptor
@@ -3315,7 +3780,7 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0etime_unix_nano\x18\x02 \x01(\x03R\ftimeUnixNano\x12&\n" +
 	"\x0fmin_fsm_version\x18\x03 \x01(\rR\rminFsmVersion\x12\x1c\n" +
 	"\tignorable\x18\x04 \x01(\bR\tignorable\x12\x1c\n" +
-	"\tforwarded\x18\x05 \x01(\bR\tforwarded\"\xb1\v\n" +
+	"\tforwarded\x18\x05 \x01(\bR\tforwarded\"\xc6\f\n" +
 	"\aCommand\x12+\n" +
 	"\x06header\x18\x01 \x01(\v2\x13.writ.fsm.v1.HeaderR\x06header\x12*\n" +
 	"\x05batch\x18\x02 \x01(\v2\x12.writ.fsm.v1.BatchH\x00R\x05batch\x12'\n" +
@@ -3341,7 +3806,9 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"renewLease\x12=\n" +
 	"\frevoke_lease\x18\x16 \x01(\v2\x18.writ.fsm.v1.RevokeLeaseH\x00R\vrevokeLease\x12F\n" +
 	"\x0frevoke_identity\x18\x17 \x01(\v2\x1b.writ.fsm.v1.RevokeIdentityH\x00R\x0erevokeIdentity\x12=\n" +
-	"\freap_expired\x18\x18 \x01(\v2\x18.writ.fsm.v1.ReapExpiredH\x00R\vreapExpired\x12:\n" +
+	"\freap_expired\x18\x18 \x01(\v2\x18.writ.fsm.v1.ReapExpiredH\x00R\vreapExpired\x12D\n" +
+	"\x0fput_auth_config\x18( \x01(\v2\x1a.writ.fsm.v1.PutAuthConfigH\x00R\rputAuthConfig\x12M\n" +
+	"\x12delete_auth_config\x18) \x01(\v2\x1d.writ.fsm.v1.DeleteAuthConfigH\x00R\x10deleteAuthConfig\x12:\n" +
 	"\vrevoke_role\x182 \x01(\v2\x17.writ.fsm.v1.RevokeRoleH\x00R\n" +
 	"revokeRole\x12=\n" +
 	"\frevoke_owner\x183 \x01(\v2\x18.writ.fsm.v1.RevokeOwnerH\x00R\vrevokeOwner\x12M\n" +
@@ -3381,18 +3848,26 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\tsecret_id\x18\x01 \x01(\v2\x15.writ.fsm.v1.SecretIDR\bsecretId\x12\x1b\n" +
 	"\tttl_nanos\x18\x02 \x01(\x03R\bttlNanos\",\n" +
 	"\x0eRevokeSecretID\x12\x1a\n" +
-	"\baccessor\x18\x01 \x01(\tR\baccessor\"l\n" +
+	"\baccessor\x18\x01 \x01(\tR\baccessor\"\x91\x01\n" +
 	"\fPutPolicySet\x125\n" +
 	"\n" +
 	"policy_set\x18\x01 \x01(\v2\x16.writ.fsm.v1.PolicySetR\tpolicySet\x12%\n" +
-	"\x0eexpect_version\x18\x02 \x01(\x04R\rexpectVersion\"%\n" +
+	"\x0eexpect_version\x18\x02 \x01(\x04R\rexpectVersion\x12#\n" +
+	"\rkeep_versions\x18< \x01(\rR\fkeepVersions\"%\n" +
 	"\x0fDeletePolicySet\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"u\n" +
 	"\rPutSigningKey\x12)\n" +
 	"\x03key\x18\x01 \x01(\v2\x17.writ.fsm.v1.SigningKeyR\x03key\x129\n" +
 	"\x19retire_others_after_nanos\x182 \x01(\x03R\x16retireOthersAfterNanos\"$\n" +
 	"\x10RetireSigningKey\x12\x10\n" +
-	"\x03kid\x18\x01 \x01(\tR\x03kid\"\x8b\x01\n" +
+	"\x03kid\x18\x01 \x01(\tR\x03kid\"\x88\x01\n" +
+	"\rPutAuthConfig\x12/\n" +
+	"\x06config\x18\x01 \x01(\v2\x17.writ.fsm.v1.AuthConfigR\x06config\x12%\n" +
+	"\x0eexpect_version\x18\x02 \x01(\x04R\rexpectVersion\x12\x1f\n" +
+	"\vcreate_only\x18\x03 \x01(\bR\n" +
+	"createOnly\"&\n" +
+	"\x10DeleteAuthConfig\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x8b\x01\n" +
 	"\n" +
 	"IssueLease\x12(\n" +
 	"\x05lease\x18\x01 \x01(\v2\x12.writ.fsm.v1.LeaseR\x05lease\x12\x1b\n" +
@@ -3442,7 +3917,7 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0fmax_live_leases\x182 \x01(\rR\rmaxLiveLeases\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe9\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc0\x05\n" +
 	"\x04Role\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\venvironment\x18\x02 \x01(\tR\venvironment\x12!\n" +
@@ -3457,8 +3932,40 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	" \x01(\x04R\x05epoch\x12\x18\n" +
 	"\aversion\x18\v \x01(\x04R\aversion\x12*\n" +
 	"\x11created_unix_nano\x18\f \x01(\x03R\x0fcreatedUnixNano\x12*\n" +
-	"\x11updated_unix_nano\x18\r \x01(\x03R\x0fupdatedUnixNano\x120\n" +
-	"\x14max_delegation_depth\x182 \x01(\rR\x12maxDelegationDepth\"\xf6\x02\n" +
+	"\x11updated_unix_nano\x18\r \x01(\x03R\x0fupdatedUnixNano\x12+\n" +
+	"\x11identity_template\x18( \x01(\tR\x10identityTemplate\x12!\n" +
+	"\fauth_configs\x18) \x03(\tR\vauthConfigs\x12:\n" +
+	"\fbound_claims\x18* \x03(\v2\x17.writ.fsm.v1.BoundClaimR\vboundClaims\x12(\n" +
+	"\x10bound_spiffe_ids\x18+ \x03(\tR\x0eboundSpiffeIds\x12\x1f\n" +
+	"\vbound_cidrs\x18, \x03(\tR\n" +
+	"boundCidrs\x120\n" +
+	"\x14max_delegation_depth\x182 \x01(\rR\x12maxDelegationDepth\":\n" +
+	"\n" +
+	"BoundClaim\x12\x14\n" +
+	"\x05claim\x18\x01 \x01(\tR\x05claim\x12\x16\n" +
+	"\x06values\x18\x02 \x03(\tR\x06values\"\xcf\x04\n" +
+	"\n" +
+	"AuthConfig\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x16\n" +
+	"\x06issuer\x18\x03 \x01(\tR\x06issuer\x12\x1e\n" +
+	"\n" +
+	"algorithms\x18\x04 \x03(\tR\n" +
+	"algorithms\x12\x12\n" +
+	"\x04jwks\x18\x05 \x01(\tR\x04jwks\x12\x1b\n" +
+	"\tjwks_file\x18\x06 \x01(\tR\bjwksFile\x12\x19\n" +
+	"\bjwks_url\x18\a \x01(\tR\ajwksUrl\x12,\n" +
+	"\x12jwks_refresh_nanos\x18\b \x01(\x03R\x10jwksRefreshNanos\x12!\n" +
+	"\fleeway_nanos\x18\t \x01(\x03R\vleewayNanos\x12'\n" +
+	"\x0fbound_audiences\x18\n" +
+	" \x03(\tR\x0eboundAudiences\x12:\n" +
+	"\fbound_claims\x18\v \x03(\v2\x17.writ.fsm.v1.BoundClaimR\vboundClaims\x12'\n" +
+	"\x0fevidence_claims\x18\f \x03(\tR\x0eevidenceClaims\x12\"\n" +
+	"\rca_bundle_pem\x18\r \x01(\tR\vcaBundlePem\x12\x18\n" +
+	"\aversion\x18\x0e \x01(\x04R\aversion\x12*\n" +
+	"\x11created_unix_nano\x18\x0f \x01(\x03R\x0fcreatedUnixNano\x12*\n" +
+	"\x11updated_unix_nano\x18\x10 \x01(\x03R\x0fupdatedUnixNano\x12 \n" +
+	"\vdescription\x18\x11 \x01(\tR\vdescription\"\xf6\x02\n" +
 	"\bSecretID\x12\x1a\n" +
 	"\baccessor\x18\x01 \x01(\tR\baccessor\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1f\n" +
@@ -3472,14 +3979,15 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\bmetadata\x18\t \x03(\v2#.writ.fsm.v1.SecretID.MetadataEntryR\bmetadata\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xca\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf4\x01\n" +
 	"\tPolicySet\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x14\n" +
 	"\x05cedar\x18\x03 \x01(\tR\x05cedar\x12 \n" +
 	"\vdescription\x18\x04 \x01(\tR\vdescription\x12.\n" +
 	"\x13activated_unix_nano\x18\x05 \x01(\x03R\x11activatedUnixNano\x12'\n" +
-	"\x0factivated_index\x18\x06 \x01(\x04R\x0eactivatedIndex\"\x97\x01\n" +
+	"\x0factivated_index\x18\x06 \x01(\x04R\x0eactivatedIndex\x12(\n" +
+	"\x10rolled_back_from\x18< \x01(\x04R\x0erolledBackFrom\"\x97\x01\n" +
 	"\n" +
 	"SigningKey\x12\x10\n" +
 	"\x03kid\x18\x01 \x01(\tR\x03kid\x12!\n" +
@@ -3554,7 +4062,7 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12+\n" +
 	"\x06result\x18\x02 \x01(\v2\x13.writ.fsm.v1.ResultR\x06result\x12$\n" +
-	"\x0etime_unix_nano\x18\x03 \x01(\x03R\ftimeUnixNano\"\xfc\x03\n" +
+	"\x0etime_unix_nano\x18\x03 \x01(\x03R\ftimeUnixNano\"\xb8\x04\n" +
 	"\x0eSnapshotRecord\x123\n" +
 	"\bidentity\x18\x01 \x01(\v2\x15.writ.fsm.v1.IdentityH\x00R\bidentity\x12'\n" +
 	"\x04role\x18\x02 \x01(\v2\x11.writ.fsm.v1.RoleH\x00R\x04role\x124\n" +
@@ -3566,6 +4074,8 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x04node\x18\x06 \x01(\v2\x11.writ.fsm.v1.NodeH\x00R\x04node\x12*\n" +
 	"\x05lease\x18\a \x01(\v2\x12.writ.fsm.v1.LeaseH\x00R\x05lease\x12F\n" +
 	"\x0fapplied_request\x18\b \x01(\v2\x1b.writ.fsm.v1.AppliedRequestH\x00R\x0eappliedRequest\x12:\n" +
+	"\vauth_config\x18( \x01(\v2\x17.writ.fsm.v1.AuthConfigH\x00R\n" +
+	"authConfig\x12:\n" +
 	"\vowner_epoch\x182 \x01(\v2\x17.writ.fsm.v1.OwnerEpochH\x00R\n" +
 	"ownerEpochB\b\n" +
 	"\x06record*k\n" +
@@ -3604,7 +4114,7 @@ func file_writ_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_writ_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_writ_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_writ_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_writ_fsm_v1_fsm_proto_goTypes = []any{
 	(IdentityStatus)(0),      // 0: writ.fsm.v1.IdentityStatus
 	(LeaseStatus)(0),         // 1: writ.fsm.v1.LeaseStatus
@@ -3626,30 +4136,34 @@ var file_writ_fsm_v1_fsm_proto_goTypes = []any{
 	(*DeletePolicySet)(nil),  // 17: writ.fsm.v1.DeletePolicySet
 	(*PutSigningKey)(nil),    // 18: writ.fsm.v1.PutSigningKey
 	(*RetireSigningKey)(nil), // 19: writ.fsm.v1.RetireSigningKey
-	(*IssueLease)(nil),       // 20: writ.fsm.v1.IssueLease
-	(*RenewLease)(nil),       // 21: writ.fsm.v1.RenewLease
-	(*RevokeLease)(nil),      // 22: writ.fsm.v1.RevokeLease
-	(*RevokeRole)(nil),       // 23: writ.fsm.v1.RevokeRole
-	(*RevokeOwner)(nil),      // 24: writ.fsm.v1.RevokeOwner
-	(*RevokeIdentity)(nil),   // 25: writ.fsm.v1.RevokeIdentity
-	(*ReapExpired)(nil),      // 26: writ.fsm.v1.ReapExpired
-	(*Identity)(nil),         // 27: writ.fsm.v1.Identity
-	(*Role)(nil),             // 28: writ.fsm.v1.Role
-	(*SecretID)(nil),         // 29: writ.fsm.v1.SecretID
-	(*PolicySet)(nil),        // 30: writ.fsm.v1.PolicySet
-	(*SigningKey)(nil),       // 31: writ.fsm.v1.SigningKey
-	(*Node)(nil),             // 32: writ.fsm.v1.Node
-	(*Resource)(nil),         // 33: writ.fsm.v1.Resource
-	(*Scope)(nil),            // 34: writ.fsm.v1.Scope
-	(*Lease)(nil),            // 35: writ.fsm.v1.Lease
-	(*OwnerEpoch)(nil),       // 36: writ.fsm.v1.OwnerEpoch
-	(*Result)(nil),           // 37: writ.fsm.v1.Result
-	(*SnapshotHeader)(nil),   // 38: writ.fsm.v1.SnapshotHeader
-	(*AppliedRequest)(nil),   // 39: writ.fsm.v1.AppliedRequest
-	(*SnapshotRecord)(nil),   // 40: writ.fsm.v1.SnapshotRecord
-	nil,                      // 41: writ.fsm.v1.Identity.AttributesEntry
-	nil,                      // 42: writ.fsm.v1.SecretID.MetadataEntry
-	(*structpb.Struct)(nil),  // 43: google.protobuf.Struct
+	(*PutAuthConfig)(nil),    // 20: writ.fsm.v1.PutAuthConfig
+	(*DeleteAuthConfig)(nil), // 21: writ.fsm.v1.DeleteAuthConfig
+	(*IssueLease)(nil),       // 22: writ.fsm.v1.IssueLease
+	(*RenewLease)(nil),       // 23: writ.fsm.v1.RenewLease
+	(*RevokeLease)(nil),      // 24: writ.fsm.v1.RevokeLease
+	(*RevokeRole)(nil),       // 25: writ.fsm.v1.RevokeRole
+	(*RevokeOwner)(nil),      // 26: writ.fsm.v1.RevokeOwner
+	(*RevokeIdentity)(nil),   // 27: writ.fsm.v1.RevokeIdentity
+	(*ReapExpired)(nil),      // 28: writ.fsm.v1.ReapExpired
+	(*Identity)(nil),         // 29: writ.fsm.v1.Identity
+	(*Role)(nil),             // 30: writ.fsm.v1.Role
+	(*BoundClaim)(nil),       // 31: writ.fsm.v1.BoundClaim
+	(*AuthConfig)(nil),       // 32: writ.fsm.v1.AuthConfig
+	(*SecretID)(nil),         // 33: writ.fsm.v1.SecretID
+	(*PolicySet)(nil),        // 34: writ.fsm.v1.PolicySet
+	(*SigningKey)(nil),       // 35: writ.fsm.v1.SigningKey
+	(*Node)(nil),             // 36: writ.fsm.v1.Node
+	(*Resource)(nil),         // 37: writ.fsm.v1.Resource
+	(*Scope)(nil),            // 38: writ.fsm.v1.Scope
+	(*Lease)(nil),            // 39: writ.fsm.v1.Lease
+	(*OwnerEpoch)(nil),       // 40: writ.fsm.v1.OwnerEpoch
+	(*Result)(nil),           // 41: writ.fsm.v1.Result
+	(*SnapshotHeader)(nil),   // 42: writ.fsm.v1.SnapshotHeader
+	(*AppliedRequest)(nil),   // 43: writ.fsm.v1.AppliedRequest
+	(*SnapshotRecord)(nil),   // 44: writ.fsm.v1.SnapshotRecord
+	nil,                      // 45: writ.fsm.v1.Identity.AttributesEntry
+	nil,                      // 46: writ.fsm.v1.SecretID.MetadataEntry
+	(*structpb.Struct)(nil),  // 47: google.protobuf.Struct
 }
 var file_writ_fsm_v1_fsm_proto_depIdxs = []int32{
 	3,  // 0: writ.fsm.v1.Command.header:type_name -> writ.fsm.v1.Header
@@ -3667,47 +4181,53 @@ var file_writ_fsm_v1_fsm_proto_depIdxs = []int32{
 	16, // 12: writ.fsm.v1.Command.put_policy_set:type_name -> writ.fsm.v1.PutPolicySet
 	17, // 13: writ.fsm.v1.Command.delete_policy_set:type_name -> writ.fsm.v1.DeletePolicySet
 	18, // 14: writ.fsm.v1.Command.put_signing_key:type_name -> writ.fsm.v1.PutSigningKey
-	20, // 15: writ.fsm.v1.Command.issue_lease:type_name -> writ.fsm.v1.IssueLease
-	21, // 16: writ.fsm.v1.Command.renew_lease:type_name -> writ.fsm.v1.RenewLease
-	22, // 17: writ.fsm.v1.Command.revoke_lease:type_name -> writ.fsm.v1.RevokeLease
-	25, // 18: writ.fsm.v1.Command.revoke_identity:type_name -> writ.fsm.v1.RevokeIdentity
-	26, // 19: writ.fsm.v1.Command.reap_expired:type_name -> writ.fsm.v1.ReapExpired
-	23, // 20: writ.fsm.v1.Command.revoke_role:type_name -> writ.fsm.v1.RevokeRole
-	24, // 21: writ.fsm.v1.Command.revoke_owner:type_name -> writ.fsm.v1.RevokeOwner
-	19, // 22: writ.fsm.v1.Command.retire_signing_key:type_name -> writ.fsm.v1.RetireSigningKey
-	4,  // 23: writ.fsm.v1.Batch.commands:type_name -> writ.fsm.v1.Command
-	31, // 24: writ.fsm.v1.Bootstrap.signing_key:type_name -> writ.fsm.v1.SigningKey
-	32, // 25: writ.fsm.v1.RegisterNode.node:type_name -> writ.fsm.v1.Node
-	27, // 26: writ.fsm.v1.PutIdentity.identity:type_name -> writ.fsm.v1.Identity
-	28, // 27: writ.fsm.v1.PutRole.role:type_name -> writ.fsm.v1.Role
-	29, // 28: writ.fsm.v1.CreateSecretID.secret_id:type_name -> writ.fsm.v1.SecretID
-	30, // 29: writ.fsm.v1.PutPolicySet.policy_set:type_name -> writ.fsm.v1.PolicySet
-	31, // 30: writ.fsm.v1.PutSigningKey.key:type_name -> writ.fsm.v1.SigningKey
-	35, // 31: writ.fsm.v1.IssueLease.lease:type_name -> writ.fsm.v1.Lease
-	41, // 32: writ.fsm.v1.Identity.attributes:type_name -> writ.fsm.v1.Identity.AttributesEntry
-	0,  // 33: writ.fsm.v1.Identity.status:type_name -> writ.fsm.v1.IdentityStatus
-	42, // 34: writ.fsm.v1.SecretID.metadata:type_name -> writ.fsm.v1.SecretID.MetadataEntry
-	43, // 35: writ.fsm.v1.Resource.attributes:type_name -> google.protobuf.Struct
-	33, // 36: writ.fsm.v1.Scope.resources:type_name -> writ.fsm.v1.Resource
-	34, // 37: writ.fsm.v1.Lease.scope:type_name -> writ.fsm.v1.Scope
-	1,  // 38: writ.fsm.v1.Lease.status:type_name -> writ.fsm.v1.LeaseStatus
-	2,  // 39: writ.fsm.v1.Result.code:type_name -> writ.fsm.v1.ResultCode
-	35, // 40: writ.fsm.v1.Result.lease:type_name -> writ.fsm.v1.Lease
-	37, // 41: writ.fsm.v1.AppliedRequest.result:type_name -> writ.fsm.v1.Result
-	27, // 42: writ.fsm.v1.SnapshotRecord.identity:type_name -> writ.fsm.v1.Identity
-	28, // 43: writ.fsm.v1.SnapshotRecord.role:type_name -> writ.fsm.v1.Role
-	29, // 44: writ.fsm.v1.SnapshotRecord.secret_id:type_name -> writ.fsm.v1.SecretID
-	30, // 45: writ.fsm.v1.SnapshotRecord.policy_set:type_name -> writ.fsm.v1.PolicySet
-	31, // 46: writ.fsm.v1.SnapshotRecord.signing_key:type_name -> writ.fsm.v1.SigningKey
-	32, // 47: writ.fsm.v1.SnapshotRecord.node:type_name -> writ.fsm.v1.Node
-	35, // 48: writ.fsm.v1.SnapshotRecord.lease:type_name -> writ.fsm.v1.Lease
-	39, // 49: writ.fsm.v1.SnapshotRecord.applied_request:type_name -> writ.fsm.v1.AppliedRequest
-	36, // 50: writ.fsm.v1.SnapshotRecord.owner_epoch:type_name -> writ.fsm.v1.OwnerEpoch
-	51, // [51:51] is the sub-list for method output_type
-	51, // [51:51] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	22, // 15: writ.fsm.v1.Command.issue_lease:type_name -> writ.fsm.v1.IssueLease
+	23, // 16: writ.fsm.v1.Command.renew_lease:type_name -> writ.fsm.v1.RenewLease
+	24, // 17: writ.fsm.v1.Command.revoke_lease:type_name -> writ.fsm.v1.RevokeLease
+	27, // 18: writ.fsm.v1.Command.revoke_identity:type_name -> writ.fsm.v1.RevokeIdentity
+	28, // 19: writ.fsm.v1.Command.reap_expired:type_name -> writ.fsm.v1.ReapExpired
+	20, // 20: writ.fsm.v1.Command.put_auth_config:type_name -> writ.fsm.v1.PutAuthConfig
+	21, // 21: writ.fsm.v1.Command.delete_auth_config:type_name -> writ.fsm.v1.DeleteAuthConfig
+	25, // 22: writ.fsm.v1.Command.revoke_role:type_name -> writ.fsm.v1.RevokeRole
+	26, // 23: writ.fsm.v1.Command.revoke_owner:type_name -> writ.fsm.v1.RevokeOwner
+	19, // 24: writ.fsm.v1.Command.retire_signing_key:type_name -> writ.fsm.v1.RetireSigningKey
+	4,  // 25: writ.fsm.v1.Batch.commands:type_name -> writ.fsm.v1.Command
+	35, // 26: writ.fsm.v1.Bootstrap.signing_key:type_name -> writ.fsm.v1.SigningKey
+	36, // 27: writ.fsm.v1.RegisterNode.node:type_name -> writ.fsm.v1.Node
+	29, // 28: writ.fsm.v1.PutIdentity.identity:type_name -> writ.fsm.v1.Identity
+	30, // 29: writ.fsm.v1.PutRole.role:type_name -> writ.fsm.v1.Role
+	33, // 30: writ.fsm.v1.CreateSecretID.secret_id:type_name -> writ.fsm.v1.SecretID
+	34, // 31: writ.fsm.v1.PutPolicySet.policy_set:type_name -> writ.fsm.v1.PolicySet
+	35, // 32: writ.fsm.v1.PutSigningKey.key:type_name -> writ.fsm.v1.SigningKey
+	32, // 33: writ.fsm.v1.PutAuthConfig.config:type_name -> writ.fsm.v1.AuthConfig
+	39, // 34: writ.fsm.v1.IssueLease.lease:type_name -> writ.fsm.v1.Lease
+	45, // 35: writ.fsm.v1.Identity.attributes:type_name -> writ.fsm.v1.Identity.AttributesEntry
+	0,  // 36: writ.fsm.v1.Identity.status:type_name -> writ.fsm.v1.IdentityStatus
+	31, // 37: writ.fsm.v1.Role.bound_claims:type_name -> writ.fsm.v1.BoundClaim
+	31, // 38: writ.fsm.v1.AuthConfig.bound_claims:type_name -> writ.fsm.v1.BoundClaim
+	46, // 39: writ.fsm.v1.SecretID.metadata:type_name -> writ.fsm.v1.SecretID.MetadataEntry
+	47, // 40: writ.fsm.v1.Resource.attributes:type_name -> google.protobuf.Struct
+	37, // 41: writ.fsm.v1.Scope.resources:type_name -> writ.fsm.v1.Resource
+	38, // 42: writ.fsm.v1.Lease.scope:type_name -> writ.fsm.v1.Scope
+	1,  // 43: writ.fsm.v1.Lease.status:type_name -> writ.fsm.v1.LeaseStatus
+	2,  // 44: writ.fsm.v1.Result.code:type_name -> writ.fsm.v1.ResultCode
+	39, // 45: writ.fsm.v1.Result.lease:type_name -> writ.fsm.v1.Lease
+	41, // 46: writ.fsm.v1.AppliedRequest.result:type_name -> writ.fsm.v1.Result
+	29, // 47: writ.fsm.v1.SnapshotRecord.identity:type_name -> writ.fsm.v1.Identity
+	30, // 48: writ.fsm.v1.SnapshotRecord.role:type_name -> writ.fsm.v1.Role
+	33, // 49: writ.fsm.v1.SnapshotRecord.secret_id:type_name -> writ.fsm.v1.SecretID
+	34, // 50: writ.fsm.v1.SnapshotRecord.policy_set:type_name -> writ.fsm.v1.PolicySet
+	35, // 51: writ.fsm.v1.SnapshotRecord.signing_key:type_name -> writ.fsm.v1.SigningKey
+	36, // 52: writ.fsm.v1.SnapshotRecord.node:type_name -> writ.fsm.v1.Node
+	39, // 53: writ.fsm.v1.SnapshotRecord.lease:type_name -> writ.fsm.v1.Lease
+	43, // 54: writ.fsm.v1.SnapshotRecord.applied_request:type_name -> writ.fsm.v1.AppliedRequest
+	32, // 55: writ.fsm.v1.SnapshotRecord.auth_config:type_name -> writ.fsm.v1.AuthConfig
+	40, // 56: writ.fsm.v1.SnapshotRecord.owner_epoch:type_name -> writ.fsm.v1.OwnerEpoch
+	57, // [57:57] is the sub-list for method output_type
+	57, // [57:57] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_writ_fsm_v1_fsm_proto_init() }
@@ -3735,11 +4255,13 @@ func file_writ_fsm_v1_fsm_proto_init() {
 		(*Command_RevokeLease)(nil),
 		(*Command_RevokeIdentity)(nil),
 		(*Command_ReapExpired)(nil),
+		(*Command_PutAuthConfig)(nil),
+		(*Command_DeleteAuthConfig)(nil),
 		(*Command_RevokeRole)(nil),
 		(*Command_RevokeOwner)(nil),
 		(*Command_RetireSigningKey)(nil),
 	}
-	file_writ_fsm_v1_fsm_proto_msgTypes[37].OneofWrappers = []any{
+	file_writ_fsm_v1_fsm_proto_msgTypes[41].OneofWrappers = []any{
 		(*SnapshotRecord_Identity)(nil),
 		(*SnapshotRecord_Role)(nil),
 		(*SnapshotRecord_SecretId)(nil),
@@ -3748,6 +4270,7 @@ func file_writ_fsm_v1_fsm_proto_init() {
 		(*SnapshotRecord_Node)(nil),
 		(*SnapshotRecord_Lease)(nil),
 		(*SnapshotRecord_AppliedRequest)(nil),
+		(*SnapshotRecord_AuthConfig)(nil),
 		(*SnapshotRecord_OwnerEpoch)(nil),
 	}
 	type x struct{}
@@ -3756,7 +4279,7 @@ func file_writ_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_writ_fsm_v1_fsm_proto_rawDesc), len(file_writ_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   40,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

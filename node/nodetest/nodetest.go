@@ -2,16 +2,31 @@
 // Raft TCP transports and real Connect listeners, for cluster tests: start,
 // kill, restart, wait for a leader, wait for convergence, and compare state
 // hashes across replicas.
+//
+// Faults. Every node-to-node connection (Raft and the node API used for
+// Forward and WaitApplied) goes through a TCP bridge of its own directed
+// link (see Link): member i reaches member j's Raft listener only through
+// Link(i, j, node.PeerRaft). Partition cuts every link between two sides,
+// Heal restores them, SetDelay slows a link, Kill and Restart stop and
+// start a member on its data dir. Clients of the test (Admin, Authz) talk to
+// each member's API directly, never through a bridge, so a test can ask a
+// partitioned member what it answers.
+//
+// Concurrency: a Cluster's fault and wait methods may be called from the
+// test goroutine while other goroutines send traffic; Kill and Restart of
+// one member must not race each other.
 package nodetest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,7 +44,7 @@ const AdminToken = "writ_admin_test-token"
 type Member struct {
 	ID       string
 	DataDir  string
-	APIAddr  string
+	APIAddr  string // bound address (the node's listeners use port 0 at first start)
 	RaftAddr string
 	Node     *node.Node // nil while killed
 	cfg      node.Config
@@ -40,6 +55,11 @@ type Cluster struct {
 	t       testing.TB
 	Members []*Member
 	http    *http.Client
+	// links[from][to][kind]; built before any node starts, never changed.
+	links  []map[int]map[string]*Link
+	index  map[string]int // member id -> index
+	mu     sync.Mutex     // guards Member addresses against the bridges
+	scheme string
 }
 
 // Options tune a test cluster.
@@ -52,19 +72,18 @@ type Options struct {
 	Clock clock.Clock
 	// ReapInterval for every node; default 50ms so expiry tests are quick.
 	ReapInterval time.Duration
-}
-
-// freeAddr reserves a loopback port by listening and closing; the port is
-// reused on restart so the Raft configuration stays valid.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("reserve port: %v", err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
+	// CommitTimeout for every node's Raft; default 20ms.
+	CommitTimeout time.Duration
+	// HoldTimeout for every node (how long a write waits for a leader); default 10s.
+	HoldTimeout time.Duration
+	// Raft, when set, replaces the harness's Raft timing (500ms heartbeat and
+	// election timeouts, 250ms leader lease, CommitTimeout above); zero
+	// fields in it take the node defaults.
+	Raft *node.RaftTuning
+	// TLS makes every node's API serve HTTPS with it (node.Config.TLS);
+	// ClientTLS is what the harness's clients and the nodes' peer clients
+	// verify it with.
+	TLS, ClientTLS *tls.Config
 }
 
 // New starts an n-node cluster: node 0 bootstraps, the others join through
@@ -80,15 +99,51 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	if opts.MaxStaleness == 0 {
 		opts.MaxStaleness = time.Second
 	}
-	c := &Cluster{t: t, http: &http.Client{Timeout: 30 * time.Second}}
+	if opts.HoldTimeout == 0 {
+		opts.HoldTimeout = 10 * time.Second
+	}
+	if opts.CommitTimeout == 0 {
+		opts.CommitTimeout = 20 * time.Millisecond
+	}
+	c := &Cluster{t: t, http: &http.Client{Timeout: 30 * time.Second}, index: map[string]int{}, scheme: "http://"}
+	if opts.TLS != nil {
+		c.scheme = "https://"
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = opts.ClientTLS
+		c.http.Transport = tr
+	}
 	dir := t.TempDir()
 	for i := 0; i < n; i++ {
+		// Listeners bind port 0: a port reserved early could be taken by
+		// anything else on a shared machine before the node binds it.
 		m := &Member{
 			ID:       fmt.Sprintf("n%d", i+1),
 			DataDir:  filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
-			APIAddr:  freeAddr(t),
-			RaftAddr: freeAddr(t),
+			APIAddr:  "127.0.0.1:0",
+			RaftAddr: "127.0.0.1:0",
 		}
+		c.Members = append(c.Members, m)
+		c.index[m.ID] = i
+	}
+	t.Cleanup(c.Close)
+	c.links = make([]map[int]map[string]*Link, n)
+	for i := range c.Members {
+		c.links[i] = map[int]map[string]*Link{}
+		for j, to := range c.Members {
+			if i == j {
+				continue
+			}
+			c.links[i][j] = map[string]*Link{}
+			for _, kind := range []string{node.PeerRaft, node.PeerAPI} {
+				l, err := newLink(c.Members[i].ID, to.ID, kind, c.target(j, kind))
+				if err != nil {
+					t.Fatalf("link %s->%s: %v", c.Members[i].ID, to.ID, err)
+				}
+				c.links[i][j][kind] = l
+			}
+		}
+	}
+	for i, m := range c.Members {
 		m.cfg = node.Config{
 			NodeID:        m.ID,
 			DataDir:       m.DataDir,
@@ -96,29 +151,33 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 			RaftAddr:      m.RaftAddr,
 			AdminToken:    AdminToken,
 			MaxStaleness:  opts.MaxStaleness,
-			HoldTimeout:   10 * time.Second,
+			HoldTimeout:   opts.HoldTimeout,
 			Logger:        opts.Logger.With("member", m.ID),
 			RaftLogOutput: io.Discard,
 			Clock:         opts.Clock,
 			ReapInterval:  opts.ReapInterval,
+			TLS:           opts.TLS,
+			PeerTLS:       opts.ClientTLS,
 			Raft: node.RaftTuning{
 				// Short enough for quick failover tests, long enough that
 				// -race on two busy cores does not cause spurious elections.
 				HeartbeatTimeout:   500 * time.Millisecond,
 				ElectionTimeout:    500 * time.Millisecond,
 				LeaderLeaseTimeout: 250 * time.Millisecond,
-				CommitTimeout:      20 * time.Millisecond,
+				CommitTimeout:      opts.CommitTimeout,
 			},
+			PeerAddr: c.router(i),
 		}
+		if opts.Raft != nil {
+			m.cfg.Raft = *opts.Raft
+		}
+	}
+	for i, m := range c.Members {
 		if i == 0 {
 			m.cfg.Bootstrap = true
 		} else {
-			m.cfg.Join = []string{c.Members[0].APIAddr}
+			m.cfg.Join = []string{c.scheme + c.Members[0].APIAddr}
 		}
-		c.Members = append(c.Members, m)
-	}
-	t.Cleanup(c.Close)
-	for i, m := range c.Members {
 		c.start(m)
 		if i == 0 {
 			c.WaitReady(m)
@@ -131,19 +190,62 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	return c
 }
 
+// start runs m on its config; the addresses it bound become the member's
+// (a restart asks for the same ports again).
 func (c *Cluster) start(m *Member) {
 	c.t.Helper()
-	n, err := node.New(m.cfg)
-	if err != nil {
-		c.t.Fatalf("new node %s: %v", m.ID, err)
+	c.mu.Lock()
+	m.cfg.APIAddr, m.cfg.RaftAddr = m.APIAddr, m.RaftAddr
+	c.mu.Unlock()
+	n, err := c.startNode(m.cfg)
+	if err != nil && (m.cfg.APIAddr != "127.0.0.1:0" || m.cfg.RaftAddr != "127.0.0.1:0") {
+		// The old port was taken meanwhile: any port will do, since peers
+		// reach the member through its links, which follow it.
+		m.cfg.APIAddr, m.cfg.RaftAddr = "127.0.0.1:0", "127.0.0.1:0"
+		n, err = c.startNode(m.cfg)
 	}
-	if err := n.Start(context.Background()); err != nil {
+	if err != nil {
 		c.t.Fatalf("start node %s: %v", m.ID, err)
 	}
+	c.mu.Lock()
+	m.APIAddr, m.RaftAddr = n.APIAddr(), n.RaftAddr()
+	c.mu.Unlock()
 	m.Node = n
 }
 
-// Close stops every running member.
+func (c *Cluster) startNode(cfg node.Config) (*node.Node, error) {
+	n, err := node.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.Start(context.Background()); err != nil {
+		_ = n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// apiAddr is member i's current API address.
+func (c *Cluster) apiAddr(i int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.Members[i].APIAddr
+}
+
+// target is what a link to member j's listener of kind dials: the address
+// the member bound last.
+func (c *Cluster) target(j int, kind string) func() string {
+	return func() string {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if kind == node.PeerRaft {
+			return c.Members[j].RaftAddr
+		}
+		return c.Members[j].APIAddr
+	}
+}
+
+// Close stops every running member, then the bridges. It is idempotent.
 func (c *Cluster) Close() {
 	for _, m := range c.Members {
 		if m.Node != nil {
@@ -151,17 +253,42 @@ func (c *Cluster) Close() {
 			m.Node = nil
 		}
 	}
+	for _, to := range c.links {
+		for _, kinds := range to {
+			for _, l := range kinds {
+				l.close()
+			}
+		}
+	}
 }
 
-// Kill stops member i abruptly (no leadership transfer, no leave).
+// Kill stops member i abruptly (no leadership transfer, no leave): its
+// links are cut first, so its peers lose it at that instant as they would
+// to a crash, not when Close has drained its API (which can take seconds
+// while a leader still heartbeats). Links cut before the kill stay cut.
 func (c *Cluster) Kill(i int) {
 	c.t.Helper()
 	m := c.Members[i]
 	if m.Node == nil {
 		return
 	}
+	var cut []*Link
+	for j := range c.Members {
+		if j == i {
+			continue
+		}
+		c.each(i, j, func(l *Link) {
+			if !l.IsCut() {
+				l.Cut()
+				cut = append(cut, l)
+			}
+		})
+	}
 	_ = m.Node.Close()
 	m.Node = nil
+	for _, l := range cut {
+		l.Heal()
+	}
 }
 
 // Restart starts a killed member again from its data dir (no bootstrap or join:
@@ -210,15 +337,29 @@ func (c *Cluster) WaitReady(m *Member) {
 // Leader waits for a running member to lead and returns its index.
 func (c *Cluster) Leader() int {
 	c.t.Helper()
+	return c.LeaderAmong()
+}
+
+// LeaderAmong waits until one of the listed running members (every member
+// when none is listed) leads, and returns its index. During a partition, ask
+// among the majority: a cut-off leader believes it leads until its leader
+// lease runs out.
+func (c *Cluster) LeaderAmong(members ...int) int {
+	c.t.Helper()
+	if len(members) == 0 {
+		for i := range c.Members {
+			members = append(members, i)
+		}
+	}
 	leader := -1
 	Eventually(c.t, 20*time.Second, "a leader", func() error {
-		for i, m := range c.Members {
-			if m.Node != nil && m.Node.IsLeader() {
+		for _, i := range members {
+			if m := c.Members[i]; m.Node != nil && m.Node.IsLeader() {
 				leader = i
 				return nil
 			}
 		}
-		return fmt.Errorf("no running member leads")
+		return fmt.Errorf("none of members %v leads", members)
 	})
 	return leader
 }
@@ -283,7 +424,15 @@ func authed(token string) connect.ClientOption {
 
 // Admin returns an admin client for member i.
 func (c *Cluster) Admin(i int) writv1connect.AdminServiceClient {
-	return writv1connect.NewAdminServiceClient(c.http, "http://"+c.Members[i].APIAddr, authed(AdminToken))
+	return writv1connect.NewAdminServiceClient(c.http, c.URL(i), authed(AdminToken))
+}
+
+// URL is member i's API base URL (https when the cluster serves TLS).
+func (c *Cluster) URL(i int) string { return c.scheme + c.apiAddr(i) }
+
+// AuthConfigs returns an admin client of member i's auth config service.
+func (c *Cluster) AuthConfigs(i int) writv1connect.AuthConfigServiceClient {
+	return writv1connect.NewAuthConfigServiceClient(c.http, c.URL(i), authed(AdminToken))
 }
 
 // Authz returns a workload client for member i; with admin it carries the admin token.
@@ -292,5 +441,93 @@ func (c *Cluster) Authz(i int, admin bool) writv1connect.AuthzServiceClient {
 	if admin {
 		opts = append(opts, authed(AdminToken))
 	}
-	return writv1connect.NewAuthzServiceClient(c.http, "http://"+c.Members[i].APIAddr, opts...)
+	return writv1connect.NewAuthzServiceClient(c.http, c.URL(i), opts...)
+}
+
+// router is member i's node.Config.PeerAddr: every peer through i's links.
+func (c *Cluster) router(i int) func(nodeID, kind string) string {
+	return func(nodeID, kind string) string {
+		j, ok := c.index[nodeID]
+		if !ok || j == i {
+			return ""
+		}
+		if l := c.links[i][j][kind]; l != nil {
+			return l.Addr()
+		}
+		return ""
+	}
+}
+
+// Link returns the bridge member from dials to reach member to's listener of
+// kind (node.PeerRaft or node.PeerAPI).
+func (c *Cluster) Link(from, to int, kind string) *Link { return c.links[from][to][kind] }
+
+// each calls fn on both kinds of link between a and b, in both directions.
+func (c *Cluster) each(a, b int, fn func(*Link)) {
+	for _, kinds := range []map[string]*Link{c.links[a][b], c.links[b][a]} {
+		for _, l := range kinds {
+			fn(l)
+		}
+	}
+}
+
+// Partition cuts every link (Raft and API, both directions) between the
+// members listed in side and all others. Links within either side stay as
+// they are. Heal undoes it.
+func (c *Cluster) Partition(side ...int) {
+	in := map[int]bool{}
+	for _, i := range side {
+		in[i] = true
+	}
+	for a := range c.Members {
+		for b := range c.Members {
+			if a < b && in[a] != in[b] {
+				c.each(a, b, (*Link).Cut)
+			}
+		}
+	}
+}
+
+// Isolate cuts member i off from every other member.
+func (c *Cluster) Isolate(i int) { c.Partition(i) }
+
+// Heal restores every link and removes every delay.
+func (c *Cluster) Heal() {
+	for a := range c.Members {
+		for b := range c.Members {
+			if a < b {
+				c.each(a, b, (*Link).Heal)
+			}
+		}
+	}
+}
+
+// SetDelay slows traffic between members a and b (both directions, Raft and
+// API) by d per chunk; 0 removes it.
+func (c *Cluster) SetDelay(a, b int, d time.Duration) {
+	c.each(a, b, func(l *Link) { l.SetDelay(d) })
+}
+
+// Running lists the indexes of members that are not killed.
+func (c *Cluster) Running() []int {
+	var out []int
+	for i, m := range c.Members {
+		if m.Node != nil {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// KeepDataDirs stops the cluster and copies every member's data dir under
+// dst (t.TempDir is deleted when the test ends; a failure report must not
+// be). It returns the first copy error.
+func (c *Cluster) KeepDataDirs(dst string) error {
+	c.Close()
+	for _, m := range c.Members {
+		if err := os.CopyFS(filepath.Join(dst, m.ID), os.DirFS(m.DataDir)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
