@@ -67,7 +67,7 @@ func TestPlainIndexedEqualsWholeSet(t *testing.T) {
 	seed := *equivSeed
 	r := rand.New(rand.NewPCG(seed, 1))
 	var cases, allowed, forbidden, errored, viaAncestors int
-	for s := range *equivSets / 2 {
+	for s := range *equivSets / 4 {
 		text := genPolicySet(r, 1+r.IntN(60))
 		ps, err := CompileCedar(fmt.Sprintf("set%d", s), []byte(text))
 		if err != nil {

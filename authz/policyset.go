@@ -5,6 +5,7 @@ import (
 	"iter"
 	"strconv"
 	"strings"
+	"sync"
 
 	cedar "github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
@@ -29,7 +30,10 @@ type Request struct {
 	// with attributes owner, environment and kind, the identity's
 	// attributes as tags, and parents Role::"<Role>" (when Role is not
 	// empty), Team::"<Owner>" and Environment::"<Environment>" (when not
-	// empty). Decide never modifies it.
+	// empty). Decide never modifies it, and the caller must not either once
+	// it has been decided on: a set from an Engine caches the principal's
+	// records per Identity pointer (fsm records are immutable, so a stored
+	// record qualifies).
 	Identity *fsmpb.Identity
 	Role     string
 	// Action is the id of Action::"<Action>".
@@ -145,6 +149,11 @@ type PolicySet struct {
 	iter    policyIter
 	byID    map[types.PolicyID]int
 	index   index
+	// principals, set by Engine.Get, caches principal records across
+	// decisions; nil for a set from Compile.
+	principals *principalCache
+	// scratch recycles the maps converting a request's records uses.
+	scratch sync.Pool
 }
 
 // Compile parses Cedar policy text into a PolicySet. Every error wraps
@@ -242,10 +251,11 @@ func (ps *PolicySet) Policies() []PolicyRef {
 // index.go); the decision is identical to DecideAll's.
 func (ps *PolicySet) Decide(req Request) (Decision, error) {
 	call := new(decideCall)
-	creq, err := newRequest(req, &call.ents)
+	creq, err := newRequest(req, &call.ents, &ps.scratch)
 	if err != nil {
 		return Decision{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
+	call.ents.cache = ps.principals
 	call.cands = candidates{ps: ps, ents: &call.ents}
 	dec, diag := cedar.Authorize(&call.cands, &call.ents, creq)
 	return ps.decision(dec, diag), nil
@@ -262,10 +272,11 @@ type decideCall struct {
 // indexed Decide is tested and measured against.
 func (ps *PolicySet) DecideAll(req Request) (Decision, error) {
 	ents := new(entities)
-	creq, err := newRequest(req, ents)
+	creq, err := newRequest(req, ents, &ps.scratch)
 	if err != nil {
 		return Decision{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
+	ents.cache = ps.principals
 	dec, diag := cedar.Authorize(&ps.iter, ents, creq)
 	return ps.decision(dec, diag), nil
 }
@@ -329,7 +340,7 @@ func reason(d Decision) string {
 
 // newRequest checks req and turns it into the Cedar request, filling e, the
 // entity getter for it.
-func newRequest(req Request, e *entities) (cedar.Request, error) {
+func newRequest(req Request, e *entities, pool *sync.Pool) (cedar.Request, error) {
 	ident := req.Identity
 	if ident == nil {
 		return cedar.Request{}, fmt.Errorf("identity is required")
@@ -356,17 +367,18 @@ func newRequest(req Request, e *entities) (cedar.Request, error) {
 	if len(req.Role) > MaxIDBytes {
 		return cedar.Request{}, fmt.Errorf("role is %d bytes; at most %d", len(req.Role), MaxIDBytes)
 	}
-	resAttrs, err := recordFromMap("resource", req.Resource.Attributes)
+	resAttrs, err := recordFromMap("resource", req.Resource.Attributes, pool)
 	if err != nil {
 		return cedar.Request{}, err
 	}
-	ctx, err := recordFromMap("context", req.Context)
+	ctx, err := recordFromMap("context", req.Context, pool)
 	if err != nil {
 		return cedar.Request{}, err
 	}
 
 	*e = entities{
 		ident:     ident,
+		role:      req.Role,
 		principal: types.NewEntityUID(ptype, types.String(ident.GetId())),
 		action:    types.NewEntityUID(typeAction, types.String(req.Action)),
 		resource: types.Entity{

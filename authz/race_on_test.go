@@ -2,6 +2,6 @@
 
 package authz_test
 
-// raceBuild: the corpus test samples under -race (make test runs the full
-// corpus without -race, in make test-corpus).
+// raceBuild: the corpus test is skipped under -race (make test-corpus runs
+// it without).
 const raceBuild = true

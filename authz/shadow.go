@@ -38,7 +38,8 @@ type ShadowCounts struct {
 	// CandidateErrors counts requests the candidate could not decide (it
 	// did not compile, or found the request malformed).
 	CandidateErrors uint64
-	// CandidateVersion is the candidate version last evaluated.
+	// CandidateVersion is the candidate version counted: the counts start
+	// from zero when a new candidate version is first evaluated.
 	CandidateVersion uint64
 }
 
@@ -54,8 +55,11 @@ type ShadowStats struct {
 	next ShadowObserver
 }
 
+// shadowCounters count one candidate version of one set: a new candidate
+// version starts from zero.
 type shadowCounters struct {
-	evals, widened, narrowed, reasoned, candErrs, candVersion atomic.Uint64
+	version                                      uint64
+	evals, widened, narrowed, reasoned, candErrs atomic.Uint64
 }
 
 // NewShadowStats returns empty counters that log disagreements to log (nil:
@@ -69,18 +73,18 @@ func NewShadowStats(log *slog.Logger, next ShadowObserver) *ShadowStats {
 	return s
 }
 
-func (s *ShadowStats) counters(set string) *shadowCounters {
-	if c, ok := (*s.sets.Load())[set]; ok {
+func (s *ShadowStats) counters(set string, version uint64) *shadowCounters {
+	if c, ok := (*s.sets.Load())[set]; ok && c.version == version {
 		return c
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := *s.sets.Load()
-	if c, ok := old[set]; ok {
+	if c, ok := old[set]; ok && c.version == version {
 		return c
 	}
 	next := maps.Clone(old)
-	c := &shadowCounters{}
+	c := &shadowCounters{version: version}
 	next[set] = c
 	s.sets.Store(&next)
 	return c
@@ -88,9 +92,8 @@ func (s *ShadowStats) counters(set string) *shadowCounters {
 
 // ObserveShadow counts r, logs it when the two sets disagree, and passes it on.
 func (s *ShadowStats) ObserveShadow(r ShadowResult) {
-	c := s.counters(r.Set)
+	c := s.counters(r.Set, r.Candidate.Version)
 	c.evals.Add(1)
-	c.candVersion.Store(r.Candidate.Version)
 	switch r.Kind {
 	case Widened:
 		c.widened.Add(1)
@@ -114,10 +117,9 @@ func (s *ShadowStats) ObserveShadow(r ShadowResult) {
 
 // CandidateFailed counts a request the candidate could not decide.
 func (s *ShadowStats) CandidateFailed(set string, version uint64, err error) {
-	c := s.counters(set)
+	c := s.counters(set, version)
 	c.evals.Add(1)
 	c.candErrs.Add(1)
-	c.candVersion.Store(version)
 	s.log.Warn("shadow policy set failed", "policy_set", set, "candidate_version", version, "err", err)
 }
 
@@ -131,7 +133,7 @@ func (s *ShadowStats) Counts() map[string]ShadowCounts {
 		out[name] = ShadowCounts{
 			Evaluations: c.evals.Load(), Disagreements: w + n + r,
 			Widened: w, Narrowed: n, Reasoned: r,
-			CandidateErrors: c.candErrs.Load(), CandidateVersion: c.candVersion.Load(),
+			CandidateErrors: c.candErrs.Load(), CandidateVersion: c.version,
 		}
 	}
 	return out

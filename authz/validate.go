@@ -8,10 +8,13 @@ import (
 	"strings"
 
 	cedar "github.com/cedar-policy/cedar-go"
+	"github.com/cedar-policy/cedar-go/types"
 	xast "github.com/cedar-policy/cedar-go/x/exp/ast"
 	"github.com/cedar-policy/cedar-go/x/exp/schema"
 	"github.com/cedar-policy/cedar-go/x/exp/schema/resolved"
 	"github.com/cedar-policy/cedar-go/x/exp/schema/validate"
+
+	"github.com/writ-dev/writ/fsm/fsmpb"
 )
 
 // Schema validation. cedar-go's validator lives in x/exp (outside semver);
@@ -177,4 +180,31 @@ func flatten(err error) []error {
 		out = append(out, errors.New("invalid"))
 	}
 	return out
+}
+
+// CheckEntityModel reports whether s describes the entities Decide builds:
+// the principal of every identity kind with its attributes, tags and
+// parents (role, team, environment). An operator's schema (writ server
+// --schema) must extend Writ's, not replace its entity model. Errors wrap
+// ErrSchema.
+func (s *Schema) CheckEntityModel() error {
+	for _, kind := range []string{"workload", "ci_job", "agent", "service_account"} {
+		var e entities
+		_, err := newRequest(Request{
+			Identity: &fsmpb.Identity{Id: "check", Kind: kind, Owner: "o", Environment: "e", Attributes: map[string]string{"k": "v"}},
+			Role:     "r", Action: "check", Resource: Resource{Type: "Check", ID: "check"},
+		}, &e, nil)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrSchema, err)
+		}
+		if err := s.v.Entity(e.principalEntity()); err != nil {
+			return fmt.Errorf("%w: %s: the %s principal Writ builds does not validate: %w", ErrSchema, s.name, kind, err)
+		}
+		for _, p := range e.parents[:e.nParents] {
+			if err := s.v.Entity(types.Entity{UID: p}); err != nil {
+				return fmt.Errorf("%w: %s: principal parent %s: %w", ErrSchema, s.name, p.Type, err)
+			}
+		}
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/writ-dev/writ/authz"
 	"github.com/writ-dev/writ/internal/clock"
 )
 
@@ -45,6 +46,9 @@ type Config struct {
 	Clock         clock.Clock
 	// ReapInterval is how often the leader removes expired leases. Default 10s.
 	ReapInterval time.Duration
+	// Schema validates policy sets on write; nil means Writ's embedded
+	// schema. Every node of a cluster must be given the same one.
+	Schema *authz.Schema
 	// KeyRotationPeriod: the leader puts a new signing key when the newest is
 	// this old. 0 turns automatic rotation off (`writ key rotate` still works).
 	KeyRotationPeriod time.Duration

@@ -762,3 +762,19 @@ func (a *app) shadowClearCmd() *cobra.Command {
 	})
 	return cmd
 }
+
+// serverSchema reads `writ server --schema FILE` (nil for the embedded
+// schema) and checks it still describes Writ's entity model.
+func serverSchema(path string) (*authz.Schema, error) {
+	if path == "" {
+		return nil, nil
+	}
+	s, err := localSchema(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.CheckEntityModel(); err != nil {
+		return nil, flagErr("schema", err)
+	}
+	return s, nil
+}

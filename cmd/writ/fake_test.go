@@ -218,6 +218,10 @@ func (f *fakeServer) Leave(_ context.Context, r *connect.Request[writv1.LeaveReq
 	return handle[writv1.LeaveRequest, writv1.LeaveResponse](f, "Leave", r)
 }
 
+func (f *fakeServer) BatchAuthorize(_ context.Context, r *connect.Request[writv1.BatchAuthorizeRequest]) (*connect.Response[writv1.BatchAuthorizeResponse], error) {
+	return handle[writv1.BatchAuthorizeRequest, writv1.BatchAuthorizeResponse](f, "BatchAuthorize", r)
+}
+
 func (f *fakeServer) Delegate(_ context.Context, r *connect.Request[writv1.DelegateRequest]) (*connect.Response[writv1.DelegateResponse], error) {
 	return handle[writv1.DelegateRequest, writv1.DelegateResponse](f, "Delegate", r)
 }
@@ -248,8 +252,4 @@ func (f *fakeServer) RotateSigningKey(_ context.Context, r *connect.Request[writ
 
 func (f *fakeServer) ListSigningKeys(_ context.Context, r *connect.Request[writv1.ListSigningKeysRequest]) (*connect.Response[writv1.ListSigningKeysResponse], error) {
 	return handle[writv1.ListSigningKeysRequest, writv1.ListSigningKeysResponse](f, "ListSigningKeys", r)
-}
-
-func (f *fakeServer) BatchAuthorize(_ context.Context, r *connect.Request[writv1.BatchAuthorizeRequest]) (*connect.Response[writv1.BatchAuthorizeResponse], error) {
-	return handle[writv1.BatchAuthorizeRequest, writv1.BatchAuthorizeResponse](f, "BatchAuthorize", r)
 }
