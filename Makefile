@@ -63,6 +63,23 @@ test-chaos: ## fault history run: clients under partitions, slow links, kills, c
 test-leases-big: ## cluster test: revoke an identity holding 100,000 leases in one entry (about a minute)
 	WRIT_BIG_LEASES=100000 $(GO) test -count=1 -timeout 10m -run TestRevokeIdentityHoldingManyLeases -v ./node/
 
+.PHONY: bench-revoke
+bench-revoke: ## revocation propagation p50/p99, idle and loaded 3-node cluster (run on a quiet machine)
+	$(GO) test -count=1 -run '^$$' -bench 'RevokePropagation' -benchtime $${BENCHTIME:-300x} ./node/
+	$(GO) test -count=1 -run '^$$' -bench 'IdleCPU' -benchtime 3x ./node/
+
+.PHONY: bench-failover
+bench-failover: ## leader failover with 1,000,000 live leases (about 9 GiB of heap for 3 replicas; minutes to load)
+	GOMEMLIMIT=$${GOMEMLIMIT:-12GiB} WRIT_FAILOVER_LEASES=$${WRIT_FAILOVER_LEASES:-1000000} $(GO) test -count=1 -timeout 90m -run '^$$' -bench 'Failover' -benchtime $${BENCHTIME:-3x} -v ./node/
+.PHONY: churn
+churn: ## soak: 1,000 leases/s with 60 s TTLs for WRIT_CHURN (default 10m); prints stored leases, snapshot size, heap, RSS
+	WRIT_CHURN=$${WRIT_CHURN:-10m} $(GO) test -count=1 -timeout 30m -run TestLeaseChurn -v ./node/
+
+.PHONY: bench-leases
+bench-leases: ## heap per live lease and revoke-identity apply with 1,000,000 leases; revoke commit on 3 nodes with 1,000,000
+	WRIT_LEASE_MEMORY_N=1000000 $(GO) test -run '^$$' -bench 'LeaseMemory|ApplyRevokeIdentity' -benchtime 2000x -timeout 30m ./fsm/
+	WRIT_BENCH_LEASES=1000000 $(GO) test -run '^$$' -bench RevokeIdentityManyLeases -benchtime 1x -timeout 60m ./node/
+
 .PHONY: bench-ci
 bench-ci: ## run every benchmark once so they cannot rot
 	$(GO) test -run '^$$' -bench . -benchtime=1x ./...

@@ -66,21 +66,23 @@ func (c *Config) defaults() {
 // cached entry never outlives a change of state or time. Safe for
 // concurrent use.
 type Authenticator struct {
-	cfg    Config
-	keys   *keyCache
-	tokens *boundedCache[verifiedToken]
-	chains *boundedCache[verifiedChain]
-	pools  sync.Map // auth config name → *pool
+	cfg     Config
+	keys    *keyCache
+	tokens  *boundedCache[verifiedToken]
+	headers *boundedCache[jwtHeader]
+	chains  *boundedCache[verifiedChain]
+	pools   sync.Map // auth config name → *pool
 }
 
 // New returns an Authenticator.
 func New(cfg Config) *Authenticator {
 	cfg.defaults()
 	return &Authenticator{
-		cfg:    cfg,
-		keys:   newKeyCache(cfg),
-		tokens: newBoundedCache[verifiedToken](cfg.CacheSize),
-		chains: newBoundedCache[verifiedChain](cfg.CacheSize),
+		cfg:     cfg,
+		keys:    newKeyCache(cfg),
+		tokens:  newBoundedCache[verifiedToken](cfg.CacheSize),
+		headers: newBoundedCache[jwtHeader](cfg.CacheSize),
+		chains:  newBoundedCache[verifiedChain](cfg.CacheSize),
 	}
 }
 

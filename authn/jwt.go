@@ -2,6 +2,7 @@ package authn
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -117,9 +118,20 @@ func (a *Authenticator) LoginJWT(ctx context.Context, st RoleState, p JWTProof, 
 	if err := checkRoleSource(role, p.Source); err != nil {
 		return nil, err
 	}
-	hdr, err := peekJWT(p.Token)
-	if err != nil {
-		return nil, err
+	if p.Token == "" || len(p.Token) > MaxTokenBytes {
+		return nil, fmt.Errorf("%w: empty or longer than %d bytes", ErrMalformedToken, MaxTokenBytes)
+	}
+	// One hash of the token keys both caches: the decoded header (so a
+	// repeated token is not base64- and JSON-decoded again) and, per auth
+	// config and key set, the verified signature.
+	sum := sha256.Sum256([]byte(p.Token))
+	hdr, ok := a.headers.get(sum)
+	if !ok {
+		var err error
+		if hdr, err = peekJWT(p.Token); err != nil {
+			return nil, err
+		}
+		a.headers.put(sum, hdr)
 	}
 	var configs []*fsmpb.AuthConfig
 	for _, c := range roleConfigs(st, role, MethodJWT) {
@@ -132,7 +144,7 @@ func (a *Authenticator) LoginJWT(ctx context.Context, st RoleState, p JWTProof, 
 	}
 	var first error
 	for _, c := range configs {
-		pr, err := a.loginJWTConfig(ctx, st, role, c, p, hdr, now)
+		pr, err := a.loginJWTConfig(ctx, st, role, c, p, hdr, sum, now)
 		if err == nil {
 			return pr, nil
 		}
@@ -143,11 +155,11 @@ func (a *Authenticator) LoginJWT(ctx context.Context, st RoleState, p JWTProof, 
 	return nil, first
 }
 
-func (a *Authenticator) loginJWTConfig(ctx context.Context, st RoleState, role *fsmpb.Role, c *fsmpb.AuthConfig, p JWTProof, hdr jwtHeader, now time.Time) (*Principal, error) {
+func (a *Authenticator) loginJWTConfig(ctx context.Context, st RoleState, role *fsmpb.Role, c *fsmpb.AuthConfig, p JWTProof, hdr jwtHeader, sum [32]byte, now time.Time) (*Principal, error) {
 	if !slices.Contains(c.GetAlgorithms(), hdr.alg) {
 		return nil, fmt.Errorf("%w: %q (auth config %q accepts %s)", ErrAlgNotAllowed, hdr.alg, c.GetName(), strings.Join(c.GetAlgorithms(), ", "))
 	}
-	vt, err := a.verifyToken(ctx, c, p.Token, hdr)
+	vt, err := a.verifyToken(ctx, c, p.Token, sum, hdr)
 	if err != nil {
 		return nil, err
 	}
@@ -237,13 +249,13 @@ func anyEqual(a, b []string) bool {
 }
 
 // verifyToken checks the signature, through the verified-token cache.
-func (a *Authenticator) verifyToken(ctx context.Context, c *fsmpb.AuthConfig, token string, hdr jwtHeader) (verifiedToken, error) {
+func (a *Authenticator) verifyToken(ctx context.Context, c *fsmpb.AuthConfig, token string, sum [32]byte, hdr jwtHeader) (verifiedToken, error) {
 	set, err := a.keys.keys(ctx, c)
 	if err != nil {
 		return verifiedToken{}, err
 	}
 	key := func(s *keySet) [32]byte {
-		return cacheKey([]byte(token), []byte(c.GetName()), []byte(strconv.FormatUint(s.gen, 10)))
+		return cacheKey(sum[:], []byte(c.GetName()), []byte(strconv.FormatUint(s.gen, 10)))
 	}
 	if vt, ok := a.tokens.get(key(set)); ok {
 		return vt, nil

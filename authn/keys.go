@@ -39,6 +39,10 @@ type keySet struct {
 }
 
 type keyEntry struct {
+	// cfg is the config record the entry was last used with: records from
+	// the replicated state are immutable, so the same pointer means the
+	// same source and sourceOf (a hash of an inline JWKS) can be skipped.
+	cfg        *fsmpb.AuthConfig
 	source     string
 	set        *keySet // last known good
 	lastTry    time.Time
@@ -86,11 +90,20 @@ func (k *keyCache) refreshEvery(c *fsmpb.AuthConfig) time.Duration {
 
 // keys returns the config's current key set, loading it if needed.
 func (k *keyCache) keys(ctx context.Context, c *fsmpb.AuthConfig) (*keySet, error) {
+	k.mu.Lock()
+	e := k.entries[c.GetName()]
+	if e != nil && e.cfg == c && e.set != nil && c.GetJwks() != "" {
+		set := e.set
+		k.mu.Unlock()
+		return set, nil
+	}
+	k.mu.Unlock()
 	src := sourceOf(c)
 	now := k.cfg.Clock.Now()
 	k.mu.Lock()
-	e := k.entries[c.GetName()]
+	e = k.entries[c.GetName()]
 	if e != nil && e.source == src && e.set != nil {
+		e.cfg = c
 		set := e.set
 		if c.GetJwks() == "" && !e.refreshing && now.Sub(set.loaded) >= k.refreshEvery(c) && now.Sub(e.lastTry) >= k.cfg.JWKSMinRetry {
 			e.refreshing = true

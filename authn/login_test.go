@@ -580,6 +580,7 @@ func TestGlob(t *testing.T) {
 	}{
 		{"refs/heads/main", "refs/heads/main", true}, {"refs/heads/*", "refs/heads/a/b", true}, {"refs/tags/v*", "refs/heads/v1", false},
 		{"*", "", true}, {"a*b*c", "aXbYc", true}, {"a*b*c", "aXbY", false}, {"", "", true}, {"", "x", false},
+		{"*a*", "bab", true}, {"a**", "a", true}, {"*ab", "aab", true}, {"a*ab", "aab", true}, {"a*ab", "ab", false},
 	} {
 		if got := authn.Glob(tc.p, tc.s); got != tc.want {
 			t.Errorf("Glob(%q, %q) = %v", tc.p, tc.s, got)

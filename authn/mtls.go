@@ -32,15 +32,22 @@ type MTLSProof struct {
 }
 
 type pool struct {
+	cfg   *fsmpb.AuthConfig // the (immutable) record it was parsed from
 	src   [32]byte
 	certs *x509.CertPool
 }
 
 // verifiedChain is what a chain verification establishes, cached by the
 // chain's bytes and the bundle: the window in which every certificate of
-// the verified chain is valid.
+// the verified chain is valid, and the leaf's facts (they depend on the
+// leaf alone), so a cached login formats no names and hashes nothing again.
 type verifiedChain struct {
 	notBefore, notAfter time.Time
+	claims              Claims
+	sid                 spiffeid.ID
+	hasSID              bool
+	fingerprint         string
+	subject, issuer     string
 }
 
 // ParseCABundle parses PEM trust anchors: one or more CERTIFICATE blocks and
@@ -75,6 +82,9 @@ func ParseCABundle(pemText string) (*x509.CertPool, int, error) {
 }
 
 func (a *Authenticator) pool(c *fsmpb.AuthConfig) (*pool, error) {
+	if v, ok := a.pools.Load(c.GetName()); ok && v.(*pool).cfg == c {
+		return v.(*pool), nil
+	}
 	src := sha256.Sum256([]byte(c.GetCaBundlePem()))
 	if v, ok := a.pools.Load(c.GetName()); ok && v.(*pool).src == src {
 		return v.(*pool), nil
@@ -83,7 +93,7 @@ func (a *Authenticator) pool(c *fsmpb.AuthConfig) (*pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &pool{src: src, certs: certs}
+	p := &pool{cfg: c, src: src, certs: certs}
 	a.pools.Store(c.GetName(), p)
 	return p, nil
 }
@@ -113,44 +123,42 @@ func (a *Authenticator) LoginMTLS(st RoleState, p MTLSProof, now time.Time) (*Pr
 		return nil, fmt.Errorf("%w: more than %d certificates", ErrUntrustedChain, maxChainCerts)
 	}
 	var cfg *fsmpb.AuthConfig
+	var vc verifiedChain
 	var lastErr error = fmt.Errorf("%w: role %q names no mtls auth config", ErrUntrustedChain, role.GetName())
 	for _, c := range roleConfigs(st, role, MethodMTLS) {
-		if err := a.verifyChain(c, p.Chain, now); err != nil {
+		v, err := a.verifyChain(c, p.Chain, now)
+		if err != nil {
 			lastErr = err
 			continue
 		}
-		cfg = c
+		cfg, vc = c, v
 		break
 	}
 	if cfg == nil {
 		return nil, lastErr
 	}
 
-	leaf := p.Chain[0]
-	claims := CertClaims(leaf)
-	sid, sidErr := x509svid.IDFromCert(leaf)
-	if err := matchSPIFFE(role, sid, sidErr == nil); err != nil {
+	if err := matchSPIFFE(role, vc.sid, vc.hasSID); err != nil {
 		return nil, err
 	}
-	if err := matchBoundClaims(claims, role.GetBoundClaims(), "role "+strconv.Quote(role.GetName())); err != nil {
+	if err := matchBoundClaims(vc.claims, role.GetBoundClaims(), "role "+strconv.Quote(role.GetName())); err != nil {
 		return nil, err
 	}
-	ident, err := resolveIdentity(st, role, claims)
+	ident, err := resolveIdentity(st, role, vc.claims)
 	if err != nil {
 		return nil, err
 	}
-	fp := sha256.Sum256(leaf.Raw)
 	ev := map[string]any{
 		EvidenceMethod:          MethodMTLS,
 		EvidenceRole:            role.GetName(),
 		EvidenceAuthConfig:      cfg.GetName(),
-		EvidenceIssuer:          leaf.Issuer.String(),
-		EvidenceSubject:         leaf.Subject.String(),
-		EvidenceCertFingerprint: hex.EncodeToString(fp[:]),
+		EvidenceIssuer:          vc.issuer,
+		EvidenceSubject:         vc.subject,
+		EvidenceCertFingerprint: vc.fingerprint,
 	}
-	if sidErr == nil {
-		ev[EvidenceSPIFFEID] = sid.String()
-		ev[EvidenceTrustDomain] = sid.TrustDomain().Name()
+	if vc.hasSID {
+		ev[EvidenceSPIFFEID] = vc.sid.String()
+		ev[EvidenceTrustDomain] = vc.sid.TrustDomain().Name()
 	}
 	if p.Source.IsValid() {
 		ev[EvidenceSourceIP] = p.Source.Unmap().WithZone("").String()
@@ -158,12 +166,12 @@ func (a *Authenticator) LoginMTLS(st RoleState, p MTLSProof, now time.Time) (*Pr
 	return &Principal{Identity: ident, Role: role, Method: MethodMTLS, Evidence: ev}, nil
 }
 
-func (a *Authenticator) verifyChain(c *fsmpb.AuthConfig, chain []*x509.Certificate, now time.Time) error {
+func (a *Authenticator) verifyChain(c *fsmpb.AuthConfig, chain []*x509.Certificate, now time.Time) (verifiedChain, error) {
 	pl, err := a.pool(c)
 	if err != nil {
 		// Apply accepted the config, but this binary cannot parse it: fail
 		// closed for this config only.
-		return fmt.Errorf("%w: auth config %q: %v", ErrUntrustedChain, c.GetName(), err)
+		return verifiedChain{}, fmt.Errorf("%w: auth config %q: %v", ErrUntrustedChain, c.GetName(), err)
 	}
 	parts := make([][]byte, 0, len(chain)+2)
 	parts = append(parts, []byte(c.GetName()), pl.src[:])
@@ -173,9 +181,9 @@ func (a *Authenticator) verifyChain(c *fsmpb.AuthConfig, chain []*x509.Certifica
 	key := cacheKey(parts...)
 	if v, ok := a.chains.get(key); ok {
 		if now.Before(v.notBefore) || now.After(v.notAfter) {
-			return fmt.Errorf("%w: a certificate of the chain is expired or not yet valid", ErrUntrustedChain)
+			return verifiedChain{}, fmt.Errorf("%w: a certificate of the chain is expired or not yet valid", ErrUntrustedChain)
 		}
-		return nil
+		return v, nil
 	}
 	inter := x509.NewCertPool()
 	for _, cert := range chain[1:] {
@@ -188,9 +196,18 @@ func (a *Authenticator) verifyChain(c *fsmpb.AuthConfig, chain []*x509.Certifica
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
 	if err != nil {
-		return fmt.Errorf("%w: auth config %q: %v", ErrUntrustedChain, c.GetName(), err)
+		return verifiedChain{}, fmt.Errorf("%w: auth config %q: %v", ErrUntrustedChain, c.GetName(), err)
 	}
-	v := verifiedChain{notBefore: chains[0][0].NotBefore, notAfter: chains[0][0].NotAfter}
+	leaf := chain[0]
+	fp := sha256.Sum256(leaf.Raw)
+	v := verifiedChain{
+		notBefore: chains[0][0].NotBefore, notAfter: chains[0][0].NotAfter,
+		claims: CertClaims(leaf), fingerprint: hex.EncodeToString(fp[:]),
+		subject: leaf.Subject.String(), issuer: leaf.Issuer.String(),
+	}
+	if sid, err := x509svid.IDFromCert(leaf); err == nil {
+		v.sid, v.hasSID = sid, true
+	}
 	for _, cert := range chains[0][1:] {
 		if cert.NotBefore.After(v.notBefore) {
 			v.notBefore = cert.NotBefore
@@ -200,7 +217,7 @@ func (a *Authenticator) verifyChain(c *fsmpb.AuthConfig, chain []*x509.Certifica
 		}
 	}
 	a.chains.put(key, v)
-	return nil
+	return v, nil
 }
 
 // CertClaims are the fields of a client certificate that bound claims and

@@ -212,3 +212,24 @@ func TestNines(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeRounds: interleaved rounds become one result per name with
+// medians of throughput, latency and each round's own ratio.
+func TestMergeRounds(t *testing.T) {
+	round := func(ping, auth, p99 float64) []*Result {
+		rs := []*Result{{Scenario: PeerPing, OpsPerS: ping}, {Scenario: "authorize", OpsPerS: auth, P99Ms: p99, Errors: 1,
+			Scale: []ScalePoint{{Size: 10, OpsPerS: auth}}}}
+		addRatios(rs)
+		return rs
+	}
+	merged := mergeRounds([][]*Result{round(1000, 900, 5), round(500, 400, 9), round(800, 600, 7)})
+	if len(merged) != 2 {
+		t.Fatalf("%d results", len(merged))
+	}
+	a := merged[1]
+	got := []float64{a.OpsPerS, a.P99Ms, float64(a.Errors), float64(len(a.Runs)), a.Scale[0].OpsPerS, a.Ratios["ping"]}
+	want := []float64{600, 7, 3, 3, 600, 0.8} // per-round ratios 0.9, 0.8, 0.75
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(x, y float64) bool { return x-y < 1e-9 && y-x < 1e-9 })); diff != "" {
+		t.Errorf("merged (-want +got):\n%s", diff)
+	}
+}

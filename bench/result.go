@@ -78,7 +78,9 @@ type Result struct {
 	Percentiles  []Point          `json:"percentiles,omitempty"`
 	ErrorSamples map[string]int64 `json:"error_samples,omitempty"`
 	Skipped      string           `json:"skipped,omitempty"`
-	Note         string           `json:"note,omitempty"`
+	// Error is why a scenario stopped early; what it measured is kept.
+	Error string `json:"error,omitempty"`
+	Note  string `json:"note,omitempty"`
 }
 
 // fromMeasurements builds a Result from repeated runs of one scenario.

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -85,20 +86,65 @@ func (c *Config) defaults() error {
 
 // runner carries one invocation's state.
 type runner struct {
-	cfg Config
-	fx  *fixture
-	log *slog.Logger
+	cfg           Config
+	fx            *fixture
+	log           *slog.Logger
+	round, rounds int // interleaved rounds, for progress labels
 }
 
 // RunScenarios measures the peers (if any), then each scenario in turn, and
 // returns one Result per peer measurement and per scenario, with ratios to
-// the peers filled in. A scenario that fails is reported (Skipped) and the
-// others still run; the error is returned at the end.
+// the peers filled in. With Runs > 1 the runs are interleaved: round i
+// measures every peer and then every scenario once, so a peer and the
+// scenario it is compared with see the same machine load; ratios are the
+// medians of the per-round ratios and the other figures the medians of the
+// rounds. lease-scale only grows, so it runs once after the rounds (with
+// Runs measurements per step). A scenario that fails is reported (Skipped,
+// or Error with what it measured) and the others still run; the errors are
+// returned at the end.
 func RunScenarios(ctx context.Context, cfg Config) ([]*Result, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	r := &runner{cfg: cfg, log: cfg.Logger}
+	rounds := cfg.Runs
+	var scenarios []string
+	leaseScale := false
+	for _, s := range cfg.Scenarios {
+		if s == "lease-scale" {
+			leaseScale = true
+			continue
+		}
+		scenarios = append(scenarios, s)
+	}
+	var all [][]*Result
+	var errs []error
+	for i := range rounds {
+		if ctx.Err() != nil {
+			break
+		}
+		rc := cfg
+		rc.Runs, rc.Scenarios = 1, scenarios
+		r := &runner{cfg: rc, log: cfg.Logger, round: i + 1, rounds: rounds}
+		res, err := r.once(ctx, true)
+		errs = append(errs, err)
+		all = append(all, res)
+	}
+	results := mergeRounds(all)
+	if leaseScale && ctx.Err() == nil {
+		rc := cfg
+		rc.Scenarios, rc.Peers = []string{"lease-scale"}, nil
+		r := &runner{cfg: rc, log: cfg.Logger}
+		res, err := r.once(ctx, false)
+		errs = append(errs, err)
+		results = append(results, res...)
+		addRatios(results)
+	}
+	return results, errors.Join(errs...)
+}
+
+// once runs the peers (if configured) and the scenarios one time each.
+func (r *runner) once(ctx context.Context, ratios bool) ([]*Result, error) {
+	cfg := r.cfg
 	var results []*Result
 	if cfg.Peers != nil {
 		results = append(results, cfg.Peers.measure(ctx, r)...)
@@ -115,11 +161,15 @@ func RunScenarios(ctx context.Context, cfg Config) ([]*Result, error) {
 		if ctx.Err() != nil {
 			break
 		}
-		r.log.Info("scenario", "name", name)
+		r.log.Info("scenario", "name", name, "round", r.round)
 		res, err := r.run(ctx, name)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-			res = &Result{Scenario: name, Skipped: err.Error()}
+			if res == nil || (res.OpsPerS == 0 && len(res.Scale) == 0) {
+				res = &Result{Scenario: name, Skipped: err.Error()}
+			} else {
+				res.Error = err.Error() // keep what was measured before it failed
+			}
 		}
 		res.Nodes, res.Protocol = len(cfg.Target.URLs), string(cfg.Target.Protocol)
 		if res.Policies == 0 {
@@ -127,8 +177,99 @@ func RunScenarios(ctx context.Context, cfg Config) ([]*Result, error) {
 		}
 		results = append(results, res)
 	}
-	addRatios(results)
+	if ratios {
+		addRatios(results)
+	}
 	return results, errors.Join(errs...)
+}
+
+// mergeRounds condenses interleaved rounds into one Result per name: the
+// round with the median throughput supplies the curves, ops/s, p50, p99 and
+// every ratio are medians over the rounds, errors add up.
+func mergeRounds(rounds [][]*Result) []*Result {
+	if len(rounds) == 1 {
+		return rounds[0]
+	}
+	var order []string
+	byName := map[string][]*Result{}
+	for _, round := range rounds {
+		for _, r := range round {
+			if _, ok := byName[r.Scenario]; !ok {
+				order = append(order, r.Scenario)
+			}
+			byName[r.Scenario] = append(byName[r.Scenario], r)
+		}
+	}
+	var out []*Result
+	for _, name := range order {
+		var ok []*Result
+		for _, r := range byName[name] {
+			if r.Skipped == "" {
+				ok = append(ok, r)
+			}
+		}
+		if len(ok) == 0 {
+			out = append(out, byName[name][0])
+			continue
+		}
+		sorted := slices.Clone(ok)
+		slices.SortFunc(sorted, func(a, b *Result) int { return cmpFloat(a.OpsPerS, b.OpsPerS) })
+		m := *sorted[(len(sorted)-1)/2]
+		m.Runs, m.Errors, m.Ratios = nil, 0, nil
+		ratios := map[string][]float64{}
+		for _, r := range ok {
+			m.Runs = append(m.Runs, RunSummary{OpsPerS: r.OpsPerS, P50Ms: r.P50Ms, P99Ms: r.P99Ms, Errors: r.Errors})
+			m.Errors += r.Errors
+			for k, v := range r.Ratios {
+				ratios[k] = append(ratios[k], v)
+			}
+		}
+		m.OpsPerS = median(mapSlice(m.Runs, func(s RunSummary) float64 { return s.OpsPerS }))
+		m.P50Ms = median(mapSlice(m.Runs, func(s RunSummary) float64 { return s.P50Ms }))
+		m.P99Ms = median(mapSlice(m.Runs, func(s RunSummary) float64 { return s.P99Ms }))
+		for k, vs := range ratios {
+			if m.Ratios == nil {
+				m.Ratios = map[string]float64{}
+			}
+			m.Ratios[k] = median(vs)
+		}
+		if m.Propagation != nil {
+			var p50, p99 []float64
+			for _, r := range ok {
+				if r.Propagation != nil {
+					p50, p99 = append(p50, r.Propagation.P50Ms), append(p99, r.Propagation.P99Ms)
+				}
+			}
+			p := *m.Propagation
+			p.P50Ms, p.P99Ms = median(p50), median(p99)
+			m.Propagation = &p
+		}
+		if len(m.Scale) > 0 {
+			scale := slices.Clone(m.Scale)
+			for i := range scale {
+				var ops, p50, p99 []float64
+				for _, r := range ok {
+					if i < len(r.Scale) && r.Scale[i].Size == scale[i].Size {
+						ops, p50, p99 = append(ops, r.Scale[i].OpsPerS), append(p50, r.Scale[i].P50Ms), append(p99, r.Scale[i].P99Ms)
+					}
+				}
+				scale[i].OpsPerS, scale[i].P50Ms, scale[i].P99Ms = median(ops), median(p50), median(p99)
+			}
+			m.Scale = scale
+		}
+		out = append(out, &m)
+	}
+	return out
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 func (r *runner) run(ctx context.Context, name string) (*Result, error) {
@@ -163,6 +304,8 @@ func (r *runner) repeat(ctx context.Context, name, unit string, l Load, op Op) (
 			label := name
 			if r.cfg.Runs > 1 {
 				label = fmt.Sprintf("%s %d/%d", name, i+1, r.cfg.Runs)
+			} else if r.rounds > 1 {
+				label = fmt.Sprintf("%s %d/%d", name, r.round, r.rounds)
 			}
 			l.Progress = r.cfg.Progress(label)
 		}
@@ -473,7 +616,7 @@ func (r *runner) leaseScale(ctx context.Context) (*Result, error) {
 	out := &Result{Scenario: "lease-scale", Unit: "decisions"}
 	issued := 0
 	fill := r.cfg.Load
-	fill.Rate, fill.Warmup, fill.Concurrency = 0, 0, max(fill.Concurrency, 256)
+	fill.Rate, fill.Warmup, fill.Concurrency = 0, 0, max(fill.Concurrency, 128)
 	var last *Result
 	for _, n := range r.cfg.LeaseLevels {
 		if issued < n {
@@ -497,36 +640,52 @@ func (r *runner) leaseScale(ctx context.Context) (*Result, error) {
 }
 
 // fillLeases issues n leases with conc concurrent callers over every node.
+// A failed issue (an overloaded leader answers ResourceExhausted or times
+// out) is retried after a pause; the fill gives up only when nothing has
+// been issued for a minute.
 func (r *runner) fillLeases(ctx context.Context, n, conc int) error {
-	var mu sync.Mutex
-	left, failures := n, 0
-	var firstErr error
+	var left, done atomic.Int64
+	left.Store(int64(n))
+	var lastProgress atomic.Int64
+	lastProgress.Store(time.Now().UnixNano())
+	var errMu sync.Mutex
+	var lastErr error
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	for w := range conc {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil {
-				mu.Lock()
-				if left == 0 || failures > 100 {
-					mu.Unlock()
-					return
-				}
-				left--
-				mu.Unlock()
+			for ctx.Err() == nil && left.Add(-1) >= 0 {
 				if _, err := r.fx.issue(ctx, r.workerNode(w)); err != nil {
-					mu.Lock()
-					left++
-					failures++
-					firstErr = cmpOr(firstErr, err)
-					mu.Unlock()
+					left.Add(1)
+					errMu.Lock()
+					lastErr = err
+					errMu.Unlock()
+					if time.Since(time.Unix(0, lastProgress.Load())) > time.Minute {
+						cancel()
+						return
+					}
+					select {
+					case <-time.After(100 * time.Millisecond):
+					case <-ctx.Done():
+					}
+					continue
 				}
+				done.Add(1)
+				lastProgress.Store(time.Now().UnixNano())
 			}
 		}()
 	}
 	wg.Wait()
-	if left > 0 {
-		return fmt.Errorf("%w: issued %d of %d leases: %v", ErrSetup, n-left, n, cmpOr(firstErr, ctx.Err()))
+	if got := done.Load(); got < int64(n) {
+		why := "no progress for a minute"
+		if parent.Err() != nil {
+			why = "cancelled"
+		}
+		return fmt.Errorf("%w: issued %d of %d leases (%s): %v", ErrSetup, got, n, why, cmpOr(lastErr, ctx.Err()))
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"math"
 	"unicode"
 	"unicode/utf8"
 
@@ -194,12 +193,8 @@ func (a *applier) putIdentity(p *fsmpb.PutIdentity) *fsmpb.Result {
 // every epoch that leases of an earlier, deleted identity with the same id
 // still carry, so that re-creating an id never brings old leases back.
 func (a *applier) freshIdentityEpoch(id string) uint64 {
-	epoch := uint64(1)
-	ascendFrom(a.ls.byIdent, false, id, math.MinInt64, func(r *leaseRec) bool {
-		epoch = max(epoch, r.g.identityEpoch+1)
-		return true
-	})
-	return epoch
+	e, _ := a.ls.maxEpochs(id, "")
+	return e + 1
 }
 
 func (a *applier) deleteIdentity(p *fsmpb.DeleteIdentity) *fsmpb.Result {
@@ -298,12 +293,8 @@ func (a *applier) putRole(p *fsmpb.PutRole) *fsmpb.Result {
 
 // freshRoleEpoch: like freshIdentityEpoch, for leases of a deleted role.
 func (a *applier) freshRoleEpoch(name string) uint64 {
-	epoch := uint64(1)
-	ascendFrom(a.ls.byRole, true, name, math.MinInt64, func(r *leaseRec) bool {
-		epoch = max(epoch, r.g.roleEpoch+1)
-		return true
-	})
-	return epoch
+	_, e := a.ls.maxEpochs("", name)
+	return e + 1
 }
 
 // deleteRole removes a role and its secret ids (which would otherwise log in

@@ -25,7 +25,7 @@ func (a *applier) issueLease(p *fsmpb.IssueLease, rid string) *fsmpb.Result {
 	ttl := p.GetTtlNanos()
 	if old, ok := a.ls.get(n.GetId()); ok {
 		if rid != "" && old.reqHash == requestHash(rid) {
-			return &fsmpb.Result{Code: codeOK, Lease: old.proto(), Index: old.index}
+			return &fsmpb.Result{Code: codeOK, Lease: a.ls.lease(old), Index: old.index}
 		}
 		return fail(codeExists, "lease %q already exists", n.GetId())
 	}
@@ -88,10 +88,10 @@ func (a *applier) issueLease(p *fsmpb.IssueLease, rid string) *fsmpb.Result {
 			return fail(codeDenied, "secret id has no uses left")
 		}
 	}
-	if limit := role.MaxLiveLeases; limit > 0 && a.view().liveLeases(true, role.Name, a.now, limit) >= limit {
+	if limit := role.MaxLiveLeases; limit > 0 && a.view().liveLeases(ident.Id, role.Name, a.now, limit) >= limit {
 		return fail(codeExhausted, "role %q already holds its maximum of %d live leases", role.Name, limit)
 	}
-	if limit := ident.MaxLiveLeases; limit > 0 && a.view().liveLeases(false, ident.Id, a.now, limit) >= limit {
+	if limit := ident.MaxLiveLeases; limit > 0 && a.view().liveLeases(ident.Id, "", a.now, limit) >= limit {
 		return fail(codeExhausted, "identity %q already holds its maximum of %d live leases", ident.Id, limit)
 	}
 
@@ -167,18 +167,17 @@ func ScopeWithin(child, parent *fsmpb.Scope) bool {
 	return true
 }
 
-// liveLeases counts the valid leases of one role or identity at now, up to
-// limit (0: no limit). It walks the (name, expiry) index from now on, so
-// expired leases cost nothing; revoked or epoch-invalidated ones that have
-// not expired yet are skipped.
-func (v *View) liveLeases(byRole bool, name string, now int64, limit uint32) uint32 {
-	t := v.leases.byIdent
-	if byRole {
-		t = v.leases.byRole
-	}
+// liveLeases counts the valid leases of an identity at now, only those
+// issued through role unless role is "", up to limit (0: no limit). A valid
+// lease's role is still bound to its identity (rebinding bumps the role's
+// epoch), so a role's live leases are all among its identity's: one
+// (identity, expiry) index serves both budgets. It walks that index from
+// now on, so expired leases cost nothing; revoked or invalidated ones that
+// have not expired yet are skipped.
+func (v *View) liveLeases(identity, role string, now int64, limit uint32) uint32 {
 	var count uint32
-	ascendFrom(t, byRole, name, addNanos(now, 1), func(r *leaseRec) bool {
-		if v.check(r, now, MaxLeaseAncestors) == "" {
+	v.leases.identityFrom(identity, addNanos(now, 1), func(r *leaseRec) bool {
+		if (role == "" || r.g.role == role) && v.check(r, now, MaxLeaseAncestors) == "" {
 			count++
 		}
 		return limit == 0 || count < limit
@@ -205,7 +204,7 @@ func (a *applier) renewLease(p *fsmpb.RenewLease) *fsmpb.Result {
 	if old.renewals >= role.MaxRenewals {
 		return fail(codeExhausted, "lease %q has used all %d renewals role %q allows", old.id, role.MaxRenewals, role.Name)
 	}
-	l := old.proto()
+	l := a.ls.lease(old)
 	l.ExpiresUnixNano = min(addNanos(a.now, ttl), old.maxExpires)
 	if parent, ok := a.ls.get(old.parent); ok {
 		// A child never outlives its parent, even one renewed since.
@@ -236,10 +235,10 @@ func (a *applier) revokeLease(p *fsmpb.RevokeLease) *fsmpb.Result {
 		n.delegEpoch++
 		a.ls.replace(old, &n)
 		a.revoked(RevocationSubtree, n.id, p.GetReason())
-		return &fsmpb.Result{Code: codeOK, Lease: n.proto()}
+		return &fsmpb.Result{Code: codeOK, Lease: a.ls.lease(&n)}
 	}
 	if fsmpb.LeaseStatus(old.status) != fsmpb.LeaseStatus_LEASE_STATUS_ACTIVE {
-		return &fsmpb.Result{Code: codeOK, Lease: old.proto()}
+		return &fsmpb.Result{Code: codeOK, Lease: a.ls.lease(old)}
 	}
 	n := *old
 	n.status = uint8(fsmpb.LeaseStatus_LEASE_STATUS_REVOKED)
@@ -247,10 +246,10 @@ func (a *applier) revokeLease(p *fsmpb.RevokeLease) *fsmpb.Result {
 	if p.GetCompleted() {
 		n.status, kind = uint8(fsmpb.LeaseStatus_LEASE_STATUS_COMPLETED), RevocationCompleted
 	}
-	n.reason = p.GetReason()
 	a.ls.replace(old, &n)
+	a.ls.setReason(n.id, p.GetReason())
 	a.revoked(kind, n.id, p.GetReason())
-	return &fsmpb.Result{Code: codeOK, Lease: n.proto()}
+	return &fsmpb.Result{Code: codeOK, Lease: a.ls.lease(&n)}
 }
 
 // reapExpired deletes up to limit leases that expired before the given time,

@@ -39,9 +39,10 @@ type grant struct {
 }
 
 // leaseRec is one lease. Immutable once stored: a change makes a copy.
-// Laid out to fit Go's 128-byte size class.
+// Laid out to fit Go's 112-byte size class (a revocation reason, rare, lives
+// in its own index).
 type leaseRec struct {
-	id, parent, decision, reason string
+	id, parent, decision         string
 	g                            *grant
 	issued, expires, maxExpires  int64
 	index                        uint64 // Raft index of the issuing entry
@@ -57,17 +58,19 @@ type idItem struct {
 	r  *leaseRec
 }
 
+type reasonItem struct{ id, reason string }
+
 // leaseStore is the lease table and its indexes. A store is either the
 // writer's (mutated by Apply) or a clone published to readers (never
 // mutated). Concurrency: the writer's store belongs to the Apply goroutine;
 // a published clone is safe for concurrent readers.
 type leaseStore struct {
 	byID     *btree.BTreeG[idItem]
-	byExpiry *btree.BTreeG[*leaseRec] // (expires, id): the reaper
-	byIdent  *btree.BTreeG[*leaseRec] // (identity, expires, id): listing, budgets, epochs
-	byRole   *btree.BTreeG[*leaseRec] // (role, expires, id): budgets, epochs
-	byParent *btree.BTreeG[*leaseRec] // (parent, id), delegated leases only: subtrees
-	grants   map[string]*grant        // writer only; shared by the writer's clones
+	byExpiry *btree.BTreeG[*leaseRec]  // (expires, id): the reaper
+	byIdent  *btree.BTreeG[*leaseRec]  // (identity, expires, id): listing, budgets (identity and role)
+	byParent *btree.BTreeG[*leaseRec]  // (parent, id), delegated leases only: subtrees
+	reasons  *btree.BTreeG[reasonItem] // revocation reasons, by lease id
+	grants   map[string]*grant         // writer only; shared by the writer's clones
 }
 
 func newLeaseStore() *leaseStore {
@@ -80,13 +83,11 @@ func newLeaseStore() *leaseStore {
 		byIdent: btree.NewWithFreeListG(btreeDegree, func(a, b *leaseRec) bool {
 			return cmp.Or(strings.Compare(a.g.identity, b.g.identity), cmp.Compare(a.expires, b.expires), strings.Compare(a.id, b.id)) < 0
 		}, fl()),
-		byRole: btree.NewWithFreeListG(btreeDegree, func(a, b *leaseRec) bool {
-			return cmp.Or(strings.Compare(a.g.role, b.g.role), cmp.Compare(a.expires, b.expires), strings.Compare(a.id, b.id)) < 0
-		}, fl()),
 		byParent: btree.NewWithFreeListG(btreeDegree, func(a, b *leaseRec) bool {
 			return cmp.Or(strings.Compare(a.parent, b.parent), strings.Compare(a.id, b.id)) < 0
 		}, fl()),
-		grants: make(map[string]*grant),
+		reasons: btree.NewWithFreeListG(btreeDegree, func(a, b reasonItem) bool { return a.id < b.id }, btree.NewFreeListG[reasonItem](0)),
+		grants:  make(map[string]*grant),
 	}
 }
 
@@ -95,7 +96,7 @@ func newLeaseStore() *leaseStore {
 func (s *leaseStore) clone() *leaseStore {
 	return &leaseStore{
 		byID: s.byID.Clone(), byExpiry: s.byExpiry.Clone(), byIdent: s.byIdent.Clone(),
-		byRole: s.byRole.Clone(), byParent: s.byParent.Clone(), grants: s.grants,
+		byParent: s.byParent.Clone(), reasons: s.reasons.Clone(), grants: s.grants,
 	}
 }
 
@@ -139,10 +140,11 @@ func (s *leaseStore) intern(l *fsmpb.Lease) *grant {
 	return g
 }
 
-// record makes the compact record of a lease (interning its grant).
+// record makes the compact record of a lease (interning its grant); the
+// revoke reason is stored by setReason.
 func (s *leaseStore) record(l *fsmpb.Lease) *leaseRec {
 	return &leaseRec{
-		id: l.GetId(), parent: l.GetParent(), decision: l.GetDecisionId(), reason: l.GetRevokeReason(),
+		id: l.GetId(), parent: l.GetParent(), decision: l.GetDecisionId(),
 		g:      s.intern(l),
 		issued: l.GetIssuedUnixNano(), expires: l.GetExpiresUnixNano(), maxExpires: l.GetMaxExpiresUnixNano(),
 		index: l.GetIssuedIndex(), reqHash: l.GetRequestHash(),
@@ -151,21 +153,21 @@ func (s *leaseStore) record(l *fsmpb.Lease) *leaseRec {
 	}
 }
 
-// proto materialises a record. The scope is shared: treat it as read-only.
-func (r *leaseRec) proto() *fsmpb.Lease {
+// lease materialises a record. The scope is shared: treat it as read-only.
+func (s *leaseStore) lease(r *leaseRec) *fsmpb.Lease {
 	l := &fsmpb.Lease{}
-	r.fill(l)
+	s.fill(r, l)
 	return l
 }
 
-func (r *leaseRec) fill(l *fsmpb.Lease) {
+func (s *leaseStore) fill(r *leaseRec, l *fsmpb.Lease) {
 	g := r.g
 	*l = fsmpb.Lease{
 		Id: r.id, Identity: g.identity, IdentityEpoch: g.identityEpoch, Role: g.role, RoleEpoch: g.roleEpoch,
 		Owner: g.owner, Environment: g.environment, Scope: g.scope,
 		IssuedUnixNano: r.issued, ExpiresUnixNano: r.expires, MaxExpiresUnixNano: r.maxExpires,
 		Renewals: r.renewals, Parent: r.parent, DecisionId: r.decision, PolicySet: g.policySet, PolicyVersion: g.policyVersion,
-		Status: fsmpb.LeaseStatus(r.status), IssuedIndex: r.index, RevokeReason: r.reason, AuthMethod: g.authMethod,
+		Status: fsmpb.LeaseStatus(r.status), IssuedIndex: r.index, RevokeReason: s.reason(r), AuthMethod: g.authMethod,
 		OwnerEpoch: g.ownerEpoch, DelegationEpoch: uint64(r.delegEpoch), ParentDelegationEpoch: uint64(r.parentDelegEpoch),
 		Depth: uint32(r.depth), RequestHash: r.reqHash,
 	}
@@ -176,11 +178,25 @@ func (s *leaseStore) insert(r *leaseRec) {
 	s.byID.ReplaceOrInsert(idItem{id: r.id, r: r})
 	s.byExpiry.ReplaceOrInsert(r)
 	s.byIdent.ReplaceOrInsert(r)
-	s.byRole.ReplaceOrInsert(r)
 	if r.parent != "" {
 		s.byParent.ReplaceOrInsert(r)
 	}
 	r.g.refs++
+}
+
+// reason is a revoked lease's revocation reason ("" for an active one).
+func (s *leaseStore) reason(r *leaseRec) string {
+	if fsmpb.LeaseStatus(r.status) == fsmpb.LeaseStatus_LEASE_STATUS_ACTIVE {
+		return ""
+	}
+	it, _ := s.reasons.Get(reasonItem{id: r.id})
+	return it.reason
+}
+
+func (s *leaseStore) setReason(id, reason string) {
+	if reason != "" {
+		s.reasons.ReplaceOrInsert(reasonItem{id: id, reason: reason})
+	}
 }
 
 // replace swaps a stored record for its changed copy (same id and parent).
@@ -189,11 +205,9 @@ func (s *leaseStore) replace(old, r *leaseRec) {
 	if old.expires != r.expires {
 		s.byExpiry.Delete(old)
 		s.byIdent.Delete(old)
-		s.byRole.Delete(old)
 	}
 	s.byExpiry.ReplaceOrInsert(r)
 	s.byIdent.ReplaceOrInsert(r)
-	s.byRole.ReplaceOrInsert(r)
 	if r.parent != "" {
 		s.byParent.ReplaceOrInsert(r)
 	}
@@ -207,9 +221,11 @@ func (s *leaseStore) delete(r *leaseRec) {
 	s.byID.Delete(idItem{id: r.id})
 	s.byExpiry.Delete(r)
 	s.byIdent.Delete(r)
-	s.byRole.Delete(r)
 	if r.parent != "" {
 		s.byParent.Delete(r)
+	}
+	if fsmpb.LeaseStatus(r.status) != fsmpb.LeaseStatus_LEASE_STATUS_ACTIVE {
+		s.reasons.Delete(reasonItem{id: r.id})
 	}
 	s.release(r.g)
 }
@@ -222,21 +238,27 @@ func (s *leaseStore) release(g *grant) {
 	}
 }
 
-// ascendFrom walks one of the (name, expires, id) indexes from (name, from)
-// while the name matches.
-func ascendFrom(t *btree.BTreeG[*leaseRec], byRole bool, name string, from int64, fn func(*leaseRec) bool) {
-	probe := &leaseRec{g: &grant{}, expires: from}
-	if byRole {
-		probe.g.role = name
-	} else {
-		probe.g.identity = name
-	}
-	t.AscendGreaterOrEqual(probe, func(r *leaseRec) bool {
-		if (byRole && r.g.role != name) || (!byRole && r.g.identity != name) {
-			return false
-		}
-		return fn(r)
+// identityFrom walks an identity's leases by expiry from `from` on.
+func (s *leaseStore) identityFrom(identity string, from int64, fn func(*leaseRec) bool) {
+	s.byIdent.AscendGreaterOrEqual(&leaseRec{g: &grant{identity: identity}, expires: from}, func(r *leaseRec) bool {
+		return r.g.identity == identity && fn(r)
 	})
+}
+
+// maxEpochs is the highest identity epoch any stored lease of identity
+// carries, and the highest role epoch of role ("" skips either), through
+// the grants: every stored lease holds one. The result does not depend on
+// the map's order, so Apply may use it.
+func (s *leaseStore) maxEpochs(identity, role string) (identityEpoch, roleEpoch uint64) {
+	for _, g := range s.grants {
+		if identity != "" && g.identity == identity {
+			identityEpoch = max(identityEpoch, g.identityEpoch)
+		}
+		if role != "" && g.role == role {
+			roleEpoch = max(roleEpoch, g.roleEpoch)
+		}
+	}
+	return identityEpoch, roleEpoch
 }
 
 // children walks the leases delegated directly from id, by id.

@@ -83,16 +83,20 @@ func (v *View) BlastRadius(t Target, now time.Time) uint64 {
 		}
 		return v.validDescendants(l, at)
 	case RevocationIdentity:
-		return uint64(v.liveLeases(false, t.ID, at, 0))
+		return uint64(v.liveLeases(t.ID, "", at, 0))
 	case RevocationRole:
-		return uint64(v.liveLeases(true, t.ID, at, 0))
+		role, ok := v.Role(t.ID)
+		if !ok {
+			return 0
+		}
+		return uint64(v.liveLeases(role.GetIdentity(), t.ID, at, 0))
 	case RevocationOwner:
 		// Every live lease carries its identity's current owner: moving an
 		// identity to another owner bumps its epoch.
 		var n uint64
 		for _, ident := range v.Identities() {
 			if ident.GetOwner() == t.ID {
-				n += uint64(v.liveLeases(false, ident.GetId(), at, 0))
+				n += uint64(v.liveLeases(ident.GetId(), "", at, 0))
 			}
 		}
 		return n
@@ -128,7 +132,7 @@ func (v *View) validDescendants(root *leaseRec, now int64) uint64 {
 func (v *View) Children(id string) []*fsmpb.Lease {
 	var out []*fsmpb.Lease
 	v.leases.children(id, func(c *leaseRec) bool {
-		out = append(out, c.proto())
+		out = append(out, v.leases.lease(c))
 		return true
 	})
 	return out

@@ -67,8 +67,8 @@ func (e *appliedEntry) result(id string) *fsmpb.Result {
 //
 // Typed indexers (no reflection, one allocation per key). Strings end in a
 // NUL so that a lookup of "a" never matches "ab"; ids are validated to carry
-// no control characters, so no key contains another NUL. Integers are
-// big-endian with the sign bit flipped, so byte order is numeric order.
+// no control characters, so no key contains another NUL. Unsigned integers
+// are big-endian nibbles, so byte order is numeric order.
 
 func strKey(s string, extra int) []byte {
 	b := make([]byte, len(s)+1, len(s)+1+extra)

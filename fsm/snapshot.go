@@ -81,7 +81,7 @@ func (s *Snapshot) write(w io.Writer, index uint64) (int64, error) {
 			l := &fsmpb.Lease{}
 			lease.Lease, rec.Record = l, lease
 			s.leases.byID.Ascend(func(it idItem) bool {
-				it.r.fill(l)
+				s.leases.fill(it.r, l)
 				sw.msg(rec)
 				return sw.err == nil
 			})
@@ -337,6 +337,7 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, *leaseStore, *fsmpb.SnapshotHeader
 				return nil, nil, nil, badSnapshot("record %d: lease %q twice", n, l.GetId())
 			}
 			leases.insert(leases.record(l))
+			leases.setReason(l.GetId(), l.GetRevokeReason())
 		case *fsmpb.SnapshotRecord_AuthConfig:
 			err = insert(tAuth, x.AuthConfig)
 		case *fsmpb.SnapshotRecord_AppliedRequest:

@@ -155,7 +155,7 @@ func (v *View) Lease(id string) (*fsmpb.Lease, bool) {
 	if !ok {
 		return nil, false
 	}
-	return r.proto(), true
+	return v.leases.lease(r), true
 }
 
 // LeaseCount is the number of stored leases (live, revoked or expired but
@@ -168,14 +168,14 @@ func (v *View) LeaseCount() int { return v.leases.len() }
 func (v *View) Leases(identity string, limit int) []*fsmpb.Lease {
 	var out []*fsmpb.Lease
 	add := func(r *leaseRec) bool {
-		out = append(out, r.proto())
+		out = append(out, v.leases.lease(r))
 		return limit <= 0 || len(out) < limit
 	}
 	if identity == "" {
 		v.leases.byID.Ascend(func(it idItem) bool { return add(it.r) })
 		return out
 	}
-	ascendFrom(v.leases.byIdent, false, identity, math.MinInt64, add)
+	v.leases.identityFrom(identity, math.MinInt64, add)
 	return out
 }
 
@@ -247,7 +247,7 @@ func (v *View) CheckLease(id string, now time.Time) (*fsmpb.Lease, string) {
 	if !ok {
 		return nil, ReasonUnknownLease
 	}
-	return r.proto(), v.check(r, now.UnixNano(), MaxLeaseAncestors)
+	return v.leases.lease(r), v.check(r, now.UnixNano(), MaxLeaseAncestors)
 }
 
 // LeaseValid is CheckLease without making the record: the reason alone.

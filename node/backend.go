@@ -21,31 +21,21 @@ import (
 // Node implements rpc.Backend.
 var _ rpc.Backend = (*Node)(nil)
 
-// fresh fails closed when this node cannot vouch for its state: a follower
-// that has not heard from a leader within max staleness, a candidate, or a
-// node that has not caught up since it may have fallen behind (freshness.go).
+// fresh fails closed when this node cannot vouch for its state: it has not
+// completed a sync round (applied a read index from the leader) within its
+// read lease, see freshness.go. A candidate is never fresh.
 func (n *Node) fresh() error {
 	switch n.raft.State() {
-	case raft.Leader:
-		if !n.caught.synced() {
-			return rpc.ErrStale
+	case raft.Leader, raft.Follower:
+		// The lease runs on the real monotonic clock; the injectable clock is
+		// the log's notion of time (lease expiry), not this one.
+		if n.caught.freshFor(n.freshLease()) {
+			return nil
 		}
-		return nil
-	case raft.Follower:
-		last := n.raft.LastContact()
-		if last.IsZero() {
+		if n.raft.State() == raft.Follower && n.raft.LastContact().IsZero() {
 			return rpc.ErrNoLeader
 		}
-		// Raft records contact on the real clock; the injectable clock is the
-		// log's notion of time (lease expiry), not this one.
-		if time.Since(last) > n.cfg.MaxStaleness {
-			n.caught.mark()
-			return rpc.ErrStale
-		}
-		if !n.caught.synced() {
-			return rpc.ErrStale
-		}
-		return nil
+		return rpc.ErrStale
 	case raft.Shutdown:
 		return raft.ErrRaftShutdown
 	default:
@@ -96,13 +86,27 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 	return out, err
 }
 
+// leaderReadIndex returns an index covering everything committed before the
+// call, applied here. This node must lead.
 func (n *Node) leaderReadIndex() (uint64, error) {
+	// Until a barrier has committed in this term, the commit index may not
+	// cover the previous terms' entries yet.
+	if term := n.raft.CurrentTerm(); n.caught.barrierTerm.Load() != term {
+		if err := n.raft.Barrier(5 * time.Second).Error(); err != nil {
+			return 0, leaderError(err)
+		}
+		n.caught.barrierTerm.Store(term)
+	}
+	// Raft's ReadIndex: note the commit index, then confirm with a heartbeat
+	// round that a quorum still follows this leader. No log entry is written.
+	idx := n.raft.CommitIndex()
 	if err := n.raft.VerifyLeader().Error(); err != nil {
 		return 0, leaderError(err)
 	}
-	// A barrier returns once every entry before it has been applied here.
-	if err := n.raft.Barrier(5 * time.Second).Error(); err != nil {
-		return 0, leaderError(err)
+	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+	defer cancel()
+	if err := n.fsm.WaitApplied(ctx, idx); err != nil {
+		return 0, err
 	}
 	return n.fsm.AppliedIndex(), nil
 }
@@ -134,15 +138,15 @@ func (n *Node) Propose(ctx context.Context, cmds []*fsmpb.Command, opts rpc.Prop
 			}
 			req.Commands[i] = b
 		}
-		resp, err := n.peers.nodeClient(addr).Forward(ctx, nodeRequest(n, req))
+		raw, err := n.fwd.forward(ctx, addr, req.Commands)
 		if err != nil {
 			return err
 		}
-		if len(resp.Msg.GetResults()) != len(cmds) {
-			return fmt.Errorf("leader returned %d results for %d commands", len(resp.Msg.GetResults()), len(cmds))
+		if len(raw) != len(cmds) {
+			return fmt.Errorf("leader returned %d results for %d commands", len(raw), len(cmds))
 		}
 		results = make([]*fsmpb.Result, len(cmds))
-		for i, b := range resp.Msg.GetResults() {
+		for i, b := range raw {
 			r := &fsmpb.Result{}
 			if err := proto.Unmarshal(b, r); err != nil {
 				return fmt.Errorf("decode forwarded result: %w", err)

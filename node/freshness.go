@@ -7,42 +7,68 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
 )
 
 // Freshness: whether this node may answer stale reads.
 //
 // Raft's LastContact is not enough. Heartbeats are handled on a fast path
-// that updates it without touching the log, and after a partition heals the
-// leader's heartbeat and replication loops back off independently, so a
+// that refreshes it without touching the log, and after a partition heals
+// the leader's heartbeat and replication loops back off independently, so a
 // follower can hear heartbeats again for seconds before it receives the
-// entries it missed. Judged by LastContact alone it would then answer from
-// its pre-partition state: a credential revoked while it was cut off would
-// be accepted (TestMinorityPartition caught exactly that).
+// entries it missed. Judged by LastContact alone it answered from its
+// pre-partition state and accepted a credential revoked while it was cut off
+// (TestMinorityPartition caught exactly that).
 //
-// So a node also needs to have caught up since the last time it may have
-// fallen behind. Events that may leave it behind mark it unsynced: starting
-// (a restart replays only what its own log holds), every leader change or
-// raft state change, a contact gap longer than half of max staleness (seen
-// by a ticker every min(max staleness/4, 50ms), so any gap longer than max
-// staleness is seen even with late ticks), and a read that finds it stale.
-// Catching up is a read index: a follower asks the leader for an index
-// covering everything committed (NodeService.WaitApplied with read_index,
-// the leader confirms leadership and issues a barrier) and waits until it
-// has applied it; a leader issues the barrier itself. Until then fresh()
-// fails closed with ErrStale. A mark that arrives while a catch-up is in
-// flight wins: the catch-up completes only the generation it started with.
+// So freshness is a read lease earned by catching up. Every
+// max-staleness/8 each node runs a sync round: it notes the time t0, gets a
+// read index R from the leader (the leader's commit index, confirmed by a
+// heartbeat round to a quorum, see leaderReadIndex) and waits until it has
+// applied R. The node is then fresh until t0 + freshLease, freshLease being
+// 3/4 of max staleness. Why that makes Revoke's guarantee hold: Revoke gives
+// up on a node that has not confirmed within max staleness of the commit.
+// A node fresh at any time after that synced from a round that began after
+// the commit, so the R it applied covers the revocation. No heuristic about
+// gaps, leader changes or restarts is needed: a node that stops completing
+// rounds (cut off, stalled disk, restarted, mid-election) simply stops being
+// fresh within freshLease, and a healed node is fresh again only once it has
+// applied everything committed before it came back.
+//
+// The cost is one small node RPC per follower per round and one heartbeat
+// round on the leader per request (no log entries): at the 2 s default,
+// four rounds a second per node.
 type freshness struct {
-	gen      atomic.Uint64 // bumped by every mark
-	caughtUp atomic.Uint64 // the generation the last completed catch-up covered
+	epoch    time.Time    // monotonic base for syncedAt
+	syncedAt atomic.Int64 // start of the last completed round, ns since epoch; 0 = none yet
+	// barrierTerm is the leader term in which this node's barrier committed:
+	// from then on its commit index covers every earlier term.
+	barrierTerm atomic.Uint64
 
 	mu      sync.Mutex
 	changed chan struct{} // closed at the next leader change, then replaced
 }
 
 func newFreshness() *freshness {
-	f := &freshness{changed: make(chan struct{})}
-	f.gen.Store(1) // a starting node has not caught up
-	return f
+	return &freshness{epoch: time.Now(), changed: make(chan struct{})}
+}
+
+func (f *freshness) now() int64 { return int64(time.Since(f.epoch)) + 1 }
+
+// freshFor reports whether a round completed within lease.
+func (f *freshness) freshFor(lease time.Duration) bool {
+	s := f.syncedAt.Load()
+	return s != 0 && f.now()-s <= int64(lease)
+}
+
+// advance records a completed round that started at t0.
+func (f *freshness) advance(t0 int64) {
+	for {
+		old := f.syncedAt.Load()
+		if old >= t0 || f.syncedAt.CompareAndSwap(old, t0) {
+			return
+		}
+	}
 }
 
 // leaderChanged returns a channel closed at the next leader change, so
@@ -61,79 +87,79 @@ func (f *freshness) notifyLeader() {
 	f.changed = make(chan struct{})
 }
 
-func (f *freshness) mark()        { f.gen.Add(1) }
-func (f *freshness) synced() bool { return f.caughtUp.Load() == f.gen.Load() }
+// freshLease is how long a completed sync round keeps the node fresh. It
+// must stay below MaxStaleness, the time Revoke waits for a silent node.
+func (n *Node) freshLease() time.Duration { return n.cfg.MaxStaleness * 3 / 4 }
 
-// freshnessLoop watches for events that may leave this node behind and
-// catches up after them. It runs until the node closes.
+// freshnessLoop runs sync rounds every max staleness/8, and at once on a
+// leader change, until the node closes.
 func (n *Node) freshnessLoop() {
 	defer n.wg.Done()
-	obsCh := make(chan raft.Observation, 64)
+	obsCh := make(chan raft.Observation, 16)
 	obs := raft.NewObserver(obsCh, false, func(o *raft.Observation) bool {
-		switch o.Data.(type) {
-		case raft.LeaderObservation, raft.RaftState:
-			return true
-		}
-		return false
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
 	})
 	n.raft.RegisterObserver(obs)
 	defer n.raft.DeregisterObserver(obs)
-	tick := time.NewTicker(min(n.cfg.MaxStaleness/4, 50*time.Millisecond))
+	tick := time.NewTicker(max(n.cfg.MaxStaleness/8, time.Millisecond))
 	defer tick.Stop()
 	var dropped uint64
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
-		case o := <-obsCh:
-			n.caught.mark()
-			if _, ok := o.Data.(raft.LeaderObservation); ok {
-				n.caught.notifyLeader()
-			}
+		case <-obsCh:
+			n.caught.notifyLeader()
 		case <-tick.C:
 		}
 		if d := obs.GetNumDropped(); d != dropped {
 			dropped = d
-			n.caught.mark()
+			n.caught.notifyLeader()
 		}
-		switch n.raft.State() {
-		case raft.Leader:
-		case raft.Follower:
-			if last := n.raft.LastContact(); last.IsZero() || time.Since(last) > n.cfg.MaxStaleness/2 {
-				n.caught.mark()
-				continue
-			}
-		default:
-			n.caught.mark()
-			continue
-		}
-		if !n.caught.synced() {
-			n.catchUp()
-		}
+		n.syncRound()
 	}
 }
 
-// catchUp applies everything committed before it started, then records the
-// generation it started with as caught up. Failures are retried on the next tick.
-func (n *Node) catchUp() {
-	gen := n.caught.gen.Load()
-	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.MaxStaleness)
+// syncRound applies a read index obtained after it started and, on
+// success, extends the read lease from its start. Failures leave the lease
+// to run out.
+func (n *Node) syncRound() {
+	t0 := n.caught.now()
+	ctx, cancel := context.WithTimeout(n.ctx, n.freshLease())
 	defer cancel()
 	var idx uint64
 	var err error
-	if n.raft.State() == raft.Leader {
+	switch n.raft.State() {
+	case raft.Leader:
 		idx, err = n.leaderReadIndex()
-	} else {
-		idx, err = n.readIndex(ctx)
+	case raft.Follower:
+		idx, err = n.askReadIndex(ctx)
+	default:
+		return
 	}
 	if err != nil {
-		n.log.Debug("catch up", "err", err)
+		n.log.Debug("sync round", "err", err)
 		return
 	}
 	if err := n.fsm.WaitApplied(ctx, idx); err != nil {
 		return
 	}
-	if n.caught.gen.Load() == gen {
-		n.caught.caughtUp.Store(gen)
+	n.caught.advance(t0)
+}
+
+// askReadIndex asks the leader, once, for a read index.
+func (n *Node) askReadIndex(ctx context.Context) (uint64, error) {
+	addr, err := n.leaderAPI()
+	if err != nil {
+		return 0, err
 	}
+	if addr == "" { // became leader meanwhile
+		return n.leaderReadIndex()
+	}
+	resp, err := n.peers.nodeClient(addr).WaitApplied(ctx, nodeRequest(n, &writv1.WaitAppliedRequest{ReadIndex: true}))
+	if err != nil {
+		return 0, err
+	}
+	return resp.Msg.GetAppliedIndex(), nil
 }

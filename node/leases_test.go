@@ -27,6 +27,12 @@ import (
 // decisions. It returns their ids.
 func bulkLeases(t testing.TB, c *nodetest.Cluster, n int, ttl time.Duration) []string {
 	t.Helper()
+	return bulkLeasesPrefix(t, c, n, ttl, "")
+}
+
+// bulkLeasesPrefix is bulkLeases with ids that start with prefix.
+func bulkLeasesPrefix(t testing.TB, c *nodetest.Cluster, n int, ttl time.Duration, prefix string) []string {
+	t.Helper()
 	leader := c.Members[c.Leader()].Node
 	view := leader.LocalView()
 	ident, _ := view.Identity("ci/deploy-api")
@@ -34,7 +40,7 @@ func bulkLeases(t testing.TB, c *nodetest.Cluster, n int, ttl time.Duration) []s
 	ps, _ := view.PolicySet("prod")
 	ids := make([]string, n)
 	for i := range ids {
-		ids[i] = fmt.Sprintf("l_bulk%07d", i)
+		ids[i] = fmt.Sprintf("l_bulk%s_%07d", prefix, i)
 	}
 	ctx := context.Background()
 	var g errgroup.Group

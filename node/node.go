@@ -45,6 +45,7 @@ type Node struct {
 	proposer  *proposer
 	peers     *peerClients
 	caught    *freshness
+	fwd       *forwarder
 
 	apiLn   net.Listener
 	httpSrv *http.Server
@@ -99,6 +100,7 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.proposer = newProposer(n.raft, n.cfg.Clock, n.log)
 	n.peers = newPeerClients(n.cfg.PeerTLS)
+	n.fwd = n.newNodeForwarder()
 	if err := n.startAPI(); err != nil {
 		_ = n.Close()
 		return err
@@ -231,7 +233,7 @@ func (n *Node) startAPI() error {
 	n.httpSrv = &http.Server{
 		Handler:           handler,
 		Protocols:         &protocols,
-		TLSConfig:         n.cfg.TLS,
+		TLSConfig:         n.cfg.TLS.Clone(), // ServeTLS adds ALPN protocols to it: never share the caller's
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,

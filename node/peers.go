@@ -35,6 +35,7 @@ func newPeerClients(peerTLS *tls.Config) *peerClients {
 	if peerTLS == nil {
 		peerTLS = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
+	peerTLS = peerTLS.Clone() // the transport adds ALPN protocols to it: never share the caller's
 	tr := &http.Transport{
 		Protocols:           &protocols,
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,

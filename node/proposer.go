@@ -49,10 +49,13 @@ type proposalResult struct {
 }
 
 type proposer struct {
-	raft     *raft.Raft
-	clock    clock.Clock
-	log      *slog.Logger
-	queue    chan *proposal
+	raft  *raft.Raft
+	clock clock.Clock
+	log   *slog.Logger
+	queue chan *proposal
+	// urgentQ carries revocations past queued issuance: under overload a
+	// revocation must not wait behind thousands of queued issues.
+	urgentQ  chan *proposal
 	inflight chan struct{}
 	stop     chan struct{}
 	done     chan struct{}
@@ -64,6 +67,7 @@ func newProposer(r *raft.Raft, c clock.Clock, log *slog.Logger) *proposer {
 		clock:    c,
 		log:      log,
 		queue:    make(chan *proposal, queueDepth),
+		urgentQ:  make(chan *proposal, queueDepth),
 		inflight: make(chan struct{}, maxInflight),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -80,7 +84,8 @@ func (p *proposer) close() {
 // isUrgent: revocations must reach followers at once.
 func isUrgent(cmd *fsmpb.Command) bool {
 	switch cmd.GetPayload().(type) {
-	case *fsmpb.Command_RevokeLease, *fsmpb.Command_RevokeIdentity:
+	case *fsmpb.Command_RevokeLease, *fsmpb.Command_RevokeIdentity, *fsmpb.Command_RevokeRole,
+		*fsmpb.Command_RevokeOwner, *fsmpb.Command_RetireSigningKey:
 		return true
 	}
 	return false
@@ -103,8 +108,12 @@ func (p *proposer) submit(ctx context.Context, cmds []*fsmpb.Command, urgent boo
 	}
 	timer := time.NewTimer(enqueueTimeout)
 	defer timer.Stop()
+	q := p.queue
+	if pr.urgent {
+		q = p.urgentQ
+	}
 	select {
-	case p.queue <- pr:
+	case q <- pr:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-timer.C:
@@ -129,7 +138,11 @@ func (p *proposer) run() {
 		if carry != nil {
 			first, carry = carry, nil
 		} else {
+			first = p.next()
+		}
+		if first == nil {
 			select {
+			case first = <-p.urgentQ:
 			case first = <-p.queue:
 			case <-p.stop:
 				p.drain(raft.ErrRaftShutdown)
@@ -140,18 +153,17 @@ func (p *proposer) run() {
 		items, size := len(first.cmds), first.size
 	fill:
 		for items < maxBatchItems && size < maxBatchBytes {
-			select {
-			case next := <-p.queue:
-				if items+len(next.cmds) > maxBatchItems || size+next.size > maxBatchBytes {
-					carry = next
-					break fill
-				}
-				batch = append(batch, next)
-				items += len(next.cmds)
-				size += next.size
-			default:
+			next := p.next()
+			if next == nil {
+				break
+			}
+			if items+len(next.cmds) > maxBatchItems || size+next.size > maxBatchBytes {
+				carry = next
 				break fill
 			}
+			batch = append(batch, next)
+			items += len(next.cmds)
+			size += next.size
 		}
 		select {
 		case p.inflight <- struct{}{}:
@@ -167,14 +179,27 @@ func (p *proposer) run() {
 	}
 }
 
+// next takes a waiting proposal without blocking, revocations first; nil
+// when none waits.
+func (p *proposer) next() *proposal {
+	select {
+	case pr := <-p.urgentQ:
+		return pr
+	default:
+	}
+	select {
+	case pr := <-p.urgentQ:
+		return pr
+	case pr := <-p.queue:
+		return pr
+	default:
+		return nil
+	}
+}
+
 func (p *proposer) drain(err error) {
-	for {
-		select {
-		case pr := <-p.queue:
-			fail([]*proposal{pr}, err)
-		default:
-			return
-		}
+	for pr := p.next(); pr != nil; pr = p.next() {
+		fail([]*proposal{pr}, err)
 	}
 }
 

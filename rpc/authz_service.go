@@ -30,6 +30,7 @@ var reservedContextKeys = []string{"auth", "delegation"}
 type authzService struct {
 	d       Deps
 	signers sync.Map // kid → *credential.Signer (deriving a key costs as much as a signature)
+	batches batchSlots
 }
 
 func (s *authzService) signer(key *fsmpb.SigningKey) (*credential.Signer, error) {

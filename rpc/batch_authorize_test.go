@@ -46,7 +46,7 @@ func TestBatchAuthorize(t *testing.T) {
 		{"garbage credential", &writv1.BatchAuthorizeItem{Credential: "not-a-jwt", Action: "deploy", Resource: api}, "malformed_credential"},
 		{"no resource", &writv1.BatchAuthorizeItem{Action: "deploy"}, "invalid_argument"},
 	}
-	req := &writv1.BatchAuthorizeRequest{Credential: live.Msg.GetCredential()}
+	req := &writv1.BatchAuthorizeRequest{Credential: live.Msg.GetCredential(), IncludeAnnotations: true}
 	for _, it := range items {
 		req.Items = append(req.Items, it.item)
 	}
@@ -92,6 +92,34 @@ func TestBatchAuthorize(t *testing.T) {
 		if got.GetDecision().GetAllowed() && got.GetDecision().GetDecisionId() == "" {
 			t.Errorf("%s: allowed decision without a decision id", it.name)
 		}
+	}
+}
+
+// TestBatchAuthorizeAnnotations: without include_annotations the
+// determining policies carry ids only, and decision ids stay unique.
+func TestBatchAuthorizeAnnotations(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	client := writv1connect.NewAuthzServiceClient(http.DefaultClient, f.base)
+	live, err := client.AuthorizeAndIssue(ctx, connect.NewRequest(f.issueReq(true)))
+	mustOK(t, err)
+	ticket, _ := structpb.NewStruct(map[string]any{"ticket": "CHG-4"})
+	item := &writv1.BatchAuthorizeItem{Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "api"}, Context: ticket}
+	resp, err := client.BatchAuthorize(ctx, connect.NewRequest(&writv1.BatchAuthorizeRequest{Credential: live.Msg.GetCredential(), Items: []*writv1.BatchAuthorizeItem{item, item, item}}))
+	mustOK(t, err)
+	seen := map[string]bool{}
+	for i, r := range resp.Msg.GetResults() {
+		d := r.GetDecision()
+		if !d.GetAllowed() || len(d.GetDeterminingPolicies()) != 1 || d.GetDeterminingPolicies()[0].GetId() != "deploy-with-ticket" {
+			t.Fatalf("item %d: %v", i, r)
+		}
+		if a := d.GetDeterminingPolicies()[0].GetAnnotations(); len(a) != 0 {
+			t.Errorf("item %d: annotations %v without include_annotations", i, a)
+		}
+		if seen[d.GetDecisionId()] || d.GetDecisionId() == "" {
+			t.Errorf("item %d: decision id %q is empty or repeated", i, d.GetDecisionId())
+		}
+		seen[d.GetDecisionId()] = true
 	}
 }
 

@@ -63,7 +63,7 @@ func newFixture(t *testing.T) *fixture {
 
 func ignore[T any](_ T, err error) error { return err }
 
-func mustOK(t *testing.T, err error) {
+func mustOK(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

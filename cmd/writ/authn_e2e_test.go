@@ -157,6 +157,7 @@ when { context has auth && context.auth.method == "approle" };
 			Identity   string `json:"identity"`
 			AuthMethod string `json:"authMethod"`
 		} `json:"lease"`
+		Credential string `json:"credential"`
 	}
 	login := func(args ...string) issue {
 		t.Helper()
@@ -209,6 +210,16 @@ when { context has auth && context.auth.method == "approle" };
 	noCert := cli("issue", "--role", "mesh", "--mtls", "--action", "call_tool", "--resource", "Tool::kb.search")
 	if noCert.code != 1 || !strings.Contains(noCert.stderr, "no_client_certificate") {
 		t.Errorf("mtls without a certificate: exit %d\n%s", noCert.code, noCert.stderr)
+	}
+
+	// Disabling the identity invalidates what it holds at once and stops
+	// its logins; the credential from the JWT login is now inactive.
+	ok("identity", "disable", "ci/acme/api")
+	if v := cli("verify", jwt.Credential); v.code != exitNegative || !strings.Contains(v.stdout, "identity_disabled") {
+		t.Errorf("credential of a disabled identity: exit %d\n%s", v.code, v.stdout)
+	}
+	if d := cli("issue", "--role", "ci", "--jwt", "@"+token("refs/heads/main"), "--action", "deploy", "--resource", "Deployment::api"); d.code != 1 || !strings.Contains(d.stderr, "identity_disabled") {
+		t.Errorf("login of a disabled identity: exit %d\n%s", d.code, d.stderr)
 	}
 
 	cancel()

@@ -35,7 +35,7 @@ type benchFlags struct {
 	leaseLevels   []int
 	json          bool
 	report        string
-	peers         bool
+	peers         []string
 	etcdBinary    string
 	h2c           bool
 	keep          bool
@@ -86,7 +86,8 @@ and reports Writ's figures as ratios to them.`,
 	fl.IntSliceVar(&f.leaseLevels, "lease-levels", []int{1000, 10000, 100000, 1000000}, "lease-scale steps (live leases)")
 	fl.BoolVar(&f.json, "json", false, "print one JSON object per scenario on stdout")
 	fl.StringVar(&f.report, "report", "", "write an HTML report with SVG plots to this directory")
-	fl.BoolVar(&f.peers, "peers", false, "also measure the ping and raft ceilings and etcd, and report ratios")
+	fl.StringSliceVar(&f.peers, "peers", nil, "also measure ceilings and peers and report ratios: ping, raft, etcd (--peers alone: all three)")
+	fl.Lookup("peers").NoOptDefVal = "ping,raft,etcd"
 	fl.StringVar(&f.etcdBinary, "etcd-binary", "etcd", "etcd executable for --peers")
 	fl.BoolVar(&f.h2c, "h2c", false, "Connect over HTTP/2 without TLS instead of HTTP/1.1 (--protocol grpc always uses h2c)")
 	fl.BoolVar(&f.keep, "keep", false, "keep the --local cluster's data dirs and logs")
@@ -208,14 +209,25 @@ func (a *app) runBench(ctx context.Context, f benchFlags, addrSet bool) error {
 	if out, ok := a.stdout.(*os.File); ok && bench.IsTerminal(out) {
 		cfg.Progress = bench.NewProgress(out)
 	}
-	if f.peers {
-		peers := &bench.Peers{Raft: true, EtcdBinary: f.etcdBinary, Dir: scratch}
-		stop, url, err := startPing(self)
-		if err != nil {
-			peers.PingSkip = err.Error()
-		} else {
-			defer stop()
-			peers.PingURL = url
+	if len(f.peers) > 0 {
+		peers := &bench.Peers{Dir: scratch}
+		for _, p := range f.peers {
+			switch strings.TrimSpace(p) {
+			case "ping":
+				stop, url, err := startPing(self)
+				if err != nil {
+					peers.PingSkip = err.Error()
+				} else {
+					defer stop()
+					peers.PingURL = url
+				}
+			case "raft":
+				peers.Raft = true
+			case "etcd":
+				peers.EtcdBinary = f.etcdBinary
+			default:
+				return usagef("--peers: unknown peer %q: want ping, raft or etcd", p)
+			}
 		}
 		cfg.Peers = peers
 	}

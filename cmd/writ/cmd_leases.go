@@ -137,7 +137,7 @@ func (a *app) watchRevocationsCmd() *cobra.Command {
 index), then each one as it commits, until interrupted. A "reset" line means
 the node no longer holds everything after --after: a cache must be dropped
 whole. Resume a later run with --after set to the last "up to" index printed.
---timeout does not apply; -o json prints one message per line.`,
+--timeout does not apply; -o json prints each message as a JSON object.`,
 		Example: `  writ watch revocations --after 1200 -o json`,
 		Args:    noArgs,
 	}

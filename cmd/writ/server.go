@@ -28,6 +28,7 @@ type serverFlags struct {
 	join                        []string
 	adminToken                  string
 	maxStaleness                time.Duration
+	keyRotation, keyOverlap     time.Duration
 	logLevel, logFormat         string
 	schema                      string
 	tlsCert, tlsKey, tlsPeerCA  string
@@ -88,6 +89,8 @@ neither flag: its data dir remembers the cluster.`,
 	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fl.StringVar(&f.tlsPeerCA, "tls-peer-ca", "", "PEM CA bundle that verifies other nodes' API certificates (default: the system roots)")
 	fl.StringSliceVar(&f.environments, "environments", []string{"prod", "staging", "dev"}, "environments identities and roles may live in (comma-separated)")
+	fl.DurationVar(&f.keyRotation, "key-rotation-period", 0, "the leader rotates the signing key when it is this old (0: only on writ key rotate)")
+	fl.DurationVar(&f.keyOverlap, "key-overlap", 0, "rotated-out keys keep verifying this long before they retire (default 24h; at least the longest credential lifetime)")
 	f.addLogging(cmd, "info")
 	_ = cmd.MarkFlagRequired("data-dir")
 	cmd.MarkFlagsMutuallyExclusive("bootstrap", "join")
@@ -105,8 +108,8 @@ neither flag: its data dir remembers the cluster.`,
 				return usagef("--join: empty address")
 			}
 		}
-		if f.maxStaleness < 0 {
-			return usagef("--max-staleness must not be negative")
+		if f.maxStaleness < 0 || f.keyRotation < 0 || f.keyOverlap < 0 {
+			return usagef("--max-staleness, --key-rotation-period and --key-overlap must not be negative")
 		}
 		schema, err := serverSchema(f.schema)
 		if err != nil {
@@ -151,6 +154,7 @@ neither flag: its data dir remembers the cluster.`,
 			Bootstrap: f.bootstrap, Join: f.join, AdminToken: token,
 			MaxStaleness: f.maxStaleness, Logger: log, RaftLogOutput: a.stderr,
 			TLS: tlsCfg, PeerTLS: peer, Environments: envs,
+			KeyRotationPeriod: f.keyRotation, KeyOverlap: f.keyOverlap,
 		}
 		return markRun(a.runNode(cmd.Context(), cfg, log, nil))
 	}
@@ -296,7 +300,7 @@ func loadDevData() (devData, error) {
 		d.Roles = append(d.Roles, &writv1.Role{
 			Name: r.Name, Environment: r.Environment, Identity: r.Identity, AuthMethods: r.AuthMethods,
 			DefaultTtlSeconds: int64(r.DefaultTTL / time.Second), MaxTtlSeconds: int64(r.MaxTTL / time.Second),
-			MaxRenewals: r.MaxRenewals, MaxLiveLeases: r.MaxLiveLeases,
+			MaxRenewals: r.MaxRenewals, MaxLiveLeases: r.MaxLiveLeases, MaxDelegationDepth: r.MaxDelegationDepth,
 		})
 	}
 	return d, nil

@@ -109,7 +109,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	if opts.TLS != nil {
 		c.scheme = "https://"
 		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = opts.ClientTLS
+		tr.TLSClientConfig = opts.ClientTLS.Clone()
 		c.http.Transport = tr
 	}
 	dir := t.TempDir()

@@ -30,10 +30,15 @@ type BatchAuthorizeRequest struct {
 	// per call, however many items share it.
 	Credential string `protobuf:"bytes,1,opt,name=credential,proto3" json:"credential,omitempty"`
 	// At most 1,000 items.
-	Items         []*BatchAuthorizeItem `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
-	Read          *ReadOptions          `protobuf:"bytes,3,opt,name=read,proto3" json:"read,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Items []*BatchAuthorizeItem `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
+	Read  *ReadOptions          `protobuf:"bytes,3,opt,name=read,proto3" json:"read,omitempty"`
+	// Send each determining policy's annotations (as Authorize does). Off by
+	// default: a batch caller wants decisions at volume, and the annotation
+	// maps are much of a result's encoding cost. Policy ids and the reason are
+	// always sent.
+	IncludeAnnotations bool `protobuf:"varint,4,opt,name=include_annotations,json=includeAnnotations,proto3" json:"include_annotations,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *BatchAuthorizeRequest) Reset() {
@@ -85,6 +90,13 @@ func (x *BatchAuthorizeRequest) GetRead() *ReadOptions {
 		return x.Read
 	}
 	return nil
+}
+
+func (x *BatchAuthorizeRequest) GetIncludeAnnotations() bool {
+	if x != nil {
+		return x.IncludeAnnotations
+	}
+	return false
 }
 
 // BatchAuthorizeItem is one Authorize question.
@@ -158,7 +170,8 @@ func (x *BatchAuthorizeItem) GetContext() *structpb.Struct {
 	return nil
 }
 
-// BatchAuthorizeResponse answers item by item, in request order.
+// BatchAuthorizeResponse answers item by item, in request order. Decision
+// ids are unique per item: the batch's random id with the item's index.
 type BatchAuthorizeResponse struct {
 	state   protoimpl.MessageState  `protogen:"open.v1"`
 	Results []*BatchAuthorizeResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
@@ -342,13 +355,14 @@ var File_writ_v1_batch_proto protoreflect.FileDescriptor
 
 const file_writ_v1_batch_proto_rawDesc = "" +
 	"\n" +
-	"\x13writ/v1/batch.proto\x12\awrit.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x13writ/v1/types.proto\"\x94\x01\n" +
+	"\x13writ/v1/batch.proto\x12\awrit.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x13writ/v1/types.proto\"\xc5\x01\n" +
 	"\x15BatchAuthorizeRequest\x12\x1e\n" +
 	"\n" +
 	"credential\x18\x01 \x01(\tR\n" +
 	"credential\x121\n" +
 	"\x05items\x18\x02 \x03(\v2\x1b.writ.v1.BatchAuthorizeItemR\x05items\x12(\n" +
-	"\x04read\x18\x03 \x01(\v2\x14.writ.v1.ReadOptionsR\x04read\"\xae\x01\n" +
+	"\x04read\x18\x03 \x01(\v2\x14.writ.v1.ReadOptionsR\x04read\x12/\n" +
+	"\x13include_annotations\x18\x04 \x01(\bR\x12includeAnnotations\"\xae\x01\n" +
 	"\x12BatchAuthorizeItem\x12\x1e\n" +
 	"\n" +
 	"credential\x18\x01 \x01(\tR\n" +
