@@ -69,7 +69,7 @@ func GeneratePolicies(n int) string {
 	var b strings.Builder
 	b.WriteString(`@id("deploy-with-ticket") permit (principal, action == Action::"deploy", resource) when { context has ticket };` + "\n")
 	for i := 1; i < n; i++ {
-		fmt.Fprintf(&b, "permit(principal,action,resource==R::\"s%d\");\n", i)
+		fmt.Fprintf(&b, "permit(principal,action,resource==Secret::\"s%d\");\n", i) // Secret: the fillers must validate against Writ's schema
 	}
 	return b.String()
 }
