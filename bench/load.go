@@ -118,11 +118,11 @@ func Run(ctx context.Context, l Load, op Op) (*Measurement, error) {
 		if sent.Before(measureFrom) || done.After(end) {
 			return
 		}
+		if err != nil && ctx.Err() != nil {
+			return // cut short by the end of the run: neither a call nor a failure
+		}
 		r.calls++
 		if err != nil {
-			if ctx.Err() != nil {
-				return // cut short by the end of the run, not a failure
-			}
 			r.errors++
 			if r.errs == nil {
 				r.errs = map[string]int64{}

@@ -25,7 +25,7 @@ func TestProfileScenario(t *testing.T) {
 		t.Skip("set WRIT_PROFILE_SCENARIO to profile a scenario")
 	}
 	nodes, conc := envInt(t, "WRIT_PROFILE_NODES", 3), envInt(t, "WRIT_PROFILE_CONCURRENCY", 32)
-	c := nodetest.New(t, nodes, nodetest.Options{})
+	c := nodetest.New(t, nodes, nodetest.Options{Environments: strings.Split(bench.Environments, ",")})
 	var urls []string
 	for _, m := range c.Members {
 		urls = append(urls, "http://"+m.APIAddr)

@@ -20,7 +20,7 @@ func TestScenariosAgainstANode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("drives a node")
 	}
-	c := nodetest.New(t, 1, nodetest.Options{})
+	c := nodetest.New(t, 1, nodetest.Options{Environments: strings.Split(bench.Environments, ",")})
 	target, err := bench.NewTarget([]string{"http://" + c.Members[0].APIAddr}, nodetest.AdminToken, bench.ProtoConnect, 4)
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,12 @@ const (
 	benchAction   = "deploy"
 )
 
+// Environments is the --environments value a cluster needs for writ bench:
+// the defaults plus the benchmark's own environment, whose policy set
+// ("bench") the benchmark replaces freely. --local clusters start with it;
+// a cluster given with --addr must list "bench" too.
+const Environments = "prod,staging,dev," + benchEnv
+
 // Target is a running Writ cluster the benchmark drives. Its clients are
 // safe for concurrent use.
 type Target struct {
@@ -63,13 +69,13 @@ func bearer(token string) connect.Interceptor {
 // GeneratePolicies returns n Cedar policies of a realistic shape: one permits
 // the benchmark's request, the rest are each scoped to another resource (the
 // shape authz's indexed evaluation is built for). The fillers are written
-// tersely, without annotations, so that 10,000 fit in one policy set (the
-// API takes at most 512 KiB of policy text).
+// tersely, without annotations, and use only the schema's types (every
+// policy set is validated against policies/writ.cedarschema on write).
 func GeneratePolicies(n int) string {
 	var b strings.Builder
 	b.WriteString(`@id("deploy-with-ticket") permit (principal, action == Action::"deploy", resource) when { context has ticket };` + "\n")
 	for i := 1; i < n; i++ {
-		fmt.Fprintf(&b, "permit(principal,action,resource==Secret::\"s%d\");\n", i) // Secret: the fillers must validate against Writ's schema
+		fmt.Fprintf(&b, "permit(principal,action==Action::\"deploy\",resource==Deployment::\"s%d\");\n", i)
 	}
 	return b.String()
 }

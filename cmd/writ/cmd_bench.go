@@ -169,7 +169,8 @@ func (a *app) runBench(ctx context.Context, f benchFlags, addrSet bool) error {
 			return markRun(err)
 		}
 		log.Info("starting local cluster", "nodes", f.local, "dir", scratch)
-		pc, err := proccluster.Start(proccluster.Config{Binary: self, Nodes: f.local, Dir: scratch, AdminToken: token, LogToFile: true})
+		pc, err := proccluster.Start(proccluster.Config{Binary: self, Nodes: f.local, Dir: scratch, AdminToken: token, LogToFile: true,
+			ExtraArgs: []string{"--environments", bench.Environments}})
 		if err != nil {
 			return markRun(err)
 		}

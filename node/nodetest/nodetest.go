@@ -84,6 +84,9 @@ type Options struct {
 	// ClientTLS is what the harness's clients and the nodes' peer clients
 	// verify it with.
 	TLS, ClientTLS *tls.Config
+	// Environments identities and roles may live in (node.Config.Environments);
+	// default the node's.
+	Environments []string
 }
 
 // New starts an n-node cluster: node 0 bootstraps, the others join through
@@ -156,6 +159,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 			RaftLogOutput: io.Discard,
 			Clock:         opts.Clock,
 			ReapInterval:  opts.ReapInterval,
+			Environments:  opts.Environments,
 			TLS:           opts.TLS,
 			PeerTLS:       opts.ClientTLS,
 			Raft: node.RaftTuning{
