@@ -24,6 +24,14 @@ run: build ## build and run a dev node with the example policies and identities
 test: ## unit, rpc and in-process cluster tests with -race
 	$(GO) test $(GOTEST_FLAGS) ./...
 
+.PHONY: test-policies
+test-policies: build ## writ policy test policies/: the example library's cases against its sets, validated
+	./bin/writ policy test policies/
+
+.PHONY: test-corpus
+test-corpus: ## the full Cedar integration corpus (from the cedar-go module) through Writ's plain evaluation, without -race
+	$(GO) test -count=1 -run 'TestCedarCorpus' -v ./authz/ | grep -E '^(---|ok|FAIL|\s+corpus_test)'
+
 .PHONY: bench
 bench: ## Go micro-benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./...
@@ -51,6 +59,9 @@ test-docker: ## docker cluster test: 3 containers, kill, disconnect, rolling res
 .PHONY: test-chaos
 test-chaos: ## fault history run: clients under partitions, slow links, kills, checked with porcupine (WRIT_HISTORY_DURATION, default 3m)
 	WRIT_HISTORY_DURATION=$${WRIT_HISTORY_DURATION:-3m} $(GO) test -race -count=1 -timeout 20m -run 'TestHistoryUnderFaults' -v ./node/
+.PHONY: test-leases-big
+test-leases-big: ## cluster test: revoke an identity holding 100,000 leases in one entry (about a minute)
+	WRIT_BIG_LEASES=100000 $(GO) test -count=1 -timeout 10m -run TestRevokeIdentityHoldingManyLeases -v ./node/
 
 .PHONY: bench-revoke
 bench-revoke: ## revocation propagation p50/p99, idle and loaded 3-node cluster (run on a quiet machine)
@@ -60,10 +71,25 @@ bench-revoke: ## revocation propagation p50/p99, idle and loaded 3-node cluster 
 .PHONY: bench-failover
 bench-failover: ## leader failover with 1,000,000 live leases (about 9 GiB of heap for 3 replicas; minutes to load)
 	GOMEMLIMIT=$${GOMEMLIMIT:-12GiB} WRIT_FAILOVER_LEASES=$${WRIT_FAILOVER_LEASES:-1000000} $(GO) test -count=1 -timeout 90m -run '^$$' -bench 'Failover' -benchtime $${BENCHTIME:-3x} -v ./node/
+.PHONY: churn
+churn: ## soak: 1,000 leases/s with 60 s TTLs for WRIT_CHURN (default 10m); prints stored leases, snapshot size, heap, RSS
+	WRIT_CHURN=$${WRIT_CHURN:-10m} $(GO) test -count=1 -timeout 30m -run TestLeaseChurn -v ./node/
+
+.PHONY: bench-leases
+bench-leases: ## heap per live lease and revoke-identity apply with 1,000,000 leases; revoke commit on 3 nodes with 1,000,000
+	WRIT_LEASE_MEMORY_N=1000000 $(GO) test -run '^$$' -bench 'LeaseMemory|ApplyRevokeIdentity' -benchtime 2000x -timeout 30m ./fsm/
+	WRIT_BENCH_LEASES=1000000 $(GO) test -run '^$$' -bench RevokeIdentityManyLeases -benchtime 1x -timeout 60m ./node/
 
 .PHONY: bench-ci
 bench-ci: ## run every benchmark once so they cannot rot
 	$(GO) test -run '^$$' -bench . -benchtime=1x ./...
+
+.PHONY: bench-smoke
+bench-smoke: build ## a few seconds of writ bench against 3 local processes, with peers and a report (bin/bench-smoke)
+	./bin/writ bench --local 3 --scenario authorize,batch-authorize,issue,revoke-propagation,mixed \
+		--duration 2s --warmup 500ms --concurrency 16 --peers --json --report bin/bench-smoke > bin/bench-smoke.json
+	@test "$$(grep -c '"scenario"' bin/bench-smoke.json)" -ge 5 || { cat bin/bench-smoke.json; echo "bench-smoke: missing results"; exit 1; }
+	@echo "bench-smoke: $$(wc -l < bin/bench-smoke.json) results, report in bin/bench-smoke/index.html"
 
 .PHONY: generate
 generate: ## regenerate protobuf and Connect code

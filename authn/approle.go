@@ -83,6 +83,9 @@ func LoginAppRole(st State, p AppRoleProof, now time.Time) (*Principal, error) {
 	if cidrs := sec.GetCidrs(); len(cidrs) > 0 && !sourceAllowed(cidrs, p.Source) {
 		return nil, ErrCIDRMismatch
 	}
+	if err := checkRoleSource(role, p.Source); err != nil {
+		return nil, err
+	}
 
 	ident, err := roleIdentity(st, role)
 	if err != nil {
@@ -105,13 +108,20 @@ func LoginAppRole(st State, p AppRoleProof, now time.Time) (*Principal, error) {
 	}, nil
 }
 
-// roleIdentity resolves the identity a login through role becomes and
-// checks it may log in. Every method ends here.
-func roleIdentity(st State, role *fsmpb.Role) (*fsmpb.Identity, error) {
+// roleIdentity resolves the fixed identity a login through role becomes
+// and checks it may log in.
+func roleIdentity(st identityState, role *fsmpb.Role) (*fsmpb.Identity, error) {
 	id := role.GetIdentity()
 	if id == "" {
 		return nil, fmt.Errorf("%w: role %q names no identity", ErrIdentityNotFound, role.GetName())
 	}
+	return checkIdentity(st, role, id)
+}
+
+// checkIdentity: the identity exists, is active and lives in the role's
+// environment. Every method ends here, so the identity rules cannot drift
+// between methods.
+func checkIdentity(st identityState, role *fsmpb.Role, id string) (*fsmpb.Identity, error) {
 	ident, ok := st.Identity(id)
 	if !ok || ident == nil {
 		return nil, fmt.Errorf("%w: role %q names identity %q", ErrIdentityNotFound, role.GetName(), id)

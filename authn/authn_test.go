@@ -2,6 +2,7 @@ package authn_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -360,5 +361,31 @@ func BenchmarkLoginAppRole(b *testing.B) {
 		if err != nil || p.SecretAccessor != "acc-cidr" {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestActors(t *testing.T) {
+	t.Parallel()
+	if _, ok := authn.ActorFrom(context.Background()); ok {
+		t.Fatal("actor in an empty context")
+	}
+	h := authn.AdminActor("writ_admin_x", "10.0.0.1")
+	ctx := authn.WithActor(context.Background(), h)
+	got, ok := authn.ActorFrom(ctx)
+	if !ok || !got.IsHuman() || got.Method != "admin_token" || got.SourceIP != "10.0.0.1" || !strings.HasPrefix(got.ID, "admin:") || len(got.ID) != len("admin:")+16 {
+		t.Fatalf("admin actor %+v", got)
+	}
+	if authn.AdminActor("writ_admin_y", "").ID == h.ID {
+		t.Error("two tokens, one actor id")
+	}
+	m := authn.MachineActor(&authn.Principal{
+		Identity: &fsmpb.Identity{Id: "ci/a"}, Role: &fsmpb.Role{Name: "ci"}, Method: authn.MethodJWT,
+		Evidence: map[string]any{authn.EvidenceSourceIP: "10.0.0.2"},
+	})
+	if m.IsHuman() || m.Kind != authn.ActorMachine || m.ID != "ci/a" || m.Role != "ci" || m.Method != "jwt" || m.SourceIP != "10.0.0.2" {
+		t.Fatalf("machine actor %+v", m)
+	}
+	if got, _ := authn.ActorFrom(authn.WithActor(ctx, m)); got.IsHuman() {
+		t.Error("a later WithActor does not replace the actor")
 	}
 }

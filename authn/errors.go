@@ -14,7 +14,10 @@ type Error struct {
 	// log in this way (PermissionDenied); false when the proof itself was
 	// rejected (Unauthenticated).
 	Permission bool
-	msg        string
+	// Unavailable is true when the proof could not be checked at all (a
+	// JWKS that was never fetched): the caller may retry (Unavailable).
+	Unavailable bool
+	msg         string
 }
 
 func (e *Error) Error() string { return "authn: " + e.msg }
@@ -29,6 +32,24 @@ var (
 	ErrSecretUsedUp      = &Error{Reason: "secret_id_used_up", msg: "secret id has no uses left"}
 	ErrCIDRMismatch      = &Error{Reason: "cidr_mismatch", msg: "source address is not allowed for this secret id"}
 	ErrInvalidAdminToken = &Error{Reason: "invalid_admin_token", msg: "invalid admin token"}
+
+	// JWT / OIDC.
+	ErrMalformedToken  = &Error{Reason: "malformed_token", msg: "token is not a well-formed signed JWT"}
+	ErrAlgNotAllowed   = &Error{Reason: "alg_not_allowed", msg: "token signing algorithm is not accepted"}
+	ErrUnknownKey      = &Error{Reason: "unknown_key", msg: "token is signed by a key the auth config does not hold"}
+	ErrBadSignature    = &Error{Reason: "bad_signature", msg: "token signature does not verify"}
+	ErrTokenExpired    = &Error{Reason: "token_expired", msg: "token has expired"}
+	ErrTokenNotYet     = &Error{Reason: "token_not_yet_valid", msg: "token is not valid yet"}
+	ErrWrongIssuer     = &Error{Reason: "wrong_issuer", msg: "token issuer is not the auth config's"}
+	ErrWrongAudience   = &Error{Reason: "wrong_audience", msg: "token audience is not accepted"}
+	ErrKeysUnavailable = &Error{Reason: "keys_unavailable", Unavailable: true, msg: "the auth config's keys could not be loaded"}
+
+	// mTLS.
+	ErrNoClientCert   = &Error{Reason: "no_client_certificate", msg: "no client certificate was presented (connect over TLS with a certificate)"}
+	ErrUntrustedChain = &Error{Reason: "untrusted_certificate", msg: "client certificate does not chain to a trusted anchor"}
+
+	// Every method.
+	ErrUnknownRole = &Error{Reason: "unknown_role", msg: "unknown role"}
 )
 
 // Authorization failures at login (PermissionDenied): the proof was good,
@@ -38,6 +59,10 @@ var (
 	ErrIdentityNotFound    = &Error{Reason: "identity_not_found", Permission: true, msg: "the role's identity does not exist"}
 	ErrIdentityDisabled    = &Error{Reason: "identity_disabled", Permission: true, msg: "identity is disabled"}
 	ErrEnvironmentMismatch = &Error{Reason: "environment_mismatch", Permission: true, msg: "identity environment differs from the role's"}
+	ErrClaimMismatch       = &Error{Reason: "claim_mismatch", Permission: true, msg: "a bound claim does not match"}
+	ErrSPIFFEIDMismatch    = &Error{Reason: "spiffe_id_mismatch", Permission: true, msg: "SPIFFE ID is outside the role's bound patterns"}
+	ErrSourceNotAllowed    = &Error{Reason: "source_not_allowed", Permission: true, msg: "source address is outside the role's bound CIDRs"}
+	ErrIdentityTemplate    = &Error{Reason: "identity_template", Permission: true, msg: "the proof does not render the role's identity template"}
 )
 
 // Reason returns the reason code of the authn error in err's chain, or ""
@@ -48,6 +73,13 @@ func Reason(err error) string {
 		return e.Reason
 	}
 	return ""
+}
+
+// IsUnavailable reports whether err is an authn failure that means "could
+// not check the proof now" (retry later).
+func IsUnavailable(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Unavailable
 }
 
 // IsPermission reports whether err is an authn failure that means "valid

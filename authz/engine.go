@@ -23,6 +23,9 @@ type Engine struct {
 	sets  atomic.Pointer[map[string]*cacheEntry]
 	mu    sync.Mutex // serializes writers of sets
 	group singleflight.Group
+	// principals is shared by every set the engine compiles: an identity's
+	// principal records do not depend on the policies.
+	principals principalCache
 }
 
 // cacheEntry is one compiled version, or the error compiling it gave:
@@ -69,6 +72,9 @@ func (e *Engine) Get(ps *fsmpb.PolicySet) (*PolicySet, error) {
 		}
 		c := &cacheEntry{version: version, size: len(text)}
 		c.ps, c.err = Compile(name, version, []byte(text))
+		if c.ps != nil {
+			c.ps.principals = &e.principals
+		}
 		e.install(name, c)
 		return c, nil
 	})

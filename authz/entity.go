@@ -57,6 +57,7 @@ func principalType(kind string) (types.EntityType, error) {
 // them. An entities value belongs to one goroutine (one Authorize call).
 type entities struct {
 	ident     *fsmpb.Identity
+	role      string
 	principal types.EntityUID
 	parents   [3]types.EntityUID
 	nParents  int
@@ -64,7 +65,8 @@ type entities struct {
 	resource  types.Entity
 
 	built bool
-	full  types.Entity // the principal, once built
+	full  types.Entity    // the principal, once built
+	cache *principalCache // nil: build the principal's records every time
 }
 
 var _ types.EntityGetter = (*entities)(nil)
@@ -91,23 +93,18 @@ func (e *entities) principalEntity() types.Entity {
 		return e.full
 	}
 	e.built = true
-	var tags types.Record
-	if attrs := e.ident.GetAttributes(); len(attrs) > 0 {
-		m := make(types.RecordMap, len(attrs))
-		for k, v := range attrs {
-			m[types.String(k)] = types.String(v)
-		}
-		tags = types.NewRecord(m)
+	recs := e.cache.get(e.ident)
+	var parents types.EntityUIDSet
+	if e.cache != nil {
+		parents = recs.parentSet(e.role, e.parents[:e.nParents])
+	} else {
+		parents = types.NewEntityUIDSet(e.parents[:e.nParents]...)
 	}
 	e.full = types.Entity{
-		UID:     e.principal,
-		Parents: types.NewEntityUIDSet(e.parents[:e.nParents]...),
-		Attributes: types.NewRecord(types.RecordMap{
-			attrOwner:       types.String(e.ident.GetOwner()),
-			attrEnvironment: types.String(e.ident.GetEnvironment()),
-			attrKind:        types.String(e.ident.GetKind()),
-		}),
-		Tags: tags,
+		UID:        e.principal,
+		Parents:    parents,
+		Attributes: recs.attrs,
+		Tags:       recs.tags,
 	}
 	return e.full
 }

@@ -18,3 +18,12 @@ var (
 	// has no Cedar entity type.
 	ErrUnknownKind = errors.New("authz: unknown identity kind")
 )
+
+var (
+	// ErrInvalidPolicySet is wrapped by every error Schema.Validate returns:
+	// the set does not compile or does not validate against the schema.
+	ErrInvalidPolicySet = errors.New("authz: invalid policy set")
+
+	// ErrSchema wraps every error ParseSchema returns.
+	ErrSchema = errors.New("authz: invalid schema")
+)

@@ -192,32 +192,39 @@ type candidates struct {
 //	action[X] for X in A and its ancestors,
 //	principalType[type of P], resourceType[type of R], always.
 //
-// Ancestors are what the entity getter gives (entities.ancestors).
-func lookups(dst [][]int32, ix *index, e *entities) [][]int32 {
+// The ancestors are what the entity getter gives (entities.ancestors for a
+// Writ decision, the transitive parents in the entity map for plain Cedar).
+func lookups(dst [][]int32, ix *index, q *scopeRequest) [][]int32 {
 	add := func(l []int32) {
 		if len(l) > 0 {
 			dst = append(dst, l)
 		}
 	}
-	p, a, r := e.principal, e.action, e.resource.UID
-	add(ix.principalEq[p])
-	add(ix.principalIn[p])
-	for _, x := range e.ancestors(p) {
+	add(ix.principalEq[q.p])
+	add(ix.principalIn[q.p])
+	for _, x := range q.pAnc {
 		add(ix.principalIn[x])
 	}
-	add(ix.resourceEq[r])
-	add(ix.resourceIn[r])
-	for _, x := range e.ancestors(r) {
+	add(ix.resourceEq[q.r])
+	add(ix.resourceIn[q.r])
+	for _, x := range q.rAnc {
 		add(ix.resourceIn[x])
 	}
-	add(ix.action[a])
-	for _, x := range e.ancestors(a) {
+	add(ix.action[q.a])
+	for _, x := range q.aAnc {
 		add(ix.action[x])
 	}
-	add(ix.principalType[p.Type])
-	add(ix.resourceType[r.Type])
+	add(ix.principalType[q.p.Type])
+	add(ix.resourceType[q.r.Type])
 	add(ix.always)
 	return dst
+}
+
+// scopeRequest is what the index needs of a request: the three entities
+// and their ancestors.
+type scopeRequest struct {
+	p, a, r          types.EntityUID
+	pAnc, aAnc, rAnc []types.EntityUID
 }
 
 func (c *candidates) All() iter.Seq2[types.PolicyID, *cedar.Policy] {
@@ -229,11 +236,17 @@ func (c *candidates) All() iter.Seq2[types.PolicyID, *cedar.Policy] {
 // each yields the candidates in ascending position.
 func (c *candidates) each(yield func(types.PolicyID, *cedar.Policy) bool) {
 	e := c.ents
-	p, a, r := e.principal, e.action, e.resource.UID
-	pAnc, aAnc, rAnc := e.ancestors(p), e.ancestors(a), e.ancestors(r)
+	q := scopeRequest{p: e.principal, a: e.action, r: e.resource.UID}
+	q.pAnc, q.aAnc, q.rAnc = e.ancestors(q.p), e.ancestors(q.a), e.ancestors(q.r)
+	c.ps.eachCandidate(&q, yield)
+}
+
+// eachCandidate yields, in ascending position, the policies of ps whose
+// scope matches q.
+func (ps *PolicySet) eachCandidate(q *scopeRequest, yield func(types.PolicyID, *cedar.Policy) bool) {
 	var buf [maxLookups][]int32
-	lists := lookups(buf[:0], &c.ps.index, e)
-	list := c.ps.iter.list
+	lists := lookups(buf[:0], &ps.index, q)
+	list := ps.iter.list
 	last := int32(-1)
 	for {
 		// k-way merge: the smallest head of the (few) lists.
@@ -253,7 +266,7 @@ func (c *candidates) each(yield func(types.PolicyID, *cedar.Policy) bool) {
 		}
 		last = pos
 		cp := &list[pos]
-		if !cp.scope.principal.match(p, pAnc) || !cp.scope.action.match(a, aAnc) || !cp.scope.resource.match(r, rAnc) {
+		if !cp.scope.principal.match(q.p, q.pAnc) || !cp.scope.action.match(q.a, q.aAnc) || !cp.scope.resource.match(q.r, q.rAnc) {
 			continue
 		}
 		if !yield(cp.id, cp.policy) {

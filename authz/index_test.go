@@ -232,7 +232,7 @@ func TestIndexedEqualsWholeSet(t *testing.T) {
 func countCandidates(t *testing.T, ps *PolicySet, req Request) int {
 	t.Helper()
 	var ents entities
-	if _, err := newRequest(req, &ents); err != nil {
+	if _, err := newRequest(req, &ents, nil); err != nil {
 		t.Fatal(err)
 	}
 	n := 0
@@ -267,7 +267,7 @@ func TestCandidatesAreExactlyScopeMatches(t *testing.T) {
 		for range 20 {
 			req := genRequest(r)
 			var ents entities
-			creq, err := newRequest(req, &ents)
+			creq, err := newRequest(req, &ents, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -320,7 +320,7 @@ func TestAncestorsAgreeWithGet(t *testing.T) {
 	for range 2000 {
 		req := genRequest(r)
 		var ents entities
-		creq, err := newRequest(req, &ents)
+		creq, err := newRequest(req, &ents, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,7 @@ import (
 	"iter"
 	"strconv"
 	"strings"
+	"sync"
 
 	cedar "github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
@@ -29,7 +30,10 @@ type Request struct {
 	// with attributes owner, environment and kind, the identity's
 	// attributes as tags, and parents Role::"<Role>" (when Role is not
 	// empty), Team::"<Owner>" and Environment::"<Environment>" (when not
-	// empty). Decide never modifies it.
+	// empty). Decide never modifies it, and the caller must not either once
+	// it has been decided on: a set from an Engine caches the principal's
+	// records per Identity pointer (fsm records are immutable, so a stored
+	// record qualifies).
 	Identity *fsmpb.Identity
 	Role     string
 	// Action is the id of Action::"<Action>".
@@ -71,10 +75,47 @@ type Decision struct {
 	// Errors has one "policy <id>: <message>" per policy whose evaluation
 	// failed. Cedar skips such policies: an erroring forbid does not deny.
 	Errors []string
+	// PolicyErrors are the same errors with the policy that failed.
+	PolicyErrors []PolicyError
+	// Outcome says which of the three ways the decision went.
+	Outcome Outcome
 	// Reason is a one-line explanation for people and logs.
 	Reason    string
 	PolicySet string
 	Version   uint64
+}
+
+// Outcome is how a decision was reached.
+type Outcome uint8
+
+// The outcomes of a decision.
+const (
+	// OutcomeNone is the zero value: no decision was made.
+	OutcomeNone Outcome = iota
+	// OutcomeAllowed: some permit matched and no forbid did.
+	OutcomeAllowed
+	// OutcomeForbidden: a forbid matched (Determining lists them).
+	OutcomeForbidden
+	// OutcomeNoPermit: nothing matched; Cedar denies by default.
+	OutcomeNoPermit
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeAllowed:
+		return "allowed"
+	case OutcomeForbidden:
+		return "forbidden"
+	case OutcomeNoPermit:
+		return "no_permit"
+	}
+	return "none"
+}
+
+// PolicyError is one policy whose evaluation failed.
+type PolicyError struct {
+	Policy  PolicyRef
+	Message string
 }
 
 // compiled is one policy of a set with the name Writ gives it.
@@ -108,6 +149,11 @@ type PolicySet struct {
 	iter    policyIter
 	byID    map[types.PolicyID]int
 	index   index
+	// principals, set by Engine.Get, caches principal records across
+	// decisions; nil for a set from Compile.
+	principals *principalCache
+	// scratch recycles the maps converting a request's records uses.
+	scratch sync.Pool
 }
 
 // Compile parses Cedar policy text into a PolicySet. Every error wraps
@@ -115,8 +161,15 @@ type PolicySet struct {
 // <name>:<line>:<column>. Policies are named by their @id annotation
 // (which must be non-empty and unique), else "policyN" by position.
 //
-// Compile does not validate the policies against a schema.
+// Compile does not validate the policies against a schema (Schema.Validate
+// does).
 func Compile(name string, version uint64, text []byte) (*PolicySet, error) {
+	return compile(name, version, text, false)
+}
+
+// compile is Compile; with cedarIDs every policy is named policyN by
+// position, as Cedar names them, and @id is only an annotation.
+func compile(name string, version uint64, text []byte, cedarIDs bool) (*PolicySet, error) {
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s v%d: %s", ErrCompile, name, version, fmt.Sprintf(format, args...))
 	}
@@ -144,10 +197,12 @@ func Compile(name string, version uint64, text []byte) (*PolicySet, error) {
 		}
 		id, ok := ann["id"]
 		switch {
+		case cedarIDs:
+			id = policyName(i)
 		case ok && id == "":
 			return nil, fail("%s: empty @id", position(p))
 		case !ok:
-			id = "policy" + strconv.Itoa(i)
+			id = policyName(i)
 		}
 		if j, dup := ps.byID[types.PolicyID(id)]; dup {
 			return nil, fail("%s: policy id %q is already used by the policy at %s", position(p), id, position(ps.iter.list[j].policy))
@@ -196,10 +251,11 @@ func (ps *PolicySet) Policies() []PolicyRef {
 // index.go); the decision is identical to DecideAll's.
 func (ps *PolicySet) Decide(req Request) (Decision, error) {
 	call := new(decideCall)
-	creq, err := newRequest(req, &call.ents)
+	creq, err := newRequest(req, &call.ents, &ps.scratch)
 	if err != nil {
 		return Decision{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
+	call.ents.cache = ps.principals
 	call.cands = candidates{ps: ps, ents: &call.ents}
 	dec, diag := cedar.Authorize(&call.cands, &call.ents, creq)
 	return ps.decision(dec, diag), nil
@@ -216,10 +272,11 @@ type decideCall struct {
 // indexed Decide is tested and measured against.
 func (ps *PolicySet) DecideAll(req Request) (Decision, error) {
 	ents := new(entities)
-	creq, err := newRequest(req, ents)
+	creq, err := newRequest(req, ents, &ps.scratch)
 	if err != nil {
 		return Decision{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
+	ents.cache = ps.principals
 	dec, diag := cedar.Authorize(&ps.iter, ents, creq)
 	return ps.decision(dec, diag), nil
 }
@@ -238,9 +295,19 @@ func (ps *PolicySet) decision(dec cedar.Decision, diag cedar.Diagnostic) Decisio
 	}
 	if len(diag.Errors) > 0 {
 		out.Errors = make([]string, len(diag.Errors))
+		out.PolicyErrors = make([]PolicyError, len(diag.Errors))
 		for i, e := range diag.Errors {
 			out.Errors[i] = "policy " + string(e.PolicyID) + ": " + e.Message
+			out.PolicyErrors[i] = PolicyError{Policy: ps.iter.list[ps.byID[e.PolicyID]].ref, Message: e.Message}
 		}
+	}
+	switch {
+	case out.Allowed:
+		out.Outcome = OutcomeAllowed
+	case len(out.Determining) > 0:
+		out.Outcome = OutcomeForbidden
+	default:
+		out.Outcome = OutcomeNoPermit
 	}
 	out.Reason = reason(out)
 	return out
@@ -273,7 +340,7 @@ func reason(d Decision) string {
 
 // newRequest checks req and turns it into the Cedar request, filling e, the
 // entity getter for it.
-func newRequest(req Request, e *entities) (cedar.Request, error) {
+func newRequest(req Request, e *entities, pool *sync.Pool) (cedar.Request, error) {
 	ident := req.Identity
 	if ident == nil {
 		return cedar.Request{}, fmt.Errorf("identity is required")
@@ -300,17 +367,18 @@ func newRequest(req Request, e *entities) (cedar.Request, error) {
 	if len(req.Role) > MaxIDBytes {
 		return cedar.Request{}, fmt.Errorf("role is %d bytes; at most %d", len(req.Role), MaxIDBytes)
 	}
-	resAttrs, err := recordFromMap("resource", req.Resource.Attributes)
+	resAttrs, err := recordFromMap("resource", req.Resource.Attributes, pool)
 	if err != nil {
 		return cedar.Request{}, err
 	}
-	ctx, err := recordFromMap("context", req.Context)
+	ctx, err := recordFromMap("context", req.Context, pool)
 	if err != nil {
 		return cedar.Request{}, err
 	}
 
 	*e = entities{
 		ident:     ident,
+		role:      req.Role,
 		principal: types.NewEntityUID(ptype, types.String(ident.GetId())),
 		action:    types.NewEntityUID(typeAction, types.String(req.Action)),
 		resource: types.Entity{

@@ -88,6 +88,7 @@ func TestDecideFillsDecision(t *testing.T) {
 	want := authz.Decision{
 		Allowed:     true,
 		Determining: []authz.PolicyRef{{ID: "p", Annotations: map[string]string{"id": "p", "reason": "r"}}},
+		Outcome:     authz.OutcomeAllowed,
 		Reason:      "allowed by p",
 		PolicySet:   "prod",
 		Version:     9,

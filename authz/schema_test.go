@@ -1,6 +1,8 @@
 package authz
 
 import (
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/cedar-policy/cedar-go/types"
@@ -64,7 +66,7 @@ func TestEntitiesAgreeWithSchema(t *testing.T) {
 				Context:  ctx,
 			}
 			ents := new(entities)
-			creq, err := newRequest(req, ents)
+			creq, err := newRequest(req, ents, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,6 +90,35 @@ func TestEntitiesAgreeWithSchema(t *testing.T) {
 			if ents.nParents != 3 {
 				t.Errorf("parents = %v, want role, team and environment", ents.parents[:ents.nParents])
 			}
+		}
+	}
+}
+
+// TestCheckEntityModel: Writ's schema describes its entity model; a schema
+// that drops a principal type or its tags does not.
+func TestCheckEntityModel(t *testing.T) {
+	t.Parallel()
+	s, err := ParseSchema("writ.cedarschema", policies.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckEntityModel(); err != nil {
+		t.Fatal(err)
+	}
+	noTags := strings.Replace(string(policies.Schema), "} tags String;", "};", 1)
+	for name, text := range map[string]string{
+		"no tags":  noTags,
+		"no owner": strings.Replace(string(policies.Schema), "  owner: String,\n  environment: String,\n  // workload", "  environment: String,\n  // workload", 1),
+	} {
+		if text == string(policies.Schema) {
+			t.Fatalf("%s: the schema changed; update the test", name)
+		}
+		s, err := ParseSchema(name, []byte(text))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if err := s.CheckEntityModel(); !errors.Is(err, ErrSchema) {
+			t.Errorf("%s: CheckEntityModel = %v", name, err)
 		}
 	}
 }

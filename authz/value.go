@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"sync"
 
 	"github.com/cedar-policy/cedar-go/types"
 )
@@ -30,21 +31,38 @@ func (e *valueError) prefix(p string) *valueError {
 // recordFromMap converts decoded JSON (or Go values of the same shape) into a
 // Cedar record; root names the record in error messages ("context").
 // The rules are in toValue.
-func recordFromMap(root string, m map[string]any) (types.Record, error) {
+func recordFromMap(root string, m map[string]any, pool *sync.Pool) (types.Record, error) {
 	if len(m) == 0 {
 		return types.Record{}, nil
 	}
-	r, err := toRecord(m, 1)
+	r, err := toRecord(m, 1, pool)
 	if err != nil {
 		return types.Record{}, err.prefix(root)
 	}
 	return r, nil
 }
 
-func toRecord(m map[string]any, depth int) (types.Record, *valueError) {
-	rm := make(types.RecordMap, len(m))
+// toRecord fills a scratch map from pool (nil: a fresh one) and hands it to
+// types.NewRecord, which copies it: the scratch map goes back to the pool.
+// A PolicySet owns the pool, so maps are recycled across its decisions.
+func toRecord(m map[string]any, depth int, pool *sync.Pool) (types.Record, *valueError) {
+	var rm types.RecordMap
+	if pool != nil {
+		if v, ok := pool.Get().(types.RecordMap); ok {
+			rm = v
+		}
+	}
+	if rm == nil {
+		rm = make(types.RecordMap, len(m))
+	}
+	defer func() {
+		if pool != nil {
+			clear(rm)
+			pool.Put(rm)
+		}
+	}()
 	for k, v := range m {
-		cv, err := toValue(v, depth)
+		cv, err := toValue(v, depth, pool)
 		if err != nil {
 			return types.Record{}, err.prefix("." + k)
 		}
@@ -66,7 +84,7 @@ func toRecord(m map[string]any, depth int) (types.Record, *valueError) {
 //	map[string]string          → Record
 //	types.Value                → itself (an entity reference, a decimal...)
 //	nil, anything else         → an error
-func toValue(v any, depth int) (types.Value, *valueError) {
+func toValue(v any, depth int, pool *sync.Pool) (types.Value, *valueError) {
 	if depth > MaxValueDepth {
 		return nil, &valueError{msg: fmt.Sprintf("nested more than %d levels deep", MaxValueDepth)}
 	}
@@ -108,7 +126,7 @@ func toValue(v any, depth int) (types.Value, *valueError) {
 	case []any:
 		vals := make([]types.Value, len(v))
 		for i, e := range v {
-			cv, err := toValue(e, depth+1)
+			cv, err := toValue(e, depth+1, pool)
 			if err != nil {
 				return nil, err.prefix("[" + strconv.Itoa(i) + "]")
 			}
@@ -122,7 +140,7 @@ func toValue(v any, depth int) (types.Value, *valueError) {
 		}
 		return types.NewSet(vals...), nil
 	case map[string]any:
-		r, err := toRecord(v, depth+1)
+		r, err := toRecord(v, depth+1, pool)
 		if err != nil {
 			return nil, err
 		}

@@ -42,7 +42,7 @@ func TestToValue(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := toValue(c.in, 1)
+			got, err := toValue(c.in, 1, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -78,7 +78,7 @@ func TestToValueRejects(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := recordFromMap("context", c.in)
+			_, err := recordFromMap("context", c.in, nil)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, c.want)
 			}
@@ -89,7 +89,7 @@ func TestToValueRejects(t *testing.T) {
 func TestRecordFromMapEmpty(t *testing.T) {
 	t.Parallel()
 	for _, m := range []map[string]any{nil, {}} {
-		r, err := recordFromMap("context", m)
+		r, err := recordFromMap("context", m, nil)
 		if err != nil || r.Len() != 0 {
 			t.Fatalf("recordFromMap(%v) = %v, %v", m, r, err)
 		}
@@ -110,6 +110,6 @@ func FuzzContext(f *testing.F) {
 		if json.Unmarshal(b, &m) != nil {
 			return
 		}
-		_, _ = recordFromMap("context", m)
+		_, _ = recordFromMap("context", m, nil)
 	})
 }

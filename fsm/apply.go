@@ -53,7 +53,7 @@ func (f *FSM) Apply(index uint64, data []byte) []*fsmpb.Result {
 
 	txn := f.db.Txn(true)
 	defer txn.Abort() // no-op after Commit; releases the writer if anything panics
-	a := &applier{txn: txn, index: index, now: cmd.GetHeader().GetTimeUnixNano()}
+	a := &applier{txn: txn, ls: f.leases, index: index, now: cmd.GetHeader().GetTimeUnixNano()}
 	var results []*fsmpb.Result
 	if b, ok := cmd.GetPayload().(*fsmpb.Command_Batch); ok {
 		items := b.Batch.GetCommands()
@@ -71,6 +71,7 @@ func (f *FSM) Apply(index uint64, data []byte) []*fsmpb.Result {
 	a.pruneRequests()
 	txn.Commit()
 	f.publish(index)
+	f.revs.advance(index, a.revEvents)
 
 	if f.cfg.OnPolicySetChange != nil {
 		for _, ev := range a.policyEvents {
@@ -87,13 +88,18 @@ type policyEvent struct {
 
 // applier applies one entry inside one memdb write transaction.
 type applier struct {
-	txn   *memdb.Txn
+	txn *memdb.Txn
+	// ls is the writer's lease store, changed in place: the checks that
+	// can halt run before anything changes, and a halt after that (a
+	// programming error) stops the replica, which rebuilds from its log.
+	ls    *leaseStore
 	index uint64
 	now   int64 // the entry header's time: the only clock
 
 	reqs         []appliedReq             // request ids this entry applied successfully
 	pending      map[string]*fsmpb.Result // the same, by id, for batches
 	policyEvents []policyEvent
+	revEvents    []Revocation
 }
 
 // applyItem applies one command unless its request id was applied within
@@ -105,6 +111,14 @@ type applier struct {
 // after, say, POLICY_CHANGED with a fresh decision (rpc does exactly that).
 func (a *applier) applyItem(cmd *fsmpb.Command) *fsmpb.Result {
 	rid := cmd.GetHeader().GetRequestId()
+	if p, ok := cmd.GetPayload().(*fsmpb.Command_IssueLease); ok {
+		// Issuance dedupes by lease id (see issueLease): no row, no index key.
+		r := a.issueLease(p.IssueLease, rid)
+		if r.Index == 0 {
+			r.Index = a.index
+		}
+		return r
+	}
 	if rid != "" {
 		if r := a.applied(rid); r != nil {
 			return r
@@ -228,7 +242,7 @@ func (a *applier) iter(table, index string, args ...any) memdb.ResultIterator {
 
 // view reads through the entry's own transaction (it sees earlier items of
 // the same batch).
-func (a *applier) view() *View { return &View{txn: a.txn, index: a.index} }
+func (a *applier) view() *View { return &View{txn: a.txn, leases: a.ls, index: a.index} }
 
 // addNanos is t+d, saturating instead of overflowing.
 func addNanos(t, d int64) int64 {

@@ -86,10 +86,17 @@ func TestApplyResults(t *testing.T) {
 			}
 		}},
 		{name: "identity update", setup: func(h *harness) { h.now = h.now.Add(time.Second) }, cmd: func() *fsmpb.Command {
-			return withIdentity(identityCmd("ci/a", "prod"), func(p *fsmpb.PutIdentity) { p.ExpectVersion = 1; p.Identity.Owner = "team-b"; p.Identity.Epoch = 99 })
+			return withIdentity(identityCmd("ci/a", "prod"), func(p *fsmpb.PutIdentity) { p.ExpectVersion = 1; p.Identity.Description = "d"; p.Identity.Epoch = 99 })
 		}, want: codeOK, check: func(t *testing.T, h *harness, r *fsmpb.Result) {
 			i, _ := h.f.View().Identity("ci/a")
-			if r.GetVersion() != 2 || i.GetEpoch() != 1 || i.GetOwner() != "team-b" || i.GetCreatedUnixNano() != t0.UnixNano() || i.GetUpdatedUnixNano() != t0.Add(time.Second).UnixNano() {
+			if r.GetVersion() != 2 || i.GetEpoch() != 1 || i.GetDescription() != "d" || i.GetCreatedUnixNano() != t0.UnixNano() || i.GetUpdatedUnixNano() != t0.Add(time.Second).UnixNano() {
+				t.Fatalf("stored %v", i)
+			}
+		}},
+		{name: "identity handed to another owner: its leases go", cmd: func() *fsmpb.Command {
+			return withIdentity(identityCmd("ci/a", "prod"), func(p *fsmpb.PutIdentity) { p.Identity.Owner = "team-b" })
+		}, want: codeOK, check: func(t *testing.T, h *harness, r *fsmpb.Result) {
+			if i, _ := h.f.View().Identity("ci/a"); i.GetEpoch() != 2 || i.GetOwner() != "team-b" {
 				t.Fatalf("stored %v", i)
 			}
 		}},
@@ -406,12 +413,11 @@ func TestIssueLeaseStoresWhatApplyOwns(t *testing.T) {
 		Scope:          &fsmpb.Scope{Actions: []string{"deploy"}, Resources: []*fsmpb.Resource{{Type: "Deployment", Id: "api"}}},
 		IssuedUnixNano: h.now.UnixNano(), ExpiresUnixNano: h.now.Add(10 * time.Minute).UnixNano(), MaxExpiresUnixNano: h.now.Add(time.Hour).UnixNano(),
 		DecisionId: "d-l1", PolicySet: "prod", PolicyVersion: 1, Status: fsmpb.LeaseStatus_LEASE_STATUS_ACTIVE, IssuedIndex: h.idx, AuthMethod: "approle",
+		RequestHash: requestHash(c.GetHeader().GetRequestId()),
 	}
 	diff(t, want, r.GetLease())
 	stored, _ := h.f.View().Lease("l1")
-	if stored != r.GetLease() {
-		t.Fatal("the result does not carry the stored lease")
-	}
+	diff(t, want, stored)
 
 	// A child is capped at its parent's expiry, both expiry and max expiry.
 	h.now = h.now.Add(time.Minute)
@@ -431,7 +437,7 @@ func TestBatchResults(t *testing.T) {
 	t.Parallel()
 	h := base(t)
 	dup := issueCmd(lease{id: "l2"})
-	again := issueCmd(lease{id: "l2-retry"})
+	again := issueCmd(lease{id: "l2"})
 	again.Header.RequestId = dup.Header.RequestId // a retry of the same request in the same entry
 	rs := h.apply(
 		issueCmd(lease{id: "l1"}),
@@ -447,11 +453,9 @@ func TestBatchResults(t *testing.T) {
 			t.Fatalf("item %d: %v %q index %d, want %v", i, r.GetCode(), r.GetMessage(), r.GetIndex(), want[i])
 		}
 	}
-	if rs[3] != rs[2] {
-		t.Fatal("a duplicate request id in one batch was applied twice")
-	}
-	if _, ok := h.f.View().Lease("l2-retry"); ok {
-		t.Fatal("the deduplicated item was applied")
+	diff(t, rs[2], rs[3]) // the retry is answered with the stored lease
+	if n := len(h.f.View().Leases("", 0)); n != 2 {
+		t.Fatalf("%d leases stored, want l1 and l2", n)
 	}
 	if h.check("l1") != ReasonRevoked {
 		t.Fatalf("l1: %s", h.check("l1"))
@@ -496,13 +500,20 @@ func TestDedupe(t *testing.T) {
 	r.idx, r.now = h.idx, h.now
 	diff(t, first, r.apply(cmd)[0])
 
-	// Past the window (by log time) the id is forgotten: the same command
-	// now conflicts on its lease id.
+	// Issuance dedupes by lease id and request id, not through the
+	// window: a replay is answered as long as the lease is stored...
 	h.now = t0.Add(DedupeWindow + time.Second)
 	h.ok(noopCmd())
-	if got := h.code(cmd); got != codeExists {
-		t.Fatalf("after the window: %v", got)
+	diff(t, first, h.apply(cmd)[0])
+	// ... and another request for the same lease id is a conflict.
+	other := issueCmd(lease{id: "l1"})
+	if got := h.code(other); got != codeExists {
+		t.Fatalf("same lease id, another request: %v", got)
 	}
+	// Other commands are remembered for the window only.
+	rv := revokeLeaseCmd("l2")
+	firstRevoke := h.ok(rv)
+	diff(t, firstRevoke, h.apply(rv)[0])
 }
 
 func TestDedupePruningIsBounded(t *testing.T) {

@@ -13,7 +13,10 @@ const FormatProtoV1 byte = 1
 
 // Version is this FSM's version. A command whose header demands a higher
 // min_fsm_version halts the replica instead of being misapplied.
-const Version uint32 = 1
+//
+// Version 2: PutPolicySet.keep_versions prunes the policy set history in
+// Apply (a version-1 replica would keep every version and diverge).
+const Version uint32 = 2
 
 // MaxEntryBytes bounds what Decode accepts. Apply halts on an entry Decode
 // rejects, so proposers must stay well below it (node's proposer caps

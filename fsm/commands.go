@@ -47,7 +47,7 @@ func (a *applier) apply(cmd *fsmpb.Command) *fsmpb.Result {
 	case *fsmpb.Command_PutSigningKey:
 		return a.putSigningKey(p.PutSigningKey)
 	case *fsmpb.Command_IssueLease:
-		return a.issueLease(p.IssueLease)
+		return a.issueLease(p.IssueLease, cmd.GetHeader().GetRequestId())
 	case *fsmpb.Command_RenewLease:
 		return a.renewLease(p.RenewLease)
 	case *fsmpb.Command_RevokeLease:
@@ -56,6 +56,16 @@ func (a *applier) apply(cmd *fsmpb.Command) *fsmpb.Result {
 		return a.revokeIdentity(p.RevokeIdentity)
 	case *fsmpb.Command_ReapExpired:
 		return a.reapExpired(p.ReapExpired)
+	case *fsmpb.Command_PutAuthConfig:
+		return a.putAuthConfig(p.PutAuthConfig)
+	case *fsmpb.Command_DeleteAuthConfig:
+		return a.deleteAuthConfig(p.DeleteAuthConfig)
+	case *fsmpb.Command_RevokeRole:
+		return a.revokeRole(p.RevokeRole)
+	case *fsmpb.Command_RevokeOwner:
+		return a.revokeOwner(p.RevokeOwner)
+	case *fsmpb.Command_RetireSigningKey:
+		return a.retireSigningKey(p.RetireSigningKey)
 	default:
 		// CheckCommand ran before the transaction opened: an unknown payload
 		// that reaches here is ignorable.
@@ -167,9 +177,12 @@ func (a *applier) putIdentity(p *fsmpb.PutIdentity) *fsmpb.Result {
 		// Disabling invalidates everything the identity holds, and
 		// re-enabling does not bring it back. Moving it to another
 		// environment does the same: its leases were issued for the old one.
+		// So does handing it to another owner: its leases were stamped
+		// with the old owner's accountability (and RevokeOwner epoch).
 		if (old.Status == fsmpb.IdentityStatus_IDENTITY_STATUS_ACTIVE && n.Status == fsmpb.IdentityStatus_IDENTITY_STATUS_DISABLED) ||
-			old.Environment != n.Environment {
+			old.Environment != n.Environment || old.Owner != n.Owner {
 			n.Epoch++
+			a.revoked(RevocationIdentity, n.Id, "identity disabled, moved or re-owned")
 		}
 	}
 	a.put(tIdentity, n)
@@ -180,12 +193,8 @@ func (a *applier) putIdentity(p *fsmpb.PutIdentity) *fsmpb.Result {
 // every epoch that leases of an earlier, deleted identity with the same id
 // still carry, so that re-creating an id never brings old leases back.
 func (a *applier) freshIdentityEpoch(id string) uint64 {
-	epoch := uint64(1)
-	it := a.iter(tLease, iIdentity, id)
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		epoch = max(epoch, raw.(*fsmpb.Lease).GetIdentityEpoch()+1)
-	}
-	return epoch
+	e, _ := a.ls.maxEpochs(id, "")
+	return e + 1
 }
 
 func (a *applier) deleteIdentity(p *fsmpb.DeleteIdentity) *fsmpb.Result {
@@ -195,6 +204,7 @@ func (a *applier) deleteIdentity(p *fsmpb.DeleteIdentity) *fsmpb.Result {
 	}
 	// Its leases stay until they expire; CheckLease reports identity_deleted.
 	a.del(tIdentity, old)
+	a.revoked(RevocationIdentity, p.GetId(), "identity deleted")
 	return ok()
 }
 
@@ -210,6 +220,7 @@ func (a *applier) revokeIdentity(p *fsmpb.RevokeIdentity) *fsmpb.Result {
 	n.Version++
 	n.UpdatedUnixNano = a.now
 	a.put(tIdentity, n)
+	a.revoked(RevocationIdentity, n.Id, p.GetReason())
 	return &fsmpb.Result{Code: codeOK, Version: n.Version}
 }
 
@@ -222,8 +233,12 @@ func (a *applier) putRole(p *fsmpb.PutRole) *fsmpb.Result {
 		return fail(codeInvalid, "role name must be 1..%d bytes without spaces or control characters", MaxIDBytes)
 	case !validID(n.GetEnvironment()):
 		return fail(codeInvalid, "role environment is required (no spaces)")
-	case !validID(n.GetIdentity()):
-		return fail(codeInvalid, "role identity is required")
+	case (n.GetIdentity() == "") == (n.GetIdentityTemplate() == ""):
+		return fail(codeInvalid, "role needs exactly one of identity and identity_template")
+	case n.GetIdentity() != "" && !validID(n.GetIdentity()):
+		return fail(codeInvalid, "role identity must be 1..%d bytes without spaces or control characters", MaxIDBytes)
+	case n.GetIdentityTemplate() != "" && !validTemplate(n.GetIdentityTemplate()):
+		return fail(codeInvalid, "role identity_template %q: want text with {placeholders}, no spaces, at most %d bytes", n.GetIdentityTemplate(), MaxIDBytes)
 	case !validID(n.GetRoleId()):
 		return fail(codeInvalid, "role id is required (no spaces)")
 	case len(n.GetAuthMethods()) == 0:
@@ -236,13 +251,18 @@ func (a *applier) putRole(p *fsmpb.PutRole) *fsmpb.Result {
 			return fail(codeInvalid, "auth method %q: want approle, jwt or mtls", m)
 		}
 	}
-	ident, _ := a.first(tIdentity, "id", n.GetIdentity()).(*fsmpb.Identity)
-	if ident == nil {
-		return fail(codePrecondition, "role %q binds identity %q, which does not exist", n.GetName(), n.GetIdentity())
+	if r := a.checkRoleBindings(n); r != nil {
+		return r
 	}
-	if ident.GetEnvironment() != n.GetEnvironment() {
-		return fail(codePrecondition, "role %q is for environment %q but identity %q is in %q: a role for one environment can never issue to an identity of another",
-			n.GetName(), n.GetEnvironment(), ident.GetId(), ident.GetEnvironment())
+	if n.GetIdentity() != "" {
+		ident, _ := a.first(tIdentity, "id", n.GetIdentity()).(*fsmpb.Identity)
+		if ident == nil {
+			return fail(codePrecondition, "role %q binds identity %q, which does not exist", n.GetName(), n.GetIdentity())
+		}
+		if ident.GetEnvironment() != n.GetEnvironment() {
+			return fail(codePrecondition, "role %q is for environment %q but identity %q is in %q: a role for one environment can never issue to an identity of another",
+				n.GetName(), n.GetEnvironment(), ident.GetId(), ident.GetEnvironment())
+		}
 	}
 	old, _ := a.first(tRole, "id", n.GetName()).(*fsmpb.Role)
 	if old != nil && p.GetCreateOnly() {
@@ -262,8 +282,9 @@ func (a *applier) putRole(p *fsmpb.PutRole) *fsmpb.Result {
 		n.Version, n.CreatedUnixNano, n.Epoch = old.Version+1, old.CreatedUnixNano, old.Epoch
 		// Rebinding the role to another identity or environment invalidates
 		// what it issued under the old binding.
-		if old.Identity != n.Identity || old.Environment != n.Environment {
+		if old.Identity != n.Identity || old.IdentityTemplate != n.IdentityTemplate || old.Environment != n.Environment {
 			n.Epoch++
+			a.revoked(RevocationRole, n.Name, "role rebound")
 		}
 	}
 	a.put(tRole, n)
@@ -272,12 +293,8 @@ func (a *applier) putRole(p *fsmpb.PutRole) *fsmpb.Result {
 
 // freshRoleEpoch: like freshIdentityEpoch, for leases of a deleted role.
 func (a *applier) freshRoleEpoch(name string) uint64 {
-	epoch := uint64(1)
-	it := a.iter(tLease, iRoleExpiry+"_prefix", name)
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		epoch = max(epoch, raw.(*fsmpb.Lease).GetRoleEpoch()+1)
-	}
-	return epoch
+	_, e := a.ls.maxEpochs("", name)
+	return e + 1
 }
 
 // deleteRole removes a role and its secret ids (which would otherwise log in
@@ -297,6 +314,7 @@ func (a *applier) deleteRole(p *fsmpb.DeleteRole) *fsmpb.Result {
 		a.del(tSecret, s)
 	}
 	a.del(tRole, old)
+	a.revoked(RevocationRole, p.GetName(), "role deleted")
 	return &fsmpb.Result{Code: codeOK, Count: uint64(len(secrets))}
 }
 
@@ -359,8 +377,33 @@ func (a *applier) putPolicySet(p *fsmpb.PutPolicySet) *fsmpb.Result {
 	n.ActivatedUnixNano = a.now
 	a.put(tPolicy, n)
 	a.put(tHistory, n)
+	if keep := p.GetKeepVersions(); keep > 0 {
+		a.prunePolicyHistory(n.Name, int(keep))
+	}
 	a.policyEvents = append(a.policyEvents, policyEvent{ps: n})
+	a.revoked(RevocationPolicySet, n.Name, "policy set changed")
 	return &fsmpb.Result{Code: codeOK, Version: n.Version}
+}
+
+// prunePolicyHistory deletes the oldest stored versions of name until at
+// most keep remain. The newest version (the one just activated) is always
+// among those kept, so the active version is never pruned.
+func (a *applier) prunePolicyHistory(name string, keep int) {
+	it, err := a.txn.LowerBound(tHistory, "id", name, uint64(0))
+	if err != nil {
+		panic(err)
+	}
+	var versions []*fsmpb.PolicySet
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		ps := obj.(*fsmpb.PolicySet)
+		if ps.GetName() != name {
+			break
+		}
+		versions = append(versions, ps)
+	}
+	for i := 0; i < len(versions)-keep; i++ {
+		a.del(tHistory, versions[i])
+	}
 }
 
 // latestPolicyVersion is the highest version ever stored under name (versions
@@ -384,6 +427,7 @@ func (a *applier) deletePolicySet(p *fsmpb.DeletePolicySet) *fsmpb.Result {
 	}
 	a.del(tPolicy, old)
 	a.policyEvents = append(a.policyEvents, policyEvent{ps: old, deleted: true})
+	a.revoked(RevocationPolicySet, p.GetName(), "policy set deleted")
 	return ok()
 }
 
@@ -397,14 +441,42 @@ func (a *applier) putSigningKey(p *fsmpb.PutSigningKey) *fsmpb.Result {
 	if a.first(tKey, "id", k.GetKid()) != nil {
 		return fail(codeExists, "signing key %q already exists", k.GetKid())
 	}
+	if p.GetRetireOthersAfterNanos() < 0 {
+		return fail(codeInvalid, "retire_others_after must not be negative")
+	}
+	k.CreatedUnixNano = 0 // Apply stamps it: the newest key signs
+	k.RetireUnixNano = 0
+	if d := p.GetRetireOthersAfterNanos(); d > 0 {
+		// Rotation: the others keep verifying through the overlap window.
+		var others []*fsmpb.SigningKey
+		it := a.iter(tKey, "id")
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			if o := raw.(*fsmpb.SigningKey); o.RetireUnixNano == 0 {
+				others = append(others, o)
+			}
+		}
+		for _, o := range others {
+			c := proto.Clone(o).(*fsmpb.SigningKey)
+			c.RetireUnixNano = addNanos(a.now, d)
+			a.put(tKey, c)
+		}
+	}
 	a.insertSigningKey(k)
 	return ok()
 }
 
-// insertSigningKey stamps a key without a creation time with the entry's.
+// insertSigningKey stamps a key without a creation time with the entry's,
+// and always later than every other key's: the newest key signs, so
+// "newest" must never be a tie (two keys put within one clock tick).
 func (a *applier) insertSigningKey(k *fsmpb.SigningKey) {
 	if k.CreatedUnixNano == 0 {
 		k.CreatedUnixNano = a.now
+	}
+	it := a.iter(tKey, "id")
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if c := raw.(*fsmpb.SigningKey).CreatedUnixNano; c >= k.CreatedUnixNano {
+			k.CreatedUnixNano = c + 1
+		}
 	}
 	a.put(tKey, k)
 }

@@ -30,6 +30,9 @@ type Config struct {
 	// active before and is not any more. It runs on the Apply goroutine, so
 	// it must be quick and must not call Apply. May be nil.
 	OnPolicySetChange func(ps *fsmpb.PolicySet, deleted bool)
+	// RevocationHistory is how many revocations to keep for Revocations
+	// (WatchRevocations). 0 means DefaultRevocationHistory.
+	RevocationHistory int
 }
 
 // FSM is the replicated state.
@@ -43,17 +46,23 @@ type FSM struct {
 
 	// db is the writer's database, touched only by Apply and Restore.
 	db *memdb.MemDB
+	// leases is the writer's lease store (see leasestore.go): Apply
+	// changes it in place; readers get clones.
+	leases *leaseStore
 	// pub is the last committed state: an O(1) memdb snapshot and the index
 	// it reflects, published together so a View's Index is exact.
 	pub atomic.Pointer[published]
 
 	mu     sync.Mutex
 	waitCh chan struct{} // non-nil while someone waits; closed by publish
+
+	revs *revocationLog
 }
 
 type published struct {
-	db    *memdb.MemDB
-	index uint64
+	db     *memdb.MemDB
+	leases *leaseStore
+	index  uint64
 }
 
 // New returns an empty FSM at index 0.
@@ -61,7 +70,7 @@ func New(cfg Config) *FSM {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	f := &FSM{cfg: cfg, db: newDB()}
+	f := &FSM{cfg: cfg, db: newDB(), leases: newLeaseStore(), revs: newRevocationLog(cfg.RevocationHistory)}
 	f.publish(0)
 	return f
 }
@@ -69,7 +78,7 @@ func New(cfg Config) *FSM {
 // publish makes the writer's committed state visible at index and wakes
 // WaitApplied callers.
 func (f *FSM) publish(index uint64) {
-	f.pub.Store(&published{db: f.db.Snapshot(), index: index})
+	f.pub.Store(&published{db: f.db.Snapshot(), leases: f.leases.clone(), index: index})
 	f.mu.Lock()
 	if f.waitCh != nil {
 		close(f.waitCh)
@@ -109,5 +118,5 @@ func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
 // callers must treat them as read-only.
 func (f *FSM) View() *View {
 	p := f.pub.Load()
-	return &View{txn: p.db.Txn(false), index: p.index}
+	return &View{txn: p.db.Txn(false), leases: p.leases, index: p.index}
 }

@@ -16,6 +16,10 @@ func FuzzDecode(f *testing.F) {
 	for _, c := range []*fsmpb.Command{
 		bootstrapCmd(), identityCmd("x", "prod"), roleCmd("r", "x", "prod"), issueCmd(lease{id: "l", parent: "p", secret: "s"}),
 		{Header: &fsmpb.Header{TimeUnixNano: 1, MinFsmVersion: 1}, Payload: &fsmpb.Command_Batch{Batch: &fsmpb.Batch{Commands: []*fsmpb.Command{noopCmd(), revokeLeaseCmd("l")}}}},
+		revokeRoleCmd("r"), revokeOwnerCmd("team-a"),
+		{Header: rid(), Payload: &fsmpb.Command_RevokeLease{RevokeLease: &fsmpb.RevokeLease{LeaseId: "l", DescendantsOnly: true}}},
+		{Header: rid(), Payload: &fsmpb.Command_RetireSigningKey{RetireSigningKey: &fsmpb.RetireSigningKey{Kid: "k1"}}},
+		{Header: rid(), Payload: &fsmpb.Command_PutSigningKey{PutSigningKey: &fsmpb.PutSigningKey{Key: &fsmpb.SigningKey{Kid: "k2", Ed25519Seed: bytes.Repeat([]byte{4}, 32)}, RetireOthersAfterNanos: int64(time.Hour)}}},
 	} {
 		b, err := Encode(c)
 		if err != nil {

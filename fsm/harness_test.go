@@ -142,6 +142,7 @@ func roleCmd(name, identity, env string) *fsmpb.Command {
 	return &fsmpb.Command{Header: rid(), Payload: &fsmpb.Command_PutRole{PutRole: &fsmpb.PutRole{Role: &fsmpb.Role{
 		Name: name, Environment: env, Identity: identity, RoleId: "rid-" + name, AuthMethods: []string{"approle"},
 		DefaultTtlNanos: int64(time.Minute), MaxTtlNanos: int64(time.Hour), MaxRenewals: 2,
+		MaxDelegationDepth: MaxLeaseAncestors,
 	}}}}
 }
 
@@ -241,4 +242,12 @@ func keyCmd(kid string, seed byte) *fsmpb.Command {
 	return &fsmpb.Command{Header: rid(), Payload: &fsmpb.Command_PutSigningKey{PutSigningKey: &fsmpb.PutSigningKey{Key: &fsmpb.SigningKey{
 		Kid: kid, Ed25519Seed: bytes.Repeat([]byte{seed}, 32),
 	}}}}
+}
+
+func revokeRoleCmd(name string) *fsmpb.Command {
+	return &fsmpb.Command{Header: rid(), Payload: &fsmpb.Command_RevokeRole{RevokeRole: &fsmpb.RevokeRole{Name: name, Reason: "test"}}}
+}
+
+func revokeOwnerCmd(owner string) *fsmpb.Command {
+	return &fsmpb.Command{Header: rid(), Payload: &fsmpb.Command_RevokeOwner{RevokeOwner: &fsmpb.RevokeOwner{Owner: owner, Reason: "test"}}}
 }

@@ -18,19 +18,17 @@ const (
 	tHistory  = "policy_history" // every version ever stored, by (name, version)
 	tKey      = "signing_keys"
 	tNode     = "nodes"
-	tLease    = "leases"
 	tApplied  = "applied_requests" // one row per log entry that applied request ids
+	tAuth     = "auth_configs"     // JWT/OIDC and mTLS auth configs, by name
+	tOwner    = "owner_epochs"     // revocation epoch per owner (absent: 0)
 )
 
 // Secondary index names.
 const (
-	iRoleID     = "role_id"     // roles by AppRole role id (unique)
-	iRole       = "role"        // secret ids by role
-	iHMAC       = "hmac"        // secret ids by keyed hash (unique)
-	iIdentity   = "identity"    // leases by identity, then id
-	iRoleExpiry = "role_expiry" // leases by role, then expiry: live-lease budgets
-	iExpiry     = "expiry"      // leases by expiry: the reaper
-	iRequest    = "request"     // applied rows by request id (unique, multi-valued)
+	iRoleID  = "role_id" // roles by AppRole role id (unique)
+	iRole    = "role"    // secret ids by role
+	iHMAC    = "hmac"    // secret ids by keyed hash (unique)
+	iRequest = "request" // applied rows by request id (unique, multi-valued)
 )
 
 // meta is the one-row table of cluster-wide facts set by Bootstrap.
@@ -69,16 +67,14 @@ func (e *appliedEntry) result(id string) *fsmpb.Result {
 //
 // Typed indexers (no reflection, one allocation per key). Strings end in a
 // NUL so that a lookup of "a" never matches "ab"; ids are validated to carry
-// no control characters, so no key contains another NUL. Integers are
-// big-endian with the sign bit flipped, so byte order is numeric order.
+// no control characters, so no key contains another NUL. Unsigned integers
+// are big-endian nibbles, so byte order is numeric order.
 
 func strKey(s string, extra int) []byte {
 	b := make([]byte, len(s)+1, len(s)+1+extra)
 	copy(b, s)
 	return b
 }
-
-func appendInt64(b []byte, v int64) []byte { return appendUint64(b, uint64(v)^(1<<63)) }
 
 // appendUint64 writes v as 16 big-endian nibbles. Byte keys of nearby
 // numbers (times, indexes) would put up to 256 edges in one radix node,
@@ -154,68 +150,6 @@ func (x bytesIndex[T]) FromArgs(args ...any) ([]byte, error) {
 		return nil, fmt.Errorf("want []byte, got %T", args[0])
 	}
 	return b, nil
-}
-
-// int64Index indexes one int64 field in numeric order.
-type int64Index[T any] struct {
-	get func(T) int64
-	pk  func(T) string
-}
-
-func (x int64Index[T]) FromObject(obj any) (bool, []byte, error) {
-	o := obj.(T)
-	return true, appendInt64(make([]byte, 0, 16+pkRoom(x.pk, o)), x.get(o)), nil
-}
-
-func (x int64Index[T]) FromArgs(args ...any) ([]byte, error) {
-	if len(args) != 1 {
-		return nil, fmt.Errorf("want 1 argument, got %d", len(args))
-	}
-	v, ok := args[0].(int64)
-	if !ok {
-		return nil, fmt.Errorf("want int64, got %T", args[0])
-	}
-	return appendInt64(make([]byte, 0, 16), v), nil
-}
-
-// stringInt64Index indexes (string, int64) pairs: FromArgs takes both,
-// PrefixFromArgs only the string (query with the "<name>_prefix" index).
-type stringInt64Index[T any] struct {
-	str func(T) string
-	num func(T) int64
-	pk  func(T) string
-}
-
-func (x stringInt64Index[T]) FromObject(obj any) (bool, []byte, error) {
-	o := obj.(T)
-	s := x.str(o)
-	if s == "" {
-		return false, nil, nil
-	}
-	return true, appendInt64(strKey(s, 16+pkRoom(x.pk, o)), x.num(o)), nil
-}
-
-func (x stringInt64Index[T]) FromArgs(args ...any) ([]byte, error) {
-	s, err := argString(args, 0)
-	if err != nil {
-		return nil, err
-	}
-	if len(args) != 2 {
-		return nil, fmt.Errorf("want 2 arguments, got %d", len(args))
-	}
-	v, ok := args[1].(int64)
-	if !ok {
-		return nil, fmt.Errorf("argument 1: want int64, got %T", args[1])
-	}
-	return appendInt64(strKey(s, 16), v), nil
-}
-
-func (x stringInt64Index[T]) PrefixFromArgs(args ...any) ([]byte, error) {
-	s, err := argString(args, 0)
-	if err != nil {
-		return nil, err
-	}
-	return strKey(s, 0), nil
 }
 
 // historyIndex keys policy set versions by (name, version).
@@ -303,8 +237,9 @@ var schema = func() *memdb.DBSchema {
 		tHistory:  {Indexes: map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: historyIndex{}}}},
 		tKey:      {Indexes: primary((*fsmpb.SigningKey).GetKid)},
 		tNode:     {Indexes: primary((*fsmpb.Node).GetId)},
-		tLease:    {Indexes: primary((*fsmpb.Lease).GetId)},
 		tApplied:  {Indexes: map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: entryIndex{}}}},
+		tAuth:     {Indexes: primary((*fsmpb.AuthConfig).GetName)},
+		tOwner:    {Indexes: primary((*fsmpb.OwnerEpoch).GetOwner)},
 	}}
 	// Every index is required (AllowMissing false): Apply validates the
 	// fields, and Restore rejects a record that lacks one.
@@ -314,9 +249,6 @@ var schema = func() *memdb.DBSchema {
 	idx(tRole, iRoleID, true, stringIndex[*fsmpb.Role]{get: (*fsmpb.Role).GetRoleId})
 	idx(tSecret, iRole, false, stringIndex[*fsmpb.SecretID]{(*fsmpb.SecretID).GetRole, (*fsmpb.SecretID).GetAccessor})
 	idx(tSecret, iHMAC, true, bytesIndex[*fsmpb.SecretID]{(*fsmpb.SecretID).GetSecretHmac})
-	idx(tLease, iIdentity, false, stringIndex[*fsmpb.Lease]{(*fsmpb.Lease).GetIdentity, (*fsmpb.Lease).GetId})
-	idx(tLease, iRoleExpiry, false, stringInt64Index[*fsmpb.Lease]{(*fsmpb.Lease).GetRole, (*fsmpb.Lease).GetExpiresUnixNano, (*fsmpb.Lease).GetId})
-	idx(tLease, iExpiry, false, int64Index[*fsmpb.Lease]{(*fsmpb.Lease).GetExpiresUnixNano, (*fsmpb.Lease).GetId})
 	idx(tApplied, iRequest, true, requestIndex{})
 	for name, t := range s.Tables {
 		t.Name = name

@@ -21,14 +21,15 @@ import (
 // writes. It is safe to write from any goroutine, concurrently with Apply,
 // and may be written more than once.
 type Snapshot struct {
-	db    *memdb.MemDB
-	index uint64
+	db     *memdb.MemDB
+	leases *leaseStore
+	index  uint64
 }
 
 // Snapshot captures the state as of AppliedIndex().
 func (f *FSM) Snapshot() *Snapshot {
 	p := f.pub.Load()
-	return &Snapshot{db: p.db, index: p.index}
+	return &Snapshot{db: p.db, leases: p.leases, index: p.index}
 }
 
 // Index is the applied index the snapshot reflects.
@@ -44,8 +45,9 @@ func (s *Snapshot) Index() uint64 { return s.index }
 //	policy set history (name, version): every stored version in full,
 //	active policy sets (name): references holding only name and version
 //	  (stored versions always have Cedar text, references never do),
-//	signing keys (kid), nodes (id), leases (id),
-//	applied requests (entry index, then order applied), end marker.
+//	signing keys (kid), nodes (id), owner epochs (owner), leases (id),
+//	applied requests (entry index, then order applied),
+//	auth configs (name), end marker.
 func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	return s.write(w, s.index)
 }
@@ -69,9 +71,22 @@ func (s *Snapshot) write(w io.Writer, index uint64) (int64, error) {
 		key      = &fsmpb.SnapshotRecord_SigningKey{}
 		node     = &fsmpb.SnapshotRecord_Node{}
 		lease    = &fsmpb.SnapshotRecord_Lease{}
+		owner    = &fsmpb.SnapshotRecord_OwnerEpoch{}
 		applied  = &fsmpb.SnapshotRecord_AppliedRequest{AppliedRequest: &fsmpb.AppliedRequest{}}
+		authCfg  = &fsmpb.SnapshotRecord_AuthConfig{}
 	)
-	for _, table := range []string{tIdentity, tRole, tSecret, tHistory, tPolicy, tKey, tNode, tLease, tApplied} {
+	for _, table := range []string{tIdentity, tRole, tSecret, tHistory, tPolicy, tKey, tNode, tOwner, "leases", tApplied, tAuth} {
+		if table == "leases" {
+			// The lease store, in id order, through one reused record.
+			l := &fsmpb.Lease{}
+			lease.Lease, rec.Record = l, lease
+			s.leases.byID.Ascend(func(it idItem) bool {
+				s.leases.fill(it.r, l)
+				sw.msg(rec)
+				return sw.err == nil
+			})
+			continue
+		}
 		it, err := txn.Get(table, "id")
 		if err != nil {
 			return sw.n, err
@@ -93,8 +108,10 @@ func (s *Snapshot) write(w io.Writer, index uint64) (int64, error) {
 				key.SigningKey, rec.Record = r, key
 			case *fsmpb.Node:
 				node.Node, rec.Record = r, node
-			case *fsmpb.Lease:
-				lease.Lease, rec.Record = r, lease
+			case *fsmpb.OwnerEpoch:
+				owner.OwnerEpoch, rec.Record = r, owner
+			case *fsmpb.AuthConfig:
+				authCfg.AuthConfig, rec.Record = r, authCfg
 			case *appliedEntry:
 				for _, req := range r.Reqs {
 					ar := applied.AppliedRequest
@@ -156,14 +173,15 @@ func (f *FSM) StateHash() [32]byte {
 // Concurrency: like Apply, one goroutine at a time; views taken before the
 // swap keep reading the old state.
 func (f *FSM) Restore(r io.Reader) error {
-	db, hdr, err := readSnapshot(r)
+	db, leases, hdr, err := readSnapshot(r)
 	if err != nil {
 		f.cfg.Logger.Error("fsm: restore failed; keeping the current state", "err", err)
 		return err
 	}
 	before := f.View().PolicySets()
-	f.db = db
+	f.db, f.leases = db, leases
 	f.publish(hdr.GetIndex())
+	f.revs.reset(hdr.GetIndex())
 	after := f.View().PolicySets()
 	f.cfg.Logger.Info("fsm: restored snapshot", "index", hdr.GetIndex(), "cluster", hdr.GetClusterId())
 	if f.cfg.OnPolicySetChange != nil {
@@ -226,7 +244,7 @@ func (d *delimitedReader) read(m proto.Message) error {
 	return proto.Unmarshal(b, m)
 }
 
-func readSnapshot(r io.Reader) (*memdb.MemDB, *fsmpb.SnapshotHeader, error) {
+func readSnapshot(r io.Reader) (*memdb.MemDB, *leaseStore, *fsmpb.SnapshotHeader, error) {
 	br, ok := r.(byteReader)
 	if !ok {
 		br = bufio.NewReaderSize(r, 1<<16)
@@ -234,13 +252,14 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, *fsmpb.SnapshotHeader, error) {
 	in := &delimitedReader{r: br}
 	hdr := &fsmpb.SnapshotHeader{}
 	if err := in.read(hdr); err != nil {
-		return nil, nil, badSnapshot("header: %v", err)
+		return nil, nil, nil, badSnapshot("header: %v", err)
 	}
 	if v := hdr.GetFsmVersion(); v == 0 || v > Version {
-		return nil, nil, badSnapshot("written by FSM version %d; this binary reads 1..%d", v, Version)
+		return nil, nil, nil, badSnapshot("written by FSM version %d; this binary reads 1..%d", v, Version)
 	}
 
 	db := newDB()
+	leases := newLeaseStore()
 	txn := db.Txn(true)
 	defer txn.Abort()
 	insert := func(table string, obj any) error {
@@ -251,7 +270,7 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, *fsmpb.SnapshotHeader, error) {
 	}
 	if hdr.GetClusterId() != "" {
 		if err := insert(tMeta, &meta{ClusterID: hdr.GetClusterId(), AdminSHA256: hdr.GetAdminTokenSha256(), HMACKey: hdr.GetHmacKey()}); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	var (
@@ -264,33 +283,33 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, *fsmpb.SnapshotHeader, error) {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF // the end marker is missing
 			}
-			return nil, nil, badSnapshot("record %d: %v", n, err)
+			return nil, nil, nil, badSnapshot("record %d: %v", n, err)
 		}
 		var err error
 		switch x := rec.GetRecord().(type) {
 		case nil:
 			if len(rec.ProtoReflect().GetUnknown()) > 0 {
-				return nil, nil, badSnapshot("record %d is of a kind this version does not know", n)
+				return nil, nil, nil, badSnapshot("record %d is of a kind this version does not know", n)
 			}
 			if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
-				return nil, nil, badSnapshot("data after the end marker")
+				return nil, nil, nil, badSnapshot("data after the end marker")
 			}
 			if entry != nil {
 				if err := insert(tApplied, entry); err != nil {
-					return nil, nil, err
+					return nil, nil, nil, err
 				}
 			}
 			for _, ref := range active {
 				ps, _ := txn.First(tHistory, "id", ref.GetName(), ref.GetVersion())
 				if ps == nil {
-					return nil, nil, badSnapshot("active policy set %q version %d is not in the history", ref.GetName(), ref.GetVersion())
+					return nil, nil, nil, badSnapshot("active policy set %q version %d is not in the history", ref.GetName(), ref.GetVersion())
 				}
 				if err := insert(tPolicy, ps); err != nil {
-					return nil, nil, err
+					return nil, nil, nil, err
 				}
 			}
 			txn.Commit()
-			return db, hdr, nil
+			return db, leases, hdr, nil
 		case *fsmpb.SnapshotRecord_Identity:
 			err = insert(tIdentity, x.Identity)
 		case *fsmpb.SnapshotRecord_Role:
@@ -307,29 +326,41 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, *fsmpb.SnapshotHeader, error) {
 			err = insert(tKey, x.SigningKey)
 		case *fsmpb.SnapshotRecord_Node:
 			err = insert(tNode, x.Node)
+		case *fsmpb.SnapshotRecord_OwnerEpoch:
+			err = insert(tOwner, x.OwnerEpoch)
 		case *fsmpb.SnapshotRecord_Lease:
-			err = insert(tLease, x.Lease)
+			l := x.Lease
+			if !validID(l.GetId()) || l.GetIdentity() == "" || l.GetRole() == "" {
+				return nil, nil, nil, badSnapshot("record %d: lease without id, identity or role", n)
+			}
+			if _, dup := leases.get(l.GetId()); dup {
+				return nil, nil, nil, badSnapshot("record %d: lease %q twice", n, l.GetId())
+			}
+			leases.insert(leases.record(l))
+			leases.setReason(l.GetId(), l.GetRevokeReason())
+		case *fsmpb.SnapshotRecord_AuthConfig:
+			err = insert(tAuth, x.AuthConfig)
 		case *fsmpb.SnapshotRecord_AppliedRequest:
 			ar := x.AppliedRequest
 			idx := ar.GetResult().GetIndex()
 			switch {
 			case ar.GetRequestId() == "" || ar.GetResult() == nil:
-				return nil, nil, badSnapshot("record %d: applied request without id or result", n)
+				return nil, nil, nil, badSnapshot("record %d: applied request without id or result", n)
 			case entry != nil && idx < entry.Index:
-				return nil, nil, badSnapshot("record %d: applied requests out of order", n)
+				return nil, nil, nil, badSnapshot("record %d: applied requests out of order", n)
 			case entry != nil && idx == entry.Index:
 				entry.Reqs = append(entry.Reqs, appliedReq{ID: ar.GetRequestId(), Result: ar.GetResult()})
 				continue
 			}
 			if entry != nil {
 				if err := insert(tApplied, entry); err != nil {
-					return nil, nil, err
+					return nil, nil, nil, err
 				}
 			}
 			entry = &appliedEntry{Index: idx, Time: ar.GetTimeUnixNano(), Reqs: []appliedReq{{ID: ar.GetRequestId(), Result: ar.GetResult()}}}
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 }

@@ -51,6 +51,17 @@ func randomLog(h *harness, r *rand.Rand, n int) ([][]byte, [][]*fsmpb.Result) {
 		case 6:
 			return renewCmd(leaseID(), time.Duration(1+r.IntN(120))*time.Second, uint64(1+r.IntN(3)))
 		case 7:
+			switch r.IntN(4) {
+			case 0:
+				return revokeOwnerCmd(fmt.Sprint("team-", r.IntN(3)))
+			case 1:
+				return revokeRoleCmd(pick(roles))
+			case 2:
+				c := revokeLeaseCmd(leaseID())
+				c.GetRevokeLease().DescendantsOnly = r.IntN(2) == 0
+				c.GetRevokeLease().Completed = !c.GetRevokeLease().DescendantsOnly
+				return c
+			}
 			return revokeLeaseCmd(leaseID())
 		case 8:
 			return reapCmd(h.now.Add(-time.Duration(r.IntN(60))*time.Second), uint32(r.IntN(5)))
@@ -129,6 +140,11 @@ func sameViews(t *testing.T, a, b *View) {
 	diff(t, a.SigningKeys(), b.SigningKeys())
 	diff(t, a.Nodes(), b.Nodes())
 	diff(t, a.Leases("", 0), b.Leases("", 0))
+	for i := range 3 {
+		if owner := fmt.Sprint("team-", i); a.OwnerEpoch(owner) != b.OwnerEpoch(owner) {
+			t.Fatalf("owner %s: epoch %d vs %d", owner, a.OwnerEpoch(owner), b.OwnerEpoch(owner))
+		}
+	}
 	if a.ClusterID() != b.ClusterID() || !bytes.Equal(a.HMACKey(), b.HMACKey()) || !bytes.Equal(a.AdminTokenSHA256(), b.AdminTokenSHA256()) {
 		t.Fatal("cluster facts differ")
 	}

@@ -18,8 +18,9 @@ import (
 // Records it returns are shared with the state and with other views: treat
 // them as read-only (clone before modifying). Lists are fresh slices.
 type View struct {
-	txn   *memdb.Txn
-	index uint64
+	txn    *memdb.Txn
+	leases *leaseStore
+	index  uint64
 }
 
 // Index is the Raft index of the last entry this view reflects.
@@ -146,36 +147,47 @@ func (v *View) PolicySetVersion(name string, version uint64) (*fsmpb.PolicySet, 
 // PolicySets lists the active policy sets, sorted by name.
 func (v *View) PolicySets() []*fsmpb.PolicySet { return all[*fsmpb.PolicySet](v, tPolicy) }
 
-// Lease looks a lease up by id, whatever its validity (see CheckLease).
+// Lease looks a lease up by id, whatever its validity (see CheckLease). The
+// record is made for the caller from the compact stored one; its scope is
+// shared: treat it as read-only.
 func (v *View) Lease(id string) (*fsmpb.Lease, bool) {
-	l, ok := v.first(tLease, "id", id).(*fsmpb.Lease)
-	return l, ok
+	r, ok := v.leases.get(id)
+	if !ok {
+		return nil, false
+	}
+	return v.leases.lease(r), true
 }
 
+// LeaseCount is the number of stored leases (live, revoked or expired but
+// not yet reaped).
+func (v *View) LeaseCount() int { return v.leases.len() }
+
 // Leases lists up to limit leases (limit <= 0: all) of an identity ("" =
-// every identity), sorted by id, whatever their validity.
+// every identity), whatever their validity: all leases by id, one
+// identity's by expiry.
 func (v *View) Leases(identity string, limit int) []*fsmpb.Lease {
-	if identity == "" {
-		it, err := v.txn.Get(tLease, "id")
-		return collect[*fsmpb.Lease](it, err, limit)
+	var out []*fsmpb.Lease
+	add := func(r *leaseRec) bool {
+		out = append(out, v.leases.lease(r))
+		return limit <= 0 || len(out) < limit
 	}
-	it, err := v.txn.Get(tLease, iIdentity, identity)
-	return collect[*fsmpb.Lease](it, err, limit)
+	if identity == "" {
+		v.leases.byID.Ascend(func(it idItem) bool { return add(it.r) })
+		return out
+	}
+	v.leases.identityFrom(identity, math.MinInt64, add)
+	return out
 }
 
 // NextExpiry is the earliest expiry of any stored lease (revoked ones
 // included), and false when there are none: the reaper's "anything to do?"
-// check, O(1) through the expiry index.
+// check, O(log n) through the expiry index.
 func (v *View) NextExpiry() (time.Time, bool) {
-	it, err := v.txn.LowerBound(tLease, iExpiry, int64(math.MinInt64))
-	if err != nil {
-		return time.Time{}, false
-	}
-	l, ok := it.Next().(*fsmpb.Lease)
+	r, ok := v.leases.earliest()
 	if !ok {
 		return time.Time{}, false
 	}
-	return time.Unix(0, l.GetExpiresUnixNano()), true
+	return time.Unix(0, r.expires), true
 }
 
 // SigningKeys lists the signing keys, newest first (ties by kid).
@@ -219,64 +231,93 @@ const (
 	ReasonRoleDeleted      = "role_deleted"
 	ReasonRoleRevoked      = "role_revoked" // the role's epoch moved
 	ReasonParentInvalid    = "parent_invalid"
+	ReasonCompleted        = "completed"     // its holder ended it
+	ReasonOwnerRevoked     = "owner_revoked" // the owner's epoch moved
 )
 
 // CheckLease says whether a lease is usable at now: it returns the lease (nil
 // if unknown) and "" when valid, else one of the Reason* codes. Validity is
 // decided here, at read time, from the lease's status and expiry, its
-// identity's and role's existence, status and epochs, and the same for every
-// ancestor (at most MaxLeaseAncestors), which is why every revocation is a
-// single O(1) entry. The first failing check names the reason, in that order.
+// identity's and role's existence, status and epochs, its owner's epoch, and
+// the same for every ancestor (at most MaxLeaseAncestors), which is why
+// every revocation is a single O(1) entry. The first failing check names the
+// reason, in that order.
 func (v *View) CheckLease(id string, now time.Time) (*fsmpb.Lease, string) {
-	l, ok := v.Lease(id)
+	r, ok := v.leases.get(id)
 	if !ok {
 		return nil, ReasonUnknownLease
 	}
-	return l, v.check(l, now.UnixNano(), MaxLeaseAncestors)
+	return v.leases.lease(r), v.check(r, now.UnixNano(), MaxLeaseAncestors)
+}
+
+// LeaseValid is CheckLease without making the record: the reason alone.
+func (v *View) LeaseValid(id string, now time.Time) string {
+	r, ok := v.leases.get(id)
+	if !ok {
+		return ReasonUnknownLease
+	}
+	return v.check(r, now.UnixNano(), MaxLeaseAncestors)
 }
 
 // check validates l and at most maxAncestors ancestors; a longer chain is
 // invalid.
-func (v *View) check(l *fsmpb.Lease, now int64, maxAncestors int) string {
+func (v *View) check(l *leaseRec, now int64, maxAncestors int) string {
 	if reason := v.checkOne(l, now); reason != "" {
 		return reason
 	}
-	for parent, depth := l.GetParent(), 1; parent != ""; depth++ {
+	child := l
+	for parent, depth := l.parent, 1; parent != ""; depth++ {
 		if depth > maxAncestors {
 			return ReasonParentInvalid
 		}
-		p, ok := v.Lease(parent)
-		if !ok || v.checkOne(p, now) != "" {
+		p, ok := v.leases.get(parent)
+		// A child carries its parent's delegation epoch: revoking the
+		// parent's descendants moves it, and every link below fails.
+		if !ok || child.parentDelegEpoch != p.delegEpoch || v.checkOne(p, now) != "" {
 			return ReasonParentInvalid
 		}
-		parent = p.GetParent()
+		child, parent = p, p.parent
 	}
 	return ""
 }
 
+// OwnerEpoch is the revocation epoch of an owner (0 until RevokeOwner).
+func (v *View) OwnerEpoch(owner string) uint64 {
+	e, _ := v.first(tOwner, "id", owner).(*fsmpb.OwnerEpoch)
+	return e.GetEpoch()
+}
+
 // checkOne validates one lease, ignoring its ancestry.
-func (v *View) checkOne(l *fsmpb.Lease, now int64) string {
-	if l.GetStatus() != fsmpb.LeaseStatus_LEASE_STATUS_ACTIVE {
+func (v *View) checkOne(l *leaseRec, now int64) string {
+	switch fsmpb.LeaseStatus(l.status) {
+	case fsmpb.LeaseStatus_LEASE_STATUS_ACTIVE:
+	case fsmpb.LeaseStatus_LEASE_STATUS_COMPLETED:
+		return ReasonCompleted
+	default:
 		return ReasonRevoked
 	}
-	if now >= l.GetExpiresUnixNano() {
+	if now >= l.expires {
 		return ReasonExpired
 	}
-	ident, ok := v.Identity(l.GetIdentity())
+	g := l.g
+	ident, ok := v.Identity(g.identity)
 	switch {
 	case !ok:
 		return ReasonIdentityDeleted
 	case ident.GetStatus() != fsmpb.IdentityStatus_IDENTITY_STATUS_ACTIVE:
 		return ReasonIdentityDisabled
-	case ident.GetEpoch() != l.GetIdentityEpoch():
+	case ident.GetEpoch() != g.identityEpoch:
 		return ReasonIdentityRevoked
 	}
-	role, ok := v.Role(l.GetRole())
+	role, ok := v.Role(g.role)
 	switch {
 	case !ok:
 		return ReasonRoleDeleted
-	case role.GetEpoch() != l.GetRoleEpoch():
+	case role.GetEpoch() != g.roleEpoch:
 		return ReasonRoleRevoked
+	}
+	if v.OwnerEpoch(g.owner) != g.ownerEpoch {
+		return ReasonOwnerRevoked
 	}
 	return ""
 }

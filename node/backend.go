@@ -170,15 +170,15 @@ func (n *Node) Propose(ctx context.Context, cmds []*fsmpb.Command, opts rpc.Prop
 			}
 			req.Commands[i] = b
 		}
-		resp, err := n.peers.nodeClient(addr).Forward(ctx, nodeRequest(n, req))
+		raw, err := n.fwd.forward(ctx, addr, req.Commands)
 		if err != nil {
 			return err
 		}
-		if len(resp.Msg.GetResults()) != len(cmds) {
-			return fmt.Errorf("leader returned %d results for %d commands", len(resp.Msg.GetResults()), len(cmds))
+		if len(raw) != len(cmds) {
+			return fmt.Errorf("leader returned %d results for %d commands", len(raw), len(cmds))
 		}
 		results = make([]*fsmpb.Result, len(cmds))
-		for i, b := range resp.Msg.GetResults() {
+		for i, b := range raw {
 			r := &fsmpb.Result{}
 			if err := proto.Unmarshal(b, r); err != nil {
 				return fmt.Errorf("decode forwarded result: %w", err)
@@ -403,4 +403,9 @@ func (n *Node) Leave(ctx context.Context, nodeID string) (uint64, error) {
 		return 0, err
 	}
 	return results[0].GetIndex(), nil
+}
+
+// Revocations returns the revocations this node applied after index after.
+func (n *Node) Revocations(after uint64, limit int) fsm.RevocationBatch {
+	return n.fsm.Revocations(after, limit)
 }

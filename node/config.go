@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/writ-dev/writ/authz"
 	"github.com/writ-dev/writ/internal/clock"
 )
 
@@ -44,6 +46,16 @@ type Config struct {
 	Clock         clock.Clock
 	// ReapInterval is how often the leader removes expired leases. Default 10s.
 	ReapInterval time.Duration
+	// Schema validates policy sets on write; nil means Writ's embedded
+	// schema. Every node of a cluster must be given the same one.
+	Schema *authz.Schema
+	// KeyRotationPeriod: the leader puts a new signing key when the newest is
+	// this old. 0 turns automatic rotation off (`writ key rotate` still works).
+	KeyRotationPeriod time.Duration
+	// KeyOverlap is how long rotated-out keys keep verifying before the
+	// leader retires them; make it at least the longest credential
+	// lifetime. Default 24h.
+	KeyOverlap time.Duration
 	// DevMode turns off fsync (dev only: an acknowledged write may be lost on power failure).
 	DevMode bool
 	Raft    RaftTuning
@@ -54,6 +66,18 @@ type Config struct {
 	// (advertised addresses are global, so they cannot tell links apart).
 	// It is called concurrently and must not block.
 	PeerAddr func(nodeID, kind string) string
+
+	// TLS, when set, makes the API serve HTTPS (HTTP/1.1 and HTTP/2) with
+	// these certificates. Its ClientAuth is normally tls.RequestClientCert:
+	// the handshake asks for a client certificate without judging it, and
+	// mTLS logins verify it against the role's auth configs.
+	TLS *tls.Config
+	// PeerTLS verifies other nodes' API certificates when this node calls
+	// them over https (forwarding, joins); default: the system roots.
+	PeerTLS *tls.Config
+	// Environments identities and roles may live in; default prod,
+	// staging, dev.
+	Environments []string
 }
 
 // DefaultCommitTimeout is how long an idle leader waits before telling
@@ -100,7 +124,7 @@ func (c *Config) validate() error {
 	if (c.Bootstrap || len(c.Join) > 0) && c.AdminToken == "" {
 		errs = append(errs, errors.New("an admin token is required to bootstrap or join"))
 	}
-	if c.MaxStaleness < 0 || c.HoldTimeout < 0 {
+	if c.MaxStaleness < 0 || c.HoldTimeout < 0 || c.KeyRotationPeriod < 0 || c.KeyOverlap < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -118,6 +142,9 @@ func (c *Config) defaults() {
 	}
 	if c.ReapInterval == 0 {
 		c.ReapInterval = 10 * time.Second
+	}
+	if c.KeyOverlap == 0 {
+		c.KeyOverlap = 24 * time.Hour
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))

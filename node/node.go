@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
+	"github.com/writ-dev/writ/authn"
 	"github.com/writ-dev/writ/authz"
 	"github.com/writ-dev/writ/credential"
 	"github.com/writ-dev/writ/fsm"
@@ -43,6 +45,7 @@ type Node struct {
 	proposer  *proposer
 	peers     *peerClients
 	caught    *freshness
+	fwd       *forwarder
 
 	apiLn   net.Listener
 	httpSrv *http.Server
@@ -96,7 +99,8 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	n.proposer = newProposer(n.raft, n.cfg.Clock, n.log)
-	n.peers = newPeerClients()
+	n.peers = newPeerClients(n.cfg.PeerTLS)
+	n.fwd = n.newNodeForwarder()
 	if err := n.startAPI(); err != nil {
 		_ = n.Close()
 		return err
@@ -202,27 +206,46 @@ func (n *Node) startAPI() error {
 	if n.cfg.AdvertiseAPI == n.cfg.APIAddr {
 		n.cfg.AdvertiseAPI = ln.Addr().String()
 	}
+	if n.cfg.TLS != nil && !strings.Contains(n.cfg.AdvertiseAPI, "://") {
+		// Peers and redirected clients must dial https.
+		n.cfg.AdvertiseAPI = "https://" + n.cfg.AdvertiseAPI
+	}
 	handler := rpc.NewHandler(rpc.Deps{
 		Backend:  n,
 		Engine:   n.engine,
 		Verifier: n.verifier,
 		Logger:   n.log,
 		Clock:    n.cfg.Clock,
+		Schema:   n.cfg.Schema,
+		Authn: authn.New(authn.Config{
+			Clock: n.cfg.Clock, Logger: n.log,
+		}),
+		Environments: n.cfg.Environments,
+
+		KeyOverlap: n.cfg.KeyOverlap,
 	})
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
+	if n.cfg.TLS != nil {
+		protocols.SetHTTP2(true)
+	}
 	n.httpSrv = &http.Server{
 		Handler:           handler,
 		Protocols:         &protocols,
+		TLSConfig:         n.cfg.TLS.Clone(), // ServeTLS adds ALPN protocols to it: never share the caller's
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
+	serve := n.httpSrv.Serve
+	if n.cfg.TLS != nil {
+		serve = func(ln net.Listener) error { return n.httpSrv.ServeTLS(ln, "", "") }
+	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("api server", "err", err)
 		}
 	}()

@@ -26,15 +26,22 @@ type peerClients struct {
 	clus map[string]writv1connect.ClusterServiceClient
 }
 
-func newPeerClients() *peerClients {
+// newPeerClients dials peers over h2c, or HTTP/2 over TLS (verified with
+// peerTLS, default the system roots) for peers that advertise https.
+func newPeerClients(peerTLS *tls.Config) *peerClients {
 	var protocols http.Protocols
 	protocols.SetUnencryptedHTTP2(true)
+	protocols.SetHTTP2(true)
+	if peerTLS == nil {
+		peerTLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	peerTLS = peerTLS.Clone() // the transport adds ALPN protocols to it: never share the caller's
 	tr := &http.Transport{
 		Protocols:           &protocols,
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
 		MaxIdleConnsPerHost: 8,
 		IdleConnTimeout:     time.Minute,
-		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
+		TLSClientConfig:     peerTLS,
 	}
 	return &peerClients{
 		http: &http.Client{Transport: tr},

@@ -32,6 +32,10 @@ const (
 	enqueueTimeout = 2 * time.Second
 )
 
+// maxWriteBytes bounds one write; a write above maxBatchBytes (a large
+// policy set) goes alone in its own entry. Half of fsm.MaxEntryBytes.
+const maxWriteBytes = 8 << 20
+
 type proposal struct {
 	cmds   []*fsmpb.Command
 	size   int
@@ -80,7 +84,8 @@ func (p *proposer) close() {
 // isUrgent: revocations must reach followers at once.
 func isUrgent(cmd *fsmpb.Command) bool {
 	switch cmd.GetPayload().(type) {
-	case *fsmpb.Command_RevokeLease, *fsmpb.Command_RevokeIdentity:
+	case *fsmpb.Command_RevokeLease, *fsmpb.Command_RevokeIdentity, *fsmpb.Command_RevokeRole,
+		*fsmpb.Command_RevokeOwner, *fsmpb.Command_RetireSigningKey:
 		return true
 	}
 	return false
@@ -98,8 +103,8 @@ func (p *proposer) submit(ctx context.Context, cmds []*fsmpb.Command, urgent boo
 		pr.size += proto.Size(c)
 		pr.urgent = pr.urgent || isUrgent(c)
 	}
-	if pr.size > maxBatchBytes {
-		return nil, fmt.Errorf("write of %d bytes exceeds the %d byte entry limit", pr.size, maxBatchBytes)
+	if pr.size > maxWriteBytes {
+		return nil, fmt.Errorf("write of %d bytes exceeds the %d byte entry limit", pr.size, maxWriteBytes)
 	}
 	timer := time.NewTimer(enqueueTimeout)
 	defer timer.Stop()

@@ -30,6 +30,7 @@ func (n *Node) reaperLoop() {
 		if n.raft.State() != raft.Leader {
 			continue
 		}
+		n.maintainKeys(n.cfg.Clock.Now())
 		// Drain in bounded entries until nothing expired is left (or we stop leading).
 		for i := 0; i < 100 && n.ctx.Err() == nil; i++ {
 			now := n.cfg.Clock.Now()

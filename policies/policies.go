@@ -76,6 +76,7 @@ type Role struct {
 	AuthMethods                 []string
 	DefaultTTL, MaxTTL          time.Duration
 	MaxRenewals, MaxLiveLeases  uint32
+	MaxDelegationDepth          uint32
 }
 
 // Fixtures are the identities and roles `writ dev` creates.
@@ -113,6 +114,7 @@ type fixturesYAML struct {
 		MaxTTL        string   `yaml:"max_ttl"`
 		MaxRenewals   uint32   `yaml:"max_renewals"`
 		MaxLiveLeases uint32   `yaml:"max_live_leases"`
+		MaxDelegation uint32   `yaml:"max_delegation_depth"`
 	} `yaml:"roles"`
 }
 
@@ -181,6 +183,7 @@ func parseFixtures(b []byte) (*Fixtures, error) {
 			Name: y.Name, Environment: y.Environment, Identity: y.Identity,
 			AuthMethods: y.AuthMethods, DefaultTTL: def, MaxTTL: maxTTL,
 			MaxRenewals: y.MaxRenewals, MaxLiveLeases: y.MaxLiveLeases,
+			MaxDelegationDepth: y.MaxDelegation,
 		})
 	}
 	return out, nil

@@ -44,6 +44,9 @@ func (s *adminService) readAfter(ctx context.Context, index uint64) (*fsm.View, 
 
 func (s *adminService) PutIdentity(ctx context.Context, req *connect.Request[writv1.PutIdentityRequest]) (*connect.Response[writv1.PutIdentityResponse], error) {
 	ident, err := identityFromAPI(req.Msg.GetIdentity())
+	if err == nil {
+		err = s.d.checkEnvironment("identity", ident.GetEnvironment())
+	}
 	if err != nil {
 		return nil, toConnect(s.d.Logger, err)
 	}
@@ -98,19 +101,27 @@ func (s *adminService) DeleteIdentity(ctx context.Context, req *connect.Request[
 
 func (s *adminService) PutRole(ctx context.Context, req *connect.Request[writv1.PutRoleRequest]) (*connect.Response[writv1.PutRoleResponse], error) {
 	role, err := roleFromAPI(req.Msg.GetRole())
+	if err == nil {
+		err = s.d.checkEnvironment("role", role.GetEnvironment())
+	}
 	if err != nil {
 		return nil, toConnect(s.d.Logger, err)
 	}
-	if role.RoleId == "" {
-		// Keep the role id of an existing role; assign one to a new role.
+	if len(role.GetAuthMethods()) == 0 || role.RoleId == "" {
 		view, err := s.d.Backend.Read(ctx, ReadOptions{})
 		if err != nil {
 			return nil, toConnect(s.d.Logger, err)
 		}
-		if old, ok := view.Role(role.GetName()); ok {
-			role.RoleId = old.GetRoleId()
-		} else if role.RoleId, err = authn.NewRoleID(s.d.Rand); err != nil {
+		if err := roleMethodsFromConfigs(role, view.AuthConfig); err != nil {
 			return nil, toConnect(s.d.Logger, err)
+		}
+		// Keep the role id of an existing role; assign one to a new role.
+		if role.RoleId == "" {
+			if old, ok := view.Role(role.GetName()); ok {
+				role.RoleId = old.GetRoleId()
+			} else if role.RoleId, err = authn.NewRoleID(s.d.Rand); err != nil {
+				return nil, toConnect(s.d.Logger, err)
+			}
 		}
 	}
 	r, err := s.write(ctx, &fsmpb.Command{Payload: &fsmpb.Command_PutRole{PutRole: &fsmpb.PutRole{
@@ -215,6 +226,13 @@ func (s *adminService) ListSecretIDs(ctx context.Context, req *connect.Request[w
 		return nil, toConnect(s.d.Logger, err)
 	}
 	out := &writv1.ListSecretIDsResponse{AppliedIndex: view.Index()}
+	if acc := req.Msg.GetAccessor(); acc != "" {
+		// Look one up by accessor (the role, if given, must match).
+		if sid, ok := view.SecretIDByAccessor(acc); ok && (req.Msg.GetRole() == "" || sid.GetRole() == req.Msg.GetRole()) {
+			out.SecretIds = append(out.SecretIds, secretIDToAPI(sid))
+		}
+		return connect.NewResponse(out), nil
+	}
 	for _, sid := range view.SecretIDs(req.Msg.GetRole()) {
 		out.SecretIds = append(out.SecretIds, secretIDToAPI(sid))
 	}
@@ -232,8 +250,8 @@ func (s *adminService) RevokeSecretID(ctx context.Context, req *connect.Request[
 	return connect.NewResponse(&writv1.RevokeSecretIDResponse{Index: r.GetIndex()}), nil
 }
 
-// MaxPolicyBytes bounds one policy set's Cedar text.
-const MaxPolicyBytes = 512 << 10
+// MaxPolicyBytes bounds one policy set's Cedar text (authz's own bound).
+const MaxPolicyBytes = authz.MaxPolicySetBytes
 
 func (s *adminService) PutPolicySet(ctx context.Context, req *connect.Request[writv1.PutPolicySetRequest]) (*connect.Response[writv1.PutPolicySetResponse], error) {
 	ps := req.Msg.GetPolicySet()
@@ -243,13 +261,15 @@ func (s *adminService) PutPolicySet(ctx context.Context, req *connect.Request[wr
 	if len(ps.GetCedar()) > MaxPolicyBytes {
 		return nil, toConnect(s.d.Logger, invalidf("policy text is %d bytes; at most %d", len(ps.GetCedar()), MaxPolicyBytes))
 	}
-	// Validate before proposing: an invalid set never reaches the log.
-	if _, err := authz.Compile(ps.GetName(), 0, []byte(ps.GetCedar())); err != nil {
+	// Validate against the schema before proposing: an invalid set never
+	// reaches the log (policy_service.go, "why not in Apply").
+	if _, err := s.d.Schema.Validate(ps.GetName(), 0, []byte(ps.GetCedar())); err != nil {
 		return nil, toConnect(s.d.Logger, err)
 	}
 	r, err := s.write(ctx, &fsmpb.Command{Payload: &fsmpb.Command_PutPolicySet{PutPolicySet: &fsmpb.PutPolicySet{
 		PolicySet:     &fsmpb.PolicySet{Name: ps.GetName(), Cedar: ps.GetCedar(), Description: ps.GetDescription()},
 		ExpectVersion: req.Msg.GetExpectVersion(),
+		KeepVersions:  PolicyHistoryVersions,
 	}}})
 	if err != nil {
 		return nil, toConnect(s.d.Logger, err)
@@ -268,6 +288,9 @@ func (s *adminService) GetPolicySet(ctx context.Context, req *connect.Request[wr
 		return nil, toConnect(s.d.Logger, err)
 	}
 	ps, ok := view.PolicySet(req.Msg.GetName())
+	if v := req.Msg.GetVersion(); v != 0 {
+		ps, ok = view.PolicySetVersion(req.Msg.GetName(), v)
+	}
 	if !ok {
 		return nil, newError(connect.CodeNotFound, "not_found", "policy set "+quote(req.Msg.GetName())+" not found", nil)
 	}

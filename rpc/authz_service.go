@@ -30,6 +30,7 @@ var reservedContextKeys = []string{"auth", "delegation"}
 type authzService struct {
 	d       Deps
 	signers sync.Map // kid → *credential.Signer (deriving a key costs as much as a signature)
+	batches batchSlots
 }
 
 func (s *authzService) signer(key *fsmpb.SigningKey) (*credential.Signer, error) {
@@ -107,8 +108,9 @@ func decisionToAPI(dec authz.Decision, decisionID string) *writv1.Decision {
 		Reason:        dec.Reason,
 	}
 	for _, p := range dec.Determining {
-		out.DeterminingPolicies = append(out.DeterminingPolicies, &writv1.DeterminingPolicy{Id: p.ID, Annotations: p.Annotations})
+		out.DeterminingPolicies = append(out.DeterminingPolicies, &writv1.DeterminingPolicy{Id: p.ID, Annotations: p.Annotations, Reason: p.Annotations["reason"]})
 	}
+	explainToAPI(out, dec)
 	return out
 }
 
@@ -126,7 +128,12 @@ func (s *authzService) decide(view *fsm.View, ident *fsmpb.Identity, role, actio
 	if err != nil {
 		return authz.Decision{}, fmt.Errorf("compile policy set %s v%d: %w", ps.GetName(), ps.GetVersion(), err)
 	}
-	return compiled.Decide(authz.Request{Identity: ident, Role: role, Action: action, Resource: res, Context: ctx})
+	areq := authz.Request{Identity: ident, Role: role, Action: action, Resource: res, Context: ctx}
+	dec, err := compiled.Decide(areq)
+	if err == nil {
+		s.d.Policy.observe(s.d.Engine, view, areq, dec)
+	}
+	return dec, err
 }
 
 func peerAddr(addr string) netip.Addr {
@@ -146,9 +153,9 @@ func (s *authzService) AuthorizeAndIssue(ctx context.Context, req *connect.Reque
 
 func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Request[writv1.AuthorizeAndIssueRequest]) (*connect.Response[writv1.AuthorizeAndIssueResponse], error) {
 	m := req.Msg
-	proof := m.GetProof().GetApprole()
-	if proof == nil {
-		return nil, invalidf("proof.approle is required (the only auth method so far)")
+	proof := m.GetProof()
+	if proof.GetMethod() == nil {
+		return nil, invalidf("a proof is required: approle, jwt or mtls")
 	}
 	intent := m.GetIntent()
 	if err := checkLen("intent.action", intent.GetAction(), 128); err != nil {
@@ -190,9 +197,7 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 			return nil, err
 		}
 		now := s.d.Clock.Now()
-		principal, err := authn.LoginAppRole(view, authn.AppRoleProof{
-			RoleID: proof.GetRoleId(), SecretID: proof.GetSecretId(), Source: peerAddr(req.Peer().Addr),
-		}, now)
+		principal, method, err := s.login(ctx, view, proof, req.Peer().Addr, now)
 		if err != nil && !linearizable && retryFresher(authn.Reason(err)) {
 			// A secret id or role created a moment ago on another node may not
 			// have reached this one yet: look again at a linearizable view
@@ -202,10 +207,16 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 			continue
 		}
 		if err != nil {
-			s.d.Logger.Info("login failed", "method", authn.MethodAppRole, "reason", authn.Reason(err))
+			s.d.Logger.Info("login failed", "method", method, "reason", authn.Reason(err))
 			return nil, err
 		}
+		ctx := authn.WithActor(ctx, authn.MachineActor(principal))
 		role := principal.Role
+		if m.GetRequestId() != "" {
+			// A retry with the same request id names the same lease, which
+			// is how the FSM recognises it (issuance dedupes by lease id).
+			leaseID = derivedLeaseID(view.HMACKey(), principal.Identity.GetId(), requestID)
+		}
 		ttl := time.Duration(intent.GetTtlSeconds()) * time.Second
 		if ttl == 0 {
 			ttl = time.Duration(role.GetDefaultTtlNanos())
@@ -223,6 +234,7 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 			return nil, err
 		}
 		apiDec := decisionToAPI(dec, decisionID)
+		apiDec.Auth = evidenceStruct(principal.Evidence)
 		if !dec.Allowed {
 			// A deny is answered at once and never written to the log.
 			return connect.NewResponse(&writv1.AuthorizeAndIssueResponse{Decision: apiDec}), nil
@@ -259,6 +271,11 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 			continue
 		}
 		if err := resultError(r); err != nil {
+			if r.GetCode() == fsmpb.ResultCode_RESULT_CODE_PERMISSION_DENIED && principal.SecretAccessor != "" {
+				// Apply refused the secret id (another login used it up
+				// first, or it expired): say why as the login would now.
+				return nil, s.secretRejected(ctx, proof, req.Peer().Addr, r.GetIndex(), err)
+			}
 			return nil, err
 		}
 		lease := r.GetLease()
@@ -278,7 +295,7 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 // retryFresher names login failures that a lagging replica could cause.
 func retryFresher(reason string) bool {
 	switch reason {
-	case "invalid_secret_id", "unknown_role_id", "identity_not_found":
+	case "invalid_secret_id", "unknown_role_id", "identity_not_found", "unknown_role", "wrong_issuer":
 		return true
 	}
 	return false
@@ -379,28 +396,51 @@ func (s *authzService) authorize(ctx context.Context, m *writv1.AuthorizeRequest
 	if err != nil {
 		return nil, err
 	}
-	now := s.d.Clock.Now()
-	_, lease, reason, err := s.credentialLease(view, m.GetCredential(), now)
+	lease, err := s.checkCredential(view, m.GetCredential(), s.d.Clock.Now())
+	if err != nil {
+		return nil, err
+	}
+	dec, err := s.decideForLease(view, lease, m.GetAction(), res, m.GetContext())
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&writv1.AuthorizeResponse{LeaseId: lease.GetId(), AppliedIndex: view.Index(), Decision: dec}), nil
+}
+
+// checkCredential verifies a credential and returns its lease when the lease
+// is live at now on view; a rejected lease is an Unauthenticated error with
+// the lease's reason.
+func (s *authzService) checkCredential(view *fsm.View, token string, now time.Time) (*fsmpb.Lease, error) {
+	_, lease, reason, err := s.credentialLease(view, token, now)
 	if err != nil {
 		return nil, err
 	}
 	if reason != "" {
 		return nil, withReason(connect.CodeUnauthenticated, reason, "credential rejected: lease "+strings.ReplaceAll(reason, "_", " "))
 	}
-	out := &writv1.AuthorizeResponse{LeaseId: lease.GetId(), AppliedIndex: view.Index()}
-	if !inScope(lease, m.GetAction(), res) {
-		out.Decision = denied("outside the credential's scope", lease.GetPolicySet(), lease.GetPolicyVersion(), "")
-		return connect.NewResponse(out), nil
+	return lease, nil
+}
+
+// decideForLease answers one Authorize question for a live lease on view:
+// outside the lease's scope is a deny without Cedar, otherwise Cedar decides
+// with the lease's evidence as context.auth.
+func (s *authzService) decideForLease(view *fsm.View, lease *fsmpb.Lease, action string, res authz.Resource, reqCtx *structpb.Struct) (*writv1.Decision, error) {
+	if !inScope(lease, action, res) {
+		return denied("outside the credential's scope", lease.GetPolicySet(), lease.GetPolicyVersion(), ""), nil
 	}
 	ident, ok := view.Identity(lease.GetIdentity())
 	if !ok {
 		return nil, withReason(connect.CodeUnauthenticated, "identity_deleted", "credential rejected: identity deleted")
 	}
-	cedarCtx, err := requestContext(m.GetContext(), leaseEvidence(lease))
+	ev := leaseEvidence(lease)
+	cedarCtx, err := requestContext(reqCtx, ev)
 	if err != nil {
 		return nil, err
 	}
-	dec, err := s.decide(view, ident, lease.GetRole(), m.GetAction(), res, cedarCtx)
+	if lease.GetParent() != "" {
+		cedarCtx["delegation"] = delegationContext(view, lease.GetParent(), lease.GetDepth())
+	}
+	dec, err := s.decide(view, ident, lease.GetRole(), action, res, cedarCtx)
 	if err != nil {
 		return nil, err
 	}
@@ -408,8 +448,9 @@ func (s *authzService) authorize(ctx context.Context, m *writv1.AuthorizeRequest
 	if err != nil {
 		return nil, err
 	}
-	out.Decision = decisionToAPI(dec, decisionID)
-	return connect.NewResponse(out), nil
+	out := decisionToAPI(dec, decisionID)
+	out.Auth = evidenceStruct(ev)
+	return out, nil
 }
 
 // Verify introspects a credential (RFC 7662 style): an inactive credential is
@@ -492,6 +533,7 @@ func (s *authzService) renew(ctx context.Context, m *writv1.RenewRequest) (*conn
 	}
 	ident, _ := view.Identity(lease.GetIdentity())
 	role, _ := view.Role(lease.GetRole())
+	ctx = authn.WithActor(ctx, authn.Actor{Kind: authn.ActorMachine, ID: lease.GetIdentity(), Method: "credential", Role: lease.GetRole()})
 	ttl := time.Duration(m.GetTtlSeconds()) * time.Second
 	if ttl == 0 {
 		ttl = time.Duration(role.GetDefaultTtlNanos())
@@ -501,6 +543,9 @@ func (s *authzService) renew(ctx context.Context, m *writv1.RenewRequest) (*conn
 		return nil, err
 	}
 	cedarCtx["requested_ttl"] = int64(ttl / time.Second)
+	if lease.GetParent() != "" {
+		cedarCtx["delegation"] = delegationContext(view, lease.GetParent(), lease.GetDepth())
+	}
 	decisionID, err := newID(s.d.Rand, "d_")
 	if err != nil {
 		return nil, err
@@ -545,9 +590,11 @@ func (s *authzService) renew(ctx context.Context, m *writv1.RenewRequest) (*conn
 	}), nil
 }
 
-// Revoke invalidates a lease (and so its delegation subtree) or everything an
-// identity holds, in one log entry, and returns once every node in contact
-// with the leader has applied it.
+// Revoke invalidates a lease (and so its delegation subtree), everything an
+// identity, role or owner holds, or everything delegated from a lease, in
+// one log entry, and returns once every node in contact with the leader has
+// applied it. A dry run counts the live leases it would hit and writes
+// nothing.
 func (s *authzService) Revoke(ctx context.Context, req *connect.Request[writv1.RevokeRequest]) (*connect.Response[writv1.RevokeResponse], error) {
 	resp, err := s.revoke(ctx, req)
 	return resp, toConnect(s.d.Logger, err)
@@ -558,10 +605,26 @@ func (s *authzService) revoke(ctx context.Context, req *connect.Request[writv1.R
 	if len(m.GetReason()) > 1024 {
 		return nil, invalidf("reason is longer than 1024 bytes")
 	}
-	var payload *fsmpb.Command
-	switch t := m.GetTarget().(type) {
-	case *writv1.RevokeRequest_Credential:
+	if cred, ok := m.GetTarget().(*writv1.RevokeRequest_Credential); ok && !m.GetDryRun() {
 		// The holder ends its own lease: no admin token needed.
+		idx, err := s.complete(ctx, cred.Credential, m.GetReason())
+		if err != nil {
+			return nil, err
+		}
+		return connect.NewResponse(&writv1.RevokeResponse{Index: idx}), nil
+	}
+	if _, ok := m.GetTarget().(*writv1.RevokeRequest_Credential); !ok {
+		if err := checkAdmin(ctx, s.d, req.Header()); err != nil {
+			return nil, err
+		}
+	}
+	reason := nonEmpty(m.GetReason(), "revoked by admin")
+	var (
+		cmd    *fsmpb.Command
+		target fsm.Target
+	)
+	switch t := m.GetTarget().(type) {
+	case *writv1.RevokeRequest_Credential: // dry run of the holder's own lease
 		view, err := s.d.Backend.Read(ctx, ReadOptions{})
 		if err != nil {
 			return nil, err
@@ -570,41 +633,54 @@ func (s *authzService) revoke(ctx context.Context, req *connect.Request[writv1.R
 		if err != nil {
 			return nil, err
 		}
-		payload = &fsmpb.Command{Payload: &fsmpb.Command_RevokeLease{RevokeLease: &fsmpb.RevokeLease{LeaseId: claims.ID, Reason: nonEmpty(m.GetReason(), "completed by holder")}}}
+		target = fsm.Target{Kind: fsm.RevocationLease, ID: claims.ID}
 	case *writv1.RevokeRequest_LeaseId:
-		if err := checkAdmin(ctx, s.d, req.Header()); err != nil {
-			return nil, err
-		}
 		if err := checkLen("lease_id", t.LeaseId, 128); err != nil {
 			return nil, err
 		}
-		payload = &fsmpb.Command{Payload: &fsmpb.Command_RevokeLease{RevokeLease: &fsmpb.RevokeLease{LeaseId: t.LeaseId, Reason: nonEmpty(m.GetReason(), "revoked by admin")}}}
-	case *writv1.RevokeRequest_Identity:
-		if err := checkAdmin(ctx, s.d, req.Header()); err != nil {
+		target = fsm.Target{Kind: fsm.RevocationLease, ID: t.LeaseId}
+		cmd = &fsmpb.Command{Payload: &fsmpb.Command_RevokeLease{RevokeLease: &fsmpb.RevokeLease{LeaseId: t.LeaseId, Reason: reason}}}
+	case *writv1.RevokeRequest_Subtree:
+		if err := checkLen("subtree", t.Subtree, 128); err != nil {
 			return nil, err
 		}
+		target = fsm.Target{Kind: fsm.RevocationSubtree, ID: t.Subtree}
+		cmd = &fsmpb.Command{Payload: &fsmpb.Command_RevokeLease{RevokeLease: &fsmpb.RevokeLease{LeaseId: t.Subtree, Reason: reason, DescendantsOnly: true}}}
+	case *writv1.RevokeRequest_Identity:
 		if err := checkLen("identity", t.Identity, 256); err != nil {
 			return nil, err
 		}
-		payload = &fsmpb.Command{Payload: &fsmpb.Command_RevokeIdentity{RevokeIdentity: &fsmpb.RevokeIdentity{IdentityId: t.Identity, Reason: nonEmpty(m.GetReason(), "revoked by admin")}}}
+		target = fsm.Target{Kind: fsm.RevocationIdentity, ID: t.Identity}
+		cmd = &fsmpb.Command{Payload: &fsmpb.Command_RevokeIdentity{RevokeIdentity: &fsmpb.RevokeIdentity{IdentityId: t.Identity, Reason: reason}}}
+	case *writv1.RevokeRequest_Role:
+		if err := checkLen("role", t.Role, 256); err != nil {
+			return nil, err
+		}
+		target = fsm.Target{Kind: fsm.RevocationRole, ID: t.Role}
+		cmd = &fsmpb.Command{Payload: &fsmpb.Command_RevokeRole{RevokeRole: &fsmpb.RevokeRole{Name: t.Role, Reason: reason}}}
+	case *writv1.RevokeRequest_Owner:
+		if err := checkLen("owner", t.Owner, 256); err != nil {
+			return nil, err
+		}
+		target = fsm.Target{Kind: fsm.RevocationOwner, ID: t.Owner}
+		cmd = &fsmpb.Command{Payload: &fsmpb.Command_RevokeOwner{RevokeOwner: &fsmpb.RevokeOwner{Owner: t.Owner, Reason: reason}}}
 	default:
-		return nil, invalidf("a revocation target is required: lease_id, identity or credential")
+		return nil, invalidf("a revocation target is required: lease_id, identity, role, owner, subtree or credential")
 	}
-	requestID, err := newID(s.d.Rand, "r_")
+	if m.GetDryRun() {
+		// The blast radius on a linearizable view (every write committed
+		// before the call counts); nothing is written.
+		view, err := s.d.Backend.Read(ctx, ReadOptions{Linearizable: true})
+		if err != nil {
+			return nil, err
+		}
+		return connect.NewResponse(&writv1.RevokeResponse{
+			DryRun: true, LiveLeases: view.BlastRadius(target, s.d.Clock.Now()), AppliedIndex: view.Index(),
+		}), nil
+	}
+	idx, err := s.commitRevocation(ctx, cmd)
 	if err != nil {
 		return nil, err
-	}
-	payload.Header = &fsmpb.Header{RequestId: requestID}
-	results, err := s.d.Backend.Propose(ctx, []*fsmpb.Command{payload}, ProposeOptions{Urgent: true})
-	if err != nil {
-		return nil, err
-	}
-	if err := resultError(results[0]); err != nil {
-		return nil, err
-	}
-	idx := results[0].GetIndex()
-	if err := s.d.Backend.AwaitEverywhere(ctx, idx); err != nil {
-		return nil, fmt.Errorf("revocation committed at index %d but not confirmed everywhere: %w", idx, err)
 	}
 	return connect.NewResponse(&writv1.RevokeResponse{Index: idx}), nil
 }

@@ -66,6 +66,9 @@ type Backend interface {
 	// SnapshotRestore installs a snapshot cluster-wide (leader only) and
 	// returns an index at which it is in force.
 	SnapshotRestore(ctx context.Context, r io.Reader) (uint64, error)
+	// Revocations returns the revocations this node applied after index
+	// after (see fsm.FSM.Revocations). It never blocks.
+	Revocations(after uint64, limit int) fsm.RevocationBatch
 }
 
 var (

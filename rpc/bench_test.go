@@ -32,33 +32,10 @@ func generatedPolicies(n int) string {
 func BenchmarkAuthorize(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("policies=%d", n), func(b *testing.B) {
-			c := nodetest.New(b, 1, nodetest.Options{})
-			ctx := context.Background()
-			admin := c.Admin(0)
-			if _, err := admin.PutPolicySet(ctx, connect.NewRequest(&writv1.PutPolicySetRequest{PolicySet: &writv1.PolicySet{Name: "prod", Cedar: generatedPolicies(n)}})); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := admin.PutIdentity(ctx, connect.NewRequest(&writv1.PutIdentityRequest{Identity: &writv1.Identity{Id: "ci/a", Kind: "ci_job", Owner: "t", Environment: "prod"}})); err != nil {
-				b.Fatal(err)
-			}
-			role, err := admin.PutRole(ctx, connect.NewRequest(&writv1.PutRoleRequest{Role: &writv1.Role{Name: "a", Environment: "prod", Identity: "ci/a", DefaultTtlSeconds: 3600, MaxTtlSeconds: 3600}}))
-			if err != nil {
-				b.Fatal(err)
-			}
-			sid, err := admin.CreateSecretID(ctx, connect.NewRequest(&writv1.CreateSecretIDRequest{Role: "a"}))
-			if err != nil {
-				b.Fatal(err)
-			}
+			client, cred := benchNode(b, n)
 			ticket, _ := structpb.NewStruct(map[string]any{"ticket": "CHG-1"})
-			client := writv1connect.NewAuthzServiceClient(http.DefaultClient, "http://"+c.Members[0].APIAddr)
-			issued, err := client.AuthorizeAndIssue(ctx, connect.NewRequest(&writv1.AuthorizeAndIssueRequest{
-				Proof:  &writv1.Proof{Method: &writv1.Proof_Approle{Approle: &writv1.AppRoleProof{RoleId: role.Msg.GetRole().GetRoleId(), SecretId: sid.Msg.GetSecretId()}}},
-				Intent: &writv1.Intent{Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "api"}, Context: ticket},
-			}))
-			if err != nil {
-				b.Fatal(err)
-			}
-			req := &writv1.AuthorizeRequest{Credential: issued.Msg.GetCredential(), Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "api"}, Context: ticket}
+			req := &writv1.AuthorizeRequest{Credential: cred, Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "api"}, Context: ticket}
+			ctx := context.Background()
 			b.ReportAllocs()
 			for b.Loop() {
 				resp, err := client.Authorize(ctx, connect.NewRequest(req))
@@ -68,4 +45,57 @@ func BenchmarkAuthorize(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchNode starts one in-process node with n generated policies and returns
+// an Authorize client and a live credential for Deployment::api.
+func benchNode(b *testing.B, n int) (writv1connect.AuthzServiceClient, string) {
+	b.Helper()
+	c := nodetest.New(b, 1, nodetest.Options{})
+	ctx := context.Background()
+	admin := c.Admin(0)
+	if _, err := admin.PutPolicySet(ctx, connect.NewRequest(&writv1.PutPolicySetRequest{PolicySet: &writv1.PolicySet{Name: "prod", Cedar: generatedPolicies(n)}})); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := admin.PutIdentity(ctx, connect.NewRequest(&writv1.PutIdentityRequest{Identity: &writv1.Identity{Id: "ci/a", Kind: "ci_job", Owner: "t", Environment: "prod"}})); err != nil {
+		b.Fatal(err)
+	}
+	role, err := admin.PutRole(ctx, connect.NewRequest(&writv1.PutRoleRequest{Role: &writv1.Role{Name: "a", Environment: "prod", Identity: "ci/a", DefaultTtlSeconds: 3600, MaxTtlSeconds: 3600}}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sid, err := admin.CreateSecretID(ctx, connect.NewRequest(&writv1.CreateSecretIDRequest{Role: "a"}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ticket, _ := structpb.NewStruct(map[string]any{"ticket": "CHG-1"})
+	client := writv1connect.NewAuthzServiceClient(http.DefaultClient, "http://"+c.Members[0].APIAddr)
+	issued, err := client.AuthorizeAndIssue(ctx, connect.NewRequest(&writv1.AuthorizeAndIssueRequest{
+		Proof:  &writv1.Proof{Method: &writv1.Proof_Approle{Approle: &writv1.AppRoleProof{RoleId: role.Msg.GetRole().GetRoleId(), SecretId: sid.Msg.GetSecretId()}}},
+		Intent: &writv1.Intent{Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "api"}, Context: ticket},
+	}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return client, issued.Msg.GetCredential()
+}
+
+// BenchmarkBatchAuthorize measures one BatchAuthorize call of 100 decisions
+// sharing one credential (verified once per call), 100 policies.
+func BenchmarkBatchAuthorize(b *testing.B) {
+	client, cred := benchNode(b, 100)
+	ticket, _ := structpb.NewStruct(map[string]any{"ticket": "CHG-1"})
+	req := &writv1.BatchAuthorizeRequest{Credential: cred}
+	for range 100 {
+		req.Items = append(req.Items, &writv1.BatchAuthorizeItem{Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "api"}, Context: ticket})
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := client.BatchAuthorize(ctx, connect.NewRequest(req))
+		if err != nil || !resp.Msg.GetResults()[99].GetDecision().GetAllowed() {
+			b.Fatalf("batch authorize: %v %v", err, resp)
+		}
+	}
+	b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "decisions/s")
 }

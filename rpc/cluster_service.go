@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -28,7 +29,9 @@ func (s *clusterService) Join(ctx context.Context, req *connect.Request[writv1.J
 	if err := checkLen("node_id", m.GetNodeId(), 128); err != nil {
 		return nil, toConnect(s.d.Logger, err)
 	}
-	for what, addr := range map[string]string{"raft_addr": m.GetRaftAddr(), "api_addr": m.GetApiAddr()} {
+	// An API that serves TLS is advertised as https://host:port.
+	api := strings.TrimPrefix(strings.TrimPrefix(m.GetApiAddr(), "https://"), "http://")
+	for what, addr := range map[string]string{"raft_addr": m.GetRaftAddr(), "api_addr": api} {
 		if _, err := netip.ParseAddrPort(addr); err != nil {
 			if _, _, herr := splitHostPort(addr); herr != nil {
 				return nil, toConnect(s.d.Logger, invalidf("%s %q: want host:port", what, addr))

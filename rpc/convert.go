@@ -44,6 +44,8 @@ func identityToAPI(in *fsmpb.Identity) *writv1.Identity {
 		CreatedAt:   ts(in.GetCreatedUnixNano()),
 		UpdatedAt:   ts(in.GetUpdatedUnixNano()),
 		Description: in.GetDescription(),
+
+		MaxLiveLeases: in.GetMaxLiveLeases(),
 	}
 }
 
@@ -74,6 +76,8 @@ func identityFromAPI(in *writv1.Identity) (*fsmpb.Identity, error) {
 		Attributes:  in.GetAttributes(),
 		Status:      status,
 		Description: in.GetDescription(),
+
+		MaxLiveLeases: in.GetMaxLiveLeases(),
 	}, nil
 }
 
@@ -82,19 +86,25 @@ func roleToAPI(in *fsmpb.Role) *writv1.Role {
 		return nil
 	}
 	return &writv1.Role{
-		Name:              in.GetName(),
-		Environment:       in.GetEnvironment(),
-		AuthMethods:       in.GetAuthMethods(),
-		Identity:          in.GetIdentity(),
-		RoleId:            in.GetRoleId(),
-		DefaultTtlSeconds: in.GetDefaultTtlNanos() / int64(time.Second),
-		MaxTtlSeconds:     in.GetMaxTtlNanos() / int64(time.Second),
-		MaxRenewals:       in.GetMaxRenewals(),
-		MaxLiveLeases:     in.GetMaxLiveLeases(),
-		Epoch:             in.GetEpoch(),
-		Version:           in.GetVersion(),
-		CreatedAt:         ts(in.GetCreatedUnixNano()),
-		UpdatedAt:         ts(in.GetUpdatedUnixNano()),
+		Name:               in.GetName(),
+		Environment:        in.GetEnvironment(),
+		AuthMethods:        in.GetAuthMethods(),
+		Identity:           in.GetIdentity(),
+		RoleId:             in.GetRoleId(),
+		DefaultTtlSeconds:  in.GetDefaultTtlNanos() / int64(time.Second),
+		MaxTtlSeconds:      in.GetMaxTtlNanos() / int64(time.Second),
+		MaxRenewals:        in.GetMaxRenewals(),
+		MaxLiveLeases:      in.GetMaxLiveLeases(),
+		Epoch:              in.GetEpoch(),
+		Version:            in.GetVersion(),
+		CreatedAt:          ts(in.GetCreatedUnixNano()),
+		UpdatedAt:          ts(in.GetUpdatedUnixNano()),
+		IdentityTemplate:   in.GetIdentityTemplate(),
+		AuthConfigs:        in.GetAuthConfigs(),
+		BoundClaims:        boundClaimsToAPI(in.GetBoundClaims()),
+		BoundSpiffeIds:     in.GetBoundSpiffeIds(),
+		BoundCidrs:         in.GetBoundCidrs(),
+		MaxDelegationDepth: in.GetMaxDelegationDepth(),
 	}
 }
 
@@ -127,19 +137,25 @@ func roleFromAPI(in *writv1.Role) (*fsmpb.Role, error) {
 		return nil, invalidf("max ttl %s is longer than %s", maxTTL, maxRoleTTL)
 	}
 	methods := in.GetAuthMethods()
-	if len(methods) == 0 {
+	if len(methods) == 0 && len(in.GetAuthConfigs()) == 0 {
 		methods = []string{"approle"}
 	}
 	return &fsmpb.Role{
-		Name:            in.GetName(),
-		Environment:     in.GetEnvironment(),
-		AuthMethods:     methods,
-		Identity:        in.GetIdentity(),
-		RoleId:          in.GetRoleId(),
-		DefaultTtlNanos: int64(def),
-		MaxTtlNanos:     int64(maxTTL),
-		MaxRenewals:     in.GetMaxRenewals(),
-		MaxLiveLeases:   in.GetMaxLiveLeases(),
+		Name:               in.GetName(),
+		Environment:        in.GetEnvironment(),
+		AuthMethods:        methods,
+		Identity:           in.GetIdentity(),
+		RoleId:             in.GetRoleId(),
+		DefaultTtlNanos:    int64(def),
+		MaxTtlNanos:        int64(maxTTL),
+		MaxRenewals:        in.GetMaxRenewals(),
+		MaxLiveLeases:      in.GetMaxLiveLeases(),
+		IdentityTemplate:   in.GetIdentityTemplate(),
+		AuthConfigs:        in.GetAuthConfigs(),
+		BoundClaims:        boundClaimsFromAPI(in.GetBoundClaims()),
+		BoundSpiffeIds:     in.GetBoundSpiffeIds(),
+		BoundCidrs:         in.GetBoundCidrs(),
+		MaxDelegationDepth: in.GetMaxDelegationDepth(),
 	}, nil
 }
 
@@ -167,6 +183,7 @@ func policySetToAPI(in *fsmpb.PolicySet) *writv1.PolicySet {
 		Description:    in.GetDescription(),
 		ActivatedAt:    ts(in.GetActivatedUnixNano()),
 		ActivatedIndex: in.GetActivatedIndex(),
+		RolledBackFrom: in.GetRolledBackFrom(),
 	}
 }
 
@@ -192,6 +209,8 @@ func leaseToAPI(in *fsmpb.Lease, reason string) *writv1.Lease {
 	case "":
 	case "revoked":
 		status = "revoked"
+	case "completed":
+		status = "completed"
 	case "expired":
 		status = "expired"
 	default:
@@ -216,6 +235,7 @@ func leaseToAPI(in *fsmpb.Lease, reason string) *writv1.Lease {
 		StatusReason:  reason,
 		IssuedIndex:   in.GetIssuedIndex(),
 		AuthMethod:    in.GetAuthMethod(),
+		Depth:         in.GetDepth(),
 	}
 }
 

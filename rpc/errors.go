@@ -97,13 +97,20 @@ func toConnect(log *slog.Logger, err error) error {
 	}
 	if reason := authn.Reason(err); reason != "" {
 		code := connect.CodeUnauthenticated
-		if authn.IsPermission(err) {
+		switch {
+		case authn.IsPermission(err):
 			code = connect.CodePermissionDenied
+		case authn.IsUnavailable(err):
+			code = connect.CodeUnavailable
 		}
 		return newError(code, reason, err.Error(), nil)
 	}
 	if reason := credentialReason(err); reason != "" {
 		return newError(connect.CodeUnauthenticated, reason, "credential rejected: "+reason, nil)
+	}
+	var ve *authz.ValidationError
+	if errors.As(err, &ve) {
+		return policyError(ve)
 	}
 	switch {
 	case errors.Is(err, errInvalid), errors.Is(err, authz.ErrInvalidRequest):

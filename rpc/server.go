@@ -30,8 +30,21 @@ const (
 	NodeTokenHeader = "Writ-Node-Token"
 )
 
-// MaxRequestBytes bounds every request body.
+// MaxRequestBytes bounds every request body, except those of the services
+// that carry policy text (MaxPolicyRequestBytes).
 const MaxRequestBytes = 1 << 20
+
+// MaxPolicyRequestBytes bounds the request bodies of AdminService,
+// PolicyService and NodeService (forwarded writes): a policy set may hold
+// MaxPolicyBytes of Cedar (10,000 policies are about 1.5 MB).
+const MaxPolicyRequestBytes = 9 << 20
+
+// CompressMinBytes: responses smaller than this are sent uncompressed even to
+// clients that accept gzip. Compressing a 1–2 KB AuthorizeAndIssue answer
+// cost more CPU than the whole Cedar decision (about a tenth of a node's CPU
+// under writ bench's issue load); large answers (lists, policy sets) still
+// compress.
+const CompressMinBytes = 32 << 10
 
 // Deps are what the API server needs. Backend, Engine and Verifier are required.
 type Deps struct {
@@ -45,7 +58,28 @@ type Deps struct {
 	Issuer string
 	// Audience is the credential "aud" claim; default "writ".
 	Audience string
+	// Schema validates every policy set before it is proposed; default the
+	// embedded policies/writ.cedarschema.
+	Schema *authz.Schema
+	// Policy holds the node-local policy tooling (shadow evaluation and the
+	// recent-decision sample diffs replay); default NewPolicyTools with Logger.
+	Policy *PolicyTools
+	// Authn verifies JWT and mTLS proofs (and caches keys and chains);
+	// default authn.New with Logger.
+	Authn *authn.Authenticator
+	// Environments identities and roles may live in; default prod,
+	// staging, dev.
+	Environments []string
+	// KeyOverlap is how long rotated-out signing keys keep verifying when a
+	// rotation names no overlap; default 24h.
+	KeyOverlap time.Duration
+	// WatchHeartbeat is how often an idle WatchRevocations stream carries
+	// the applied index; default 5s.
+	WatchHeartbeat time.Duration
 }
+
+// DefaultEnvironments are the environments when none are configured.
+var DefaultEnvironments = []string{"prod", "staging", "dev"}
 
 func (d *Deps) defaults() {
 	if d.Logger == nil {
@@ -63,6 +97,24 @@ func (d *Deps) defaults() {
 	if d.Audience == "" {
 		d.Audience = "writ"
 	}
+	if d.Schema == nil {
+		d.Schema = defaultSchema()
+	}
+	if d.Policy == nil {
+		d.Policy = NewPolicyTools(PolicyToolsConfig{Logger: d.Logger})
+	}
+	if d.Authn == nil {
+		d.Authn = authn.New(authn.Config{Logger: d.Logger})
+	}
+	if len(d.Environments) == 0 {
+		d.Environments = DefaultEnvironments
+	}
+	if d.KeyOverlap <= 0 {
+		d.KeyOverlap = 24 * time.Hour
+	}
+	if d.WatchHeartbeat <= 0 {
+		d.WatchHeartbeat = 5 * time.Second
+	}
 }
 
 type realClock struct{}
@@ -73,20 +125,32 @@ func (realClock) Now() time.Time { return time.Now() }
 // and reflection, /healthz, /readyz and /.well-known/jwks.json.
 func NewHandler(d Deps) http.Handler {
 	d.defaults()
-	opts := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxRequestBytes))
+	opts := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxRequestBytes), connect.WithCompressMinBytes(CompressMinBytes))
 	mux := http.NewServeMux()
-	mux.Handle(writv1connect.NewAuthzServiceHandler(&authzService{d: d}, opts))
-	mux.Handle(writv1connect.NewAdminServiceHandler(&adminService{d: d}, opts,
+	authzSvc := &authzService{d: d}
+	mux.Handle(writv1connect.NewAuthzServiceHandler(authzSvc, opts))
+	mux.Handle(writv1connect.NewLeaseServiceHandler(&leaseService{a: authzSvc}, opts))
+	mux.Handle(writv1connect.NewKeyServiceHandler(&keyService{d: d}, opts, connect.WithInterceptors(adminAuth(d))))
+	big := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxPolicyRequestBytes), connect.WithCompressMinBytes(CompressMinBytes))
+	mux.Handle(writv1connect.NewAdminServiceHandler(&adminService{d: d}, big,
+		connect.WithInterceptors(adminAuth(d))))
+	mux.Handle(writv1connect.NewPolicyServiceHandler(&policyService{d: d}, big,
+		connect.WithInterceptors(adminAuth(d))))
+	mux.Handle(writv1connect.NewAuthConfigServiceHandler(&authConfigService{d: d}, opts,
 		connect.WithInterceptors(adminAuth(d))))
 	mux.Handle(writv1connect.NewClusterServiceHandler(&clusterService{d: d}, opts,
 		connect.WithInterceptors(adminAuthFor(d, writv1connect.ClusterServiceJoinProcedure, writv1connect.ClusterServiceLeaveProcedure))))
-	mux.Handle(writv1connect.NewNodeServiceHandler(&nodeService{d: d}, opts,
+	mux.Handle(writv1connect.NewNodeServiceHandler(&nodeService{d: d}, big,
 		connect.WithInterceptors(nodeAuth(d))))
 	mux.Handle(healthHandler(d))
 	reflector := grpcreflect.NewStaticReflector(
 		writv1connect.AuthzServiceName,
 		writv1connect.AdminServiceName,
+		writv1connect.PolicyServiceName,
+		writv1connect.AuthConfigServiceName,
 		writv1connect.ClusterServiceName,
+		writv1connect.LeaseServiceName,
+		writv1connect.KeyServiceName,
 		grpc_health_v1.Health_ServiceDesc.ServiceName,
 	)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
@@ -119,7 +183,7 @@ func NewHandler(d Deps) http.Handler {
 		w.Header().Set("Cache-Control", "max-age=60")
 		_, _ = w.Write(body)
 	})
-	return mux
+	return withTLSState(mux)
 }
 
 // bearer extracts the bearer token from an Authorization header.
@@ -161,6 +225,8 @@ func adminAuthFor(d Deps, procedures ...string) connect.Interceptor {
 				if err := checkAdmin(ctx, d, req.Header()); err != nil {
 					return nil, toConnect(d.Logger, err)
 				}
+				// Humans are not machines: admin calls act as a human.
+				ctx = authn.WithActor(ctx, authn.AdminActor(bearer(req.Header()), sourceIP(req.Peer().Addr)))
 			}
 			return next(ctx, req)
 		}

@@ -63,7 +63,7 @@ func newFixture(t *testing.T) *fixture {
 
 func ignore[T any](_ T, err error) error { return err }
 
-func mustOK(t *testing.T, err error) {
+func mustOK(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -344,11 +344,11 @@ func TestRenewAndComplete(t *testing.T) {
 	if connect.CodeOf(err) != connect.CodeResourceExhausted {
 		t.Fatalf("second renewal: want ResourceExhausted, got %v", err)
 	}
-	// The holder completes its task: the lease is revoked at once.
+	// The holder completes its task: the lease is unusable at once.
 	mustOK(t, ignore(client.Revoke(ctx, connect.NewRequest(&writv1.RevokeRequest{Target: &writv1.RevokeRequest_Credential{Credential: renewed.Msg.GetCredential()}}))))
 	v, err := client.Verify(ctx, connect.NewRequest(&writv1.VerifyRequest{Credential: renewed.Msg.GetCredential()}))
 	mustOK(t, err)
-	if v.Msg.GetActive() || v.Msg.GetReason() != "revoked" {
+	if v.Msg.GetActive() || v.Msg.GetReason() != "completed" || v.Msg.GetLease().GetStatus() != "completed" {
 		t.Fatalf("after completion: %v", v.Msg)
 	}
 }

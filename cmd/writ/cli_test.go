@@ -380,6 +380,38 @@ func TestCommands(t *testing.T) {
 			method: "Authorize", code: exitError, stderr: []string{"error: unauthenticated: lease revoked (reason: revoked)"},
 		},
 		{
+			name: "batch authorize from stdin", args: []string{"batch-authorize", "--credential", "shared", "--items", "-"},
+			stdin: `[{"action":"deploy","resource":{"type":"Deployment","id":"api"},"context":{"ticket":"CHG-1"}},
+			         {"credential":"own","action":"read","resource":{"type":"Secret","id":"db"}}]`,
+			resps: map[string]proto.Message{"BatchAuthorize": &writv1.BatchAuthorizeResponse{AppliedIndex: 9, Results: []*writv1.BatchAuthorizeResult{
+				{Decision: allowDecision, LeaseId: "l_abc"}, {Decision: allowDecision, LeaseId: "l_def"}}}},
+			method: "BatchAuthorize",
+			req: &writv1.BatchAuthorizeRequest{Credential: "shared", Items: []*writv1.BatchAuthorizeItem{
+				{Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "api"}, Context: &structpb.Struct{Fields: map[string]*structpb.Value{"ticket": structpb.NewStringValue("CHG-1")}}},
+				{Credential: "own", Action: "read", Resource: &writv1.Resource{Type: "Secret", Id: "db"}},
+			}},
+			stdout: []string{"deploy on Deployment::api", "allowed", "read on Secret::db", "applied index  9"},
+		},
+		{
+			name: "batch authorize a deny or an error exits 3", args: []string{"batch-authorize", "--items", "-"},
+			env:   map[string]string{"WRIT_CREDENTIAL": "env-cred"},
+			stdin: "{\"action\":\"a\",\"resource\":{\"type\":\"D\",\"id\":\"x\"}}\n{\"action\":\"b\",\"resource\":{\"type\":\"D\",\"id\":\"y\"}}\n",
+			resps: map[string]proto.Message{"BatchAuthorize": &writv1.BatchAuthorizeResponse{Results: []*writv1.BatchAuthorizeResult{
+				{Decision: denyDecision}, {Error: &writv1.ItemError{Code: "unauthenticated", Reason: "revoked"}}}}},
+			method: "BatchAuthorize", code: exitNegative,
+			req: &writv1.BatchAuthorizeRequest{Credential: "env-cred", Items: []*writv1.BatchAuthorizeItem{
+				{Action: "a", Resource: &writv1.Resource{Type: "D", Id: "x"}}, {Action: "b", Resource: &writv1.Resource{Type: "D", Id: "y"}}}},
+			stdout: []string{"denied", "forbidden by forbid-no-ticket", "error", "unauthenticated: revoked"},
+		},
+		{
+			name: "batch authorize bad items", args: []string{"batch-authorize", "--items", "-"}, stdin: `[{"action": 3}]`,
+			code: exitUsage, stderr: []string{"--items: item 0:"}, noCalls: true,
+		},
+		{
+			name: "batch authorize without items", args: []string{"batch-authorize"},
+			code: exitUsage, stderr: []string{"--items is required"}, noCalls: true,
+		},
+		{
 			name: "verify active", args: []string{"verify", "eyJ.cred.sig"},
 			resps:  map[string]proto.Message{"Verify": &writv1.VerifyResponse{Active: true, Lease: testLease, AppliedIndex: 30}},
 			method: "Verify", req: &writv1.VerifyRequest{Credential: "eyJ.cred.sig"},
@@ -431,12 +463,70 @@ func TestCommands(t *testing.T) {
 			method: "Revoke", req: &writv1.RevokeRequest{Target: &writv1.RevokeRequest_Credential{Credential: "mine"}},
 		},
 		{
+			name: "revoke role", args: []string{"revoke", "--role", "deploy-api-ci", "--reason", "rotated"},
+			resps:  map[string]proto.Message{"Revoke": &writv1.RevokeResponse{Index: 51}},
+			method: "Revoke", req: &writv1.RevokeRequest{Target: &writv1.RevokeRequest_Role{Role: "deploy-api-ci"}, Reason: "rotated"},
+			stdout: []string{"revoked  role deploy-api-ci", "index    51"},
+		},
+		{
+			name: "revoke subtree", args: []string{"revoke", "--subtree", "l_abc"},
+			method: "Revoke", req: &writv1.RevokeRequest{Target: &writv1.RevokeRequest_Subtree{Subtree: "l_abc"}},
+		},
+		{
+			name: "revoke owner dry run", args: []string{"revoke", "--owner", "team-api", "--dry-run"},
+			resps:  map[string]proto.Message{"Revoke": &writv1.RevokeResponse{DryRun: true, LiveLeases: 1234, AppliedIndex: 77}},
+			method: "Revoke", req: &writv1.RevokeRequest{Target: &writv1.RevokeRequest_Owner{Owner: "team-api"}, DryRun: true},
+			stdout: []string{"would revoke   owner team-api", "live leases    1234", "applied index  77"},
+		},
+		{
+			name: "delegate", args: []string{"delegate", "--credential", "parent.cred", "--action", "deploy", "--resource", "Deployment::api-prod", "--ttl", "30s", "--credential-only"},
+			resps:  map[string]proto.Message{"Delegate": &writv1.DelegateResponse{Decision: allowDecision, Credential: "child.cred"}},
+			method: "Delegate", req: &writv1.DelegateRequest{Credential: "parent.cred", Intent: &writv1.Intent{
+				Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "api-prod"}, TtlSeconds: 30,
+			}},
+			exact: "child.cred\n",
+		},
+		{
+			name: "delegate denied", args: []string{"delegate", "--credential", "p", "--action", "deploy", "--resource", "Deployment::x"},
+			resps:  map[string]proto.Message{"Delegate": &writv1.DelegateResponse{Decision: denyDecision}},
+			method: "Delegate", code: exitNegative, stdout: []string{"decision  denied"},
+		},
+		{
+			name: "lease complete", args: []string{"lease", "complete", "-", "--reason", "task done"}, stdin: "mine\n",
+			resps:  map[string]proto.Message{"Complete": &writv1.CompleteResponse{Index: 60}},
+			method: "Complete", req: &writv1.CompleteRequest{Credential: "mine", Reason: "task done"},
+			stdout: []string{"completed  yes", "index      60"},
+		},
+		{
+			name: "watch revocations", args: []string{"watch", "revocations", "--after", "41"},
+			resps: map[string]proto.Message{"WatchRevocations": &writv1.WatchRevocationsResponse{UpToIndex: 42, Events: []*writv1.RevocationEvent{
+				{Index: 42, Kind: "identity", Target: "ci/deploy-api", CommittedAt: timestamppb.New(testNow)},
+			}}},
+			method: "WatchRevocations", req: &writv1.WatchRevocationsRequest{AfterIndex: 41},
+			stdout: []string{"42  identity  ci/deploy-api  2030-01-02T03:04:05Z"},
+		},
+		{
+			name: "key rotate", args: []string{"key", "rotate", "--overlap", "2h"},
+			resps:  map[string]proto.Message{"RotateSigningKey": &writv1.RotateSigningKeyResponse{Key: &writv1.SigningKeyInfo{Kid: "k2", CreatedAt: timestamppb.New(testNow), Current: true}, Index: 70}},
+			method: "RotateSigningKey", req: &writv1.RotateSigningKeyRequest{OverlapSeconds: 7200},
+			stdout: []string{"kid      k2", "index    70"},
+		},
+		{
+			name: "key list", args: []string{"key", "list"},
+			resps: map[string]proto.Message{"ListSigningKeys": &writv1.ListSigningKeysResponse{Keys: []*writv1.SigningKeyInfo{
+				{Kid: "k2", CreatedAt: timestamppb.New(testNow), Current: true},
+				{Kid: "k1", CreatedAt: timestamppb.New(testNow), RetireAt: timestamppb.New(testNow.Add(time.Hour))},
+			}}},
+			method: "ListSigningKeys", req: &writv1.ListSigningKeysRequest{},
+			stdout: []string{"k2   signing", "k1   verifying"},
+		},
+		{
 			name: "revoke two targets", args: []string{"revoke", "--lease", "l", "--identity", "i"},
 			code: exitUsage, stderr: []string{"were all set"}, noCalls: true,
 		},
 		{
 			name: "revoke no target", args: []string{"revoke"},
-			code: exitUsage, stderr: []string{"at least one of the flags in the group [lease identity credential] is required"}, noCalls: true,
+			code: exitUsage, stderr: []string{"at least one of the flags in the group [lease identity role owner subtree credential] is required"}, noCalls: true,
 		},
 		{
 			name: "lease get", args: []string{"lease", "get", "l_abc"},

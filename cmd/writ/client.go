@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -23,7 +26,43 @@ const (
 	envSecretID   = "WRIT_SECRET_ID"
 	envCredential = "WRIT_CREDENTIAL"
 	envAdminToken = "WRIT_ADMIN_TOKEN"
+	envCACert     = "WRIT_CACERT"
+	envClientCert = "WRIT_CLIENT_CERT"
+	envClientKey  = "WRIT_CLIENT_KEY"
+	envJWT        = "WRIT_JWT"
 )
+
+// clientTLS builds the client's TLS settings: caFile (PEM) verifies the
+// server instead of the system roots; certFile and keyFile are presented
+// for mTLS logins. It returns nil when none is set.
+func clientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	if caFile == "" && certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca cert: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca cert %s holds no PEM certificate", caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, fmt.Errorf("a client certificate needs both --client-cert and --client-key")
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
 
 // normalizeAddr turns what a user types for --addr into a base URL:
 // "127.0.0.1:7400" and "localhost" get http://, a trailing slash goes, a path
@@ -105,9 +144,13 @@ func (p protocol) clientOptions() []connect.ClientOption {
 
 // newHTTPClient returns a client able to speak p to baseURL. gRPC needs
 // HTTP/2; over plain http that means h2c (prior knowledge), which net/http
-// speaks when asked through Protocols.
-func newHTTPClient(p protocol, baseURL string) *http.Client {
+// speaks when asked through Protocols. tlsCfg (may be nil) sets the CA that
+// verifies the server and the client certificate for https.
+func newHTTPClient(p protocol, baseURL string, tlsCfg *tls.Config) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	if tlsCfg != nil {
+		t.TLSClientConfig = tlsCfg
+	}
 	if p == protoGRPC && strings.HasPrefix(baseURL, "http://") {
 		var ps http.Protocols
 		ps.SetUnencryptedHTTP2(true)
@@ -147,12 +190,16 @@ func (b bearerInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFun
 	return next
 }
 
-// clients are the three service clients for one base URL.
+// clients are the service clients for one base URL.
 type clients struct {
-	baseURL string
-	admin   writv1connect.AdminServiceClient
-	authz   writv1connect.AuthzServiceClient
-	cluster writv1connect.ClusterServiceClient
+	baseURL     string
+	admin       writv1connect.AdminServiceClient
+	authz       writv1connect.AuthzServiceClient
+	cluster     writv1connect.ClusterServiceClient
+	policy      writv1connect.PolicyServiceClient
+	authConfigs writv1connect.AuthConfigServiceClient
+	lease       writv1connect.LeaseServiceClient
+	key         writv1connect.KeyServiceClient
 }
 
 // clientConfig is everything needed to build clients.
@@ -162,12 +209,14 @@ type clientConfig struct {
 	Protocol protocol
 	// HTTPClient overrides the client newHTTPClient would build.
 	HTTPClient *http.Client
+	// TLS verifies an https server and presents a client certificate.
+	TLS *tls.Config
 }
 
 func newClients(cfg clientConfig) *clients {
 	hc := cfg.HTTPClient
 	if hc == nil {
-		hc = newHTTPClient(cfg.Protocol, cfg.BaseURL)
+		hc = newHTTPClient(cfg.Protocol, cfg.BaseURL, cfg.TLS)
 	}
 	opts := append(cfg.Protocol.clientOptions(),
 		connect.WithInterceptors(bearerInterceptor{token: cfg.Token, userAgent: "writ-cli/" + version}))
@@ -176,6 +225,11 @@ func newClients(cfg clientConfig) *clients {
 		admin:   writv1connect.NewAdminServiceClient(hc, cfg.BaseURL, opts...),
 		authz:   writv1connect.NewAuthzServiceClient(hc, cfg.BaseURL, opts...),
 		cluster: writv1connect.NewClusterServiceClient(hc, cfg.BaseURL, opts...),
+		policy:  writv1connect.NewPolicyServiceClient(hc, cfg.BaseURL, opts...),
+
+		authConfigs: writv1connect.NewAuthConfigServiceClient(hc, cfg.BaseURL, opts...),
+		lease:       writv1connect.NewLeaseServiceClient(hc, cfg.BaseURL, opts...),
+		key:         writv1connect.NewKeyServiceClient(hc, cfg.BaseURL, opts...),
 	}
 }
 

@@ -69,7 +69,7 @@ func TestNewHTTPClientH2C(t *testing.T) {
 		{p: protoGRPCWeb, url: "http://127.0.0.1:7400", h2c: false},
 	}
 	for _, tc := range tests {
-		tr := newHTTPClient(tc.p, tc.url).Transport.(*http.Transport)
+		tr := newHTTPClient(tc.p, tc.url, nil).Transport.(*http.Transport)
 		got := tr.Protocols != nil && tr.Protocols.UnencryptedHTTP2()
 		if got != tc.h2c {
 			t.Errorf("%s %s: h2c = %v, want %v", tc.p, tc.url, got, tc.h2c)

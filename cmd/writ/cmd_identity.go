@@ -11,7 +11,35 @@ import (
 
 func (a *app) identityCmd() *cobra.Command {
 	return group("identity", "Manage identities (admin)",
-		a.identityPutCmd(), a.identityGetCmd(), a.identityListCmd(), a.identityDeleteCmd())
+		a.identityPutCmd(), a.identityGetCmd(), a.identityListCmd(), a.identityDeleteCmd(),
+		a.identityStatusCmd("disable", "disabled", "Disable an identity: everything it holds is invalid at once, and it cannot log in"),
+		a.identityStatusCmd("enable", "active", "Enable a disabled identity (its old leases stay invalid)"))
+}
+
+// identityStatusCmd flips an identity's status with a read and a put under
+// the read's version, so a concurrent change is never overwritten.
+func (a *app) identityStatusCmd(use, status, short string) *cobra.Command {
+	cmd := &cobra.Command{Use: use + " ID", Short: short, Args: exactArgs("ID")}
+	cmd.RunE = a.call(func(ctx context.Context, c *clients, p *printer, args []string) error {
+		got, err := c.admin.GetIdentity(ctx, connect.NewRequest(&writv1.GetIdentityRequest{
+			Id: args[0], Read: &writv1.ReadOptions{Consistency: writv1.Consistency_CONSISTENCY_LINEARIZABLE},
+		}))
+		if err != nil {
+			return err
+		}
+		id := got.Msg.GetIdentity()
+		version := id.GetVersion()
+		id.Status = status
+		resp, err := c.admin.PutIdentity(ctx, connect.NewRequest(&writv1.PutIdentityRequest{Identity: id, ExpectVersion: version}))
+		if err != nil {
+			return err
+		}
+		return p.emit(resp.Msg, func(t *textOut) {
+			identityText(t, resp.Msg.GetIdentity())
+			t.kv("index", resp.Msg.GetIndex())
+		})
+	})
+	return cmd
 }
 
 func (a *app) identityPutCmd() *cobra.Command {
@@ -36,6 +64,7 @@ func (a *app) identityPutCmd() *cobra.Command {
 	f.StringArrayVar(&attrs, "attr", nil, "attribute key=value (repeatable)")
 	f.StringVar(&id.Description, "description", "", "free text")
 	f.BoolVar(&disabled, "disabled", false, "store the identity disabled (it can hold no leases)")
+	f.Uint32Var(&id.MaxLiveLeases, "max-live-leases", 0, "live leases the identity may hold at once (0: no limit)")
 	f.Uint64Var(&expectVersion, "expect-version", 0, "fail unless the stored version is this (optimistic concurrency)")
 	f.BoolVar(&createOnly, "create-only", false, "fail if the identity exists")
 	for _, n := range []string{"kind", "owner", "env"} {
@@ -129,6 +158,9 @@ func identityText(t *textOut, i *writv1.Identity) {
 	t.kv("status", i.GetStatus())
 	t.kvIf("attributes", pairs(i.GetAttributes()))
 	t.kvIf("description", i.GetDescription())
+	if i.GetMaxLiveLeases() != 0 {
+		t.kv("max live leases", i.GetMaxLiveLeases())
+	}
 	t.kv("epoch", i.GetEpoch())
 	t.kv("version", i.GetVersion())
 	t.kv("created", t.time(i.GetCreatedAt()))

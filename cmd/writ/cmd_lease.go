@@ -12,7 +12,7 @@ import (
 )
 
 func (a *app) leaseCmd() *cobra.Command {
-	return group("lease", "Inspect leases (admin)", a.leaseGetCmd(), a.leaseListCmd())
+	return group("lease", "Inspect leases (admin); complete your own", a.leaseGetCmd(), a.leaseListCmd(), a.leaseCompleteCmd())
 }
 
 func (a *app) leaseGetCmd() *cobra.Command {

@@ -11,8 +11,10 @@ import (
 )
 
 func (a *app) policyCmd() *cobra.Command {
-	return group("policy", "Manage Cedar policy sets (admin)",
-		a.policyPutCmd(), a.policyGetCmd(), a.policyListCmd(), a.policyDeleteCmd())
+	return group("policy", "Manage, test and evaluate Cedar policy sets",
+		a.policyPutCmd(), a.policyGetCmd(), a.policyListCmd(), a.policyDeleteCmd(),
+		a.policyHistoryCmd(), a.policyRollbackCmd(), a.policyValidateCmd(), a.policyEvalCmd(),
+		a.policyTestCmd(), a.policyDiffCmd(), a.policyShadowCmd())
 }
 
 func (a *app) policyPutCmd() *cobra.Command {
@@ -59,20 +61,24 @@ them, then activates the new version atomically at one Raft index.`,
 }
 
 func (a *app) policyGetCmd() *cobra.Command {
-	var rf readFlags
+	var (
+		rf      readFlags
+		version uint64
+	)
 	cmd := &cobra.Command{
 		Use:     "get NAME",
 		Short:   "Show a policy set and its Cedar source",
-		Example: "  writ policy get prod -o field=policySet.cedar > prod.cedar",
+		Example: "  writ policy get prod -o field=policySet.cedar > prod.cedar\n  writ policy get prod --version 3",
 		Args:    exactArgs("NAME"),
 	}
 	rf.add(cmd)
+	cmd.Flags().Uint64Var(&version, "version", 0, "a version from the history (default: the active one)")
 	cmd.RunE = a.call(func(ctx context.Context, c *clients, p *printer, args []string) error {
 		ro, err := rf.options()
 		if err != nil {
 			return err
 		}
-		resp, err := c.admin.GetPolicySet(ctx, connect.NewRequest(&writv1.GetPolicySetRequest{Name: args[0], Read: ro}))
+		resp, err := c.admin.GetPolicySet(ctx, connect.NewRequest(&writv1.GetPolicySetRequest{Name: args[0], Read: ro, Version: version}))
 		if err != nil {
 			return err
 		}

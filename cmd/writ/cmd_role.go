@@ -18,30 +18,58 @@ func (a *app) roleCmd() *cobra.Command {
 func (a *app) rolePutCmd() *cobra.Command {
 	var (
 		r             writv1.Role
+		boundClaims   []string
 		expectVersion uint64
 		createOnly    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "put NAME --env ENV --identity ID",
+		Use:   "put NAME --env ENV (--identity ID | --identity-template TEMPLATE)",
 		Short: "Create or replace a role",
+		Long: `A role is one service's issuance profile: the environment it issues in, how
+callers may log in (approle, jwt, mtls, with the auth configs it accepts and
+the claims, SPIFFE IDs and source addresses it binds), which identity a login
+becomes (fixed, or rendered from the verified proof: ci/{repository},
+mesh/{spiffe_path}), and lease limits. A role never issues to an identity of
+another environment.`,
 		Example: `  writ role put deploy-api-ci --env prod --identity ci/deploy-api \
-      --auth-method approle --default-ttl 15m --max-ttl 1h --max-renewals 3 --max-live-leases 10`,
+      --auth-method approle --default-ttl 15m --max-ttl 1h --max-renewals 3 --max-live-leases 10
+  writ role put ci --env prod --auth-config github --identity-template 'ci/{repository}' \
+      --bound-claim ref=refs/heads/main
+  writ role put mesh --env prod --auth-config mesh --identity-template 'mesh/{spiffe_path}' \
+      --bound-spiffe-id 'spiffe://example.org/ns/prod/**'`,
 		Args: exactArgs("NAME"),
 	}
 	f := cmd.Flags()
 	f.StringVar(&r.Environment, "env", "", "environment the role issues in")
 	f.StringVar(&r.Identity, "identity", "", "the identity a login through this role becomes")
-	f.StringArrayVar(&r.AuthMethods, "auth-method", nil, "allowed auth method, e.g. approle (repeatable; default: the server's)")
+	f.StringVar(&r.IdentityTemplate, "identity-template", "", "instead of --identity: rendered from the verified proof, e.g. 'ci/{repository}'")
+	f.StringArrayVar(&r.AuthMethods, "auth-method", nil, "allowed auth method: approle, jwt or mtls (repeatable; default: approle, or the types of --auth-config)")
+	f.StringArrayVar(&r.AuthConfigs, "auth-config", nil, "jwt/mtls: auth config whose tokens or certificates the role accepts (repeatable)")
+	f.StringArrayVar(&boundClaims, "bound-claim", nil, "CLAIM=GLOB a token (or certificate field) must match (repeatable)")
+	f.StringArrayVar(&r.BoundSpiffeIds, "bound-spiffe-id", nil, "SPIFFE ID pattern, e.g. 'spiffe://example.org/ns/prod/sa/*' (repeatable)")
+	f.StringArrayVar(&r.BoundCidrs, "bound-cidr", nil, "source address or prefix every login must come from (repeatable)")
 	f.StringVar(&r.RoleId, "role-id", "", "AppRole role id (default: assigned by the server)")
 	secondsFlag(cmd, &r.DefaultTtlSeconds, "default-ttl", "lease TTL when the caller asks for none, e.g. 15m")
 	secondsFlag(cmd, &r.MaxTtlSeconds, "max-ttl", "longest TTL a lease may get, including renewals, e.g. 1h")
 	f.Uint32Var(&r.MaxRenewals, "max-renewals", 0, "renewals allowed per lease")
 	f.Uint32Var(&r.MaxLiveLeases, "max-live-leases", 0, "live leases allowed at once through this role")
+	f.Uint32Var(&r.MaxDelegationDepth, "max-delegation-depth", 0, "links of delegation allowed below a root lease (0: none)")
 	f.Uint64Var(&expectVersion, "expect-version", 0, "fail unless the stored version is this")
 	f.BoolVar(&createOnly, "create-only", false, "fail if the role exists")
 	_ = cmd.MarkFlagRequired("env")
-	_ = cmd.MarkFlagRequired("identity")
+	cmd.MarkFlagsOneRequired("identity", "identity-template")
+	cmd.MarkFlagsMutuallyExclusive("identity", "identity-template")
 	cmd.RunE = a.call(func(ctx context.Context, c *clients, p *printer, args []string) error {
+		bc, err := parseBoundClaims(boundClaims)
+		if err != nil {
+			return flagErr("bound-claim", err)
+		}
+		r.BoundClaims = bc
+		for i, cidr := range r.BoundCidrs {
+			if r.BoundCidrs[i], err = parseCIDR(cidr); err != nil {
+				return flagErr("bound-cidr", err)
+			}
+		}
 		for _, m := range r.AuthMethods {
 			if strings.TrimSpace(m) == "" || strings.ContainsAny(m, " ,") {
 				return usagef("--auth-method %q: one method name per flag, e.g. --auth-method approle", m)
@@ -99,7 +127,11 @@ func (a *app) roleListCmd() *cobra.Command {
 		return p.emit(resp.Msg, func(t *textOut) {
 			rows := make([][]string, 0, len(resp.Msg.GetRoles()))
 			for _, r := range resp.Msg.GetRoles() {
-				rows = append(rows, []string{r.GetName(), r.GetEnvironment(), r.GetIdentity(), strings.Join(r.GetAuthMethods(), ","),
+				ident := r.GetIdentity()
+				if ident == "" {
+					ident = r.GetIdentityTemplate()
+				}
+				rows = append(rows, []string{r.GetName(), r.GetEnvironment(), ident, strings.Join(r.GetAuthMethods(), ","),
 					r.GetRoleId(), seconds(r.GetDefaultTtlSeconds()), seconds(r.GetMaxTtlSeconds()), u64(r.GetVersion())})
 			}
 			t.table([]string{"NAME", "ENV", "IDENTITY", "AUTH", "ROLE ID", "DEFAULT TTL", "MAX TTL", "VERSION"}, rows)
@@ -126,13 +158,22 @@ func (a *app) roleDeleteCmd() *cobra.Command {
 func roleText(t *textOut, r *writv1.Role) {
 	t.kv("name", r.GetName())
 	t.kv("environment", r.GetEnvironment())
-	t.kv("identity", r.GetIdentity())
+	if r.GetIdentityTemplate() != "" {
+		t.kv("identity template", r.GetIdentityTemplate())
+	} else {
+		t.kv("identity", r.GetIdentity())
+	}
 	t.kv("role id", orDash(r.GetRoleId()))
 	t.kv("auth methods", orDash(strings.Join(r.GetAuthMethods(), ", ")))
+	t.kvIf("auth configs", strings.Join(r.GetAuthConfigs(), ", "))
+	t.kvIf("bound claims", boundClaimsText(r.GetBoundClaims()))
+	t.kvIf("bound spiffe ids", strings.Join(r.GetBoundSpiffeIds(), ", "))
+	t.kvIf("bound cidrs", strings.Join(r.GetBoundCidrs(), ", "))
 	t.kv("default ttl", seconds(r.GetDefaultTtlSeconds()))
 	t.kv("max ttl", seconds(r.GetMaxTtlSeconds()))
 	t.kv("max renewals", r.GetMaxRenewals())
 	t.kv("max live leases", r.GetMaxLiveLeases())
+	t.kv("max delegation", r.GetMaxDelegationDepth())
 	t.kv("epoch", r.GetEpoch())
 	t.kv("version", r.GetVersion())
 	t.kv("created", t.time(r.GetCreatedAt()))

@@ -76,15 +76,35 @@ func expiry(t *textOut, ts *timestamppb.Timestamp) string {
 }
 
 func (a *app) secretIDListCmd() *cobra.Command {
-	var rf readFlags
-	cmd := &cobra.Command{Use: "list ROLE", Aliases: []string{"ls"}, Short: "List a role's secret ids (accessors only)", Args: exactArgs("ROLE")}
+	var (
+		rf       readFlags
+		accessor string
+	)
+	cmd := &cobra.Command{
+		Use: "list [ROLE] [--accessor ACCESSOR]", Aliases: []string{"ls"},
+		Short: "List secret ids by role or look one up by accessor (never the secret)",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usagef("%s takes at most one argument (ROLE)", cmd.CommandPath())
+			}
+			if len(args) == 0 && accessor == "" {
+				return usagef("%s needs a ROLE or --accessor", cmd.CommandPath())
+			}
+			return nil
+		},
+	}
 	rf.add(cmd)
+	cmd.Flags().StringVar(&accessor, "accessor", "", "only the secret id with this accessor")
 	cmd.RunE = a.call(func(ctx context.Context, c *clients, p *printer, args []string) error {
 		ro, err := rf.options()
 		if err != nil {
 			return err
 		}
-		resp, err := c.admin.ListSecretIDs(ctx, connect.NewRequest(&writv1.ListSecretIDsRequest{Role: args[0], Read: ro}))
+		req := &writv1.ListSecretIDsRequest{Accessor: strings.TrimSpace(accessor), Read: ro}
+		if len(args) == 1 {
+			req.Role = args[0]
+		}
+		resp, err := c.admin.ListSecretIDs(ctx, connect.NewRequest(req))
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -56,46 +57,56 @@ func (a *app) issueCmd() *cobra.Command {
 	var (
 		in               intentFlags
 		roleID, secretID string
+		role, jwtArg     string
+		useMTLS          bool
 		requestID        string
 		ttl              int64
 		credentialOnly   bool
 	)
 	cmd := &cobra.Command{
-		Use:   "issue --role-id ID --secret-id SECRET --action A --resource TYPE::ID",
+		Use:   "issue (--role-id ID --secret-id SECRET | --role ROLE --jwt TOKEN | --role ROLE --mtls) --action A --resource TYPE::ID",
 		Short: "Log in, state an intent, and get a short-lived credential if policy allows",
-		Long: `AuthorizeAndIssue: prove who you are (AppRole role id + secret id), say what
-you are about to do, and receive a credential for exactly that when the Cedar
-policies allow it. A denial exits 3 and prints the determining policies.`,
+		Long: `AuthorizeAndIssue: prove who you are, say what you are about to do, and
+receive a credential for exactly that when the Cedar policies allow it. A
+denial exits 3 and prints the determining policies.
+
+Proofs: AppRole (--role-id and --secret-id), a JWT through a role (--role and
+--jwt: a Kubernetes service-account token, a CI OIDC token, a SPIFFE
+JWT-SVID), or the client certificate of this very connection through a role
+(--role and --mtls, with --client-cert/--client-key over https). The decision
+shows the evidence policies saw as context.auth.`,
 		Example: `  CRED=$(writ issue --role-id "$ROLE_ID" --secret-id "$SECRET_ID" \
       --action deploy --resource Deployment::api-prod \
       --resource-attr environment=prod --resource-attr owner=api \
-      --context '{"ticket":"CHG-1234","pipeline_run":"run-981"}' --credential-only)`,
+      --context '{"ticket":"CHG-1234","pipeline_run":"run-981"}' --credential-only)
+  writ issue --role ci --jwt "$ACTIONS_ID_TOKEN" --action deploy --resource Deployment::api-prod
+  writ --addr https://writ:7400 --client-cert svid.pem --client-key svid.key \
+      issue --role mesh --mtls --action call_tool --resource Tool::kb.search`,
 		Args: noArgs,
 	}
 	in.add(cmd)
 	f := cmd.Flags()
 	f.StringVar(&roleID, "role-id", "", "AppRole role id (env "+envRoleID+")")
 	f.StringVar(&secretID, "secret-id", "", "AppRole secret id, or - for stdin (env "+envSecretID+")")
+	f.StringVar(&role, "role", "", "jwt/mtls: the role to log in through")
+	f.StringVar(&jwtArg, "jwt", "", "jwt: the token, @FILE, or - for stdin (env "+envJWT+")")
+	f.BoolVar(&useMTLS, "mtls", false, "mtls: prove who you are with the client certificate (--client-cert, --client-key)")
+	cmd.MarkFlagsMutuallyExclusive("jwt", "mtls", "secret-id")
+	cmd.MarkFlagsMutuallyExclusive("jwt", "mtls", "role-id")
 	secondsFlag(cmd, &ttl, "ttl", "requested lease TTL, e.g. 10m (default: the role's)")
 	f.StringVar(&requestID, "request-id", "", "idempotency key: a retry with the same id returns the same lease")
 	f.BoolVar(&credentialOnly, "credential-only", false, "print only the credential (for CRED=$(writ issue ...))")
 	cmd.RunE = a.call(func(ctx context.Context, c *clients, p *printer, _ []string) error {
-		if roleID == "" {
-			roleID = a.getenv(envRoleID)
-		}
-		if roleID = strings.TrimSpace(roleID); roleID == "" {
-			return usagef("--role-id is required (or %s)", envRoleID)
-		}
-		sid, err := readSecretArg("secret id", secretID, a.stdin, a.getenv, envSecretID)
+		proof, err := a.issueProof(roleID, secretID, role, jwtArg, useMTLS, in.context == "@-")
 		if err != nil {
-			return flagErr("secret-id", err)
+			return err
 		}
 		action, res, cctx, err := in.parse(a.stdin)
 		if err != nil {
 			return err
 		}
 		resp, err := c.authz.AuthorizeAndIssue(ctx, connect.NewRequest(&writv1.AuthorizeAndIssueRequest{
-			Proof:     &writv1.Proof{Method: &writv1.Proof_Approle{Approle: &writv1.AppRoleProof{RoleId: roleID, SecretId: sid}}},
+			Proof:     proof,
 			Intent:    &writv1.Intent{Action: action, Resource: res, Context: cctx, TtlSeconds: ttl},
 			RequestId: requestID,
 		}))
@@ -317,33 +328,51 @@ func (a *app) renewCmd() *cobra.Command {
 }
 
 func (a *app) revokeCmd() *cobra.Command {
-	var lease, identity, cred, reason string
+	var lease, identity, role, owner, subtree, cred, reason string
+	var dryRun bool
 	cmd := &cobra.Command{
-		Use:   "revoke (--lease ID | --identity ID | --credential CRED)",
-		Short: "Revoke a lease, everything an identity holds, or your own credential",
-		Long: `Revoke one lease (admin), every lease an identity holds (admin; bumps its
-epoch), or the lease behind a credential you hold (no token needed). Returns
-once every node in contact with the leader has applied the revocation.`,
+		Use:   "revoke (--lease ID | --identity ID | --role NAME | --owner OWNER | --subtree ID | --credential CRED)",
+		Short: "Revoke a lease, everything an identity, role or owner holds, a delegation subtree, or your own credential",
+		Long: `Revoke one lease and everything delegated from it (admin), every lease an
+identity, role or owner holds (admin; one epoch bump), every lease delegated
+from a lease while keeping that lease (--subtree, admin), or the lease behind
+a credential you hold (no token needed: it is completed). Each is one log
+entry whatever the number of leases. Returns once every node in contact with
+the leader has applied the revocation. --dry-run prints how many live leases
+it would hit (the blast radius) and changes nothing.`,
 		Example: `  writ revoke --lease l_01HZX... --reason "job finished"
   writ revoke --identity ci/deploy-api --reason "secret leaked"
+  writ revoke --owner team-payments --dry-run
+  writ revoke --subtree l_01HZX... --reason "tool misbehaved"
   writ revoke --credential "$CRED"`,
 		Args: noArgs,
 	}
 	f := cmd.Flags()
-	f.StringVar(&lease, "lease", "", "lease id")
+	f.StringVar(&lease, "lease", "", "lease id: the lease and everything delegated from it")
 	f.StringVar(&identity, "identity", "", "identity id: revoke everything it holds")
+	f.StringVar(&role, "role", "", "role name: revoke everything issued through it")
+	f.StringVar(&owner, "owner", "", "owner: revoke everything its identities hold")
+	f.StringVar(&subtree, "subtree", "", "lease id: revoke everything delegated from it, keep the lease")
 	f.StringVar(&cred, "credential", "", "a credential you hold, or - for stdin")
 	f.StringVar(&reason, "reason", "", "why, for the audit log")
-	cmd.MarkFlagsMutuallyExclusive("lease", "identity", "credential")
-	cmd.MarkFlagsOneRequired("lease", "identity", "credential")
+	f.BoolVar(&dryRun, "dry-run", false, "count the live leases the revocation would hit; change nothing")
+	targets := []string{"lease", "identity", "role", "owner", "subtree", "credential"}
+	cmd.MarkFlagsMutuallyExclusive(targets...)
+	cmd.MarkFlagsOneRequired(targets...)
 	cmd.RunE = a.call(func(ctx context.Context, c *clients, p *printer, _ []string) error {
-		req := &writv1.RevokeRequest{Reason: reason}
+		req := &writv1.RevokeRequest{Reason: reason, DryRun: dryRun}
 		var what string
 		switch {
 		case lease != "":
 			req.Target, what = &writv1.RevokeRequest_LeaseId{LeaseId: strings.TrimSpace(lease)}, "lease "+lease
 		case identity != "":
 			req.Target, what = &writv1.RevokeRequest_Identity{Identity: strings.TrimSpace(identity)}, "identity "+identity
+		case role != "":
+			req.Target, what = &writv1.RevokeRequest_Role{Role: strings.TrimSpace(role)}, "role "+role
+		case owner != "":
+			req.Target, what = &writv1.RevokeRequest_Owner{Owner: strings.TrimSpace(owner)}, "owner "+owner
+		case subtree != "":
+			req.Target, what = &writv1.RevokeRequest_Subtree{Subtree: strings.TrimSpace(subtree)}, "subtree of "+subtree
 		default:
 			credential, err := readSecretArg("credential", cred, a.stdin, a.getenv, "")
 			if err != nil {
@@ -356,11 +385,90 @@ once every node in contact with the leader has applied the revocation.`,
 			return err
 		}
 		return p.emit(resp.Msg, func(t *textOut) {
+			if resp.Msg.GetDryRun() {
+				t.kv("would revoke", what)
+				t.kv("live leases", resp.Msg.GetLiveLeases())
+				t.kv("applied index", resp.Msg.GetAppliedIndex())
+				return
+			}
 			t.kv("revoked", what)
 			t.kv("index", resp.Msg.GetIndex())
 		})
 	})
 	return cmd
+}
+
+// issueProof picks the login method from the flags: --jwt or --mtls with
+// --role, else AppRole.
+func (a *app) issueProof(roleID, secretID, role, jwtArg string, useMTLS, contextFromStdin bool) (*writv1.Proof, error) {
+	role = strings.TrimSpace(role)
+	if jwtArg == "" && !useMTLS && roleID == "" && secretID == "" && a.getenv(envJWT) != "" {
+		jwtArg = a.getenv(envJWT)
+	}
+	switch {
+	case jwtArg != "":
+		if role == "" {
+			return nil, usagef("--jwt needs --role (the role to log in through)")
+		}
+		if jwtArg == "-" && contextFromStdin {
+			return nil, usagef("--jwt - and --context @- both want stdin")
+		}
+		tok := jwtArg
+		if name, ok := strings.CutPrefix(jwtArg, "@"); ok {
+			b, err := readInput(name, a.stdin)
+			if err != nil {
+				return nil, flagErr("jwt", err)
+			}
+			tok = string(b)
+		}
+		tok, err := readSecretArg("jwt", tok, a.stdin, a.getenv, "")
+		if err != nil {
+			return nil, flagErr("jwt", err)
+		}
+		return &writv1.Proof{Method: &writv1.Proof_Jwt{Jwt: &writv1.JWTProof{Role: role, Token: tok}}}, nil
+	case useMTLS:
+		if role == "" {
+			return nil, usagef("--mtls needs --role (the role to log in through)")
+		}
+		return &writv1.Proof{Method: &writv1.Proof_Mtls{Mtls: &writv1.MTLSProof{Role: role}}}, nil
+	}
+	if role != "" {
+		return nil, usagef("--role goes with --jwt or --mtls; AppRole logins use --role-id")
+	}
+	if roleID == "" {
+		roleID = a.getenv(envRoleID)
+	}
+	if roleID = strings.TrimSpace(roleID); roleID == "" {
+		return nil, usagef("--role-id is required (or %s), or log in with --role and --jwt or --mtls", envRoleID)
+	}
+	sid, err := readSecretArg("secret id", secretID, a.stdin, a.getenv, envSecretID)
+	if err != nil {
+		return nil, flagErr("secret-id", err)
+	}
+	return &writv1.Proof{Method: &writv1.Proof_Approle{Approle: &writv1.AppRoleProof{RoleId: roleID, SecretId: sid}}}, nil
+}
+
+// authText renders decision.auth on one line: key=value, claims as
+// claims.name=value, sorted.
+func authText(st *structpb.Struct) string {
+	if st == nil {
+		return ""
+	}
+	var parts []string
+	var walk func(prefix string, m map[string]any)
+	walk = func(prefix string, m map[string]any) {
+		for k, v := range m {
+			switch x := v.(type) {
+			case map[string]any:
+				walk(prefix+k+".", x)
+			default:
+				parts = append(parts, fmt.Sprintf("%s%s=%v", prefix, k, x))
+			}
+		}
+	}
+	walk("", st.AsMap())
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
 }
 
 // decisionText prints a decision: verdict, determining policies, reason.
@@ -376,12 +484,14 @@ func decisionText(t *textOut, d *writv1.Decision) {
 	}
 	t.kv("policies", orDash(strings.Join(names, ", ")))
 	t.kvIf("reason", d.GetReason())
+	explainText(t, d)
 	for _, e := range d.GetErrors() {
 		t.kv("error", e)
 	}
 	if d.GetPolicySet() != "" {
 		t.kv("policy set", fmt.Sprintf("%s v%d", d.GetPolicySet(), d.GetPolicyVersion()))
 	}
+	t.kvIf("auth", authText(d.GetAuth()))
 	t.kvIf("decision id", d.GetDecisionId())
 }
 

@@ -85,6 +85,8 @@ func startFake(t *testing.T, f *fakeServer) string {
 	mux.Handle(writv1connect.NewAdminServiceHandler(f))
 	mux.Handle(writv1connect.NewAuthzServiceHandler(f))
 	mux.Handle(writv1connect.NewClusterServiceHandler(f))
+	mux.Handle(writv1connect.NewLeaseServiceHandler(f))
+	mux.Handle(writv1connect.NewKeyServiceHandler(f))
 	srv := httptest.NewUnstartedServer(mux)
 	var ps http.Protocols
 	ps.SetHTTP1(true)
@@ -214,4 +216,40 @@ func (f *fakeServer) Join(_ context.Context, r *connect.Request[writv1.JoinReque
 
 func (f *fakeServer) Leave(_ context.Context, r *connect.Request[writv1.LeaveRequest]) (*connect.Response[writv1.LeaveResponse], error) {
 	return handle[writv1.LeaveRequest, writv1.LeaveResponse](f, "Leave", r)
+}
+
+func (f *fakeServer) BatchAuthorize(_ context.Context, r *connect.Request[writv1.BatchAuthorizeRequest]) (*connect.Response[writv1.BatchAuthorizeResponse], error) {
+	return handle[writv1.BatchAuthorizeRequest, writv1.BatchAuthorizeResponse](f, "BatchAuthorize", r)
+}
+
+func (f *fakeServer) Delegate(_ context.Context, r *connect.Request[writv1.DelegateRequest]) (*connect.Response[writv1.DelegateResponse], error) {
+	return handle[writv1.DelegateRequest, writv1.DelegateResponse](f, "Delegate", r)
+}
+
+func (f *fakeServer) Complete(_ context.Context, r *connect.Request[writv1.CompleteRequest]) (*connect.Response[writv1.CompleteResponse], error) {
+	return handle[writv1.CompleteRequest, writv1.CompleteResponse](f, "Complete", r)
+}
+
+// WatchRevocations records the call and sends the canned message (a
+// *writv1.WatchRevocationsResponse in resps), then ends the stream.
+func (f *fakeServer) WatchRevocations(_ context.Context, r *connect.Request[writv1.WatchRevocationsRequest], s *connect.ServerStream[writv1.WatchRevocationsResponse]) error {
+	f.mu.Lock()
+	f.calls = append(f.calls, fakeCall{method: "WatchRevocations", req: r.Msg, header: r.Header().Clone()})
+	resp, err := f.resps["WatchRevocations"], f.errs["WatchRevocations"]
+	f.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if m, ok := resp.(*writv1.WatchRevocationsResponse); ok {
+		return s.Send(m)
+	}
+	return nil
+}
+
+func (f *fakeServer) RotateSigningKey(_ context.Context, r *connect.Request[writv1.RotateSigningKeyRequest]) (*connect.Response[writv1.RotateSigningKeyResponse], error) {
+	return handle[writv1.RotateSigningKeyRequest, writv1.RotateSigningKeyResponse](f, "RotateSigningKey", r)
+}
+
+func (f *fakeServer) ListSigningKeys(_ context.Context, r *connect.Request[writv1.ListSigningKeysRequest]) (*connect.Response[writv1.ListSigningKeysResponse], error) {
+	return handle[writv1.ListSigningKeysRequest, writv1.ListSigningKeysResponse](f, "ListSigningKeys", r)
 }

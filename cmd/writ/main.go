@@ -57,6 +57,7 @@ type app struct {
 
 	addr, token, output, protocol string
 	timeout                       time.Duration
+	caCert, clientCert, clientKey string
 
 	// resolved lazily by client(), so server commands never trip over a
 	// bad WRIT_ADDR.
@@ -87,6 +88,9 @@ Exit codes: 0 ok, 1 call failed, 2 usage error, 3 denied / not active.`,
 	pf.StringVarP(&a.output, "output", "o", "text", "output format: text, json, or field=PATH (e.g. field=lease.id)")
 	pf.DurationVar(&a.timeout, "timeout", 10*time.Second, "deadline for the whole command's calls (0 for none)")
 	pf.StringVar(&a.protocol, "protocol", "connect", "wire protocol: connect, grpc or grpcweb")
+	pf.StringVar(&a.caCert, "ca-cert", "", "PEM CA bundle that verifies an https node (env "+envCACert+"; default: the system roots)")
+	pf.StringVar(&a.clientCert, "client-cert", "", "PEM client certificate presented over https, for mTLS logins (env "+envClientCert+")")
+	pf.StringVar(&a.clientKey, "client-key", "", "PEM private key of --client-cert (env "+envClientKey+")")
 
 	root.AddGroup(
 		&cobra.Group{ID: "workload", Title: "Workload commands:"},
@@ -99,10 +103,10 @@ Exit codes: 0 ok, 1 call failed, 2 usage error, 3 denied / not active.`,
 			root.AddCommand(c)
 		}
 	}
-	add("workload", a.issueCmd(), a.authorizeCmd(), a.verifyCmd(), a.renewCmd(), a.revokeCmd())
-	add("admin", a.identityCmd(), a.roleCmd(), a.secretIDCmd(), a.policyCmd(), a.leaseCmd(),
+	add("workload", a.issueCmd(), a.authorizeCmd(), a.batchAuthorizeCmd(), a.verifyCmd(), a.renewCmd(), a.revokeCmd(), a.delegateCmd(), a.watchCmd())
+	add("admin", a.identityCmd(), a.roleCmd(), a.secretIDCmd(), a.authConfigCmd(), a.policyCmd(), a.leaseCmd(), a.keyCmd(),
 		a.statusCmd(), a.joinCmd(), a.leaveCmd(), a.snapshotCmd())
-	add("node", a.serverCmd(), a.devCmd())
+	add("node", a.serverCmd(), a.devCmd(), a.benchCmd())
 	return root
 }
 
@@ -133,8 +137,20 @@ func (a *app) client() (*clients, error) {
 	if err != nil {
 		return nil, usagef("--protocol: %v", err)
 	}
-	a.clients = newClients(clientConfig{BaseURL: base, Token: token, Protocol: p})
+	tlsCfg, err := clientTLS(a.flagOrEnv(a.caCert, envCACert), a.flagOrEnv(a.clientCert, envClientCert), a.flagOrEnv(a.clientKey, envClientKey))
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	a.clients = newClients(clientConfig{BaseURL: base, Token: token, Protocol: p, TLS: tlsCfg})
 	return a.clients, nil
+}
+
+// flagOrEnv is the flag's value, else the environment variable's.
+func (a *app) flagOrEnv(flag, env string) string {
+	if flag != "" {
+		return flag
+	}
+	return a.getenv(env)
 }
 
 // out returns the printer for -o.

@@ -28,7 +28,11 @@ type serverFlags struct {
 	join                        []string
 	adminToken                  string
 	maxStaleness                time.Duration
+	keyRotation, keyOverlap     time.Duration
 	logLevel, logFormat         string
+	schema                      string
+	tlsCert, tlsKey, tlsPeerCA  string
+	environments                []string
 }
 
 func (f *serverFlags) addLogging(cmd *cobra.Command, level string) {
@@ -80,6 +84,13 @@ neither flag: its data dir remembers the cluster.`,
 	fl.StringSliceVar(&f.join, "join", nil, "API address of an existing member to join through (repeatable)")
 	fl.StringVar(&f.adminToken, "admin-token", "", "admin token (env "+envAdminToken+"); required to join, generated if missing with --bootstrap")
 	fl.DurationVar(&f.maxStaleness, "max-staleness", 0, "refuse stale reads after losing the leader for this long (default: the node's, 2s)")
+	fl.StringVar(&f.schema, "schema", "", "Cedar schema policy sets are validated against (default: Writ's embedded one; extend a copy of policies/writ.cedarschema; give every node the same)")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) the API serves HTTPS with; re-read when the file changes")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fl.StringVar(&f.tlsPeerCA, "tls-peer-ca", "", "PEM CA bundle that verifies other nodes' API certificates (default: the system roots)")
+	fl.StringSliceVar(&f.environments, "environments", []string{"prod", "staging", "dev"}, "environments identities and roles may live in (comma-separated)")
+	fl.DurationVar(&f.keyRotation, "key-rotation-period", 0, "the leader rotates the signing key when it is this old (0: only on writ key rotate)")
+	fl.DurationVar(&f.keyOverlap, "key-overlap", 0, "rotated-out keys keep verifying this long before they retire (default 24h; at least the longest credential lifetime)")
 	f.addLogging(cmd, "info")
 	_ = cmd.MarkFlagRequired("data-dir")
 	cmd.MarkFlagsMutuallyExclusive("bootstrap", "join")
@@ -97,8 +108,12 @@ neither flag: its data dir remembers the cluster.`,
 				return usagef("--join: empty address")
 			}
 		}
-		if f.maxStaleness < 0 {
-			return usagef("--max-staleness must not be negative")
+		if f.maxStaleness < 0 || f.keyRotation < 0 || f.keyOverlap < 0 {
+			return usagef("--max-staleness, --key-rotation-period and --key-overlap must not be negative")
+		}
+		schema, err := serverSchema(f.schema)
+		if err != nil {
+			return err
 		}
 		token := f.adminToken
 		if token == "" {
@@ -119,12 +134,27 @@ neither flag: its data dir remembers the cluster.`,
 			}
 			fmt.Fprintf(a.stderr, "Generated admin token (shown once; keep it secret):\n\n    %s\n\n", token)
 		}
+		tlsCfg, err := serverTLS(f.tlsCert, f.tlsKey, a.now)
+		if err != nil {
+			return err
+		}
+		peer, err := peerTLS(f.tlsPeerCA)
+		if err != nil {
+			return err
+		}
+		envs, err := parseEnvironments(f.environments)
+		if err != nil {
+			return flagErr("environments", err)
+		}
 		cfg := node.Config{
+			Schema: schema,
 			NodeID: f.nodeID, DataDir: f.dataDir,
 			APIAddr: f.apiAddr, RaftAddr: f.raftAddr,
 			AdvertiseAPI: f.advertiseAPI, AdvertiseRaft: f.advertiseRaft,
 			Bootstrap: f.bootstrap, Join: f.join, AdminToken: token,
 			MaxStaleness: f.maxStaleness, Logger: log, RaftLogOutput: a.stderr,
+			TLS: tlsCfg, PeerTLS: peer, Environments: envs,
+			KeyRotationPeriod: f.keyRotation, KeyOverlap: f.keyOverlap,
 		}
 		return markRun(a.runNode(cmd.Context(), cfg, log, nil))
 	}
@@ -270,7 +300,7 @@ func loadDevData() (devData, error) {
 		d.Roles = append(d.Roles, &writv1.Role{
 			Name: r.Name, Environment: r.Environment, Identity: r.Identity, AuthMethods: r.AuthMethods,
 			DefaultTtlSeconds: int64(r.DefaultTTL / time.Second), MaxTtlSeconds: int64(r.MaxTTL / time.Second),
-			MaxRenewals: r.MaxRenewals, MaxLiveLeases: r.MaxLiveLeases,
+			MaxRenewals: r.MaxRenewals, MaxLiveLeases: r.MaxLiveLeases, MaxDelegationDepth: r.MaxDelegationDepth,
 		})
 	}
 	return d, nil

@@ -16,6 +16,14 @@ import (
 func TestServerFlagErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
+	badSchema := filepath.Join(dir, "bad.cedarschema")
+	narrowSchema := filepath.Join(dir, "narrow.cedarschema")
+	if err := os.WriteFile(badSchema, []byte("entity {"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(narrowSchema, []byte("entity User; action read appliesTo { principal: User, resource: User };"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name   string
 		args   []string
@@ -29,6 +37,9 @@ func TestServerFlagErrors(t *testing.T) {
 		{name: "bad log level", args: []string{"server", "--data-dir", dir, "--log-level", "loud"}, stderr: `--log-level "loud"`},
 		{name: "bad log format", args: []string{"server", "--data-dir", dir, "--log-format", "xml"}, stderr: `--log-format "xml"`},
 		{name: "negative staleness", args: []string{"server", "--data-dir", dir, "--max-staleness", "-1s"}, stderr: "must not be negative"},
+		{name: "schema does not parse", args: []string{"server", "--data-dir", dir, "--schema", badSchema}, stderr: "--schema: authz: invalid schema"},
+		{name: "schema without Writ's principals", args: []string{"server", "--data-dir", dir, "--schema", narrowSchema}, stderr: "principal Writ builds does not validate"},
+		{name: "schema file missing", args: []string{"server", "--data-dir", dir, "--schema", filepath.Join(dir, "nope")}, stderr: "--schema:"},
 		{name: "dev bad api addr", args: []string{"dev", "--api-addr", "7400"}, stderr: `--api-addr: address "7400": want host:port`},
 		{name: "dev args", args: []string{"dev", "now"}, stderr: "takes no arguments"},
 	}

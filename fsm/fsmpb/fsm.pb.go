@@ -81,19 +81,23 @@ const (
 	LeaseStatus_LEASE_STATUS_UNSPECIFIED LeaseStatus = 0
 	LeaseStatus_LEASE_STATUS_ACTIVE      LeaseStatus = 1
 	LeaseStatus_LEASE_STATUS_REVOKED     LeaseStatus = 2
+	// Ended by its holder (task complete): unusable, like revoked.
+	LeaseStatus_LEASE_STATUS_COMPLETED LeaseStatus = 50
 )
 
 // Enum value maps for LeaseStatus.
 var (
 	LeaseStatus_name = map[int32]string{
-		0: "LEASE_STATUS_UNSPECIFIED",
-		1: "LEASE_STATUS_ACTIVE",
-		2: "LEASE_STATUS_REVOKED",
+		0:  "LEASE_STATUS_UNSPECIFIED",
+		1:  "LEASE_STATUS_ACTIVE",
+		2:  "LEASE_STATUS_REVOKED",
+		50: "LEASE_STATUS_COMPLETED",
 	}
 	LeaseStatus_value = map[string]int32{
 		"LEASE_STATUS_UNSPECIFIED": 0,
 		"LEASE_STATUS_ACTIVE":      1,
 		"LEASE_STATUS_REVOKED":     2,
+		"LEASE_STATUS_COMPLETED":   50,
 	}
 )
 
@@ -306,6 +310,11 @@ type Command struct {
 	//	*Command_RevokeLease
 	//	*Command_RevokeIdentity
 	//	*Command_ReapExpired
+	//	*Command_PutAuthConfig
+	//	*Command_DeleteAuthConfig
+	//	*Command_RevokeRole
+	//	*Command_RevokeOwner
+	//	*Command_RetireSigningKey
 	Payload       isCommand_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -526,6 +535,51 @@ func (x *Command) GetReapExpired() *ReapExpired {
 	return nil
 }
 
+func (x *Command) GetPutAuthConfig() *PutAuthConfig {
+	if x != nil {
+		if x, ok := x.Payload.(*Command_PutAuthConfig); ok {
+			return x.PutAuthConfig
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteAuthConfig() *DeleteAuthConfig {
+	if x != nil {
+		if x, ok := x.Payload.(*Command_DeleteAuthConfig); ok {
+			return x.DeleteAuthConfig
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRevokeRole() *RevokeRole {
+	if x != nil {
+		if x, ok := x.Payload.(*Command_RevokeRole); ok {
+			return x.RevokeRole
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRevokeOwner() *RevokeOwner {
+	if x != nil {
+		if x, ok := x.Payload.(*Command_RevokeOwner); ok {
+			return x.RevokeOwner
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRetireSigningKey() *RetireSigningKey {
+	if x != nil {
+		if x, ok := x.Payload.(*Command_RetireSigningKey); ok {
+			return x.RetireSigningKey
+		}
+	}
+	return nil
+}
+
 type isCommand_Payload interface {
 	isCommand_Payload()
 }
@@ -607,6 +661,26 @@ type Command_ReapExpired struct {
 	ReapExpired *ReapExpired `protobuf:"bytes,24,opt,name=reap_expired,json=reapExpired,proto3,oneof"`
 }
 
+type Command_PutAuthConfig struct {
+	PutAuthConfig *PutAuthConfig `protobuf:"bytes,40,opt,name=put_auth_config,json=putAuthConfig,proto3,oneof"`
+}
+
+type Command_DeleteAuthConfig struct {
+	DeleteAuthConfig *DeleteAuthConfig `protobuf:"bytes,41,opt,name=delete_auth_config,json=deleteAuthConfig,proto3,oneof"`
+}
+
+type Command_RevokeRole struct {
+	RevokeRole *RevokeRole `protobuf:"bytes,50,opt,name=revoke_role,json=revokeRole,proto3,oneof"`
+}
+
+type Command_RevokeOwner struct {
+	RevokeOwner *RevokeOwner `protobuf:"bytes,51,opt,name=revoke_owner,json=revokeOwner,proto3,oneof"`
+}
+
+type Command_RetireSigningKey struct {
+	RetireSigningKey *RetireSigningKey `protobuf:"bytes,52,opt,name=retire_signing_key,json=retireSigningKey,proto3,oneof"`
+}
+
 func (*Command_Batch) isCommand_Payload() {}
 
 func (*Command_Noop) isCommand_Payload() {}
@@ -644,6 +718,16 @@ func (*Command_RevokeLease) isCommand_Payload() {}
 func (*Command_RevokeIdentity) isCommand_Payload() {}
 
 func (*Command_ReapExpired) isCommand_Payload() {}
+
+func (*Command_PutAuthConfig) isCommand_Payload() {}
+
+func (*Command_DeleteAuthConfig) isCommand_Payload() {}
+
+func (*Command_RevokeRole) isCommand_Payload() {}
+
+func (*Command_RevokeOwner) isCommand_Payload() {}
+
+func (*Command_RetireSigningKey) isCommand_Payload() {}
 
 type Batch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1200,6 +1284,10 @@ type PutPolicySet struct {
 	PolicySet *PolicySet             `protobuf:"bytes,1,opt,name=policy_set,json=policySet,proto3" json:"policy_set,omitempty"`
 	// When non-zero the active version must equal it.
 	ExpectVersion uint64 `protobuf:"varint,2,opt,name=expect_version,json=expectVersion,proto3" json:"expect_version,omitempty"`
+	// When non-zero, Apply keeps at most this many versions of the set in the
+	// history (the newest; the active version is always kept). The proposer
+	// chooses it, so every replica prunes the same versions.
+	KeepVersions  uint32 `protobuf:"varint,60,opt,name=keep_versions,json=keepVersions,proto3" json:"keep_versions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1244,6 +1332,13 @@ func (x *PutPolicySet) GetPolicySet() *PolicySet {
 func (x *PutPolicySet) GetExpectVersion() uint64 {
 	if x != nil {
 		return x.ExpectVersion
+	}
+	return 0
+}
+
+func (x *PutPolicySet) GetKeepVersions() uint32 {
+	if x != nil {
+		return x.KeepVersions
 	}
 	return 0
 }
@@ -1293,10 +1388,14 @@ func (x *DeletePolicySet) GetName() string {
 }
 
 type PutSigningKey struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           *SigningKey            `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   *SigningKey            `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Rotation: every other key without a retirement time is stamped to
+	// retire this long after the entry's time (the overlap window, during
+	// which credentials it signed still verify). 0 leaves them alone.
+	RetireOthersAfterNanos int64 `protobuf:"varint,50,opt,name=retire_others_after_nanos,json=retireOthersAfterNanos,proto3" json:"retire_others_after_nanos,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *PutSigningKey) Reset() {
@@ -1336,6 +1435,167 @@ func (x *PutSigningKey) GetKey() *SigningKey {
 	return nil
 }
 
+func (x *PutSigningKey) GetRetireOthersAfterNanos() int64 {
+	if x != nil {
+		return x.RetireOthersAfterNanos
+	}
+	return 0
+}
+
+// RetireSigningKey removes a key from the keyring: every credential it
+// signed stops verifying on every node at once.
+type RetireSigningKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kid           string                 `protobuf:"bytes,1,opt,name=kid,proto3" json:"kid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetireSigningKey) Reset() {
+	*x = RetireSigningKey{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetireSigningKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetireSigningKey) ProtoMessage() {}
+
+func (x *RetireSigningKey) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetireSigningKey.ProtoReflect.Descriptor instead.
+func (*RetireSigningKey) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RetireSigningKey) GetKid() string {
+	if x != nil {
+		return x.Kid
+	}
+	return ""
+}
+
+// PutAuthConfig creates or replaces a JWT/OIDC or mTLS auth config. The
+// proposer validated keys and bundles; Apply checks the shape only.
+type PutAuthConfig struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Config *AuthConfig            `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	// Optimistic concurrency, as for identities and roles.
+	ExpectVersion uint64 `protobuf:"varint,2,opt,name=expect_version,json=expectVersion,proto3" json:"expect_version,omitempty"`
+	CreateOnly    bool   `protobuf:"varint,3,opt,name=create_only,json=createOnly,proto3" json:"create_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutAuthConfig) Reset() {
+	*x = PutAuthConfig{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutAuthConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutAuthConfig) ProtoMessage() {}
+
+func (x *PutAuthConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutAuthConfig.ProtoReflect.Descriptor instead.
+func (*PutAuthConfig) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PutAuthConfig) GetConfig() *AuthConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *PutAuthConfig) GetExpectVersion() uint64 {
+	if x != nil {
+		return x.ExpectVersion
+	}
+	return 0
+}
+
+func (x *PutAuthConfig) GetCreateOnly() bool {
+	if x != nil {
+		return x.CreateOnly
+	}
+	return false
+}
+
+// DeleteAuthConfig fails while a role still names the config.
+type DeleteAuthConfig struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteAuthConfig) Reset() {
+	*x = DeleteAuthConfig{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteAuthConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteAuthConfig) ProtoMessage() {}
+
+func (x *DeleteAuthConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteAuthConfig.ProtoReflect.Descriptor instead.
+func (*DeleteAuthConfig) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *DeleteAuthConfig) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 // IssueLease stores a lease whose decision was made by the proposing node
 // under policy_set/policy_version. Apply re-checks preconditions only.
 type IssueLease struct {
@@ -1350,7 +1610,7 @@ type IssueLease struct {
 
 func (x *IssueLease) Reset() {
 	*x = IssueLease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1362,7 +1622,7 @@ func (x *IssueLease) String() string {
 func (*IssueLease) ProtoMessage() {}
 
 func (x *IssueLease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1375,7 +1635,7 @@ func (x *IssueLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueLease.ProtoReflect.Descriptor instead.
 func (*IssueLease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *IssueLease) GetLease() *Lease {
@@ -1411,7 +1671,7 @@ type RenewLease struct {
 
 func (x *RenewLease) Reset() {
 	*x = RenewLease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1683,7 @@ func (x *RenewLease) String() string {
 func (*RenewLease) ProtoMessage() {}
 
 func (x *RenewLease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1696,7 @@ func (x *RenewLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLease.ProtoReflect.Descriptor instead.
 func (*RenewLease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RenewLease) GetLeaseId() string {
@@ -1468,16 +1728,21 @@ func (x *RenewLease) GetPolicyVersion() uint64 {
 }
 
 type RevokeLease struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	LeaseId       string                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	LeaseId string                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	Reason  string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Revoke every lease delegated from this one, at any depth, and keep this
+	// one (its delegation epoch moves).
+	DescendantsOnly bool `protobuf:"varint,50,opt,name=descendants_only,json=descendantsOnly,proto3" json:"descendants_only,omitempty"`
+	// The holder ended its task: the lease is marked completed, not revoked.
+	Completed     bool `protobuf:"varint,51,opt,name=completed,proto3" json:"completed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RevokeLease) Reset() {
 	*x = RevokeLease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1754,7 @@ func (x *RevokeLease) String() string {
 func (*RevokeLease) ProtoMessage() {}
 
 func (x *RevokeLease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1767,7 @@ func (x *RevokeLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeLease.ProtoReflect.Descriptor instead.
 func (*RevokeLease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RevokeLease) GetLeaseId() string {
@@ -1513,6 +1778,128 @@ func (x *RevokeLease) GetLeaseId() string {
 }
 
 func (x *RevokeLease) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RevokeLease) GetDescendantsOnly() bool {
+	if x != nil {
+		return x.DescendantsOnly
+	}
+	return false
+}
+
+func (x *RevokeLease) GetCompleted() bool {
+	if x != nil {
+		return x.Completed
+	}
+	return false
+}
+
+// RevokeRole bumps the role's epoch: every lease issued through it is
+// invalid at once, whatever their number.
+type RevokeRole struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeRole) Reset() {
+	*x = RevokeRole{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeRole) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeRole) ProtoMessage() {}
+
+func (x *RevokeRole) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeRole.ProtoReflect.Descriptor instead.
+func (*RevokeRole) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RevokeRole) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RevokeRole) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// RevokeOwner bumps the owner's epoch: every lease of every identity the
+// owner is accountable for is invalid at once.
+type RevokeOwner struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Owner         string                 `protobuf:"bytes,1,opt,name=owner,proto3" json:"owner,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeOwner) Reset() {
+	*x = RevokeOwner{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeOwner) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeOwner) ProtoMessage() {}
+
+func (x *RevokeOwner) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeOwner.ProtoReflect.Descriptor instead.
+func (*RevokeOwner) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RevokeOwner) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *RevokeOwner) GetReason() string {
 	if x != nil {
 		return x.Reason
 	}
@@ -1531,7 +1918,7 @@ type RevokeIdentity struct {
 
 func (x *RevokeIdentity) Reset() {
 	*x = RevokeIdentity{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +1930,7 @@ func (x *RevokeIdentity) String() string {
 func (*RevokeIdentity) ProtoMessage() {}
 
 func (x *RevokeIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +1943,7 @@ func (x *RevokeIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeIdentity.ProtoReflect.Descriptor instead.
 func (*RevokeIdentity) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RevokeIdentity) GetIdentityId() string {
@@ -1584,7 +1971,7 @@ type ReapExpired struct {
 
 func (x *ReapExpired) Reset() {
 	*x = ReapExpired{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1983,7 @@ func (x *ReapExpired) String() string {
 func (*ReapExpired) ProtoMessage() {}
 
 func (x *ReapExpired) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1996,7 @@ func (x *ReapExpired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReapExpired.ProtoReflect.Descriptor instead.
 func (*ReapExpired) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReapExpired) GetBeforeUnixNano() int64 {
@@ -1640,13 +2027,15 @@ type Identity struct {
 	CreatedUnixNano int64             `protobuf:"varint,9,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	UpdatedUnixNano int64             `protobuf:"varint,10,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
 	Description     string            `protobuf:"bytes,11,opt,name=description,proto3" json:"description,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Budget: at most this many live leases at once (0: no limit).
+	MaxLiveLeases uint32 `protobuf:"varint,50,opt,name=max_live_leases,json=maxLiveLeases,proto3" json:"max_live_leases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Identity) Reset() {
 	*x = Identity{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1658,7 +2047,7 @@ func (x *Identity) String() string {
 func (*Identity) ProtoMessage() {}
 
 func (x *Identity) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1671,7 +2060,7 @@ func (x *Identity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Identity.ProtoReflect.Descriptor instead.
 func (*Identity) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Identity) GetId() string {
@@ -1751,6 +2140,13 @@ func (x *Identity) GetDescription() string {
 	return ""
 }
 
+func (x *Identity) GetMaxLiveLeases() uint32 {
+	if x != nil {
+		return x.MaxLiveLeases
+	}
+	return 0
+}
+
 type Role struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1769,13 +2165,32 @@ type Role struct {
 	Version         uint64 `protobuf:"varint,11,opt,name=version,proto3" json:"version,omitempty"`
 	CreatedUnixNano int64  `protobuf:"varint,12,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	UpdatedUnixNano int64  `protobuf:"varint,13,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Instead of a fixed identity: the identity a login becomes, rendered from
+	// the verified proof, e.g. "ci/{repository}". Exactly one of identity and
+	// identity_template is set.
+	IdentityTemplate string `protobuf:"bytes,40,opt,name=identity_template,json=identityTemplate,proto3" json:"identity_template,omitempty"`
+	// JWT and mTLS logins: the auth configs (by name) whose tokens or
+	// certificates this role accepts.
+	AuthConfigs []string `protobuf:"bytes,41,rep,name=auth_configs,json=authConfigs,proto3" json:"auth_configs,omitempty"`
+	// JWT: every bound claim must match (values are globs with *).
+	BoundClaims []*BoundClaim `protobuf:"bytes,42,rep,name=bound_claims,json=boundClaims,proto3" json:"bound_claims,omitempty"`
+	// JWT-SVID and mTLS: the SPIFFE ID must match one of these patterns
+	// (spiffe://trust-domain/path, * matches within one path segment, a
+	// trailing /** any number of segments).
+	BoundSpiffeIds []string `protobuf:"bytes,43,rep,name=bound_spiffe_ids,json=boundSpiffeIds,proto3" json:"bound_spiffe_ids,omitempty"`
+	// Every method: the caller's address must fall in one of these prefixes.
+	BoundCidrs []string `protobuf:"bytes,44,rep,name=bound_cidrs,json=boundCidrs,proto3" json:"bound_cidrs,omitempty"`
+	// Delegation depth limit for leases issued through this role: a child
+	// lease may be at most this many links below its root lease. 0 means
+	// delegation is off; at most MaxLeaseAncestors.
+	MaxDelegationDepth uint32 `protobuf:"varint,50,opt,name=max_delegation_depth,json=maxDelegationDepth,proto3" json:"max_delegation_depth,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Role) Reset() {
 	*x = Role{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1787,7 +2202,7 @@ func (x *Role) String() string {
 func (*Role) ProtoMessage() {}
 
 func (x *Role) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1800,7 +2215,7 @@ func (x *Role) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Role.ProtoReflect.Descriptor instead.
 func (*Role) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Role) GetName() string {
@@ -1894,6 +2309,287 @@ func (x *Role) GetUpdatedUnixNano() int64 {
 	return 0
 }
 
+func (x *Role) GetIdentityTemplate() string {
+	if x != nil {
+		return x.IdentityTemplate
+	}
+	return ""
+}
+
+func (x *Role) GetAuthConfigs() []string {
+	if x != nil {
+		return x.AuthConfigs
+	}
+	return nil
+}
+
+func (x *Role) GetBoundClaims() []*BoundClaim {
+	if x != nil {
+		return x.BoundClaims
+	}
+	return nil
+}
+
+func (x *Role) GetBoundSpiffeIds() []string {
+	if x != nil {
+		return x.BoundSpiffeIds
+	}
+	return nil
+}
+
+func (x *Role) GetBoundCidrs() []string {
+	if x != nil {
+		return x.BoundCidrs
+	}
+	return nil
+}
+
+func (x *Role) GetMaxDelegationDepth() uint32 {
+	if x != nil {
+		return x.MaxDelegationDepth
+	}
+	return 0
+}
+
+// BoundClaim requires a claim to match one of values. claim is a top-level
+// claim name, or a JSON pointer ("/kubernetes.io/namespace") for nested ones.
+type BoundClaim struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Claim         string                 `protobuf:"bytes,1,opt,name=claim,proto3" json:"claim,omitempty"`
+	Values        []string               `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BoundClaim) Reset() {
+	*x = BoundClaim{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BoundClaim) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BoundClaim) ProtoMessage() {}
+
+func (x *BoundClaim) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BoundClaim.ProtoReflect.Descriptor instead.
+func (*BoundClaim) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *BoundClaim) GetClaim() string {
+	if x != nil {
+		return x.Claim
+	}
+	return ""
+}
+
+func (x *BoundClaim) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+// AuthConfig says how to verify JWTs from one issuer, or client certificates
+// from one set of trust anchors.
+type AuthConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// jwt | mtls
+	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	// jwt: the required "iss" ("" only when the keys alone identify the
+	// issuer, as with a SPIFFE trust bundle).
+	Issuer string `protobuf:"bytes,3,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	// jwt: accepted signing algorithms (RS256, ES256, EdDSA).
+	Algorithms []string `protobuf:"bytes,4,rep,name=algorithms,proto3" json:"algorithms,omitempty"`
+	// jwt: exactly one key source.
+	Jwks     string `protobuf:"bytes,5,opt,name=jwks,proto3" json:"jwks,omitempty"`
+	JwksFile string `protobuf:"bytes,6,opt,name=jwks_file,json=jwksFile,proto3" json:"jwks_file,omitempty"`
+	JwksUrl  string `protobuf:"bytes,7,opt,name=jwks_url,json=jwksUrl,proto3" json:"jwks_url,omitempty"`
+	// jwt: how often a JWKS file or URL is re-read.
+	JwksRefreshNanos int64 `protobuf:"varint,8,opt,name=jwks_refresh_nanos,json=jwksRefreshNanos,proto3" json:"jwks_refresh_nanos,omitempty"`
+	// jwt: clock-skew leeway for exp, nbf and iat.
+	LeewayNanos int64 `protobuf:"varint,9,opt,name=leeway_nanos,json=leewayNanos,proto3" json:"leeway_nanos,omitempty"`
+	// jwt: the token's aud must contain one of these.
+	BoundAudiences []string `protobuf:"bytes,10,rep,name=bound_audiences,json=boundAudiences,proto3" json:"bound_audiences,omitempty"`
+	// jwt: claims every token must carry, whatever the role.
+	BoundClaims []*BoundClaim `protobuf:"bytes,11,rep,name=bound_claims,json=boundClaims,proto3" json:"bound_claims,omitempty"`
+	// jwt: claims copied into context.auth.claims: "name" or "alias=/json/pointer".
+	EvidenceClaims []string `protobuf:"bytes,12,rep,name=evidence_claims,json=evidenceClaims,proto3" json:"evidence_claims,omitempty"`
+	// mtls: PEM trust anchors client certificate chains must verify against.
+	CaBundlePem     string `protobuf:"bytes,13,opt,name=ca_bundle_pem,json=caBundlePem,proto3" json:"ca_bundle_pem,omitempty"`
+	Version         uint64 `protobuf:"varint,14,opt,name=version,proto3" json:"version,omitempty"`
+	CreatedUnixNano int64  `protobuf:"varint,15,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	UpdatedUnixNano int64  `protobuf:"varint,16,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
+	Description     string `protobuf:"bytes,17,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *AuthConfig) Reset() {
+	*x = AuthConfig{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthConfig) ProtoMessage() {}
+
+func (x *AuthConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthConfig.ProtoReflect.Descriptor instead.
+func (*AuthConfig) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *AuthConfig) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AuthConfig) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *AuthConfig) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *AuthConfig) GetAlgorithms() []string {
+	if x != nil {
+		return x.Algorithms
+	}
+	return nil
+}
+
+func (x *AuthConfig) GetJwks() string {
+	if x != nil {
+		return x.Jwks
+	}
+	return ""
+}
+
+func (x *AuthConfig) GetJwksFile() string {
+	if x != nil {
+		return x.JwksFile
+	}
+	return ""
+}
+
+func (x *AuthConfig) GetJwksUrl() string {
+	if x != nil {
+		return x.JwksUrl
+	}
+	return ""
+}
+
+func (x *AuthConfig) GetJwksRefreshNanos() int64 {
+	if x != nil {
+		return x.JwksRefreshNanos
+	}
+	return 0
+}
+
+func (x *AuthConfig) GetLeewayNanos() int64 {
+	if x != nil {
+		return x.LeewayNanos
+	}
+	return 0
+}
+
+func (x *AuthConfig) GetBoundAudiences() []string {
+	if x != nil {
+		return x.BoundAudiences
+	}
+	return nil
+}
+
+func (x *AuthConfig) GetBoundClaims() []*BoundClaim {
+	if x != nil {
+		return x.BoundClaims
+	}
+	return nil
+}
+
+func (x *AuthConfig) GetEvidenceClaims() []string {
+	if x != nil {
+		return x.EvidenceClaims
+	}
+	return nil
+}
+
+func (x *AuthConfig) GetCaBundlePem() string {
+	if x != nil {
+		return x.CaBundlePem
+	}
+	return ""
+}
+
+func (x *AuthConfig) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *AuthConfig) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *AuthConfig) GetUpdatedUnixNano() int64 {
+	if x != nil {
+		return x.UpdatedUnixNano
+	}
+	return 0
+}
+
+func (x *AuthConfig) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
 type SecretID struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Accessor string                 `protobuf:"bytes,1,opt,name=accessor,proto3" json:"accessor,omitempty"`
@@ -1914,7 +2610,7 @@ type SecretID struct {
 
 func (x *SecretID) Reset() {
 	*x = SecretID{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1926,7 +2622,7 @@ func (x *SecretID) String() string {
 func (*SecretID) ProtoMessage() {}
 
 func (x *SecretID) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1939,7 +2635,7 @@ func (x *SecretID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretID.ProtoReflect.Descriptor instead.
 func (*SecretID) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SecretID) GetAccessor() string {
@@ -2014,13 +2710,15 @@ type PolicySet struct {
 	Description       string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
 	ActivatedUnixNano int64  `protobuf:"varint,5,opt,name=activated_unix_nano,json=activatedUnixNano,proto3" json:"activated_unix_nano,omitempty"`
 	ActivatedIndex    uint64 `protobuf:"varint,6,opt,name=activated_index,json=activatedIndex,proto3" json:"activated_index,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The version whose text this version restored (a rollback), or 0.
+	RolledBackFrom uint64 `protobuf:"varint,60,opt,name=rolled_back_from,json=rolledBackFrom,proto3" json:"rolled_back_from,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PolicySet) Reset() {
 	*x = PolicySet{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2032,7 +2730,7 @@ func (x *PolicySet) String() string {
 func (*PolicySet) ProtoMessage() {}
 
 func (x *PolicySet) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2045,7 +2743,7 @@ func (x *PolicySet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicySet.ProtoReflect.Descriptor instead.
 func (*PolicySet) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PolicySet) GetName() string {
@@ -2090,19 +2788,29 @@ func (x *PolicySet) GetActivatedIndex() uint64 {
 	return 0
 }
 
+func (x *PolicySet) GetRolledBackFrom() uint64 {
+	if x != nil {
+		return x.RolledBackFrom
+	}
+	return 0
+}
+
 type SigningKey struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Kid   string                 `protobuf:"bytes,1,opt,name=kid,proto3" json:"kid,omitempty"`
 	// Ed25519 seed (32 bytes).
 	Ed25519Seed     []byte `protobuf:"bytes,2,opt,name=ed25519_seed,json=ed25519Seed,proto3" json:"ed25519_seed,omitempty"`
 	CreatedUnixNano int64  `protobuf:"varint,3,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// When set, the key is being rotated out: it still verifies until then,
+	// and the leader retires it after.
+	RetireUnixNano int64 `protobuf:"varint,50,opt,name=retire_unix_nano,json=retireUnixNano,proto3" json:"retire_unix_nano,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SigningKey) Reset() {
 	*x = SigningKey{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2114,7 +2822,7 @@ func (x *SigningKey) String() string {
 func (*SigningKey) ProtoMessage() {}
 
 func (x *SigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2127,7 +2835,7 @@ func (x *SigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
 func (*SigningKey) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SigningKey) GetKid() string {
@@ -2151,6 +2859,13 @@ func (x *SigningKey) GetCreatedUnixNano() int64 {
 	return 0
 }
 
+func (x *SigningKey) GetRetireUnixNano() int64 {
+	if x != nil {
+		return x.RetireUnixNano
+	}
+	return 0
+}
+
 type Node struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -2162,7 +2877,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2174,7 +2889,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2187,7 +2902,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Node) GetId() string {
@@ -2223,7 +2938,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2235,7 +2950,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2248,7 +2963,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Resource) GetType() string {
@@ -2282,7 +2997,7 @@ type Scope struct {
 
 func (x *Scope) Reset() {
 	*x = Scope{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2294,7 +3009,7 @@ func (x *Scope) String() string {
 func (*Scope) ProtoMessage() {}
 
 func (x *Scope) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2307,7 +3022,7 @@ func (x *Scope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Scope.ProtoReflect.Descriptor instead.
 func (*Scope) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Scope) GetActions() []string {
@@ -2346,13 +3061,25 @@ type Lease struct {
 	IssuedIndex        uint64                 `protobuf:"varint,18,opt,name=issued_index,json=issuedIndex,proto3" json:"issued_index,omitempty"`
 	RevokeReason       string                 `protobuf:"bytes,19,opt,name=revoke_reason,json=revokeReason,proto3" json:"revoke_reason,omitempty"`
 	AuthMethod         string                 `protobuf:"bytes,20,opt,name=auth_method,json=authMethod,proto3" json:"auth_method,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The owner's epoch at issue (RevokeOwner moves it).
+	OwnerEpoch uint64 `protobuf:"varint,50,opt,name=owner_epoch,json=ownerEpoch,proto3" json:"owner_epoch,omitempty"`
+	// Children carry their parent's delegation epoch; RevokeLease with
+	// descendants_only moves the parent's, invalidating every descendant.
+	DelegationEpoch       uint64 `protobuf:"varint,51,opt,name=delegation_epoch,json=delegationEpoch,proto3" json:"delegation_epoch,omitempty"`
+	ParentDelegationEpoch uint64 `protobuf:"varint,52,opt,name=parent_delegation_epoch,json=parentDelegationEpoch,proto3" json:"parent_delegation_epoch,omitempty"`
+	// Links to the root lease: 0 for a root, parent's + 1 for a child.
+	Depth uint32 `protobuf:"varint,53,opt,name=depth,proto3" json:"depth,omitempty"`
+	// The first 8 bytes of SHA-256 of the issuing command's request id: an
+	// IssueLease for an existing lease id with the same request id is a replay
+	// (its result is the stored lease), with another it is a conflict.
+	RequestHash   uint64 `protobuf:"fixed64,54,opt,name=request_hash,json=requestHash,proto3" json:"request_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2364,7 +3091,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2377,7 +3104,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Lease) GetId() string {
@@ -2520,6 +3247,94 @@ func (x *Lease) GetAuthMethod() string {
 	return ""
 }
 
+func (x *Lease) GetOwnerEpoch() uint64 {
+	if x != nil {
+		return x.OwnerEpoch
+	}
+	return 0
+}
+
+func (x *Lease) GetDelegationEpoch() uint64 {
+	if x != nil {
+		return x.DelegationEpoch
+	}
+	return 0
+}
+
+func (x *Lease) GetParentDelegationEpoch() uint64 {
+	if x != nil {
+		return x.ParentDelegationEpoch
+	}
+	return 0
+}
+
+func (x *Lease) GetDepth() uint32 {
+	if x != nil {
+		return x.Depth
+	}
+	return 0
+}
+
+func (x *Lease) GetRequestHash() uint64 {
+	if x != nil {
+		return x.RequestHash
+	}
+	return 0
+}
+
+// OwnerEpoch is the revocation epoch of one owner (absent means 0).
+type OwnerEpoch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Owner         string                 `protobuf:"bytes,1,opt,name=owner,proto3" json:"owner,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OwnerEpoch) Reset() {
+	*x = OwnerEpoch{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OwnerEpoch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OwnerEpoch) ProtoMessage() {}
+
+func (x *OwnerEpoch) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OwnerEpoch.ProtoReflect.Descriptor instead.
+func (*OwnerEpoch) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *OwnerEpoch) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *OwnerEpoch) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 // Result of applying one command; a batch yields one per item.
 type Result struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -2536,7 +3351,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2548,7 +3363,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2561,7 +3376,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Result) GetCode() ResultCode {
@@ -2621,7 +3436,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2633,7 +3448,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[31]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2646,7 +3461,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SnapshotHeader) GetFsmVersion() uint32 {
@@ -2695,7 +3510,7 @@ type AppliedRequest struct {
 
 func (x *AppliedRequest) Reset() {
 	*x = AppliedRequest{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2707,7 +3522,7 @@ func (x *AppliedRequest) String() string {
 func (*AppliedRequest) ProtoMessage() {}
 
 func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[32]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2720,7 +3535,7 @@ func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
 func (*AppliedRequest) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{32}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AppliedRequest) GetRequestId() string {
@@ -2756,6 +3571,8 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Node
 	//	*SnapshotRecord_Lease
 	//	*SnapshotRecord_AppliedRequest
+	//	*SnapshotRecord_AuthConfig
+	//	*SnapshotRecord_OwnerEpoch
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2763,7 +3580,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2775,7 +3592,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[33]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2788,7 +3605,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{33}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -2870,6 +3687,24 @@ func (x *SnapshotRecord) GetAppliedRequest() *AppliedRequest {
 	return nil
 }
 
+func (x *SnapshotRecord) GetAuthConfig() *AuthConfig {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_AuthConfig); ok {
+			return x.AuthConfig
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetOwnerEpoch() *OwnerEpoch {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_OwnerEpoch); ok {
+			return x.OwnerEpoch
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -2906,6 +3741,14 @@ type SnapshotRecord_AppliedRequest struct {
 	AppliedRequest *AppliedRequest `protobuf:"bytes,8,opt,name=applied_request,json=appliedRequest,proto3,oneof"`
 }
 
+type SnapshotRecord_AuthConfig struct {
+	AuthConfig *AuthConfig `protobuf:"bytes,40,opt,name=auth_config,json=authConfig,proto3,oneof"`
+}
+
+type SnapshotRecord_OwnerEpoch struct {
+	OwnerEpoch *OwnerEpoch `protobuf:"bytes,50,opt,name=owner_epoch,json=ownerEpoch,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Identity) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Role) isSnapshotRecord_Record() {}
@@ -2922,6 +3765,10 @@ func (*SnapshotRecord_Lease) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_AppliedRequest) isSnapshotRecord_Record() {}
 
+func (*SnapshotRecord_AuthConfig) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_OwnerEpoch) isSnapshotRecord_Record() {}
+
 var File_writ_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
@@ -2933,7 +3780,7 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0etime_unix_nano\x18\x02 \x01(\x03R\ftimeUnixNano\x12&\n" +
 	"\x0fmin_fsm_version\x18\x03 \x01(\rR\rminFsmVersion\x12\x1c\n" +
 	"\tignorable\x18\x04 \x01(\bR\tignorable\x12\x1c\n" +
-	"\tforwarded\x18\x05 \x01(\bR\tforwarded\"\xe7\t\n" +
+	"\tforwarded\x18\x05 \x01(\bR\tforwarded\"\xc6\f\n" +
 	"\aCommand\x12+\n" +
 	"\x06header\x18\x01 \x01(\v2\x13.writ.fsm.v1.HeaderR\x06header\x12*\n" +
 	"\x05batch\x18\x02 \x01(\v2\x12.writ.fsm.v1.BatchH\x00R\x05batch\x12'\n" +
@@ -2959,7 +3806,13 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"renewLease\x12=\n" +
 	"\frevoke_lease\x18\x16 \x01(\v2\x18.writ.fsm.v1.RevokeLeaseH\x00R\vrevokeLease\x12F\n" +
 	"\x0frevoke_identity\x18\x17 \x01(\v2\x1b.writ.fsm.v1.RevokeIdentityH\x00R\x0erevokeIdentity\x12=\n" +
-	"\freap_expired\x18\x18 \x01(\v2\x18.writ.fsm.v1.ReapExpiredH\x00R\vreapExpiredB\t\n" +
+	"\freap_expired\x18\x18 \x01(\v2\x18.writ.fsm.v1.ReapExpiredH\x00R\vreapExpired\x12D\n" +
+	"\x0fput_auth_config\x18( \x01(\v2\x1a.writ.fsm.v1.PutAuthConfigH\x00R\rputAuthConfig\x12M\n" +
+	"\x12delete_auth_config\x18) \x01(\v2\x1d.writ.fsm.v1.DeleteAuthConfigH\x00R\x10deleteAuthConfig\x12:\n" +
+	"\vrevoke_role\x182 \x01(\v2\x17.writ.fsm.v1.RevokeRoleH\x00R\n" +
+	"revokeRole\x12=\n" +
+	"\frevoke_owner\x183 \x01(\v2\x18.writ.fsm.v1.RevokeOwnerH\x00R\vrevokeOwner\x12M\n" +
+	"\x12retire_signing_key\x184 \x01(\v2\x1d.writ.fsm.v1.RetireSigningKeyH\x00R\x10retireSigningKeyB\t\n" +
 	"\apayload\"9\n" +
 	"\x05Batch\x120\n" +
 	"\bcommands\x18\x01 \x03(\v2\x14.writ.fsm.v1.CommandR\bcommands\"\x06\n" +
@@ -2995,15 +3848,26 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\tsecret_id\x18\x01 \x01(\v2\x15.writ.fsm.v1.SecretIDR\bsecretId\x12\x1b\n" +
 	"\tttl_nanos\x18\x02 \x01(\x03R\bttlNanos\",\n" +
 	"\x0eRevokeSecretID\x12\x1a\n" +
-	"\baccessor\x18\x01 \x01(\tR\baccessor\"l\n" +
+	"\baccessor\x18\x01 \x01(\tR\baccessor\"\x91\x01\n" +
 	"\fPutPolicySet\x125\n" +
 	"\n" +
 	"policy_set\x18\x01 \x01(\v2\x16.writ.fsm.v1.PolicySetR\tpolicySet\x12%\n" +
-	"\x0eexpect_version\x18\x02 \x01(\x04R\rexpectVersion\"%\n" +
+	"\x0eexpect_version\x18\x02 \x01(\x04R\rexpectVersion\x12#\n" +
+	"\rkeep_versions\x18< \x01(\rR\fkeepVersions\"%\n" +
 	"\x0fDeletePolicySet\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\":\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"u\n" +
 	"\rPutSigningKey\x12)\n" +
-	"\x03key\x18\x01 \x01(\v2\x17.writ.fsm.v1.SigningKeyR\x03key\"\x8b\x01\n" +
+	"\x03key\x18\x01 \x01(\v2\x17.writ.fsm.v1.SigningKeyR\x03key\x129\n" +
+	"\x19retire_others_after_nanos\x182 \x01(\x03R\x16retireOthersAfterNanos\"$\n" +
+	"\x10RetireSigningKey\x12\x10\n" +
+	"\x03kid\x18\x01 \x01(\tR\x03kid\"\x88\x01\n" +
+	"\rPutAuthConfig\x12/\n" +
+	"\x06config\x18\x01 \x01(\v2\x17.writ.fsm.v1.AuthConfigR\x06config\x12%\n" +
+	"\x0eexpect_version\x18\x02 \x01(\x04R\rexpectVersion\x12\x1f\n" +
+	"\vcreate_only\x18\x03 \x01(\bR\n" +
+	"createOnly\"&\n" +
+	"\x10DeleteAuthConfig\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x8b\x01\n" +
 	"\n" +
 	"IssueLease\x12(\n" +
 	"\x05lease\x18\x01 \x01(\v2\x12.writ.fsm.v1.LeaseR\x05lease\x12\x1b\n" +
@@ -3015,9 +3879,18 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\tttl_nanos\x18\x02 \x01(\x03R\bttlNanos\x12\x1d\n" +
 	"\n" +
 	"policy_set\x18\x03 \x01(\tR\tpolicySet\x12%\n" +
-	"\x0epolicy_version\x18\x04 \x01(\x04R\rpolicyVersion\"@\n" +
+	"\x0epolicy_version\x18\x04 \x01(\x04R\rpolicyVersion\"\x89\x01\n" +
 	"\vRevokeLease\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12)\n" +
+	"\x10descendants_only\x182 \x01(\bR\x0fdescendantsOnly\x12\x1c\n" +
+	"\tcompleted\x183 \x01(\bR\tcompleted\"8\n" +
+	"\n" +
+	"RevokeRole\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\";\n" +
+	"\vRevokeOwner\x12\x14\n" +
+	"\x05owner\x18\x01 \x01(\tR\x05owner\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"I\n" +
 	"\x0eRevokeIdentity\x12\x1f\n" +
 	"\videntity_id\x18\x01 \x01(\tR\n" +
@@ -3025,7 +3898,7 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"M\n" +
 	"\vReapExpired\x12(\n" +
 	"\x10before_unix_nano\x18\x01 \x01(\x03R\x0ebeforeUnixNano\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\rR\x05limit\"\xcb\x03\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"\xf3\x03\n" +
 	"\bIdentity\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
@@ -3040,10 +3913,11 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x11created_unix_nano\x18\t \x01(\x03R\x0fcreatedUnixNano\x12*\n" +
 	"\x11updated_unix_nano\x18\n" +
 	" \x01(\x03R\x0fupdatedUnixNano\x12 \n" +
-	"\vdescription\x18\v \x01(\tR\vdescription\x1a=\n" +
+	"\vdescription\x18\v \x01(\tR\vdescription\x12&\n" +
+	"\x0fmax_live_leases\x182 \x01(\rR\rmaxLiveLeases\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb7\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc0\x05\n" +
 	"\x04Role\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\venvironment\x18\x02 \x01(\tR\venvironment\x12!\n" +
@@ -3058,7 +3932,40 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	" \x01(\x04R\x05epoch\x12\x18\n" +
 	"\aversion\x18\v \x01(\x04R\aversion\x12*\n" +
 	"\x11created_unix_nano\x18\f \x01(\x03R\x0fcreatedUnixNano\x12*\n" +
-	"\x11updated_unix_nano\x18\r \x01(\x03R\x0fupdatedUnixNano\"\xf6\x02\n" +
+	"\x11updated_unix_nano\x18\r \x01(\x03R\x0fupdatedUnixNano\x12+\n" +
+	"\x11identity_template\x18( \x01(\tR\x10identityTemplate\x12!\n" +
+	"\fauth_configs\x18) \x03(\tR\vauthConfigs\x12:\n" +
+	"\fbound_claims\x18* \x03(\v2\x17.writ.fsm.v1.BoundClaimR\vboundClaims\x12(\n" +
+	"\x10bound_spiffe_ids\x18+ \x03(\tR\x0eboundSpiffeIds\x12\x1f\n" +
+	"\vbound_cidrs\x18, \x03(\tR\n" +
+	"boundCidrs\x120\n" +
+	"\x14max_delegation_depth\x182 \x01(\rR\x12maxDelegationDepth\":\n" +
+	"\n" +
+	"BoundClaim\x12\x14\n" +
+	"\x05claim\x18\x01 \x01(\tR\x05claim\x12\x16\n" +
+	"\x06values\x18\x02 \x03(\tR\x06values\"\xcf\x04\n" +
+	"\n" +
+	"AuthConfig\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x16\n" +
+	"\x06issuer\x18\x03 \x01(\tR\x06issuer\x12\x1e\n" +
+	"\n" +
+	"algorithms\x18\x04 \x03(\tR\n" +
+	"algorithms\x12\x12\n" +
+	"\x04jwks\x18\x05 \x01(\tR\x04jwks\x12\x1b\n" +
+	"\tjwks_file\x18\x06 \x01(\tR\bjwksFile\x12\x19\n" +
+	"\bjwks_url\x18\a \x01(\tR\ajwksUrl\x12,\n" +
+	"\x12jwks_refresh_nanos\x18\b \x01(\x03R\x10jwksRefreshNanos\x12!\n" +
+	"\fleeway_nanos\x18\t \x01(\x03R\vleewayNanos\x12'\n" +
+	"\x0fbound_audiences\x18\n" +
+	" \x03(\tR\x0eboundAudiences\x12:\n" +
+	"\fbound_claims\x18\v \x03(\v2\x17.writ.fsm.v1.BoundClaimR\vboundClaims\x12'\n" +
+	"\x0fevidence_claims\x18\f \x03(\tR\x0eevidenceClaims\x12\"\n" +
+	"\rca_bundle_pem\x18\r \x01(\tR\vcaBundlePem\x12\x18\n" +
+	"\aversion\x18\x0e \x01(\x04R\aversion\x12*\n" +
+	"\x11created_unix_nano\x18\x0f \x01(\x03R\x0fcreatedUnixNano\x12*\n" +
+	"\x11updated_unix_nano\x18\x10 \x01(\x03R\x0fupdatedUnixNano\x12 \n" +
+	"\vdescription\x18\x11 \x01(\tR\vdescription\"\xf6\x02\n" +
 	"\bSecretID\x12\x1a\n" +
 	"\baccessor\x18\x01 \x01(\tR\baccessor\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1f\n" +
@@ -3072,19 +3979,21 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\bmetadata\x18\t \x03(\v2#.writ.fsm.v1.SecretID.MetadataEntryR\bmetadata\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xca\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf4\x01\n" +
 	"\tPolicySet\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x14\n" +
 	"\x05cedar\x18\x03 \x01(\tR\x05cedar\x12 \n" +
 	"\vdescription\x18\x04 \x01(\tR\vdescription\x12.\n" +
 	"\x13activated_unix_nano\x18\x05 \x01(\x03R\x11activatedUnixNano\x12'\n" +
-	"\x0factivated_index\x18\x06 \x01(\x04R\x0eactivatedIndex\"m\n" +
+	"\x0factivated_index\x18\x06 \x01(\x04R\x0eactivatedIndex\x12(\n" +
+	"\x10rolled_back_from\x18< \x01(\x04R\x0erolledBackFrom\"\x97\x01\n" +
 	"\n" +
 	"SigningKey\x12\x10\n" +
 	"\x03kid\x18\x01 \x01(\tR\x03kid\x12!\n" +
 	"\fed25519_seed\x18\x02 \x01(\fR\ved25519Seed\x12*\n" +
-	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\"N\n" +
+	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\x12(\n" +
+	"\x10retire_unix_nano\x182 \x01(\x03R\x0eretireUnixNano\"N\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x19\n" +
@@ -3097,7 +4006,7 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"attributes\"V\n" +
 	"\x05Scope\x12\x18\n" +
 	"\aactions\x18\x01 \x03(\tR\aactions\x123\n" +
-	"\tresources\x18\x02 \x03(\v2\x15.writ.fsm.v1.ResourceR\tresources\"\xae\x05\n" +
+	"\tresources\x18\x02 \x03(\v2\x15.writ.fsm.v1.ResourceR\tresources\"\xeb\x06\n" +
 	"\x05Lease\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bidentity\x18\x02 \x01(\tR\bidentity\x12%\n" +
@@ -3123,7 +4032,17 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\fissued_index\x18\x12 \x01(\x04R\vissuedIndex\x12#\n" +
 	"\rrevoke_reason\x18\x13 \x01(\tR\frevokeReason\x12\x1f\n" +
 	"\vauth_method\x18\x14 \x01(\tR\n" +
-	"authMethod\"\xbf\x01\n" +
+	"authMethod\x12\x1f\n" +
+	"\vowner_epoch\x182 \x01(\x04R\n" +
+	"ownerEpoch\x12)\n" +
+	"\x10delegation_epoch\x183 \x01(\x04R\x0fdelegationEpoch\x126\n" +
+	"\x17parent_delegation_epoch\x184 \x01(\x04R\x15parentDelegationEpoch\x12\x14\n" +
+	"\x05depth\x185 \x01(\rR\x05depth\x12!\n" +
+	"\frequest_hash\x186 \x01(\x06R\vrequestHash\"8\n" +
+	"\n" +
+	"OwnerEpoch\x12\x14\n" +
+	"\x05owner\x18\x01 \x01(\tR\x05owner\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"\xbf\x01\n" +
 	"\x06Result\x12+\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x17.writ.fsm.v1.ResultCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x14\n" +
@@ -3143,7 +4062,7 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12+\n" +
 	"\x06result\x18\x02 \x01(\v2\x13.writ.fsm.v1.ResultR\x06result\x12$\n" +
-	"\x0etime_unix_nano\x18\x03 \x01(\x03R\ftimeUnixNano\"\xc0\x03\n" +
+	"\x0etime_unix_nano\x18\x03 \x01(\x03R\ftimeUnixNano\"\xb8\x04\n" +
 	"\x0eSnapshotRecord\x123\n" +
 	"\bidentity\x18\x01 \x01(\v2\x15.writ.fsm.v1.IdentityH\x00R\bidentity\x12'\n" +
 	"\x04role\x18\x02 \x01(\v2\x11.writ.fsm.v1.RoleH\x00R\x04role\x124\n" +
@@ -3154,16 +4073,21 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"signingKey\x12'\n" +
 	"\x04node\x18\x06 \x01(\v2\x11.writ.fsm.v1.NodeH\x00R\x04node\x12*\n" +
 	"\x05lease\x18\a \x01(\v2\x12.writ.fsm.v1.LeaseH\x00R\x05lease\x12F\n" +
-	"\x0fapplied_request\x18\b \x01(\v2\x1b.writ.fsm.v1.AppliedRequestH\x00R\x0eappliedRequestB\b\n" +
+	"\x0fapplied_request\x18\b \x01(\v2\x1b.writ.fsm.v1.AppliedRequestH\x00R\x0eappliedRequest\x12:\n" +
+	"\vauth_config\x18( \x01(\v2\x17.writ.fsm.v1.AuthConfigH\x00R\n" +
+	"authConfig\x12:\n" +
+	"\vowner_epoch\x182 \x01(\v2\x17.writ.fsm.v1.OwnerEpochH\x00R\n" +
+	"ownerEpochB\b\n" +
 	"\x06record*k\n" +
 	"\x0eIdentityStatus\x12\x1f\n" +
 	"\x1bIDENTITY_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16IDENTITY_STATUS_ACTIVE\x10\x01\x12\x1c\n" +
-	"\x18IDENTITY_STATUS_DISABLED\x10\x02*^\n" +
+	"\x18IDENTITY_STATUS_DISABLED\x10\x02*z\n" +
 	"\vLeaseStatus\x12\x1c\n" +
 	"\x18LEASE_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13LEASE_STATUS_ACTIVE\x10\x01\x12\x18\n" +
-	"\x14LEASE_STATUS_REVOKED\x10\x02*\xbf\x02\n" +
+	"\x14LEASE_STATUS_REVOKED\x10\x02\x12\x1a\n" +
+	"\x16LEASE_STATUS_COMPLETED\x102*\xbf\x02\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x12\n" +
@@ -3190,48 +4114,56 @@ func file_writ_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_writ_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_writ_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_writ_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_writ_fsm_v1_fsm_proto_goTypes = []any{
-	(IdentityStatus)(0),     // 0: writ.fsm.v1.IdentityStatus
-	(LeaseStatus)(0),        // 1: writ.fsm.v1.LeaseStatus
-	(ResultCode)(0),         // 2: writ.fsm.v1.ResultCode
-	(*Header)(nil),          // 3: writ.fsm.v1.Header
-	(*Command)(nil),         // 4: writ.fsm.v1.Command
-	(*Batch)(nil),           // 5: writ.fsm.v1.Batch
-	(*Noop)(nil),            // 6: writ.fsm.v1.Noop
-	(*Bootstrap)(nil),       // 7: writ.fsm.v1.Bootstrap
-	(*RegisterNode)(nil),    // 8: writ.fsm.v1.RegisterNode
-	(*RemoveNode)(nil),      // 9: writ.fsm.v1.RemoveNode
-	(*PutIdentity)(nil),     // 10: writ.fsm.v1.PutIdentity
-	(*DeleteIdentity)(nil),  // 11: writ.fsm.v1.DeleteIdentity
-	(*PutRole)(nil),         // 12: writ.fsm.v1.PutRole
-	(*DeleteRole)(nil),      // 13: writ.fsm.v1.DeleteRole
-	(*CreateSecretID)(nil),  // 14: writ.fsm.v1.CreateSecretID
-	(*RevokeSecretID)(nil),  // 15: writ.fsm.v1.RevokeSecretID
-	(*PutPolicySet)(nil),    // 16: writ.fsm.v1.PutPolicySet
-	(*DeletePolicySet)(nil), // 17: writ.fsm.v1.DeletePolicySet
-	(*PutSigningKey)(nil),   // 18: writ.fsm.v1.PutSigningKey
-	(*IssueLease)(nil),      // 19: writ.fsm.v1.IssueLease
-	(*RenewLease)(nil),      // 20: writ.fsm.v1.RenewLease
-	(*RevokeLease)(nil),     // 21: writ.fsm.v1.RevokeLease
-	(*RevokeIdentity)(nil),  // 22: writ.fsm.v1.RevokeIdentity
-	(*ReapExpired)(nil),     // 23: writ.fsm.v1.ReapExpired
-	(*Identity)(nil),        // 24: writ.fsm.v1.Identity
-	(*Role)(nil),            // 25: writ.fsm.v1.Role
-	(*SecretID)(nil),        // 26: writ.fsm.v1.SecretID
-	(*PolicySet)(nil),       // 27: writ.fsm.v1.PolicySet
-	(*SigningKey)(nil),      // 28: writ.fsm.v1.SigningKey
-	(*Node)(nil),            // 29: writ.fsm.v1.Node
-	(*Resource)(nil),        // 30: writ.fsm.v1.Resource
-	(*Scope)(nil),           // 31: writ.fsm.v1.Scope
-	(*Lease)(nil),           // 32: writ.fsm.v1.Lease
-	(*Result)(nil),          // 33: writ.fsm.v1.Result
-	(*SnapshotHeader)(nil),  // 34: writ.fsm.v1.SnapshotHeader
-	(*AppliedRequest)(nil),  // 35: writ.fsm.v1.AppliedRequest
-	(*SnapshotRecord)(nil),  // 36: writ.fsm.v1.SnapshotRecord
-	nil,                     // 37: writ.fsm.v1.Identity.AttributesEntry
-	nil,                     // 38: writ.fsm.v1.SecretID.MetadataEntry
-	(*structpb.Struct)(nil), // 39: google.protobuf.Struct
+	(IdentityStatus)(0),      // 0: writ.fsm.v1.IdentityStatus
+	(LeaseStatus)(0),         // 1: writ.fsm.v1.LeaseStatus
+	(ResultCode)(0),          // 2: writ.fsm.v1.ResultCode
+	(*Header)(nil),           // 3: writ.fsm.v1.Header
+	(*Command)(nil),          // 4: writ.fsm.v1.Command
+	(*Batch)(nil),            // 5: writ.fsm.v1.Batch
+	(*Noop)(nil),             // 6: writ.fsm.v1.Noop
+	(*Bootstrap)(nil),        // 7: writ.fsm.v1.Bootstrap
+	(*RegisterNode)(nil),     // 8: writ.fsm.v1.RegisterNode
+	(*RemoveNode)(nil),       // 9: writ.fsm.v1.RemoveNode
+	(*PutIdentity)(nil),      // 10: writ.fsm.v1.PutIdentity
+	(*DeleteIdentity)(nil),   // 11: writ.fsm.v1.DeleteIdentity
+	(*PutRole)(nil),          // 12: writ.fsm.v1.PutRole
+	(*DeleteRole)(nil),       // 13: writ.fsm.v1.DeleteRole
+	(*CreateSecretID)(nil),   // 14: writ.fsm.v1.CreateSecretID
+	(*RevokeSecretID)(nil),   // 15: writ.fsm.v1.RevokeSecretID
+	(*PutPolicySet)(nil),     // 16: writ.fsm.v1.PutPolicySet
+	(*DeletePolicySet)(nil),  // 17: writ.fsm.v1.DeletePolicySet
+	(*PutSigningKey)(nil),    // 18: writ.fsm.v1.PutSigningKey
+	(*RetireSigningKey)(nil), // 19: writ.fsm.v1.RetireSigningKey
+	(*PutAuthConfig)(nil),    // 20: writ.fsm.v1.PutAuthConfig
+	(*DeleteAuthConfig)(nil), // 21: writ.fsm.v1.DeleteAuthConfig
+	(*IssueLease)(nil),       // 22: writ.fsm.v1.IssueLease
+	(*RenewLease)(nil),       // 23: writ.fsm.v1.RenewLease
+	(*RevokeLease)(nil),      // 24: writ.fsm.v1.RevokeLease
+	(*RevokeRole)(nil),       // 25: writ.fsm.v1.RevokeRole
+	(*RevokeOwner)(nil),      // 26: writ.fsm.v1.RevokeOwner
+	(*RevokeIdentity)(nil),   // 27: writ.fsm.v1.RevokeIdentity
+	(*ReapExpired)(nil),      // 28: writ.fsm.v1.ReapExpired
+	(*Identity)(nil),         // 29: writ.fsm.v1.Identity
+	(*Role)(nil),             // 30: writ.fsm.v1.Role
+	(*BoundClaim)(nil),       // 31: writ.fsm.v1.BoundClaim
+	(*AuthConfig)(nil),       // 32: writ.fsm.v1.AuthConfig
+	(*SecretID)(nil),         // 33: writ.fsm.v1.SecretID
+	(*PolicySet)(nil),        // 34: writ.fsm.v1.PolicySet
+	(*SigningKey)(nil),       // 35: writ.fsm.v1.SigningKey
+	(*Node)(nil),             // 36: writ.fsm.v1.Node
+	(*Resource)(nil),         // 37: writ.fsm.v1.Resource
+	(*Scope)(nil),            // 38: writ.fsm.v1.Scope
+	(*Lease)(nil),            // 39: writ.fsm.v1.Lease
+	(*OwnerEpoch)(nil),       // 40: writ.fsm.v1.OwnerEpoch
+	(*Result)(nil),           // 41: writ.fsm.v1.Result
+	(*SnapshotHeader)(nil),   // 42: writ.fsm.v1.SnapshotHeader
+	(*AppliedRequest)(nil),   // 43: writ.fsm.v1.AppliedRequest
+	(*SnapshotRecord)(nil),   // 44: writ.fsm.v1.SnapshotRecord
+	nil,                      // 45: writ.fsm.v1.Identity.AttributesEntry
+	nil,                      // 46: writ.fsm.v1.SecretID.MetadataEntry
+	(*structpb.Struct)(nil),  // 47: google.protobuf.Struct
 }
 var file_writ_fsm_v1_fsm_proto_depIdxs = []int32{
 	3,  // 0: writ.fsm.v1.Command.header:type_name -> writ.fsm.v1.Header
@@ -3249,43 +4181,53 @@ var file_writ_fsm_v1_fsm_proto_depIdxs = []int32{
 	16, // 12: writ.fsm.v1.Command.put_policy_set:type_name -> writ.fsm.v1.PutPolicySet
 	17, // 13: writ.fsm.v1.Command.delete_policy_set:type_name -> writ.fsm.v1.DeletePolicySet
 	18, // 14: writ.fsm.v1.Command.put_signing_key:type_name -> writ.fsm.v1.PutSigningKey
-	19, // 15: writ.fsm.v1.Command.issue_lease:type_name -> writ.fsm.v1.IssueLease
-	20, // 16: writ.fsm.v1.Command.renew_lease:type_name -> writ.fsm.v1.RenewLease
-	21, // 17: writ.fsm.v1.Command.revoke_lease:type_name -> writ.fsm.v1.RevokeLease
-	22, // 18: writ.fsm.v1.Command.revoke_identity:type_name -> writ.fsm.v1.RevokeIdentity
-	23, // 19: writ.fsm.v1.Command.reap_expired:type_name -> writ.fsm.v1.ReapExpired
-	4,  // 20: writ.fsm.v1.Batch.commands:type_name -> writ.fsm.v1.Command
-	28, // 21: writ.fsm.v1.Bootstrap.signing_key:type_name -> writ.fsm.v1.SigningKey
-	29, // 22: writ.fsm.v1.RegisterNode.node:type_name -> writ.fsm.v1.Node
-	24, // 23: writ.fsm.v1.PutIdentity.identity:type_name -> writ.fsm.v1.Identity
-	25, // 24: writ.fsm.v1.PutRole.role:type_name -> writ.fsm.v1.Role
-	26, // 25: writ.fsm.v1.CreateSecretID.secret_id:type_name -> writ.fsm.v1.SecretID
-	27, // 26: writ.fsm.v1.PutPolicySet.policy_set:type_name -> writ.fsm.v1.PolicySet
-	28, // 27: writ.fsm.v1.PutSigningKey.key:type_name -> writ.fsm.v1.SigningKey
-	32, // 28: writ.fsm.v1.IssueLease.lease:type_name -> writ.fsm.v1.Lease
-	37, // 29: writ.fsm.v1.Identity.attributes:type_name -> writ.fsm.v1.Identity.AttributesEntry
-	0,  // 30: writ.fsm.v1.Identity.status:type_name -> writ.fsm.v1.IdentityStatus
-	38, // 31: writ.fsm.v1.SecretID.metadata:type_name -> writ.fsm.v1.SecretID.MetadataEntry
-	39, // 32: writ.fsm.v1.Resource.attributes:type_name -> google.protobuf.Struct
-	30, // 33: writ.fsm.v1.Scope.resources:type_name -> writ.fsm.v1.Resource
-	31, // 34: writ.fsm.v1.Lease.scope:type_name -> writ.fsm.v1.Scope
-	1,  // 35: writ.fsm.v1.Lease.status:type_name -> writ.fsm.v1.LeaseStatus
-	2,  // 36: writ.fsm.v1.Result.code:type_name -> writ.fsm.v1.ResultCode
-	32, // 37: writ.fsm.v1.Result.lease:type_name -> writ.fsm.v1.Lease
-	33, // 38: writ.fsm.v1.AppliedRequest.result:type_name -> writ.fsm.v1.Result
-	24, // 39: writ.fsm.v1.SnapshotRecord.identity:type_name -> writ.fsm.v1.Identity
-	25, // 40: writ.fsm.v1.SnapshotRecord.role:type_name -> writ.fsm.v1.Role
-	26, // 41: writ.fsm.v1.SnapshotRecord.secret_id:type_name -> writ.fsm.v1.SecretID
-	27, // 42: writ.fsm.v1.SnapshotRecord.policy_set:type_name -> writ.fsm.v1.PolicySet
-	28, // 43: writ.fsm.v1.SnapshotRecord.signing_key:type_name -> writ.fsm.v1.SigningKey
-	29, // 44: writ.fsm.v1.SnapshotRecord.node:type_name -> writ.fsm.v1.Node
-	32, // 45: writ.fsm.v1.SnapshotRecord.lease:type_name -> writ.fsm.v1.Lease
-	35, // 46: writ.fsm.v1.SnapshotRecord.applied_request:type_name -> writ.fsm.v1.AppliedRequest
-	47, // [47:47] is the sub-list for method output_type
-	47, // [47:47] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	22, // 15: writ.fsm.v1.Command.issue_lease:type_name -> writ.fsm.v1.IssueLease
+	23, // 16: writ.fsm.v1.Command.renew_lease:type_name -> writ.fsm.v1.RenewLease
+	24, // 17: writ.fsm.v1.Command.revoke_lease:type_name -> writ.fsm.v1.RevokeLease
+	27, // 18: writ.fsm.v1.Command.revoke_identity:type_name -> writ.fsm.v1.RevokeIdentity
+	28, // 19: writ.fsm.v1.Command.reap_expired:type_name -> writ.fsm.v1.ReapExpired
+	20, // 20: writ.fsm.v1.Command.put_auth_config:type_name -> writ.fsm.v1.PutAuthConfig
+	21, // 21: writ.fsm.v1.Command.delete_auth_config:type_name -> writ.fsm.v1.DeleteAuthConfig
+	25, // 22: writ.fsm.v1.Command.revoke_role:type_name -> writ.fsm.v1.RevokeRole
+	26, // 23: writ.fsm.v1.Command.revoke_owner:type_name -> writ.fsm.v1.RevokeOwner
+	19, // 24: writ.fsm.v1.Command.retire_signing_key:type_name -> writ.fsm.v1.RetireSigningKey
+	4,  // 25: writ.fsm.v1.Batch.commands:type_name -> writ.fsm.v1.Command
+	35, // 26: writ.fsm.v1.Bootstrap.signing_key:type_name -> writ.fsm.v1.SigningKey
+	36, // 27: writ.fsm.v1.RegisterNode.node:type_name -> writ.fsm.v1.Node
+	29, // 28: writ.fsm.v1.PutIdentity.identity:type_name -> writ.fsm.v1.Identity
+	30, // 29: writ.fsm.v1.PutRole.role:type_name -> writ.fsm.v1.Role
+	33, // 30: writ.fsm.v1.CreateSecretID.secret_id:type_name -> writ.fsm.v1.SecretID
+	34, // 31: writ.fsm.v1.PutPolicySet.policy_set:type_name -> writ.fsm.v1.PolicySet
+	35, // 32: writ.fsm.v1.PutSigningKey.key:type_name -> writ.fsm.v1.SigningKey
+	32, // 33: writ.fsm.v1.PutAuthConfig.config:type_name -> writ.fsm.v1.AuthConfig
+	39, // 34: writ.fsm.v1.IssueLease.lease:type_name -> writ.fsm.v1.Lease
+	45, // 35: writ.fsm.v1.Identity.attributes:type_name -> writ.fsm.v1.Identity.AttributesEntry
+	0,  // 36: writ.fsm.v1.Identity.status:type_name -> writ.fsm.v1.IdentityStatus
+	31, // 37: writ.fsm.v1.Role.bound_claims:type_name -> writ.fsm.v1.BoundClaim
+	31, // 38: writ.fsm.v1.AuthConfig.bound_claims:type_name -> writ.fsm.v1.BoundClaim
+	46, // 39: writ.fsm.v1.SecretID.metadata:type_name -> writ.fsm.v1.SecretID.MetadataEntry
+	47, // 40: writ.fsm.v1.Resource.attributes:type_name -> google.protobuf.Struct
+	37, // 41: writ.fsm.v1.Scope.resources:type_name -> writ.fsm.v1.Resource
+	38, // 42: writ.fsm.v1.Lease.scope:type_name -> writ.fsm.v1.Scope
+	1,  // 43: writ.fsm.v1.Lease.status:type_name -> writ.fsm.v1.LeaseStatus
+	2,  // 44: writ.fsm.v1.Result.code:type_name -> writ.fsm.v1.ResultCode
+	39, // 45: writ.fsm.v1.Result.lease:type_name -> writ.fsm.v1.Lease
+	41, // 46: writ.fsm.v1.AppliedRequest.result:type_name -> writ.fsm.v1.Result
+	29, // 47: writ.fsm.v1.SnapshotRecord.identity:type_name -> writ.fsm.v1.Identity
+	30, // 48: writ.fsm.v1.SnapshotRecord.role:type_name -> writ.fsm.v1.Role
+	33, // 49: writ.fsm.v1.SnapshotRecord.secret_id:type_name -> writ.fsm.v1.SecretID
+	34, // 50: writ.fsm.v1.SnapshotRecord.policy_set:type_name -> writ.fsm.v1.PolicySet
+	35, // 51: writ.fsm.v1.SnapshotRecord.signing_key:type_name -> writ.fsm.v1.SigningKey
+	36, // 52: writ.fsm.v1.SnapshotRecord.node:type_name -> writ.fsm.v1.Node
+	39, // 53: writ.fsm.v1.SnapshotRecord.lease:type_name -> writ.fsm.v1.Lease
+	43, // 54: writ.fsm.v1.SnapshotRecord.applied_request:type_name -> writ.fsm.v1.AppliedRequest
+	32, // 55: writ.fsm.v1.SnapshotRecord.auth_config:type_name -> writ.fsm.v1.AuthConfig
+	40, // 56: writ.fsm.v1.SnapshotRecord.owner_epoch:type_name -> writ.fsm.v1.OwnerEpoch
+	57, // [57:57] is the sub-list for method output_type
+	57, // [57:57] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_writ_fsm_v1_fsm_proto_init() }
@@ -3313,8 +4255,13 @@ func file_writ_fsm_v1_fsm_proto_init() {
 		(*Command_RevokeLease)(nil),
 		(*Command_RevokeIdentity)(nil),
 		(*Command_ReapExpired)(nil),
+		(*Command_PutAuthConfig)(nil),
+		(*Command_DeleteAuthConfig)(nil),
+		(*Command_RevokeRole)(nil),
+		(*Command_RevokeOwner)(nil),
+		(*Command_RetireSigningKey)(nil),
 	}
-	file_writ_fsm_v1_fsm_proto_msgTypes[33].OneofWrappers = []any{
+	file_writ_fsm_v1_fsm_proto_msgTypes[41].OneofWrappers = []any{
 		(*SnapshotRecord_Identity)(nil),
 		(*SnapshotRecord_Role)(nil),
 		(*SnapshotRecord_SecretId)(nil),
@@ -3323,6 +4270,8 @@ func file_writ_fsm_v1_fsm_proto_init() {
 		(*SnapshotRecord_Node)(nil),
 		(*SnapshotRecord_Lease)(nil),
 		(*SnapshotRecord_AppliedRequest)(nil),
+		(*SnapshotRecord_AuthConfig)(nil),
+		(*SnapshotRecord_OwnerEpoch)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3330,7 +4279,7 @@ func file_writ_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_writ_fsm_v1_fsm_proto_rawDesc), len(file_writ_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   36,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

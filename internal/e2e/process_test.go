@@ -3,23 +3,21 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/writ-dev/writ/internal/proccluster"
 	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
 	"github.com/writ-dev/writ/rpc/gen/writ/v1/writv1connect"
 )
@@ -55,47 +53,6 @@ func writBinary(t *testing.T) string {
 		t.Fatal(buildErr)
 	}
 	return binPath
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-type proc struct {
-	id, dataDir, api, raft string
-	args                   []string
-	cmd                    *exec.Cmd
-	out                    *bytes.Buffer
-	done                   chan struct{}
-}
-
-func (p *proc) start(t *testing.T, bin string) {
-	t.Helper()
-	p.out = &bytes.Buffer{}
-	p.cmd = exec.Command(bin, p.args...)
-	p.cmd.Env = append(os.Environ(), "WRIT_ADMIN_TOKEN="+adminToken)
-	p.cmd.Stdout = p.out
-	p.cmd.Stderr = p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", p.id, err)
-	}
-	p.done = make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-}
-
-func (p *proc) kill() {
-	if p.cmd == nil || p.cmd.Process == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-	p.cmd = nil
 }
 
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
@@ -135,73 +92,47 @@ func TestThreeProcessCluster(t *testing.T) {
 		t.Skip("multi-process cluster test")
 	}
 	bin := writBinary(t)
-	dir := t.TempDir()
-	procs := make([]*proc, 3)
-	for i := range procs {
-		p := &proc{id: fmt.Sprintf("n%d", i+1), dataDir: filepath.Join(dir, fmt.Sprintf("n%d", i+1)), api: freePort(t), raft: freePort(t)}
-		p.args = []string{"server", "--node-id", p.id, "--data-dir", p.dataDir, "--api-addr", p.api, "--raft-addr", p.raft, "--max-staleness", "2s"}
-		if i == 0 {
-			p.args = append(p.args, "--bootstrap")
-		} else {
-			p.args = append(p.args, "--join", procs[0].api)
-		}
-		procs[i] = p
+	pc, err := proccluster.Start(proccluster.Config{
+		Binary: bin, Nodes: 3, Dir: t.TempDir(), AdminToken: adminToken, ExtraArgs: []string{"--max-staleness", "2s"},
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
+	procs := pc.Nodes
 	t.Cleanup(func() {
-		for _, p := range procs {
-			p.kill()
-		}
+		pc.Stop()
 		if t.Failed() {
-			for _, p := range procs {
-				t.Logf("---- %s output ----\n%s", p.id, p.out.String())
+			for i, p := range procs {
+				t.Logf("---- %s output ----\n%s", p.ID, pc.Output(i))
 			}
 		}
 	})
-	for _, p := range procs {
-		p.start(t, bin)
-	}
 	hc := &http.Client{Timeout: 10 * time.Second}
 	cluster := func(i int) writv1connect.ClusterServiceClient {
-		return writv1connect.NewClusterServiceClient(hc, "http://"+procs[i].api)
+		return writv1connect.NewClusterServiceClient(hc, "http://"+procs[i].API)
 	}
 	admin := func(i int) writv1connect.AdminServiceClient {
-		return writv1connect.NewAdminServiceClient(hc, "http://"+procs[i].api, bearer(adminToken))
+		return writv1connect.NewAdminServiceClient(hc, "http://"+procs[i].API, bearer(adminToken))
 	}
 	authz := func(i int) writv1connect.AuthzServiceClient {
-		return writv1connect.NewAuthzServiceClient(hc, "http://"+procs[i].api, bearer(adminToken))
+		return writv1connect.NewAuthzServiceClient(hc, "http://"+procs[i].API, bearer(adminToken))
 	}
 	ctx := context.Background()
 	leaderOf := func(alive ...int) int {
-		leader := -1
-		eventually(t, 30*time.Second, "a leader with 3 voters", func() error {
-			for _, i := range alive {
-				st, err := cluster(i).Status(ctx, connect.NewRequest(&writv1.StatusRequest{}))
-				if err != nil {
-					return err
-				}
-				if st.Msg.GetState() == "leader" && len(st.Msg.GetMembers()) == 3 {
-					leader = i
-					return nil
-				}
-			}
-			return fmt.Errorf("no leader among %v", alive)
-		})
+		t.Helper()
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		leader, err := pc.Leader(wctx, 3, alive...)
+		if err != nil {
+			t.Fatalf("a leader with 3 voters: %v", err)
+		}
 		return leader
 	}
-	leaderOf(0, 1, 2)
-	eventually(t, 30*time.Second, "every node ready", func() error {
-		for _, p := range procs {
-			resp, err := hc.Get("http://" + p.api + "/readyz")
-			if err != nil {
-				return err
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("%s readyz %d", p.id, resp.StatusCode)
-			}
-		}
-		return nil
-	})
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := pc.WaitReady(rctx); err != nil {
+		t.Fatalf("cluster ready: %v", err)
+	}
 
 	// Configure through node 1.
 	must := func(_ any, err error) {
@@ -232,7 +163,7 @@ func TestThreeProcessCluster(t *testing.T) {
 			Intent: &writv1.Intent{Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "api"}, Context: ticket},
 		}))
 		if err != nil {
-			t.Fatalf("issue through %s: %v", procs[i].id, err)
+			t.Fatalf("issue through %s: %v", procs[i].ID, err)
 		}
 		if !resp.Msg.GetDecision().GetAllowed() {
 			t.Fatalf("issue denied: %v", resp.Msg.GetDecision())
@@ -243,7 +174,7 @@ func TestThreeProcessCluster(t *testing.T) {
 		t.Helper()
 		resp, err := authz(i).Verify(ctx, connect.NewRequest(&writv1.VerifyRequest{Credential: cred, Read: &writv1.ReadOptions{MinIndex: minIndex}}))
 		if err != nil {
-			t.Fatalf("verify through %s: %v", procs[i].id, err)
+			t.Fatalf("verify through %s: %v", procs[i].ID, err)
 		}
 		return resp.Msg
 	}
@@ -263,7 +194,7 @@ func TestThreeProcessCluster(t *testing.T) {
 
 	// SIGKILL the leader.
 	old := leaderOf(0, 1, 2)
-	procs[old].kill()
+	pc.Kill(old)
 	var alive []int
 	for i := range procs {
 		if i != old {
@@ -285,17 +216,18 @@ func TestThreeProcessCluster(t *testing.T) {
 			return err
 		})
 		if v := verify(i, revoked.GetCredential(), rv.Msg.GetIndex()); v.GetActive() {
-			t.Fatalf("%s lost a revocation", procs[i].id)
+			t.Fatalf("%s lost a revocation", procs[i].ID)
 		}
 		if v := verify(i, kept.GetCredential(), kept.GetIndex()); !v.GetActive() {
-			t.Fatalf("%s lost an acknowledged lease: %v", procs[i].id, v)
+			t.Fatalf("%s lost an acknowledged lease: %v", procs[i].ID, v)
 		}
 	}
 	after := issue(alive[0])
 
 	// Restart the killed node from its data dir; it catches up.
-	procs[old].args = []string{"server", "--node-id", procs[old].id, "--data-dir", procs[old].dataDir, "--api-addr", procs[old].api, "--raft-addr", procs[old].raft, "--max-staleness", "2s"}
-	procs[old].start(t, bin)
+	if err := pc.Restart(old); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, 30*time.Second, "restarted node catches up", func() error {
 		resp, err := authz(old).Verify(ctx, connect.NewRequest(&writv1.VerifyRequest{
 			Credential: after.GetCredential(), Read: &writv1.ReadOptions{MinIndex: after.GetIndex()},
@@ -311,4 +243,13 @@ func TestThreeProcessCluster(t *testing.T) {
 	if v := verify(old, revoked.GetCredential(), 0); v.GetActive() {
 		t.Fatalf("restarted node accepts a revoked credential")
 	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	addr, err := proccluster.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }

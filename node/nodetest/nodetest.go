@@ -20,6 +20,7 @@ package nodetest
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -57,9 +58,10 @@ type Cluster struct {
 	Members []*Member
 	http    *http.Client
 	// links[from][to][kind]; built before any node starts, never changed.
-	links []map[int]map[string]*Link
-	index map[string]int // member id -> index
-	mu    sync.Mutex     // guards Member addresses against the bridges
+	links  []map[int]map[string]*Link
+	index  map[string]int // member id -> index
+	mu     sync.Mutex     // guards Member addresses against the bridges
+	scheme string
 }
 
 // Options tune a test cluster.
@@ -81,6 +83,13 @@ type Options struct {
 	// election timeouts, 250ms leader lease, CommitTimeout above); zero
 	// fields in it take the node defaults.
 	Raft *node.RaftTuning
+	// TLS makes every node's API serve HTTPS with it (node.Config.TLS);
+	// ClientTLS is what the harness's clients and the nodes' peer clients
+	// verify it with.
+	TLS, ClientTLS *tls.Config
+	// Environments identities and roles may live in (node.Config.Environments);
+	// default the node's.
+	Environments []string
 }
 
 // New starts an n-node cluster: node 0 bootstraps, the others join through
@@ -102,7 +111,13 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	if opts.CommitTimeout == 0 {
 		opts.CommitTimeout = 20 * time.Millisecond
 	}
-	c := &Cluster{t: t, http: &http.Client{Timeout: 30 * time.Second}, index: map[string]int{}}
+	c := &Cluster{t: t, http: &http.Client{Timeout: 30 * time.Second}, index: map[string]int{}, scheme: "http://"}
+	if opts.TLS != nil {
+		c.scheme = "https://"
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = opts.ClientTLS.Clone()
+		c.http.Transport = tr
+	}
 	dir := t.TempDir()
 	for i := 0; i < n; i++ {
 		// Listeners bind port 0: a port reserved early could be taken by
@@ -151,6 +166,9 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 			RaftLogOutput: raftLog,
 			Clock:         opts.Clock,
 			ReapInterval:  opts.ReapInterval,
+			Environments:  opts.Environments,
+			TLS:           opts.TLS,
+			PeerTLS:       opts.ClientTLS,
 			Raft: node.RaftTuning{
 				// Short enough for quick failover tests, long enough that
 				// -race on two busy cores does not cause spurious elections.
@@ -169,7 +187,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 		if i == 0 {
 			m.cfg.Bootstrap = true
 		} else {
-			m.cfg.Join = []string{c.Members[0].APIAddr}
+			m.cfg.Join = []string{c.scheme + c.Members[0].APIAddr}
 		}
 		c.start(m)
 		if i == 0 {
@@ -433,7 +451,15 @@ func authed(token string) connect.ClientOption {
 
 // Admin returns an admin client for member i.
 func (c *Cluster) Admin(i int) writv1connect.AdminServiceClient {
-	return writv1connect.NewAdminServiceClient(c.http, "http://"+c.apiAddr(i), authed(AdminToken))
+	return writv1connect.NewAdminServiceClient(c.http, c.URL(i), authed(AdminToken))
+}
+
+// URL is member i's API base URL (https when the cluster serves TLS).
+func (c *Cluster) URL(i int) string { return c.scheme + c.apiAddr(i) }
+
+// AuthConfigs returns an admin client of member i's auth config service.
+func (c *Cluster) AuthConfigs(i int) writv1connect.AuthConfigServiceClient {
+	return writv1connect.NewAuthConfigServiceClient(c.http, c.URL(i), authed(AdminToken))
 }
 
 // Authz returns a workload client for member i; with admin it carries the admin token.
@@ -442,7 +468,7 @@ func (c *Cluster) Authz(i int, admin bool) writv1connect.AuthzServiceClient {
 	if admin {
 		opts = append(opts, authed(AdminToken))
 	}
-	return writv1connect.NewAuthzServiceClient(c.http, "http://"+c.apiAddr(i), opts...)
+	return writv1connect.NewAuthzServiceClient(c.http, c.URL(i), opts...)
 }
 
 // router is member i's node.Config.PeerAddr: every peer through i's links.

@@ -972,9 +972,12 @@ func (x *CreateSecretIDResponse) GetIndex() uint64 {
 }
 
 type ListSecretIDsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Role          string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
-	Read          *ReadOptions           `protobuf:"bytes,2,opt,name=read,proto3" json:"read,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty lists every role's (with accessor set, the role may be empty).
+	Role string       `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	Read *ReadOptions `protobuf:"bytes,2,opt,name=read,proto3" json:"read,omitempty"`
+	// Only the secret id with this accessor.
+	Accessor      string `protobuf:"bytes,40,opt,name=accessor,proto3" json:"accessor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1021,6 +1024,13 @@ func (x *ListSecretIDsRequest) GetRead() *ReadOptions {
 		return x.Read
 	}
 	return nil
+}
+
+func (x *ListSecretIDsRequest) GetAccessor() string {
+	if x != nil {
+		return x.Accessor
+	}
+	return ""
 }
 
 type ListSecretIDsResponse struct {
@@ -1269,9 +1279,11 @@ func (x *PutPolicySetResponse) GetIndex() uint64 {
 }
 
 type GetPolicySetRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Read          *ReadOptions           `protobuf:"bytes,2,opt,name=read,proto3" json:"read,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Read  *ReadOptions           `protobuf:"bytes,2,opt,name=read,proto3" json:"read,omitempty"`
+	// A version from the history (0: the active version).
+	Version       uint64 `protobuf:"varint,60,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1318,6 +1330,13 @@ func (x *GetPolicySetRequest) GetRead() *ReadOptions {
 		return x.Read
 	}
 	return nil
+}
+
+func (x *GetPolicySetRequest) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
 }
 
 type GetPolicySetResponse struct {
@@ -1842,10 +1861,11 @@ const file_writ_v1_admin_proto_rawDesc = "" +
 	"\baccessor\x18\x02 \x01(\tR\baccessor\x129\n" +
 	"\n" +
 	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x14\n" +
-	"\x05index\x18\x04 \x01(\x04R\x05index\"T\n" +
+	"\x05index\x18\x04 \x01(\x04R\x05index\"p\n" +
 	"\x14ListSecretIDsRequest\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12(\n" +
-	"\x04read\x18\x02 \x01(\v2\x14.writ.v1.ReadOptionsR\x04read\"r\n" +
+	"\x04read\x18\x02 \x01(\v2\x14.writ.v1.ReadOptionsR\x04read\x12\x1a\n" +
+	"\baccessor\x18( \x01(\tR\baccessor\"r\n" +
 	"\x15ListSecretIDsResponse\x124\n" +
 	"\n" +
 	"secret_ids\x18\x01 \x03(\v2\x15.writ.v1.SecretIDInfoR\tsecretIds\x12#\n" +
@@ -1861,10 +1881,11 @@ const file_writ_v1_admin_proto_rawDesc = "" +
 	"\x14PutPolicySetResponse\x121\n" +
 	"\n" +
 	"policy_set\x18\x01 \x01(\v2\x12.writ.v1.PolicySetR\tpolicySet\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"S\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"m\n" +
 	"\x13GetPolicySetRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
-	"\x04read\x18\x02 \x01(\v2\x14.writ.v1.ReadOptionsR\x04read\"n\n" +
+	"\x04read\x18\x02 \x01(\v2\x14.writ.v1.ReadOptionsR\x04read\x12\x18\n" +
+	"\aversion\x18< \x01(\x04R\aversion\"n\n" +
 	"\x14GetPolicySetResponse\x121\n" +
 	"\n" +
 	"policy_set\x18\x01 \x01(\v2\x12.writ.v1.PolicySetR\tpolicySet\x12#\n" +

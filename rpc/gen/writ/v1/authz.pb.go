@@ -74,11 +74,115 @@ func (x *AppRoleProof) GetSecretId() string {
 	return ""
 }
 
+// JWTProof logs in through a role with a JWT: a Kubernetes service-account
+// token, a CI OIDC token, a SPIFFE JWT-SVID, ... verified against the role's
+// jwt auth configs.
+type JWTProof struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Role          string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	Token         string                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JWTProof) Reset() {
+	*x = JWTProof{}
+	mi := &file_writ_v1_authz_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JWTProof) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JWTProof) ProtoMessage() {}
+
+func (x *JWTProof) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_v1_authz_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JWTProof.ProtoReflect.Descriptor instead.
+func (*JWTProof) Descriptor() ([]byte, []int) {
+	return file_writ_v1_authz_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *JWTProof) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *JWTProof) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+// MTLSProof logs in through a role with the client certificate presented in
+// the TLS handshake of this very request (the API must serve TLS); the chain
+// is verified against the role's mtls auth configs.
+type MTLSProof struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Role          string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MTLSProof) Reset() {
+	*x = MTLSProof{}
+	mi := &file_writ_v1_authz_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MTLSProof) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MTLSProof) ProtoMessage() {}
+
+func (x *MTLSProof) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_v1_authz_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MTLSProof.ProtoReflect.Descriptor instead.
+func (*MTLSProof) Descriptor() ([]byte, []int) {
+	return file_writ_v1_authz_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *MTLSProof) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
 type Proof struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Method:
 	//
 	//	*Proof_Approle
+	//	*Proof_Jwt
+	//	*Proof_Mtls
 	Method        isProof_Method `protobuf_oneof:"method"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -86,7 +190,7 @@ type Proof struct {
 
 func (x *Proof) Reset() {
 	*x = Proof{}
-	mi := &file_writ_v1_authz_proto_msgTypes[1]
+	mi := &file_writ_v1_authz_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -98,7 +202,7 @@ func (x *Proof) String() string {
 func (*Proof) ProtoMessage() {}
 
 func (x *Proof) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_authz_proto_msgTypes[1]
+	mi := &file_writ_v1_authz_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -111,7 +215,7 @@ func (x *Proof) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proof.ProtoReflect.Descriptor instead.
 func (*Proof) Descriptor() ([]byte, []int) {
-	return file_writ_v1_authz_proto_rawDescGZIP(), []int{1}
+	return file_writ_v1_authz_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Proof) GetMethod() isProof_Method {
@@ -130,6 +234,24 @@ func (x *Proof) GetApprole() *AppRoleProof {
 	return nil
 }
 
+func (x *Proof) GetJwt() *JWTProof {
+	if x != nil {
+		if x, ok := x.Method.(*Proof_Jwt); ok {
+			return x.Jwt
+		}
+	}
+	return nil
+}
+
+func (x *Proof) GetMtls() *MTLSProof {
+	if x != nil {
+		if x, ok := x.Method.(*Proof_Mtls); ok {
+			return x.Mtls
+		}
+	}
+	return nil
+}
+
 type isProof_Method interface {
 	isProof_Method()
 }
@@ -138,7 +260,19 @@ type Proof_Approle struct {
 	Approle *AppRoleProof `protobuf:"bytes,1,opt,name=approle,proto3,oneof"`
 }
 
+type Proof_Jwt struct {
+	Jwt *JWTProof `protobuf:"bytes,40,opt,name=jwt,proto3,oneof"`
+}
+
+type Proof_Mtls struct {
+	Mtls *MTLSProof `protobuf:"bytes,41,opt,name=mtls,proto3,oneof"`
+}
+
 func (*Proof_Approle) isProof_Method() {}
+
+func (*Proof_Jwt) isProof_Method() {}
+
+func (*Proof_Mtls) isProof_Method() {}
 
 type Intent struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -154,7 +288,7 @@ type Intent struct {
 
 func (x *Intent) Reset() {
 	*x = Intent{}
-	mi := &file_writ_v1_authz_proto_msgTypes[2]
+	mi := &file_writ_v1_authz_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -166,7 +300,7 @@ func (x *Intent) String() string {
 func (*Intent) ProtoMessage() {}
 
 func (x *Intent) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_authz_proto_msgTypes[2]
+	mi := &file_writ_v1_authz_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -179,7 +313,7 @@ func (x *Intent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Intent.ProtoReflect.Descriptor instead.
 func (*Intent) Descriptor() ([]byte, []int) {
-	return file_writ_v1_authz_proto_rawDescGZIP(), []int{2}
+	return file_writ_v1_authz_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Intent) GetAction() string {
@@ -222,7 +356,7 @@ type AuthorizeAndIssueRequest struct {
 
 func (x *AuthorizeAndIssueRequest) Reset() {
 	*x = AuthorizeAndIssueRequest{}
-	mi := &file_writ_v1_authz_proto_msgTypes[3]
+	mi := &file_writ_v1_authz_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -234,7 +368,7 @@ func (x *AuthorizeAndIssueRequest) String() string {
 func (*AuthorizeAndIssueRequest) ProtoMessage() {}
 
 func (x *AuthorizeAndIssueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_authz_proto_msgTypes[3]
+	mi := &file_writ_v1_authz_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -247,7 +381,7 @@ func (x *AuthorizeAndIssueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeAndIssueRequest.ProtoReflect.Descriptor instead.
 func (*AuthorizeAndIssueRequest) Descriptor() ([]byte, []int) {
-	return file_writ_v1_authz_proto_rawDescGZIP(), []int{3}
+	return file_writ_v1_authz_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AuthorizeAndIssueRequest) GetProof() *Proof {
@@ -285,7 +419,7 @@ type AuthorizeAndIssueResponse struct {
 
 func (x *AuthorizeAndIssueResponse) Reset() {
 	*x = AuthorizeAndIssueResponse{}
-	mi := &file_writ_v1_authz_proto_msgTypes[4]
+	mi := &file_writ_v1_authz_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -297,7 +431,7 @@ func (x *AuthorizeAndIssueResponse) String() string {
 func (*AuthorizeAndIssueResponse) ProtoMessage() {}
 
 func (x *AuthorizeAndIssueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_authz_proto_msgTypes[4]
+	mi := &file_writ_v1_authz_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -310,7 +444,7 @@ func (x *AuthorizeAndIssueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeAndIssueResponse.ProtoReflect.Descriptor instead.
 func (*AuthorizeAndIssueResponse) Descriptor() ([]byte, []int) {
-	return file_writ_v1_authz_proto_rawDescGZIP(), []int{4}
+	return file_writ_v1_authz_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AuthorizeAndIssueResponse) GetDecision() *Decision {
@@ -354,7 +488,7 @@ type AuthorizeRequest struct {
 
 func (x *AuthorizeRequest) Reset() {
 	*x = AuthorizeRequest{}
-	mi := &file_writ_v1_authz_proto_msgTypes[5]
+	mi := &file_writ_v1_authz_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -366,7 +500,7 @@ func (x *AuthorizeRequest) String() string {
 func (*AuthorizeRequest) ProtoMessage() {}
 
 func (x *AuthorizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_authz_proto_msgTypes[5]
+	mi := &file_writ_v1_authz_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -379,7 +513,7 @@ func (x *AuthorizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeRequest.ProtoReflect.Descriptor instead.
 func (*AuthorizeRequest) Descriptor() ([]byte, []int) {
-	return file_writ_v1_authz_proto_rawDescGZIP(), []int{5}
+	return file_writ_v1_authz_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AuthorizeRequest) GetCredential() string {
@@ -428,7 +562,7 @@ type AuthorizeResponse struct {
 
 func (x *AuthorizeResponse) Reset() {
 	*x = AuthorizeResponse{}
-	mi := &file_writ_v1_authz_proto_msgTypes[6]
+	mi := &file_writ_v1_authz_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -440,7 +574,7 @@ func (x *AuthorizeResponse) String() string {
 func (*AuthorizeResponse) ProtoMessage() {}
 
 func (x *AuthorizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_authz_proto_msgTypes[6]
+	mi := &file_writ_v1_authz_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -453,7 +587,7 @@ func (x *AuthorizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeResponse.ProtoReflect.Descriptor instead.
 func (*AuthorizeResponse) Descriptor() ([]byte, []int) {
-	return file_writ_v1_authz_proto_rawDescGZIP(), []int{6}
+	return file_writ_v1_authz_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AuthorizeResponse) GetDecision() *Decision {
@@ -487,7 +621,7 @@ type VerifyRequest struct {
 
 func (x *VerifyRequest) Reset() {
 	*x = VerifyRequest{}
-	mi := &file_writ_v1_authz_proto_msgTypes[7]
+	mi := &file_writ_v1_authz_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -499,7 +633,7 @@ func (x *VerifyRequest) String() string {
 func (*VerifyRequest) ProtoMessage() {}
 
 func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_authz_proto_msgTypes[7]
+	mi := &file_writ_v1_authz_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -512,7 +646,7 @@ func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
 func (*VerifyRequest) Descriptor() ([]byte, []int) {
-	return file_writ_v1_authz_proto_rawDescGZIP(), []int{7}
+	return file_writ_v1_authz_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *VerifyRequest) GetCredential() string {
@@ -544,7 +678,7 @@ type VerifyResponse struct {
 
 func (x *VerifyResponse) Reset() {
 	*x = VerifyResponse{}
-	mi := &file_writ_v1_authz_proto_msgTypes[8]
+	mi := &file_writ_v1_authz_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -556,7 +690,7 @@ func (x *VerifyResponse) String() string {
 func (*VerifyResponse) ProtoMessage() {}
 
 func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_authz_proto_msgTypes[8]
+	mi := &file_writ_v1_authz_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -569,7 +703,7 @@ func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
 func (*VerifyResponse) Descriptor() ([]byte, []int) {
-	return file_writ_v1_authz_proto_rawDescGZIP(), []int{8}
+	return file_writ_v1_authz_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *VerifyResponse) GetActive() bool {
@@ -618,7 +752,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_writ_v1_authz_proto_msgTypes[9]
+	mi := &file_writ_v1_authz_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -630,7 +764,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_authz_proto_msgTypes[9]
+	mi := &file_writ_v1_authz_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -643,7 +777,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_writ_v1_authz_proto_rawDescGZIP(), []int{9}
+	return file_writ_v1_authz_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RenewRequest) GetCredential() string {
@@ -679,7 +813,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_writ_v1_authz_proto_msgTypes[10]
+	mi := &file_writ_v1_authz_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -691,7 +825,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_authz_proto_msgTypes[10]
+	mi := &file_writ_v1_authz_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -704,7 +838,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_writ_v1_authz_proto_rawDescGZIP(), []int{10}
+	return file_writ_v1_authz_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RenewResponse) GetDecision() *Decision {
@@ -742,15 +876,21 @@ type RevokeRequest struct {
 	//	*RevokeRequest_LeaseId
 	//	*RevokeRequest_Identity
 	//	*RevokeRequest_Credential
-	Target        isRevokeRequest_Target `protobuf_oneof:"target"`
-	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	//	*RevokeRequest_Role
+	//	*RevokeRequest_Owner
+	//	*RevokeRequest_Subtree
+	Target isRevokeRequest_Target `protobuf_oneof:"target"`
+	Reason string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Count the live leases the revocation would invalidate (its blast
+	// radius) and write nothing.
+	DryRun        bool `protobuf:"varint,53,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_writ_v1_authz_proto_msgTypes[11]
+	mi := &file_writ_v1_authz_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -762,7 +902,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_authz_proto_msgTypes[11]
+	mi := &file_writ_v1_authz_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -775,7 +915,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_writ_v1_authz_proto_rawDescGZIP(), []int{11}
+	return file_writ_v1_authz_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RevokeRequest) GetTarget() isRevokeRequest_Target {
@@ -812,11 +952,45 @@ func (x *RevokeRequest) GetCredential() string {
 	return ""
 }
 
+func (x *RevokeRequest) GetRole() string {
+	if x != nil {
+		if x, ok := x.Target.(*RevokeRequest_Role); ok {
+			return x.Role
+		}
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetOwner() string {
+	if x != nil {
+		if x, ok := x.Target.(*RevokeRequest_Owner); ok {
+			return x.Owner
+		}
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetSubtree() string {
+	if x != nil {
+		if x, ok := x.Target.(*RevokeRequest_Subtree); ok {
+			return x.Subtree
+		}
+	}
+	return ""
+}
+
 func (x *RevokeRequest) GetReason() string {
 	if x != nil {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *RevokeRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
 }
 
 type isRevokeRequest_Target interface {
@@ -836,22 +1010,51 @@ type RevokeRequest_Credential struct {
 	Credential string `protobuf:"bytes,4,opt,name=credential,proto3,oneof"`
 }
 
+type RevokeRequest_Role struct {
+	// Every lease issued through this role.
+	Role string `protobuf:"bytes,50,opt,name=role,proto3,oneof"`
+}
+
+type RevokeRequest_Owner struct {
+	// Every lease of every identity this owner is accountable for.
+	Owner string `protobuf:"bytes,51,opt,name=owner,proto3,oneof"`
+}
+
+type RevokeRequest_Subtree struct {
+	// Every lease delegated from this lease, at any depth; the lease itself
+	// stays valid.
+	Subtree string `protobuf:"bytes,52,opt,name=subtree,proto3,oneof"`
+}
+
 func (*RevokeRequest_LeaseId) isRevokeRequest_Target() {}
 
 func (*RevokeRequest_Identity) isRevokeRequest_Target() {}
 
 func (*RevokeRequest_Credential) isRevokeRequest_Target() {}
 
+func (*RevokeRequest_Role) isRevokeRequest_Target() {}
+
+func (*RevokeRequest_Owner) isRevokeRequest_Target() {}
+
+func (*RevokeRequest_Subtree) isRevokeRequest_Target() {}
+
 type RevokeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The revocation's Raft index (0 for a dry run).
+	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// Dry run: the live leases the revocation would invalidate (its blast
+	// radius). A real revocation does not count (that would cost O(leases)).
+	LiveLeases uint64 `protobuf:"varint,50,opt,name=live_leases,json=liveLeases,proto3" json:"live_leases,omitempty"`
+	DryRun     bool   `protobuf:"varint,51,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// Dry run: the index of the state that was counted.
+	AppliedIndex  uint64 `protobuf:"varint,52,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_writ_v1_authz_proto_msgTypes[12]
+	mi := &file_writ_v1_authz_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +1066,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_authz_proto_msgTypes[12]
+	mi := &file_writ_v1_authz_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +1079,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_writ_v1_authz_proto_rawDescGZIP(), []int{12}
+	return file_writ_v1_authz_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RevokeResponse) GetIndex() uint64 {
@@ -886,16 +1089,44 @@ func (x *RevokeResponse) GetIndex() uint64 {
 	return 0
 }
 
+func (x *RevokeResponse) GetLiveLeases() uint64 {
+	if x != nil {
+		return x.LiveLeases
+	}
+	return 0
+}
+
+func (x *RevokeResponse) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *RevokeResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
 var File_writ_v1_authz_proto protoreflect.FileDescriptor
 
 const file_writ_v1_authz_proto_rawDesc = "" +
 	"\n" +
-	"\x13writ/v1/authz.proto\x12\awrit.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x13writ/v1/types.proto\"D\n" +
+	"\x13writ/v1/authz.proto\x12\awrit.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x13writ/v1/batch.proto\x1a\x13writ/v1/types.proto\"D\n" +
 	"\fAppRoleProof\x12\x17\n" +
 	"\arole_id\x18\x01 \x01(\tR\x06roleId\x12\x1b\n" +
-	"\tsecret_id\x18\x02 \x01(\tR\bsecretId\"D\n" +
+	"\tsecret_id\x18\x02 \x01(\tR\bsecretId\"4\n" +
+	"\bJWTProof\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\"\x1f\n" +
+	"\tMTLSProof\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\"\x95\x01\n" +
 	"\x05Proof\x121\n" +
-	"\aapprole\x18\x01 \x01(\v2\x15.writ.v1.AppRoleProofH\x00R\aapproleB\b\n" +
+	"\aapprole\x18\x01 \x01(\v2\x15.writ.v1.AppRoleProofH\x00R\aapprole\x12%\n" +
+	"\x03jwt\x18( \x01(\v2\x11.writ.v1.JWTProofH\x00R\x03jwt\x12(\n" +
+	"\x04mtls\x18) \x01(\v2\x12.writ.v1.MTLSProofH\x00R\x04mtlsB\b\n" +
 	"\x06method\"\xa3\x01\n" +
 	"\x06Intent\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12-\n" +
@@ -951,20 +1182,29 @@ const file_writ_v1_authz_proto_rawDesc = "" +
 	"\n" +
 	"credential\x18\x03 \x01(\tR\n" +
 	"credential\x12\x14\n" +
-	"\x05index\x18\x04 \x01(\x04R\x05index\"\x8e\x01\n" +
+	"\x05index\x18\x04 \x01(\x04R\x05index\"\xf1\x01\n" +
 	"\rRevokeRequest\x12\x1b\n" +
 	"\blease_id\x18\x01 \x01(\tH\x00R\aleaseId\x12\x1c\n" +
 	"\bidentity\x18\x02 \x01(\tH\x00R\bidentity\x12 \n" +
 	"\n" +
 	"credential\x18\x04 \x01(\tH\x00R\n" +
-	"credential\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reasonB\b\n" +
-	"\x06target\"&\n" +
+	"credential\x12\x14\n" +
+	"\x04role\x182 \x01(\tH\x00R\x04role\x12\x16\n" +
+	"\x05owner\x183 \x01(\tH\x00R\x05owner\x12\x1a\n" +
+	"\asubtree\x184 \x01(\tH\x00R\asubtree\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x17\n" +
+	"\adry_run\x185 \x01(\bR\x06dryRunB\b\n" +
+	"\x06target\"\x85\x01\n" +
 	"\x0eRevokeResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index2\xe6\x02\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1f\n" +
+	"\vlive_leases\x182 \x01(\x04R\n" +
+	"liveLeases\x12\x17\n" +
+	"\adry_run\x183 \x01(\bR\x06dryRun\x12#\n" +
+	"\rapplied_index\x184 \x01(\x04R\fappliedIndex2\xbe\x03\n" +
 	"\fAuthzService\x12Z\n" +
 	"\x11AuthorizeAndIssue\x12!.writ.v1.AuthorizeAndIssueRequest\x1a\".writ.v1.AuthorizeAndIssueResponse\x12G\n" +
-	"\tAuthorize\x12\x19.writ.v1.AuthorizeRequest\x1a\x1a.writ.v1.AuthorizeResponse\"\x03\x90\x02\x01\x12>\n" +
+	"\tAuthorize\x12\x19.writ.v1.AuthorizeRequest\x1a\x1a.writ.v1.AuthorizeResponse\"\x03\x90\x02\x01\x12V\n" +
+	"\x0eBatchAuthorize\x12\x1e.writ.v1.BatchAuthorizeRequest\x1a\x1f.writ.v1.BatchAuthorizeResponse\"\x03\x90\x02\x01\x12>\n" +
 	"\x06Verify\x12\x16.writ.v1.VerifyRequest\x1a\x17.writ.v1.VerifyResponse\"\x03\x90\x02\x01\x126\n" +
 	"\x05Renew\x12\x15.writ.v1.RenewRequest\x1a\x16.writ.v1.RenewResponse\x129\n" +
 	"\x06Revoke\x12\x16.writ.v1.RevokeRequest\x1a\x17.writ.v1.RevokeResponseB1Z/github.com/writ-dev/writ/rpc/gen/writ/v1;writv1b\x06proto3"
@@ -981,60 +1221,68 @@ func file_writ_v1_authz_proto_rawDescGZIP() []byte {
 	return file_writ_v1_authz_proto_rawDescData
 }
 
-var file_writ_v1_authz_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_writ_v1_authz_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_writ_v1_authz_proto_goTypes = []any{
 	(*AppRoleProof)(nil),              // 0: writ.v1.AppRoleProof
-	(*Proof)(nil),                     // 1: writ.v1.Proof
-	(*Intent)(nil),                    // 2: writ.v1.Intent
-	(*AuthorizeAndIssueRequest)(nil),  // 3: writ.v1.AuthorizeAndIssueRequest
-	(*AuthorizeAndIssueResponse)(nil), // 4: writ.v1.AuthorizeAndIssueResponse
-	(*AuthorizeRequest)(nil),          // 5: writ.v1.AuthorizeRequest
-	(*AuthorizeResponse)(nil),         // 6: writ.v1.AuthorizeResponse
-	(*VerifyRequest)(nil),             // 7: writ.v1.VerifyRequest
-	(*VerifyResponse)(nil),            // 8: writ.v1.VerifyResponse
-	(*RenewRequest)(nil),              // 9: writ.v1.RenewRequest
-	(*RenewResponse)(nil),             // 10: writ.v1.RenewResponse
-	(*RevokeRequest)(nil),             // 11: writ.v1.RevokeRequest
-	(*RevokeResponse)(nil),            // 12: writ.v1.RevokeResponse
-	(*Resource)(nil),                  // 13: writ.v1.Resource
-	(*structpb.Struct)(nil),           // 14: google.protobuf.Struct
-	(*Decision)(nil),                  // 15: writ.v1.Decision
-	(*Lease)(nil),                     // 16: writ.v1.Lease
-	(*ReadOptions)(nil),               // 17: writ.v1.ReadOptions
+	(*JWTProof)(nil),                  // 1: writ.v1.JWTProof
+	(*MTLSProof)(nil),                 // 2: writ.v1.MTLSProof
+	(*Proof)(nil),                     // 3: writ.v1.Proof
+	(*Intent)(nil),                    // 4: writ.v1.Intent
+	(*AuthorizeAndIssueRequest)(nil),  // 5: writ.v1.AuthorizeAndIssueRequest
+	(*AuthorizeAndIssueResponse)(nil), // 6: writ.v1.AuthorizeAndIssueResponse
+	(*AuthorizeRequest)(nil),          // 7: writ.v1.AuthorizeRequest
+	(*AuthorizeResponse)(nil),         // 8: writ.v1.AuthorizeResponse
+	(*VerifyRequest)(nil),             // 9: writ.v1.VerifyRequest
+	(*VerifyResponse)(nil),            // 10: writ.v1.VerifyResponse
+	(*RenewRequest)(nil),              // 11: writ.v1.RenewRequest
+	(*RenewResponse)(nil),             // 12: writ.v1.RenewResponse
+	(*RevokeRequest)(nil),             // 13: writ.v1.RevokeRequest
+	(*RevokeResponse)(nil),            // 14: writ.v1.RevokeResponse
+	(*Resource)(nil),                  // 15: writ.v1.Resource
+	(*structpb.Struct)(nil),           // 16: google.protobuf.Struct
+	(*Decision)(nil),                  // 17: writ.v1.Decision
+	(*Lease)(nil),                     // 18: writ.v1.Lease
+	(*ReadOptions)(nil),               // 19: writ.v1.ReadOptions
+	(*BatchAuthorizeRequest)(nil),     // 20: writ.v1.BatchAuthorizeRequest
+	(*BatchAuthorizeResponse)(nil),    // 21: writ.v1.BatchAuthorizeResponse
 }
 var file_writ_v1_authz_proto_depIdxs = []int32{
 	0,  // 0: writ.v1.Proof.approle:type_name -> writ.v1.AppRoleProof
-	13, // 1: writ.v1.Intent.resource:type_name -> writ.v1.Resource
-	14, // 2: writ.v1.Intent.context:type_name -> google.protobuf.Struct
-	1,  // 3: writ.v1.AuthorizeAndIssueRequest.proof:type_name -> writ.v1.Proof
-	2,  // 4: writ.v1.AuthorizeAndIssueRequest.intent:type_name -> writ.v1.Intent
-	15, // 5: writ.v1.AuthorizeAndIssueResponse.decision:type_name -> writ.v1.Decision
-	16, // 6: writ.v1.AuthorizeAndIssueResponse.lease:type_name -> writ.v1.Lease
-	13, // 7: writ.v1.AuthorizeRequest.resource:type_name -> writ.v1.Resource
-	14, // 8: writ.v1.AuthorizeRequest.context:type_name -> google.protobuf.Struct
-	17, // 9: writ.v1.AuthorizeRequest.read:type_name -> writ.v1.ReadOptions
-	15, // 10: writ.v1.AuthorizeResponse.decision:type_name -> writ.v1.Decision
-	17, // 11: writ.v1.VerifyRequest.read:type_name -> writ.v1.ReadOptions
-	16, // 12: writ.v1.VerifyResponse.lease:type_name -> writ.v1.Lease
-	14, // 13: writ.v1.VerifyResponse.claims:type_name -> google.protobuf.Struct
-	14, // 14: writ.v1.RenewRequest.context:type_name -> google.protobuf.Struct
-	15, // 15: writ.v1.RenewResponse.decision:type_name -> writ.v1.Decision
-	16, // 16: writ.v1.RenewResponse.lease:type_name -> writ.v1.Lease
-	3,  // 17: writ.v1.AuthzService.AuthorizeAndIssue:input_type -> writ.v1.AuthorizeAndIssueRequest
-	5,  // 18: writ.v1.AuthzService.Authorize:input_type -> writ.v1.AuthorizeRequest
-	7,  // 19: writ.v1.AuthzService.Verify:input_type -> writ.v1.VerifyRequest
-	9,  // 20: writ.v1.AuthzService.Renew:input_type -> writ.v1.RenewRequest
-	11, // 21: writ.v1.AuthzService.Revoke:input_type -> writ.v1.RevokeRequest
-	4,  // 22: writ.v1.AuthzService.AuthorizeAndIssue:output_type -> writ.v1.AuthorizeAndIssueResponse
-	6,  // 23: writ.v1.AuthzService.Authorize:output_type -> writ.v1.AuthorizeResponse
-	8,  // 24: writ.v1.AuthzService.Verify:output_type -> writ.v1.VerifyResponse
-	10, // 25: writ.v1.AuthzService.Renew:output_type -> writ.v1.RenewResponse
-	12, // 26: writ.v1.AuthzService.Revoke:output_type -> writ.v1.RevokeResponse
-	22, // [22:27] is the sub-list for method output_type
-	17, // [17:22] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	1,  // 1: writ.v1.Proof.jwt:type_name -> writ.v1.JWTProof
+	2,  // 2: writ.v1.Proof.mtls:type_name -> writ.v1.MTLSProof
+	15, // 3: writ.v1.Intent.resource:type_name -> writ.v1.Resource
+	16, // 4: writ.v1.Intent.context:type_name -> google.protobuf.Struct
+	3,  // 5: writ.v1.AuthorizeAndIssueRequest.proof:type_name -> writ.v1.Proof
+	4,  // 6: writ.v1.AuthorizeAndIssueRequest.intent:type_name -> writ.v1.Intent
+	17, // 7: writ.v1.AuthorizeAndIssueResponse.decision:type_name -> writ.v1.Decision
+	18, // 8: writ.v1.AuthorizeAndIssueResponse.lease:type_name -> writ.v1.Lease
+	15, // 9: writ.v1.AuthorizeRequest.resource:type_name -> writ.v1.Resource
+	16, // 10: writ.v1.AuthorizeRequest.context:type_name -> google.protobuf.Struct
+	19, // 11: writ.v1.AuthorizeRequest.read:type_name -> writ.v1.ReadOptions
+	17, // 12: writ.v1.AuthorizeResponse.decision:type_name -> writ.v1.Decision
+	19, // 13: writ.v1.VerifyRequest.read:type_name -> writ.v1.ReadOptions
+	18, // 14: writ.v1.VerifyResponse.lease:type_name -> writ.v1.Lease
+	16, // 15: writ.v1.VerifyResponse.claims:type_name -> google.protobuf.Struct
+	16, // 16: writ.v1.RenewRequest.context:type_name -> google.protobuf.Struct
+	17, // 17: writ.v1.RenewResponse.decision:type_name -> writ.v1.Decision
+	18, // 18: writ.v1.RenewResponse.lease:type_name -> writ.v1.Lease
+	5,  // 19: writ.v1.AuthzService.AuthorizeAndIssue:input_type -> writ.v1.AuthorizeAndIssueRequest
+	7,  // 20: writ.v1.AuthzService.Authorize:input_type -> writ.v1.AuthorizeRequest
+	20, // 21: writ.v1.AuthzService.BatchAuthorize:input_type -> writ.v1.BatchAuthorizeRequest
+	9,  // 22: writ.v1.AuthzService.Verify:input_type -> writ.v1.VerifyRequest
+	11, // 23: writ.v1.AuthzService.Renew:input_type -> writ.v1.RenewRequest
+	13, // 24: writ.v1.AuthzService.Revoke:input_type -> writ.v1.RevokeRequest
+	6,  // 25: writ.v1.AuthzService.AuthorizeAndIssue:output_type -> writ.v1.AuthorizeAndIssueResponse
+	8,  // 26: writ.v1.AuthzService.Authorize:output_type -> writ.v1.AuthorizeResponse
+	21, // 27: writ.v1.AuthzService.BatchAuthorize:output_type -> writ.v1.BatchAuthorizeResponse
+	10, // 28: writ.v1.AuthzService.Verify:output_type -> writ.v1.VerifyResponse
+	12, // 29: writ.v1.AuthzService.Renew:output_type -> writ.v1.RenewResponse
+	14, // 30: writ.v1.AuthzService.Revoke:output_type -> writ.v1.RevokeResponse
+	25, // [25:31] is the sub-list for method output_type
+	19, // [19:25] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_writ_v1_authz_proto_init() }
@@ -1042,14 +1290,20 @@ func file_writ_v1_authz_proto_init() {
 	if File_writ_v1_authz_proto != nil {
 		return
 	}
+	file_writ_v1_batch_proto_init()
 	file_writ_v1_types_proto_init()
-	file_writ_v1_authz_proto_msgTypes[1].OneofWrappers = []any{
+	file_writ_v1_authz_proto_msgTypes[3].OneofWrappers = []any{
 		(*Proof_Approle)(nil),
+		(*Proof_Jwt)(nil),
+		(*Proof_Mtls)(nil),
 	}
-	file_writ_v1_authz_proto_msgTypes[11].OneofWrappers = []any{
+	file_writ_v1_authz_proto_msgTypes[13].OneofWrappers = []any{
 		(*RevokeRequest_LeaseId)(nil),
 		(*RevokeRequest_Identity)(nil),
 		(*RevokeRequest_Credential)(nil),
+		(*RevokeRequest_Role)(nil),
+		(*RevokeRequest_Owner)(nil),
+		(*RevokeRequest_Subtree)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1057,7 +1311,7 @@ func file_writ_v1_authz_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_writ_v1_authz_proto_rawDesc), len(file_writ_v1_authz_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

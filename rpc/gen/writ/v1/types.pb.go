@@ -77,6 +77,62 @@ func (Consistency) EnumDescriptor() ([]byte, []int) {
 	return file_writ_v1_types_proto_rawDescGZIP(), []int{0}
 }
 
+// How a decision was reached.
+type DecisionOutcome int32
+
+const (
+	DecisionOutcome_DECISION_OUTCOME_UNSPECIFIED DecisionOutcome = 0
+	// Some permit matched and no forbid did.
+	DecisionOutcome_DECISION_OUTCOME_ALLOWED DecisionOutcome = 1
+	// A forbid matched: determining_policies lists the forbids.
+	DecisionOutcome_DECISION_OUTCOME_FORBIDDEN DecisionOutcome = 2
+	// No permit matched (Cedar's default deny).
+	DecisionOutcome_DECISION_OUTCOME_NO_PERMIT DecisionOutcome = 3
+)
+
+// Enum value maps for DecisionOutcome.
+var (
+	DecisionOutcome_name = map[int32]string{
+		0: "DECISION_OUTCOME_UNSPECIFIED",
+		1: "DECISION_OUTCOME_ALLOWED",
+		2: "DECISION_OUTCOME_FORBIDDEN",
+		3: "DECISION_OUTCOME_NO_PERMIT",
+	}
+	DecisionOutcome_value = map[string]int32{
+		"DECISION_OUTCOME_UNSPECIFIED": 0,
+		"DECISION_OUTCOME_ALLOWED":     1,
+		"DECISION_OUTCOME_FORBIDDEN":   2,
+		"DECISION_OUTCOME_NO_PERMIT":   3,
+	}
+)
+
+func (x DecisionOutcome) Enum() *DecisionOutcome {
+	p := new(DecisionOutcome)
+	*p = x
+	return p
+}
+
+func (x DecisionOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DecisionOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_writ_v1_types_proto_enumTypes[1].Descriptor()
+}
+
+func (DecisionOutcome) Type() protoreflect.EnumType {
+	return &file_writ_v1_types_proto_enumTypes[1]
+}
+
+func (x DecisionOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DecisionOutcome.Descriptor instead.
+func (DecisionOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_writ_v1_types_proto_rawDescGZIP(), []int{1}
+}
+
 // ReadOptions go with every read call.
 type ReadOptions struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -143,12 +199,14 @@ type Identity struct {
 	Environment string            `protobuf:"bytes,4,opt,name=environment,proto3" json:"environment,omitempty"`
 	Attributes  map[string]string `protobuf:"bytes,5,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// active | disabled
-	Status        string                 `protobuf:"bytes,6,opt,name=status,proto3" json:"status,omitempty"`
-	Epoch         uint64                 `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Version       uint64                 `protobuf:"varint,8,opt,name=version,proto3" json:"version,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	Description   string                 `protobuf:"bytes,11,opt,name=description,proto3" json:"description,omitempty"`
+	Status      string                 `protobuf:"bytes,6,opt,name=status,proto3" json:"status,omitempty"`
+	Epoch       uint64                 `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Version     uint64                 `protobuf:"varint,8,opt,name=version,proto3" json:"version,omitempty"`
+	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Description string                 `protobuf:"bytes,11,opt,name=description,proto3" json:"description,omitempty"`
+	// Budget: at most this many live leases at once (0: no limit).
+	MaxLiveLeases uint32 `protobuf:"varint,50,opt,name=max_live_leases,json=maxLiveLeases,proto3" json:"max_live_leases,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -260,6 +318,13 @@ func (x *Identity) GetDescription() string {
 	return ""
 }
 
+func (x *Identity) GetMaxLiveLeases() uint32 {
+	if x != nil {
+		return x.MaxLiveLeases
+	}
+	return 0
+}
+
 type Role struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -277,8 +342,22 @@ type Role struct {
 	Version           uint64                 `protobuf:"varint,11,opt,name=version,proto3" json:"version,omitempty"`
 	CreatedAt         *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	UpdatedAt         *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Instead of identity: the identity a JWT or mTLS login becomes, rendered
+	// from the verified proof, e.g. "ci/{repository}" or "mesh/{spiffe_path}".
+	IdentityTemplate string `protobuf:"bytes,40,opt,name=identity_template,json=identityTemplate,proto3" json:"identity_template,omitempty"`
+	// JWT and mTLS: the auth configs whose tokens or certificates this role accepts.
+	AuthConfigs []string `protobuf:"bytes,41,rep,name=auth_configs,json=authConfigs,proto3" json:"auth_configs,omitempty"`
+	// JWT claims (or certificate fields) that must match; values are globs.
+	BoundClaims []*BoundClaim `protobuf:"bytes,42,rep,name=bound_claims,json=boundClaims,proto3" json:"bound_claims,omitempty"`
+	// SPIFFE ID patterns (spiffe://td/ns/*/sa/api, spiffe://td/ns/prod/**).
+	BoundSpiffeIds []string `protobuf:"bytes,43,rep,name=bound_spiffe_ids,json=boundSpiffeIds,proto3" json:"bound_spiffe_ids,omitempty"`
+	// Source addresses or prefixes every login through this role must come from.
+	BoundCidrs []string `protobuf:"bytes,44,rep,name=bound_cidrs,json=boundCidrs,proto3" json:"bound_cidrs,omitempty"`
+	// How many links of delegation below a root lease this role allows
+	// (0: no delegation).
+	MaxDelegationDepth uint32 `protobuf:"varint,50,opt,name=max_delegation_depth,json=maxDelegationDepth,proto3" json:"max_delegation_depth,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Role) Reset() {
@@ -402,6 +481,102 @@ func (x *Role) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Role) GetIdentityTemplate() string {
+	if x != nil {
+		return x.IdentityTemplate
+	}
+	return ""
+}
+
+func (x *Role) GetAuthConfigs() []string {
+	if x != nil {
+		return x.AuthConfigs
+	}
+	return nil
+}
+
+func (x *Role) GetBoundClaims() []*BoundClaim {
+	if x != nil {
+		return x.BoundClaims
+	}
+	return nil
+}
+
+func (x *Role) GetBoundSpiffeIds() []string {
+	if x != nil {
+		return x.BoundSpiffeIds
+	}
+	return nil
+}
+
+func (x *Role) GetBoundCidrs() []string {
+	if x != nil {
+		return x.BoundCidrs
+	}
+	return nil
+}
+
+func (x *Role) GetMaxDelegationDepth() uint32 {
+	if x != nil {
+		return x.MaxDelegationDepth
+	}
+	return 0
+}
+
+// BoundClaim requires a claim (a name, or a JSON pointer like
+// "/kubernetes.io/namespace") to match one of the glob values.
+type BoundClaim struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Claim         string                 `protobuf:"bytes,1,opt,name=claim,proto3" json:"claim,omitempty"`
+	Values        []string               `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BoundClaim) Reset() {
+	*x = BoundClaim{}
+	mi := &file_writ_v1_types_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BoundClaim) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BoundClaim) ProtoMessage() {}
+
+func (x *BoundClaim) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_v1_types_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BoundClaim.ProtoReflect.Descriptor instead.
+func (*BoundClaim) Descriptor() ([]byte, []int) {
+	return file_writ_v1_types_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *BoundClaim) GetClaim() string {
+	if x != nil {
+		return x.Claim
+	}
+	return ""
+}
+
+func (x *BoundClaim) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
 type SecretIDInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Accessor      string                 `protobuf:"bytes,1,opt,name=accessor,proto3" json:"accessor,omitempty"`
@@ -418,7 +593,7 @@ type SecretIDInfo struct {
 
 func (x *SecretIDInfo) Reset() {
 	*x = SecretIDInfo{}
-	mi := &file_writ_v1_types_proto_msgTypes[3]
+	mi := &file_writ_v1_types_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +605,7 @@ func (x *SecretIDInfo) String() string {
 func (*SecretIDInfo) ProtoMessage() {}
 
 func (x *SecretIDInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_types_proto_msgTypes[3]
+	mi := &file_writ_v1_types_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +618,7 @@ func (x *SecretIDInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretIDInfo.ProtoReflect.Descriptor instead.
 func (*SecretIDInfo) Descriptor() ([]byte, []int) {
-	return file_writ_v1_types_proto_rawDescGZIP(), []int{3}
+	return file_writ_v1_types_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SecretIDInfo) GetAccessor() string {
@@ -511,13 +686,16 @@ type PolicySet struct {
 	Description    string                 `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
 	ActivatedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=activated_at,json=activatedAt,proto3" json:"activated_at,omitempty"`
 	ActivatedIndex uint64                 `protobuf:"varint,6,opt,name=activated_index,json=activatedIndex,proto3" json:"activated_index,omitempty"`
+	// Set when this version was made by rolling back: the version whose text
+	// it restored.
+	RolledBackFrom uint64 `protobuf:"varint,60,opt,name=rolled_back_from,json=rolledBackFrom,proto3" json:"rolled_back_from,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PolicySet) Reset() {
 	*x = PolicySet{}
-	mi := &file_writ_v1_types_proto_msgTypes[4]
+	mi := &file_writ_v1_types_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +707,7 @@ func (x *PolicySet) String() string {
 func (*PolicySet) ProtoMessage() {}
 
 func (x *PolicySet) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_types_proto_msgTypes[4]
+	mi := &file_writ_v1_types_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +720,7 @@ func (x *PolicySet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicySet.ProtoReflect.Descriptor instead.
 func (*PolicySet) Descriptor() ([]byte, []int) {
-	return file_writ_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_writ_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PolicySet) GetName() string {
@@ -587,6 +765,13 @@ func (x *PolicySet) GetActivatedIndex() uint64 {
 	return 0
 }
 
+func (x *PolicySet) GetRolledBackFrom() uint64 {
+	if x != nil {
+		return x.RolledBackFrom
+	}
+	return 0
+}
+
 type Resource struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Type  string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
@@ -599,7 +784,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_writ_v1_types_proto_msgTypes[5]
+	mi := &file_writ_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -611,7 +796,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_types_proto_msgTypes[5]
+	mi := &file_writ_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -624,7 +809,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_writ_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_writ_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Resource) GetType() string {
@@ -658,7 +843,7 @@ type Scope struct {
 
 func (x *Scope) Reset() {
 	*x = Scope{}
-	mi := &file_writ_v1_types_proto_msgTypes[6]
+	mi := &file_writ_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -670,7 +855,7 @@ func (x *Scope) String() string {
 func (*Scope) ProtoMessage() {}
 
 func (x *Scope) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_types_proto_msgTypes[6]
+	mi := &file_writ_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -683,7 +868,7 @@ func (x *Scope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Scope.ProtoReflect.Descriptor instead.
 func (*Scope) Descriptor() ([]byte, []int) {
-	return file_writ_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_writ_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Scope) GetActions() []string {
@@ -716,18 +901,20 @@ type Lease struct {
 	DecisionId    string                 `protobuf:"bytes,12,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
 	PolicySet     string                 `protobuf:"bytes,13,opt,name=policy_set,json=policySet,proto3" json:"policy_set,omitempty"`
 	PolicyVersion uint64                 `protobuf:"varint,14,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
-	// active | revoked | expired | invalidated
-	Status        string `protobuf:"bytes,15,opt,name=status,proto3" json:"status,omitempty"`
-	StatusReason  string `protobuf:"bytes,16,opt,name=status_reason,json=statusReason,proto3" json:"status_reason,omitempty"`
-	IssuedIndex   uint64 `protobuf:"varint,17,opt,name=issued_index,json=issuedIndex,proto3" json:"issued_index,omitempty"`
-	AuthMethod    string `protobuf:"bytes,18,opt,name=auth_method,json=authMethod,proto3" json:"auth_method,omitempty"`
+	// active | revoked | completed | expired | invalidated
+	Status       string `protobuf:"bytes,15,opt,name=status,proto3" json:"status,omitempty"`
+	StatusReason string `protobuf:"bytes,16,opt,name=status_reason,json=statusReason,proto3" json:"status_reason,omitempty"`
+	IssuedIndex  uint64 `protobuf:"varint,17,opt,name=issued_index,json=issuedIndex,proto3" json:"issued_index,omitempty"`
+	AuthMethod   string `protobuf:"bytes,18,opt,name=auth_method,json=authMethod,proto3" json:"auth_method,omitempty"`
+	// Links to the root lease (0 for a root).
+	Depth         uint32 `protobuf:"varint,50,opt,name=depth,proto3" json:"depth,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_writ_v1_types_proto_msgTypes[7]
+	mi := &file_writ_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -739,7 +926,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_types_proto_msgTypes[7]
+	mi := &file_writ_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -752,7 +939,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_writ_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_writ_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Lease) GetId() string {
@@ -881,17 +1068,26 @@ func (x *Lease) GetAuthMethod() string {
 	return ""
 }
 
+func (x *Lease) GetDepth() uint32 {
+	if x != nil {
+		return x.Depth
+	}
+	return 0
+}
+
 type DeterminingPolicy struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Annotations   map[string]string      `protobuf:"bytes,2,rep,name=annotations,proto3" json:"annotations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Annotations map[string]string      `protobuf:"bytes,2,rep,name=annotations,proto3" json:"annotations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The policy's @reason annotation, when it has one.
+	Reason        string `protobuf:"bytes,60,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeterminingPolicy) Reset() {
 	*x = DeterminingPolicy{}
-	mi := &file_writ_v1_types_proto_msgTypes[8]
+	mi := &file_writ_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1099,7 @@ func (x *DeterminingPolicy) String() string {
 func (*DeterminingPolicy) ProtoMessage() {}
 
 func (x *DeterminingPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_types_proto_msgTypes[8]
+	mi := &file_writ_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1112,7 @@ func (x *DeterminingPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeterminingPolicy.ProtoReflect.Descriptor instead.
 func (*DeterminingPolicy) Descriptor() ([]byte, []int) {
-	return file_writ_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_writ_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeterminingPolicy) GetId() string {
@@ -927,6 +1123,75 @@ func (x *DeterminingPolicy) GetId() string {
 }
 
 func (x *DeterminingPolicy) GetAnnotations() map[string]string {
+	if x != nil {
+		return x.Annotations
+	}
+	return nil
+}
+
+func (x *DeterminingPolicy) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// One policy whose evaluation failed. Cedar skips such a policy: an erroring
+// forbid does not deny.
+type PolicyError struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PolicyId      string                 `protobuf:"bytes,1,opt,name=policy_id,json=policyId,proto3" json:"policy_id,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Annotations   map[string]string      `protobuf:"bytes,3,rep,name=annotations,proto3" json:"annotations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyError) Reset() {
+	*x = PolicyError{}
+	mi := &file_writ_v1_types_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyError) ProtoMessage() {}
+
+func (x *PolicyError) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_v1_types_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyError.ProtoReflect.Descriptor instead.
+func (*PolicyError) Descriptor() ([]byte, []int) {
+	return file_writ_v1_types_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PolicyError) GetPolicyId() string {
+	if x != nil {
+		return x.PolicyId
+	}
+	return ""
+}
+
+func (x *PolicyError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *PolicyError) GetAnnotations() map[string]string {
 	if x != nil {
 		return x.Annotations
 	}
@@ -944,14 +1209,21 @@ type Decision struct {
 	PolicySet           string               `protobuf:"bytes,5,opt,name=policy_set,json=policySet,proto3" json:"policy_set,omitempty"`
 	PolicyVersion       uint64               `protobuf:"varint,6,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
 	// Human-readable summary of why.
-	Reason        string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason  string          `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	Outcome DecisionOutcome `protobuf:"varint,60,opt,name=outcome,proto3,enum=writ.v1.DecisionOutcome" json:"outcome,omitempty"`
+	// The errors again, with the policy that failed.
+	PolicyErrors []*PolicyError `protobuf:"bytes,61,rep,name=policy_errors,json=policyErrors,proto3" json:"policy_errors,omitempty"`
+	// What Cedar saw as context.auth: how the caller proved who it is
+	// (method, issuer, selected claims, SPIFFE ID, certificate fingerprint,
+	// source address, ...).
+	Auth          *structpb.Struct `protobuf:"bytes,40,opt,name=auth,proto3" json:"auth,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Decision) Reset() {
 	*x = Decision{}
-	mi := &file_writ_v1_types_proto_msgTypes[9]
+	mi := &file_writ_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -963,7 +1235,7 @@ func (x *Decision) String() string {
 func (*Decision) ProtoMessage() {}
 
 func (x *Decision) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_types_proto_msgTypes[9]
+	mi := &file_writ_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -976,7 +1248,7 @@ func (x *Decision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decision.ProtoReflect.Descriptor instead.
 func (*Decision) Descriptor() ([]byte, []int) {
-	return file_writ_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_writ_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Decision) GetAllowed() bool {
@@ -1028,6 +1300,27 @@ func (x *Decision) GetReason() string {
 	return ""
 }
 
+func (x *Decision) GetOutcome() DecisionOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return DecisionOutcome_DECISION_OUTCOME_UNSPECIFIED
+}
+
+func (x *Decision) GetPolicyErrors() []*PolicyError {
+	if x != nil {
+		return x.PolicyErrors
+	}
+	return nil
+}
+
+func (x *Decision) GetAuth() *structpb.Struct {
+	if x != nil {
+		return x.Auth
+	}
+	return nil
+}
+
 var File_writ_v1_types_proto protoreflect.FileDescriptor
 
 const file_writ_v1_types_proto_rawDesc = "" +
@@ -1035,7 +1328,7 @@ const file_writ_v1_types_proto_rawDesc = "" +
 	"\x13writ/v1/types.proto\x12\awrit.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"b\n" +
 	"\vReadOptions\x126\n" +
 	"\vconsistency\x18\x01 \x01(\x0e2\x14.writ.v1.ConsistencyR\vconsistency\x12\x1b\n" +
-	"\tmin_index\x18\x02 \x01(\x04R\bminIndex\"\xc8\x03\n" +
+	"\tmin_index\x18\x02 \x01(\x04R\bminIndex\"\xf0\x03\n" +
 	"\bIdentity\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
@@ -1052,10 +1345,11 @@ const file_writ_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"updated_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12 \n" +
-	"\vdescription\x18\v \x01(\tR\vdescription\x1a=\n" +
+	"\vdescription\x18\v \x01(\tR\vdescription\x12&\n" +
+	"\x0fmax_live_leases\x182 \x01(\rR\rmaxLiveLeases\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdd\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe2\x05\n" +
 	"\x04Role\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\venvironment\x18\x02 \x01(\tR\venvironment\x12!\n" +
@@ -1072,7 +1366,18 @@ const file_writ_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xf7\x02\n" +
+	"updated_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12+\n" +
+	"\x11identity_template\x18( \x01(\tR\x10identityTemplate\x12!\n" +
+	"\fauth_configs\x18) \x03(\tR\vauthConfigs\x126\n" +
+	"\fbound_claims\x18* \x03(\v2\x13.writ.v1.BoundClaimR\vboundClaims\x12(\n" +
+	"\x10bound_spiffe_ids\x18+ \x03(\tR\x0eboundSpiffeIds\x12\x1f\n" +
+	"\vbound_cidrs\x18, \x03(\tR\n" +
+	"boundCidrs\x120\n" +
+	"\x14max_delegation_depth\x182 \x01(\rR\x12maxDelegationDepth\":\n" +
+	"\n" +
+	"BoundClaim\x12\x14\n" +
+	"\x05claim\x18\x01 \x01(\tR\x05claim\x12\x16\n" +
+	"\x06values\x18\x02 \x03(\tR\x06values\"\xf7\x02\n" +
 	"\fSecretIDInfo\x12\x1a\n" +
 	"\baccessor\x18\x01 \x01(\tR\baccessor\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x19\n" +
@@ -1086,14 +1391,15 @@ const file_writ_v1_types_proto_rawDesc = "" +
 	"\bmetadata\x18\b \x03(\v2#.writ.v1.SecretIDInfo.MetadataEntryR\bmetadata\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd9\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x83\x02\n" +
 	"\tPolicySet\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x14\n" +
 	"\x05cedar\x18\x03 \x01(\tR\x05cedar\x12 \n" +
 	"\vdescription\x18\x04 \x01(\tR\vdescription\x12=\n" +
 	"\factivated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vactivatedAt\x12'\n" +
-	"\x0factivated_index\x18\x06 \x01(\x04R\x0eactivatedIndex\"g\n" +
+	"\x0factivated_index\x18\x06 \x01(\x04R\x0eactivatedIndex\x12(\n" +
+	"\x10rolled_back_from\x18< \x01(\x04R\x0erolledBackFrom\"g\n" +
 	"\bResource\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x127\n" +
@@ -1102,7 +1408,7 @@ const file_writ_v1_types_proto_rawDesc = "" +
 	"attributes\"R\n" +
 	"\x05Scope\x12\x18\n" +
 	"\aactions\x18\x01 \x03(\tR\aactions\x12/\n" +
-	"\tresources\x18\x02 \x03(\v2\x11.writ.v1.ResourceR\tresources\"\xf7\x04\n" +
+	"\tresources\x18\x02 \x03(\v2\x11.writ.v1.ResourceR\tresources\"\x8d\x05\n" +
 	"\x05Lease\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bidentity\x18\x02 \x01(\tR\bidentity\x12\x12\n" +
@@ -1126,13 +1432,22 @@ const file_writ_v1_types_proto_rawDesc = "" +
 	"\rstatus_reason\x18\x10 \x01(\tR\fstatusReason\x12!\n" +
 	"\fissued_index\x18\x11 \x01(\x04R\vissuedIndex\x12\x1f\n" +
 	"\vauth_method\x18\x12 \x01(\tR\n" +
-	"authMethod\"\xb2\x01\n" +
+	"authMethod\x12\x14\n" +
+	"\x05depth\x182 \x01(\rR\x05depth\"\xca\x01\n" +
 	"\x11DeterminingPolicy\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12M\n" +
-	"\vannotations\x18\x02 \x03(\v2+.writ.v1.DeterminingPolicy.AnnotationsEntryR\vannotations\x1a>\n" +
+	"\vannotations\x18\x02 \x03(\v2+.writ.v1.DeterminingPolicy.AnnotationsEntryR\vannotations\x12\x16\n" +
+	"\x06reason\x18< \x01(\tR\x06reason\x1a>\n" +
 	"\x10AnnotationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8a\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcd\x01\n" +
+	"\vPolicyError\x12\x1b\n" +
+	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12G\n" +
+	"\vannotations\x18\x03 \x03(\v2%.writ.v1.PolicyError.AnnotationsEntryR\vannotations\x1a>\n" +
+	"\x10AnnotationsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa6\x03\n" +
 	"\bDecision\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x1f\n" +
 	"\vdecision_id\x18\x02 \x01(\tR\n" +
@@ -1142,11 +1457,19 @@ const file_writ_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"policy_set\x18\x05 \x01(\tR\tpolicySet\x12%\n" +
 	"\x0epolicy_version\x18\x06 \x01(\x04R\rpolicyVersion\x12\x16\n" +
-	"\x06reason\x18\a \x01(\tR\x06reason*_\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x122\n" +
+	"\aoutcome\x18< \x01(\x0e2\x18.writ.v1.DecisionOutcomeR\aoutcome\x129\n" +
+	"\rpolicy_errors\x18= \x03(\v2\x14.writ.v1.PolicyErrorR\fpolicyErrors\x12+\n" +
+	"\x04auth\x18( \x01(\v2\x17.google.protobuf.StructR\x04auth*_\n" +
 	"\vConsistency\x12\x1b\n" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11CONSISTENCY_STALE\x10\x01\x12\x1c\n" +
-	"\x18CONSISTENCY_LINEARIZABLE\x10\x02B1Z/github.com/writ-dev/writ/rpc/gen/writ/v1;writv1b\x06proto3"
+	"\x18CONSISTENCY_LINEARIZABLE\x10\x02*\x91\x01\n" +
+	"\x0fDecisionOutcome\x12 \n" +
+	"\x1cDECISION_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18DECISION_OUTCOME_ALLOWED\x10\x01\x12\x1e\n" +
+	"\x1aDECISION_OUTCOME_FORBIDDEN\x10\x02\x12\x1e\n" +
+	"\x1aDECISION_OUTCOME_NO_PERMIT\x10\x03B1Z/github.com/writ-dev/writ/rpc/gen/writ/v1;writv1b\x06proto3"
 
 var (
 	file_writ_v1_types_proto_rawDescOnce sync.Once
@@ -1160,50 +1483,59 @@ func file_writ_v1_types_proto_rawDescGZIP() []byte {
 	return file_writ_v1_types_proto_rawDescData
 }
 
-var file_writ_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_writ_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_writ_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_writ_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_writ_v1_types_proto_goTypes = []any{
 	(Consistency)(0),              // 0: writ.v1.Consistency
-	(*ReadOptions)(nil),           // 1: writ.v1.ReadOptions
-	(*Identity)(nil),              // 2: writ.v1.Identity
-	(*Role)(nil),                  // 3: writ.v1.Role
-	(*SecretIDInfo)(nil),          // 4: writ.v1.SecretIDInfo
-	(*PolicySet)(nil),             // 5: writ.v1.PolicySet
-	(*Resource)(nil),              // 6: writ.v1.Resource
-	(*Scope)(nil),                 // 7: writ.v1.Scope
-	(*Lease)(nil),                 // 8: writ.v1.Lease
-	(*DeterminingPolicy)(nil),     // 9: writ.v1.DeterminingPolicy
-	(*Decision)(nil),              // 10: writ.v1.Decision
-	nil,                           // 11: writ.v1.Identity.AttributesEntry
-	nil,                           // 12: writ.v1.SecretIDInfo.MetadataEntry
-	nil,                           // 13: writ.v1.DeterminingPolicy.AnnotationsEntry
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 15: google.protobuf.Struct
+	(DecisionOutcome)(0),          // 1: writ.v1.DecisionOutcome
+	(*ReadOptions)(nil),           // 2: writ.v1.ReadOptions
+	(*Identity)(nil),              // 3: writ.v1.Identity
+	(*Role)(nil),                  // 4: writ.v1.Role
+	(*BoundClaim)(nil),            // 5: writ.v1.BoundClaim
+	(*SecretIDInfo)(nil),          // 6: writ.v1.SecretIDInfo
+	(*PolicySet)(nil),             // 7: writ.v1.PolicySet
+	(*Resource)(nil),              // 8: writ.v1.Resource
+	(*Scope)(nil),                 // 9: writ.v1.Scope
+	(*Lease)(nil),                 // 10: writ.v1.Lease
+	(*DeterminingPolicy)(nil),     // 11: writ.v1.DeterminingPolicy
+	(*PolicyError)(nil),           // 12: writ.v1.PolicyError
+	(*Decision)(nil),              // 13: writ.v1.Decision
+	nil,                           // 14: writ.v1.Identity.AttributesEntry
+	nil,                           // 15: writ.v1.SecretIDInfo.MetadataEntry
+	nil,                           // 16: writ.v1.DeterminingPolicy.AnnotationsEntry
+	nil,                           // 17: writ.v1.PolicyError.AnnotationsEntry
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 19: google.protobuf.Struct
 }
 var file_writ_v1_types_proto_depIdxs = []int32{
 	0,  // 0: writ.v1.ReadOptions.consistency:type_name -> writ.v1.Consistency
-	11, // 1: writ.v1.Identity.attributes:type_name -> writ.v1.Identity.AttributesEntry
-	14, // 2: writ.v1.Identity.created_at:type_name -> google.protobuf.Timestamp
-	14, // 3: writ.v1.Identity.updated_at:type_name -> google.protobuf.Timestamp
-	14, // 4: writ.v1.Role.created_at:type_name -> google.protobuf.Timestamp
-	14, // 5: writ.v1.Role.updated_at:type_name -> google.protobuf.Timestamp
-	14, // 6: writ.v1.SecretIDInfo.expires_at:type_name -> google.protobuf.Timestamp
-	14, // 7: writ.v1.SecretIDInfo.created_at:type_name -> google.protobuf.Timestamp
-	12, // 8: writ.v1.SecretIDInfo.metadata:type_name -> writ.v1.SecretIDInfo.MetadataEntry
-	14, // 9: writ.v1.PolicySet.activated_at:type_name -> google.protobuf.Timestamp
-	15, // 10: writ.v1.Resource.attributes:type_name -> google.protobuf.Struct
-	6,  // 11: writ.v1.Scope.resources:type_name -> writ.v1.Resource
-	7,  // 12: writ.v1.Lease.scope:type_name -> writ.v1.Scope
-	14, // 13: writ.v1.Lease.issued_at:type_name -> google.protobuf.Timestamp
-	14, // 14: writ.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
-	14, // 15: writ.v1.Lease.max_expires_at:type_name -> google.protobuf.Timestamp
-	13, // 16: writ.v1.DeterminingPolicy.annotations:type_name -> writ.v1.DeterminingPolicy.AnnotationsEntry
-	9,  // 17: writ.v1.Decision.determining_policies:type_name -> writ.v1.DeterminingPolicy
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	14, // 1: writ.v1.Identity.attributes:type_name -> writ.v1.Identity.AttributesEntry
+	18, // 2: writ.v1.Identity.created_at:type_name -> google.protobuf.Timestamp
+	18, // 3: writ.v1.Identity.updated_at:type_name -> google.protobuf.Timestamp
+	18, // 4: writ.v1.Role.created_at:type_name -> google.protobuf.Timestamp
+	18, // 5: writ.v1.Role.updated_at:type_name -> google.protobuf.Timestamp
+	5,  // 6: writ.v1.Role.bound_claims:type_name -> writ.v1.BoundClaim
+	18, // 7: writ.v1.SecretIDInfo.expires_at:type_name -> google.protobuf.Timestamp
+	18, // 8: writ.v1.SecretIDInfo.created_at:type_name -> google.protobuf.Timestamp
+	15, // 9: writ.v1.SecretIDInfo.metadata:type_name -> writ.v1.SecretIDInfo.MetadataEntry
+	18, // 10: writ.v1.PolicySet.activated_at:type_name -> google.protobuf.Timestamp
+	19, // 11: writ.v1.Resource.attributes:type_name -> google.protobuf.Struct
+	8,  // 12: writ.v1.Scope.resources:type_name -> writ.v1.Resource
+	9,  // 13: writ.v1.Lease.scope:type_name -> writ.v1.Scope
+	18, // 14: writ.v1.Lease.issued_at:type_name -> google.protobuf.Timestamp
+	18, // 15: writ.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
+	18, // 16: writ.v1.Lease.max_expires_at:type_name -> google.protobuf.Timestamp
+	16, // 17: writ.v1.DeterminingPolicy.annotations:type_name -> writ.v1.DeterminingPolicy.AnnotationsEntry
+	17, // 18: writ.v1.PolicyError.annotations:type_name -> writ.v1.PolicyError.AnnotationsEntry
+	11, // 19: writ.v1.Decision.determining_policies:type_name -> writ.v1.DeterminingPolicy
+	1,  // 20: writ.v1.Decision.outcome:type_name -> writ.v1.DecisionOutcome
+	12, // 21: writ.v1.Decision.policy_errors:type_name -> writ.v1.PolicyError
+	19, // 22: writ.v1.Decision.auth:type_name -> google.protobuf.Struct
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_writ_v1_types_proto_init() }
@@ -1216,8 +1548,8 @@ func file_writ_v1_types_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_writ_v1_types_proto_rawDesc), len(file_writ_v1_types_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   13,
+			NumEnums:      2,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

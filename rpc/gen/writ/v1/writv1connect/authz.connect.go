@@ -38,6 +38,9 @@ const (
 	AuthzServiceAuthorizeAndIssueProcedure = "/writ.v1.AuthzService/AuthorizeAndIssue"
 	// AuthzServiceAuthorizeProcedure is the fully-qualified name of the AuthzService's Authorize RPC.
 	AuthzServiceAuthorizeProcedure = "/writ.v1.AuthzService/Authorize"
+	// AuthzServiceBatchAuthorizeProcedure is the fully-qualified name of the AuthzService's
+	// BatchAuthorize RPC.
+	AuthzServiceBatchAuthorizeProcedure = "/writ.v1.AuthzService/BatchAuthorize"
 	// AuthzServiceVerifyProcedure is the fully-qualified name of the AuthzService's Verify RPC.
 	AuthzServiceVerifyProcedure = "/writ.v1.AuthzService/Verify"
 	// AuthzServiceRenewProcedure is the fully-qualified name of the AuthzService's Renew RPC.
@@ -53,11 +56,16 @@ type AuthzServiceClient interface {
 	AuthorizeAndIssue(context.Context, *connect.Request[v1.AuthorizeAndIssueRequest]) (*connect.Response[v1.AuthorizeAndIssueResponse], error)
 	// Check a credential for one action on one resource, now. No write.
 	Authorize(context.Context, *connect.Request[v1.AuthorizeRequest]) (*connect.Response[v1.AuthorizeResponse], error)
+	// Many Authorize decisions in one call, on one read view: per-item results
+	// and errors; each distinct credential is verified once.
+	BatchAuthorize(context.Context, *connect.Request[v1.BatchAuthorizeRequest]) (*connect.Response[v1.BatchAuthorizeResponse], error)
 	// Introspect a credential: is its lease live, and what does it grant.
 	Verify(context.Context, *connect.Request[v1.VerifyRequest]) (*connect.Response[v1.VerifyResponse], error)
 	// Extend a lease within its role's limits (a fresh authorization).
 	Renew(context.Context, *connect.Request[v1.RenewRequest]) (*connect.Response[v1.RenewResponse], error)
-	// Revoke a lease, or everything an identity holds.
+	// Revoke a lease (and its delegation subtree), everything an identity,
+	// role or owner holds, or everything delegated from a lease: one log entry
+	// whatever the number of leases. dry_run counts instead.
 	Revoke(context.Context, *connect.Request[v1.RevokeRequest]) (*connect.Response[v1.RevokeResponse], error)
 }
 
@@ -82,6 +90,13 @@ func NewAuthzServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			httpClient,
 			baseURL+AuthzServiceAuthorizeProcedure,
 			connect.WithSchema(authzServiceMethods.ByName("Authorize")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		batchAuthorize: connect.NewClient[v1.BatchAuthorizeRequest, v1.BatchAuthorizeResponse](
+			httpClient,
+			baseURL+AuthzServiceBatchAuthorizeProcedure,
+			connect.WithSchema(authzServiceMethods.ByName("BatchAuthorize")),
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
@@ -111,6 +126,7 @@ func NewAuthzServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 type authzServiceClient struct {
 	authorizeAndIssue *connect.Client[v1.AuthorizeAndIssueRequest, v1.AuthorizeAndIssueResponse]
 	authorize         *connect.Client[v1.AuthorizeRequest, v1.AuthorizeResponse]
+	batchAuthorize    *connect.Client[v1.BatchAuthorizeRequest, v1.BatchAuthorizeResponse]
 	verify            *connect.Client[v1.VerifyRequest, v1.VerifyResponse]
 	renew             *connect.Client[v1.RenewRequest, v1.RenewResponse]
 	revoke            *connect.Client[v1.RevokeRequest, v1.RevokeResponse]
@@ -124,6 +140,11 @@ func (c *authzServiceClient) AuthorizeAndIssue(ctx context.Context, req *connect
 // Authorize calls writ.v1.AuthzService.Authorize.
 func (c *authzServiceClient) Authorize(ctx context.Context, req *connect.Request[v1.AuthorizeRequest]) (*connect.Response[v1.AuthorizeResponse], error) {
 	return c.authorize.CallUnary(ctx, req)
+}
+
+// BatchAuthorize calls writ.v1.AuthzService.BatchAuthorize.
+func (c *authzServiceClient) BatchAuthorize(ctx context.Context, req *connect.Request[v1.BatchAuthorizeRequest]) (*connect.Response[v1.BatchAuthorizeResponse], error) {
+	return c.batchAuthorize.CallUnary(ctx, req)
 }
 
 // Verify calls writ.v1.AuthzService.Verify.
@@ -148,11 +169,16 @@ type AuthzServiceHandler interface {
 	AuthorizeAndIssue(context.Context, *connect.Request[v1.AuthorizeAndIssueRequest]) (*connect.Response[v1.AuthorizeAndIssueResponse], error)
 	// Check a credential for one action on one resource, now. No write.
 	Authorize(context.Context, *connect.Request[v1.AuthorizeRequest]) (*connect.Response[v1.AuthorizeResponse], error)
+	// Many Authorize decisions in one call, on one read view: per-item results
+	// and errors; each distinct credential is verified once.
+	BatchAuthorize(context.Context, *connect.Request[v1.BatchAuthorizeRequest]) (*connect.Response[v1.BatchAuthorizeResponse], error)
 	// Introspect a credential: is its lease live, and what does it grant.
 	Verify(context.Context, *connect.Request[v1.VerifyRequest]) (*connect.Response[v1.VerifyResponse], error)
 	// Extend a lease within its role's limits (a fresh authorization).
 	Renew(context.Context, *connect.Request[v1.RenewRequest]) (*connect.Response[v1.RenewResponse], error)
-	// Revoke a lease, or everything an identity holds.
+	// Revoke a lease (and its delegation subtree), everything an identity,
+	// role or owner holds, or everything delegated from a lease: one log entry
+	// whatever the number of leases. dry_run counts instead.
 	Revoke(context.Context, *connect.Request[v1.RevokeRequest]) (*connect.Response[v1.RevokeResponse], error)
 }
 
@@ -173,6 +199,13 @@ func NewAuthzServiceHandler(svc AuthzServiceHandler, opts ...connect.HandlerOpti
 		AuthzServiceAuthorizeProcedure,
 		svc.Authorize,
 		connect.WithSchema(authzServiceMethods.ByName("Authorize")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	authzServiceBatchAuthorizeHandler := connect.NewUnaryHandler(
+		AuthzServiceBatchAuthorizeProcedure,
+		svc.BatchAuthorize,
+		connect.WithSchema(authzServiceMethods.ByName("BatchAuthorize")),
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
@@ -201,6 +234,8 @@ func NewAuthzServiceHandler(svc AuthzServiceHandler, opts ...connect.HandlerOpti
 			authzServiceAuthorizeAndIssueHandler.ServeHTTP(w, r)
 		case AuthzServiceAuthorizeProcedure:
 			authzServiceAuthorizeHandler.ServeHTTP(w, r)
+		case AuthzServiceBatchAuthorizeProcedure:
+			authzServiceBatchAuthorizeHandler.ServeHTTP(w, r)
 		case AuthzServiceVerifyProcedure:
 			authzServiceVerifyHandler.ServeHTTP(w, r)
 		case AuthzServiceRenewProcedure:
@@ -222,6 +257,10 @@ func (UnimplementedAuthzServiceHandler) AuthorizeAndIssue(context.Context, *conn
 
 func (UnimplementedAuthzServiceHandler) Authorize(context.Context, *connect.Request[v1.AuthorizeRequest]) (*connect.Response[v1.AuthorizeResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("writ.v1.AuthzService.Authorize is not implemented"))
+}
+
+func (UnimplementedAuthzServiceHandler) BatchAuthorize(context.Context, *connect.Request[v1.BatchAuthorizeRequest]) (*connect.Response[v1.BatchAuthorizeResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("writ.v1.AuthzService.BatchAuthorize is not implemented"))
 }
 
 func (UnimplementedAuthzServiceHandler) Verify(context.Context, *connect.Request[v1.VerifyRequest]) (*connect.Response[v1.VerifyResponse], error) {

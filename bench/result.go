@@ -1,0 +1,162 @@
+package bench
+
+import (
+	"encoding/json"
+	"io"
+	"slices"
+	"sort"
+)
+
+// Latency is a latency distribution condensed to a few percentiles (ms).
+type Latency struct {
+	Count  int64   `json:"count"`
+	P50Ms  float64 `json:"p50_ms"`
+	P90Ms  float64 `json:"p90_ms"`
+	P99Ms  float64 `json:"p99_ms"`
+	P999Ms float64 `json:"p999_ms"`
+	MaxMs  float64 `json:"max_ms"`
+	MeanMs float64 `json:"mean_ms"`
+}
+
+// Point is one (x, y) of a plot.
+type Point struct {
+	X float64 `json:"x"`
+	Y float64 `json:"y"`
+}
+
+// ScalePoint is one step of a scale scenario (policies or live leases).
+type ScalePoint struct {
+	Size    int     `json:"size"`
+	OpsPerS float64 `json:"ops_per_s"`
+	Latency
+}
+
+// RunSummary is one of the repeated runs a Result is the median of.
+type RunSummary struct {
+	OpsPerS float64 `json:"ops_per_s"`
+	P50Ms   float64 `json:"p50_ms"`
+	P99Ms   float64 `json:"p99_ms"`
+	Errors  int64   `json:"errors"`
+}
+
+// Result is one scenario's outcome: the `--json` object and what the report
+// plots. With several runs, ops_per_s, p50_ms and p99_ms are the medians of
+// the runs and the plotted series come from the median run.
+type Result struct {
+	Scenario string  `json:"scenario"`
+	OpsPerS  float64 `json:"ops_per_s"`
+	P50Ms    float64 `json:"p50_ms"`
+	P90Ms    float64 `json:"p90_ms"`
+	P99Ms    float64 `json:"p99_ms"`
+	P999Ms   float64 `json:"p999_ms"`
+	MaxMs    float64 `json:"max_ms"`
+	Errors   int64   `json:"errors"`
+	// Ops and Calls are the median run's counts; Unit says what an op is.
+	Ops       int64   `json:"ops"`
+	Calls     int64   `json:"calls"`
+	Unit      string  `json:"unit"`
+	DurationS float64 `json:"duration_s"`
+	// Load shape: closed (concurrency) or open (rate) loop.
+	Mode        string  `json:"mode"`
+	Concurrency int     `json:"concurrency"`
+	Rate        float64 `json:"rate,omitempty"`
+	Nodes       int     `json:"nodes,omitempty"`
+	Protocol    string  `json:"protocol,omitempty"`
+	Policies    int     `json:"policies,omitempty"`
+	BatchSize   int     `json:"batch_size,omitempty"`
+	// Ratios to ceilings and peers measured in the same run, e.g. "ping": 0.82.
+	Ratios map[string]float64 `json:"ratios,omitempty"`
+	Runs   []RunSummary       `json:"runs,omitempty"`
+	// Parts break a mixed load down by operation.
+	Parts map[string]Latency `json:"parts,omitempty"`
+	// Propagation is revoke → every node rejects, when measured.
+	Propagation    *Latency `json:"propagation,omitempty"`
+	PropagationCDF []Point  `json:"propagation_cdf,omitempty"`
+	// Scale holds the steps of policy-scale and lease-scale.
+	Scale        []ScalePoint     `json:"scale,omitempty"`
+	Series       []float64        `json:"series_ops_per_s,omitempty"`
+	Percentiles  []Point          `json:"percentiles,omitempty"`
+	ErrorSamples map[string]int64 `json:"error_samples,omitempty"`
+	Skipped      string           `json:"skipped,omitempty"`
+	// Error is why a scenario stopped early; what it measured is kept.
+	Error string `json:"error,omitempty"`
+	Note  string `json:"note,omitempty"`
+}
+
+// fromMeasurements builds a Result from repeated runs of one scenario.
+func fromMeasurements(name, unit string, l Load, ms []*Measurement) *Result {
+	r := &Result{Scenario: name, Unit: unit, Mode: l.Mode(), Concurrency: l.Concurrency, Rate: l.Rate}
+	if len(ms) == 0 {
+		return r
+	}
+	for _, m := range ms {
+		r.Runs = append(r.Runs, RunSummary{OpsPerS: m.OpsPerSecond(), P50Ms: m.Latency.Quantile(50), P99Ms: m.Latency.Quantile(99), Errors: m.Errors})
+		r.Errors += m.Errors
+	}
+	med := medianRun(ms)
+	r.OpsPerS = median(mapSlice(r.Runs, func(s RunSummary) float64 { return s.OpsPerS }))
+	r.P50Ms = median(mapSlice(r.Runs, func(s RunSummary) float64 { return s.P50Ms }))
+	r.P99Ms = median(mapSlice(r.Runs, func(s RunSummary) float64 { return s.P99Ms }))
+	r.P90Ms, r.P999Ms, r.MaxMs = med.Latency.Quantile(90), med.Latency.Quantile(99.9), med.Latency.MaxMs()
+	r.Ops, r.Calls, r.DurationS = med.Ops, med.Calls, med.Elapsed.Seconds()
+	r.Series, r.Percentiles = med.Series, med.Latency.Percentiles()
+	for _, m := range ms {
+		for k, v := range m.ErrorSamples {
+			if r.ErrorSamples == nil {
+				r.ErrorSamples = map[string]int64{}
+			}
+			r.ErrorSamples[k] += v
+		}
+	}
+	if len(ms) == 1 {
+		r.Runs = nil
+	}
+	return r
+}
+
+// medianRun is the run whose throughput is the median (lower middle).
+func medianRun(ms []*Measurement) *Measurement {
+	s := slices.Clone(ms)
+	sort.Slice(s, func(i, j int) bool { return s[i].OpsPerSecond() < s[j].OpsPerSecond() })
+	return s[(len(s)-1)/2]
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func mapSlice[T, U any](in []T, f func(T) U) []U {
+	out := make([]U, len(in))
+	for i, v := range in {
+		out[i] = f(v)
+	}
+	return out
+}
+
+// WriteJSON writes one JSON object per line per result.
+func WriteJSON(w io.Writer, results []*Result) error {
+	enc := json.NewEncoder(w)
+	for _, r := range results {
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
