@@ -44,6 +44,9 @@ type checked struct {
 	compiled *authz.PolicySet
 	noSet    *writv1.Decision // set when no policy set governs the identity
 	evidence map[string]any
+	// delegation is context.delegation for a delegated lease (nil for a
+	// root lease), as Authorize fills it.
+	delegation map[string]any
 	// err fails every item (the credential itself); identErr and setErr fail
 	// the items inside the lease's scope, in Authorize's order.
 	err, identErr, setErr error
@@ -56,6 +59,9 @@ func (s *authzService) prepare(view *fsm.View, token string, now time.Time) *che
 		return &checked{err: err}
 	}
 	c := &checked{lease: lease, evidence: leaseEvidence(lease)}
+	if lease.GetParent() != "" {
+		c.delegation = delegationContext(view, lease.GetParent(), lease.GetDepth())
+	}
 	ident, ok := view.Identity(lease.GetIdentity())
 	if !ok {
 		c.identErr = withReason(connect.CodeUnauthenticated, "identity_deleted", "credential rejected: identity deleted")
@@ -174,6 +180,9 @@ func (s *authzService) batchItem(it *writv1.BatchAuthorizeItem, lookup func(stri
 	if err != nil {
 		return nil, err
 	}
+	if c.delegation != nil {
+		cedarCtx["delegation"] = c.delegation
+	}
 	if c.setErr != nil {
 		return nil, c.setErr
 	}
@@ -187,6 +196,7 @@ func (s *authzService) batchItem(it *writv1.BatchAuthorizeItem, lookup func(stri
 		return nil, err
 	}
 	out := decisionToAPI(dec, decisionID)
+	out.Auth = evidenceStruct(c.evidence) // as Authorize answers
 	if !annotations {
 		for _, p := range out.DeterminingPolicies {
 			p.Annotations = nil
