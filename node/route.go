@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/hashicorp/raft"
 
@@ -25,6 +26,11 @@ func (f peerRaftAddrs) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) 
 func (n *Node) peerAPIAddr(peer *fsmpb.Node) string {
 	if n.cfg.PeerAddr != nil {
 		if addr := n.cfg.PeerAddr(peer.GetId(), PeerAPI); addr != "" {
+			// A route is host:port; keep the scheme the peer advertises
+			// (https when its API serves TLS).
+			if !strings.Contains(addr, "://") && strings.HasPrefix(peer.GetApiAddr(), "https://") {
+				return "https://" + addr
+			}
 			return addr
 		}
 	}

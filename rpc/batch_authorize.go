@@ -51,7 +51,9 @@ type checked struct {
 	compiled *authz.PolicySet
 	noSet    *writv1.Decision // set when no policy set governs the identity
 	evidence map[string]any
-	auth     *structpb.Struct // evidence as Decision.auth, shared by the items (read-only)
+	auth     *structpb.Struct // evidence as the API shows it (decision.auth), shared by the items (read-only)
+	// delegation is context.delegation for a child lease (nil for a root).
+	delegation map[string]any
 	// actor and hashes are the credential's audit fields (the holder, or
 	// the keyed hash of a credential that did not verify).
 	actor  audit.Actor
@@ -78,6 +80,9 @@ func (s *authzService) prepare(view *fsm.View, token string, now time.Time) *che
 	}
 	c := &checked{lease: lease, evidence: leaseEvidence(lease)}
 	c.auth = evidenceStruct(c.evidence)
+	if lease.GetParent() != "" {
+		c.delegation = delegationContext(view, lease.GetParent(), lease.GetDepth())
+	}
 	ident, ok := view.Identity(lease.GetIdentity())
 	c.actor = leaseActor(ident, lease)
 	if !ok {
@@ -212,6 +217,9 @@ func (s *authzService) batchItem(it *writv1.BatchAuthorizeItem, lookup func(stri
 	cedarCtx, err := requestContext(it.GetContext(), c.evidence)
 	if err != nil {
 		return nil, nil, err
+	}
+	if c.delegation != nil {
+		cedarCtx["delegation"] = c.delegation
 	}
 	if c.setErr != nil {
 		return nil, cedarCtx, c.setErr
