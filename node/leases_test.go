@@ -127,7 +127,7 @@ func TestRevokeIdentityHoldingManyLeases(t *testing.T) {
 		t.Fatalf("dry run: %v", err)
 	}
 	if dry.Msg.GetLiveLeases() != uint64(n) {
-		t.Fatalf("dry run: %v, want %d live leases", dry.Msg, n)
+		t.Fatalf("dry run: %v %v, want %d live leases", dry.Msg, err, n)
 	}
 	before := c.Members[0].Node.FSM().AppliedIndex()
 
