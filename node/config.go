@@ -27,11 +27,43 @@ type Config struct {
 	// Bootstrap forms a new cluster with this node as its first voter. It is
 	// ignored when the data dir already holds Raft state.
 	Bootstrap bool
-	// Join lists API addresses of existing members to join through.
+	// Join lists addresses of existing members to join through: gossip
+	// addresses (memberlist join; the leader then adds this node as a voter)
+	// or API addresses (ClusterService.Join with the admin token). Each is
+	// tried as gossip first when gossip is on.
 	Join []string
-	// AdminToken is required with Bootstrap (it becomes the cluster's admin
-	// token) and with Join (it authenticates the join).
+	// AdminToken is required with Bootstrap and BootstrapExpect (it becomes
+	// the cluster's admin token) and with Join when gossip is off (it
+	// authenticates the API join).
 	AdminToken string
+
+	// GossipAddr is the memberlist listen address (TCP and UDP); empty turns
+	// gossip off (then only Bootstrap and API joins form clusters).
+	GossipAddr string
+	// AdvertiseGossip is what other nodes dial for gossip (an IP:port);
+	// default the listen address.
+	AdvertiseGossip string
+	// GossipKey encrypts gossip (AES-GCM, 16, 24 or 32 bytes); every member
+	// must hold it. Empty leaves gossip in the clear.
+	GossipKey []byte
+	// Gossip tunes failure detection; zero values take memberlist's LAN defaults.
+	Gossip GossipTuning
+	// BootstrapExpect forms a cluster once this many servers (started with
+	// the same value) see each other through gossip, unless one already
+	// belongs to a cluster. Ignored when the data dir holds Raft state.
+	BootstrapExpect int
+	// DeadServerGrace is how long a voter must be dead in gossip before the
+	// leader removes it from the Raft configuration (only while quorum stays
+	// safe; see MinQuorum). Default 5m; negative disables the cleanup.
+	DeadServerGrace time.Duration
+	// MinQuorum: dead-server cleanup never shrinks the voters below this
+	// many. Default BootstrapExpect (or 1 without it).
+	MinQuorum int
+	// ReconcileInterval is how often the leader reconciles gossip membership
+	// into Raft voters besides reacting to gossip events. Default 10s.
+	ReconcileInterval time.Duration
+	// ClusterTLS puts Raft and node RPC under mutual TLS; zero value: plaintext.
+	ClusterTLS ClusterTLS
 	// MaxStaleness: a follower out of contact with the leader for longer than
 	// this refuses stale reads (fails closed). Default 2s.
 	MaxStaleness time.Duration
@@ -47,6 +79,15 @@ type Config struct {
 	// DevMode turns off fsync (dev only: an acknowledged write may be lost on power failure).
 	DevMode bool
 	Raft    RaftTuning
+}
+
+// GossipTuning exposes memberlist's failure-detection knobs.
+type GossipTuning struct {
+	ProbeInterval    time.Duration // default 1s
+	ProbeTimeout     time.Duration // default 500ms
+	GossipInterval   time.Duration // default 200ms
+	SuspicionMult    int           // default 4
+	PushPullInterval time.Duration // default 30s
 }
 
 // RaftTuning exposes the Raft timing knobs; zero values take the defaults.
@@ -77,8 +118,26 @@ func (c *Config) validate() error {
 	if c.Bootstrap && len(c.Join) > 0 {
 		errs = append(errs, errors.New("bootstrap and join are exclusive"))
 	}
-	if (c.Bootstrap || len(c.Join) > 0) && c.AdminToken == "" {
-		errs = append(errs, errors.New("an admin token is required to bootstrap or join"))
+	if (c.Bootstrap || c.BootstrapExpect > 0) && c.AdminToken == "" {
+		errs = append(errs, errors.New("an admin token is required to bootstrap"))
+	}
+	if len(c.Join) > 0 && c.GossipAddr == "" && c.AdminToken == "" {
+		errs = append(errs, errors.New("an admin token is required to join through the API (gossip is off)"))
+	}
+	if c.Bootstrap && c.BootstrapExpect > 0 {
+		errs = append(errs, errors.New("bootstrap and bootstrap-expect are exclusive"))
+	}
+	if c.BootstrapExpect < 0 || c.MinQuorum < 0 {
+		errs = append(errs, errors.New("bootstrap-expect and min-quorum must not be negative"))
+	}
+	if c.BootstrapExpect > 0 && c.GossipAddr == "" {
+		errs = append(errs, errors.New("bootstrap-expect needs gossip (a gossip address)"))
+	}
+	if k := len(c.GossipKey); k != 0 && k != 16 && k != 24 && k != 32 {
+		errs = append(errs, fmt.Errorf("gossip key is %d bytes; want 16, 24 or 32", k))
+	}
+	if err := c.ClusterTLS.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxStaleness < 0 || c.HoldTimeout < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
@@ -98,6 +157,15 @@ func (c *Config) defaults() {
 	}
 	if c.ReapInterval == 0 {
 		c.ReapInterval = 10 * time.Second
+	}
+	if c.DeadServerGrace == 0 {
+		c.DeadServerGrace = 5 * time.Minute
+	}
+	if c.MinQuorum == 0 {
+		c.MinQuorum = max(c.BootstrapExpect, 1)
+	}
+	if c.ReconcileInterval == 0 {
+		c.ReconcileInterval = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))

@@ -17,16 +17,23 @@ import (
 	"github.com/writ-dev/writ/rpc/gen/writ/v1/writv1connect"
 )
 
-// peerClients holds Connect clients for other nodes' APIs, keyed by address.
-// One h2c transport multiplexes every call to a peer over one connection.
+// peerClients holds Connect clients for other nodes, keyed by address:
+// NodeService and MemberService on their cluster port (Raft address; mutual
+// TLS when configured), ClusterService on their public API (joins through
+// --join API addresses). One h2c transport multiplexes every call to a
+// peer over one connection.
 type peerClients struct {
-	http *http.Client
-	mu   sync.Mutex
-	node map[string]writv1connect.NodeServiceClient
-	clus map[string]writv1connect.ClusterServiceClient
+	http    *http.Client // public API
+	cluster *http.Client // cluster port, through the mux dialer
+	mu      sync.Mutex
+	node    map[string]writv1connect.NodeServiceClient
+	member  map[string]writv1connect.MemberServiceClient
+	clus    map[string]writv1connect.ClusterServiceClient
 }
 
-func newPeerClients() *peerClients {
+// newPeerClients builds the clients; dialCluster opens a node RPC
+// connection to a peer's cluster port.
+func newPeerClients(dialCluster func(ctx context.Context, addr string) (net.Conn, error)) *peerClients {
 	var protocols http.Protocols
 	protocols.SetUnencryptedHTTP2(true)
 	tr := &http.Transport{
@@ -36,10 +43,22 @@ func newPeerClients() *peerClients {
 		IdleConnTimeout:     time.Minute,
 		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
 	}
+	ctr := &http.Transport{
+		Protocols: &protocols,
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			return dialCluster(ctx, addr)
+		},
+		MaxIdleConnsPerHost: 8,
+		IdleConnTimeout:     time.Minute,
+	}
 	return &peerClients{
-		http: &http.Client{Transport: tr},
-		node: map[string]writv1connect.NodeServiceClient{},
-		clus: map[string]writv1connect.ClusterServiceClient{},
+		http:    &http.Client{Transport: tr},
+		cluster: &http.Client{Transport: ctr},
+		node:    map[string]writv1connect.NodeServiceClient{},
+		member:  map[string]writv1connect.MemberServiceClient{},
+		clus:    map[string]writv1connect.ClusterServiceClient{},
 	}
 }
 
@@ -50,13 +69,26 @@ func baseURL(addr string) string {
 	return "http://" + addr
 }
 
-func (p *peerClients) nodeClient(addr string) writv1connect.NodeServiceClient {
+// nodeClient calls NodeService at a peer's cluster (Raft) address.
+func (p *peerClients) nodeClient(raftAddr string) writv1connect.NodeServiceClient {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	c, ok := p.node[addr]
+	c, ok := p.node[raftAddr]
 	if !ok {
-		c = writv1connect.NewNodeServiceClient(p.http, baseURL(addr), connect.WithGRPC())
-		p.node[addr] = c
+		c = writv1connect.NewNodeServiceClient(p.cluster, "http://"+raftAddr, connect.WithGRPC())
+		p.node[raftAddr] = c
+	}
+	return c
+}
+
+// memberClient calls MemberService at a peer's cluster (Raft) address.
+func (p *peerClients) memberClient(raftAddr string) writv1connect.MemberServiceClient {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, ok := p.member[raftAddr]
+	if !ok {
+		c = writv1connect.NewMemberServiceClient(p.cluster, "http://"+raftAddr, connect.WithGRPC())
+		p.member[raftAddr] = c
 	}
 	return c
 }
@@ -74,6 +106,7 @@ func (p *peerClients) clusterClient(addr string) writv1connect.ClusterServiceCli
 
 func (p *peerClients) close() {
 	p.http.CloseIdleConnections()
+	p.cluster.CloseIdleConnections()
 }
 
 // leaderHint extracts the leader address from a not_leader error, if any.

@@ -69,7 +69,8 @@ type realClock struct{}
 
 func (realClock) Now() time.Time { return time.Now() }
 
-// NewHandler returns the HTTP handler serving every Writ service, gRPC health
+// NewHandler returns the HTTP handler serving every public Writ service
+// (node-to-node services live on the cluster port: NewClusterHandler), gRPC health
 // and reflection, /healthz, /readyz and /.well-known/jwks.json.
 func NewHandler(d Deps) http.Handler {
 	d.defaults()
@@ -80,8 +81,6 @@ func NewHandler(d Deps) http.Handler {
 		connect.WithInterceptors(adminAuth(d))))
 	mux.Handle(writv1connect.NewClusterServiceHandler(&clusterService{d: d}, opts,
 		connect.WithInterceptors(adminAuthFor(d, writv1connect.ClusterServiceJoinProcedure, writv1connect.ClusterServiceLeaveProcedure))))
-	mux.Handle(writv1connect.NewNodeServiceHandler(&nodeService{d: d}, opts,
-		connect.WithInterceptors(nodeAuth(d))))
 	mux.Handle(healthHandler(d))
 	reflector := grpcreflect.NewStaticReflector(
 		writv1connect.AuthzServiceName,

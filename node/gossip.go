@@ -1,0 +1,272 @@
+package node
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/writ-dev/writ/fsm"
+	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
+)
+
+// Gossip states as `writ status` shows them.
+const (
+	gossipAlive   = "alive"
+	gossipSuspect = "suspect"
+	gossipDead    = "dead"
+	gossipLeft    = "left"
+)
+
+// gossip wraps one memberlist instance: failure detection and discovery of
+// the other servers (their id, API, Raft address and FSM version travel as
+// node metadata). Raft, not gossip, decides who votes: the leader
+// reconciles what gossip sees into the Raft configuration.
+type gossip struct {
+	ml      *memberlist.Memberlist
+	members *memberTracker
+	// events is signalled (never blocking) on every membership change so
+	// the reconcile and bootstrap-expect loops react at once.
+	events chan struct{}
+	once   sync.Once
+}
+
+func (n *Node) startGossip() error {
+	meta, err := proto.Marshal(&writv1.NodeMeta{
+		Id: n.cfg.NodeID, ApiAddr: n.cfg.AdvertiseAPI, RaftAddr: n.RaftAddr(),
+		FsmVersion: fsm.Version, BootstrapExpect: uint32(n.cfg.BootstrapExpect),
+	})
+	if err != nil {
+		return err
+	}
+	if len(meta) > memberlist.MetaMaxSize {
+		return fmt.Errorf("%w: node metadata is %d bytes; at most %d (shorten the node id or addresses)", ErrGossip, len(meta), memberlist.MetaMaxSize)
+	}
+	g := &gossip{members: n.members, events: make(chan struct{}, 1)}
+	conf := memberlist.DefaultLANConfig()
+	conf.Name = n.cfg.NodeID
+	host, port, err := splitAddr(n.cfg.GossipAddr)
+	if err != nil {
+		return fmt.Errorf("%w: gossip addr: %v", ErrGossip, err)
+	}
+	conf.BindAddr, conf.BindPort = host, port
+	if n.cfg.AdvertiseGossip != "" {
+		ahost, aport, err := splitAddr(n.cfg.AdvertiseGossip)
+		if err != nil {
+			return fmt.Errorf("%w: advertise gossip addr: %v", ErrGossip, err)
+		}
+		ip := net.ParseIP(ahost)
+		if ip == nil {
+			ips, err := net.LookupIP(ahost)
+			if err != nil || len(ips) == 0 {
+				return fmt.Errorf("%w: advertise gossip addr %q: not an IP and does not resolve", ErrGossip, ahost)
+			}
+			ip = ips[0]
+		}
+		conf.AdvertiseAddr, conf.AdvertisePort = ip.String(), aport
+	}
+	if len(n.cfg.GossipKey) > 0 {
+		kr, err := memberlist.NewKeyring(nil, n.cfg.GossipKey)
+		if err != nil {
+			return fmt.Errorf("%w: keyring: %v", ErrGossip, err)
+		}
+		conf.Keyring = kr
+		conf.GossipVerifyIncoming, conf.GossipVerifyOutgoing = true, true
+	}
+	t := n.cfg.Gossip
+	if t.ProbeInterval > 0 {
+		conf.ProbeInterval = t.ProbeInterval
+	}
+	if t.ProbeTimeout > 0 {
+		conf.ProbeTimeout = t.ProbeTimeout
+	}
+	if t.GossipInterval > 0 {
+		conf.GossipInterval = t.GossipInterval
+	}
+	if t.SuspicionMult > 0 {
+		conf.SuspicionMult = t.SuspicionMult
+	}
+	if t.PushPullInterval > 0 {
+		conf.PushPullInterval = t.PushPullInterval
+	}
+	// A server restarted at a new address may reclaim its name after this.
+	conf.DeadNodeReclaimTime = 30 * time.Second
+	conf.Delegate = metaDelegate(meta)
+	conf.Events = g
+	conf.LogOutput = nil
+	conf.Logger = log.New(&memberlistLog{log: n.log.With("component", "gossip")}, "", 0)
+	ml, err := memberlist.Create(conf)
+	if err != nil {
+		return fmt.Errorf("%w: start memberlist on %s: %v", ErrGossip, n.cfg.GossipAddr, err)
+	}
+	g.ml = ml
+	n.gossip = g
+	if len(n.cfg.GossipKey) == 0 && !isLoopback(ml.LocalNode().Addr) {
+		n.log.Warn("gossip is not encrypted: anyone who reaches the gossip port can see and join the cluster's membership; set a gossip key")
+	}
+	return nil
+}
+
+// GossipAddr is the address other nodes dial for gossip ("" when off).
+func (n *Node) GossipAddr() string {
+	if n.gossip == nil {
+		return ""
+	}
+	return n.gossip.ml.LocalNode().Address()
+}
+
+func (g *gossip) signal() {
+	select {
+	case g.events <- struct{}{}:
+	default:
+	}
+}
+
+func (g *gossip) NotifyJoin(m *memberlist.Node)   { g.members.observe(m, gossipAlive); g.signal() }
+func (g *gossip) NotifyUpdate(m *memberlist.Node) { g.members.observe(m, gossipAlive); g.signal() }
+func (g *gossip) NotifyLeave(m *memberlist.Node) {
+	state := gossipDead
+	if m.State == memberlist.StateLeft {
+		state = gossipLeft
+	}
+	g.members.observe(m, state)
+	g.signal()
+}
+
+// join contacts the given gossip addresses; it succeeds if one answered.
+func (g *gossip) join(addrs []string) error {
+	if _, err := g.ml.Join(addrs); err != nil {
+		return fmt.Errorf("%w: join %v: %v", ErrGossip, addrs, err)
+	}
+	return nil
+}
+
+// states reports each member's live state, telling suspect members apart
+// from alive ones (memberlist only reports suspicion through Members).
+func (g *gossip) states() map[string]string {
+	out := map[string]string{}
+	for _, m := range g.ml.Members() {
+		if m.State == memberlist.StateSuspect {
+			out[m.Name] = gossipSuspect
+		} else {
+			out[m.Name] = gossipAlive
+		}
+	}
+	return out
+}
+
+func (g *gossip) leave(timeout time.Duration) error { return g.ml.Leave(timeout) }
+
+func (g *gossip) shutdown() { g.once.Do(func() { _ = g.ml.Shutdown() }) }
+
+// metaDelegate serves this node's fixed metadata.
+type metaDelegate []byte
+
+func (d metaDelegate) NodeMeta(limit int) []byte {
+	if len(d) > limit {
+		return nil
+	}
+	return d
+}
+func (metaDelegate) NotifyMsg([]byte)                {}
+func (metaDelegate) GetBroadcasts(int, int) [][]byte { return nil }
+func (metaDelegate) LocalState(bool) []byte          { return nil }
+func (metaDelegate) MergeRemoteState([]byte, bool)   {}
+
+// member is what a node knows of one gossip member.
+type member struct {
+	Name       string
+	Meta       *writv1.NodeMeta // nil when the metadata does not decode
+	GossipAddr string
+	State      string
+	Since      time.Time // when State was entered (this node's clock)
+}
+
+// memberTracker records every member's last gossip event. Safe for
+// concurrent use.
+type memberTracker struct {
+	mu  sync.Mutex
+	m   map[string]member
+	now func() time.Time
+}
+
+func newMemberTracker() *memberTracker {
+	return &memberTracker{m: map[string]member{}, now: time.Now}
+}
+
+func (t *memberTracker) observe(n *memberlist.Node, state string) {
+	var meta *writv1.NodeMeta
+	if len(n.Meta) > 0 {
+		meta = &writv1.NodeMeta{}
+		if err := proto.Unmarshal(n.Meta, meta); err != nil || meta.GetId() != n.Name {
+			meta = nil
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old, ok := t.m[n.Name]
+	since := t.now()
+	if ok && old.State == state {
+		since = old.Since
+	}
+	if meta == nil && ok {
+		meta = old.Meta // a leave notice may carry no metadata
+	}
+	t.m[n.Name] = member{Name: n.Name, Meta: meta, GossipAddr: n.Address(), State: state, Since: since}
+}
+
+// snapshot returns the members sorted by name.
+func (t *memberTracker) snapshot() []member {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]member, 0, len(t.m))
+	for _, m := range t.m {
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b member) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// memberlistLog turns memberlist's "[LEVEL] memberlist: ..." lines into
+// slog records, dropping its debug chatter.
+type memberlistLog struct{ log *slog.Logger }
+
+func (w *memberlistLog) Write(p []byte) (int, error) {
+	line := string(bytes.TrimSpace(p))
+	switch {
+	case bytes.HasPrefix(p, []byte("[DEBUG]")):
+	case bytes.HasPrefix(p, []byte("[ERR]")):
+		w.log.Error(line)
+	case bytes.HasPrefix(p, []byte("[WARN]")):
+		w.log.Warn(line)
+	default:
+		w.log.Info(line)
+	}
+	return len(p), nil
+}
+
+var _ io.Writer = (*memberlistLog)(nil)
+
+func splitAddr(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port in %q", addr)
+	}
+	return host, port, nil
+}
+
+func isLoopback(ip net.IP) bool { return ip != nil && ip.IsLoopback() }
