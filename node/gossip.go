@@ -270,3 +270,14 @@ func splitAddr(addr string) (string, int, error) {
 }
 
 func isLoopback(ip net.IP) bool { return ip != nil && ip.IsLoopback() }
+
+// JoinGossip joins the gossip pool through any of addrs (memberlist
+// addresses); the leader then adds this node as a voter. It fails with
+// ErrGossip when gossip is off or no address answered (a wrong gossip key
+// looks like no answer).
+func (n *Node) JoinGossip(addrs []string) error {
+	if n.gossip == nil {
+		return fmt.Errorf("%w: gossip is off", ErrGossip)
+	}
+	return n.gossip.join(addrs)
+}
