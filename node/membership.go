@@ -161,7 +161,6 @@ func planDeadRemovals(voters []string, alive map[string]bool, dead map[string]ti
 	return out
 }
 
-
 // addFromGossip probes a server gossip announced (over the cluster port,
 // so under mutual TLS when configured: a node without a valid certificate
 // is never added) and adds it as a voter.
