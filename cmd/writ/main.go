@@ -101,7 +101,7 @@ Exit codes: 0 ok, 1 call failed, 2 usage error, 3 denied / not active.`,
 	}
 	add("workload", a.issueCmd(), a.authorizeCmd(), a.verifyCmd(), a.renewCmd(), a.revokeCmd())
 	add("admin", a.identityCmd(), a.roleCmd(), a.secretIDCmd(), a.policyCmd(), a.leaseCmd(),
-		a.statusCmd(), a.joinCmd(), a.leaveCmd(), a.snapshotCmd())
+		a.statusCmd(), a.joinCmd(), a.leaveCmd(), a.snapshotCmd(), a.keygenCmd())
 	add("node", a.serverCmd(), a.devCmd())
 	return root
 }

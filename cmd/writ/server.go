@@ -29,6 +29,7 @@ type serverFlags struct {
 	adminToken                  string
 	maxStaleness                time.Duration
 	logLevel, logFormat         string
+	cluster                     clusterFlags
 }
 
 func (f *serverFlags) addLogging(cmd *cobra.Command, level string) {
@@ -56,17 +57,28 @@ func (a *app) serverCmd() *cobra.Command {
 	var f serverFlags
 	host, _ := os.Hostname()
 	cmd := &cobra.Command{
-		Use:   "server --data-dir DIR [--bootstrap | --join ADDR ...]",
+		Use:   "server --data-dir DIR [--bootstrap-expect N | --bootstrap] [--join ADDR ...]",
 		Short: "Run a Writ node",
-		Long: `Run one Writ node until SIGINT or SIGTERM.
+		Long: `Run one Writ node until SIGINT or SIGTERM (or until ` + "`writ leave`" + ` makes it depart).
 
-Start the first node with --bootstrap (it forms a one-voter cluster; without
-an admin token one is generated and printed once), then start the others
-with --join pointing at any member's API address. A restarted node needs
-neither flag: its data dir remembers the cluster.`,
-		Example: `  WRIT_ADMIN_TOKEN=... writ server --node-id n1 --data-dir /var/lib/writ --bootstrap
-  WRIT_ADMIN_TOKEN=... writ server --node-id n2 --data-dir /var/lib/writ \
-      --api-addr 10.0.0.2:7400 --raft-addr 10.0.0.2:7401 --join 10.0.0.1:7400`,
+Recommended: start every server with the same --bootstrap-expect N, the
+same admin token and --join pointing at any other server's gossip address;
+once N servers see each other they form one cluster (never twice: a
+restarted server has state, a newcomer finds a configured peer and is
+added by the leader). Alternatively start the first node with --bootstrap
+(a one-voter cluster; without an admin token one is generated and printed
+once) and the others with --join. --join takes a gossip address (port
+7402) or an API address (port 7400, needs the admin token). A restarted
+node needs no flag: its data dir remembers the cluster.
+
+The cluster port (--raft-addr) carries Raft and node-to-node RPC; with
+--cluster-tls-cert/--cluster-tls-key/--cluster-ca it is mutual TLS only.
+--gossip-key encrypts gossip. See docs/operations.md.`,
+		Example: `  export WRIT_ADMIN_TOKEN=... WRIT_GOSSIP_KEY=$(writ keygen)   # the same on every server
+  writ server --node-id n1 --data-dir /var/lib/writ --api-addr 10.0.0.1:7400 \
+      --raft-addr 10.0.0.1:7401 --bootstrap-expect 3 --join 10.0.0.2:7402
+  writ server --node-id n2 --data-dir /var/lib/writ --api-addr 10.0.0.2:7400 \
+      --raft-addr 10.0.0.2:7401 --bootstrap-expect 3 --join 10.0.0.1:7402`,
 		Args: noArgs,
 	}
 	fl := cmd.Flags()
@@ -77,12 +89,14 @@ neither flag: its data dir remembers the cluster.`,
 	fl.StringVar(&f.advertiseAPI, "advertise-api", "", "API address other nodes and clients dial (default: --api-addr)")
 	fl.StringVar(&f.advertiseRaft, "advertise-raft", "", "Raft address other nodes dial (default: --raft-addr)")
 	fl.BoolVar(&f.bootstrap, "bootstrap", false, "form a new cluster with this node as its first voter")
-	fl.StringSliceVar(&f.join, "join", nil, "API address of an existing member to join through (repeatable)")
+	fl.StringSliceVar(&f.join, "join", nil, "gossip or API address of any member to join through (repeatable)")
 	fl.StringVar(&f.adminToken, "admin-token", "", "admin token (env "+envAdminToken+"); required to join, generated if missing with --bootstrap")
 	fl.DurationVar(&f.maxStaleness, "max-staleness", 0, "refuse stale reads after losing the leader for this long (default: the node's, 2s)")
+	f.cluster.add(fl)
 	f.addLogging(cmd, "info")
 	_ = cmd.MarkFlagRequired("data-dir")
 	cmd.MarkFlagsMutuallyExclusive("bootstrap", "join")
+	cmd.MarkFlagsMutuallyExclusive("bootstrap", "bootstrap-expect")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		log, _, err := f.logger(a.stderr)
 		if err != nil {
@@ -104,8 +118,11 @@ neither flag: its data dir remembers the cluster.`,
 		if token == "" {
 			token = a.getenv(envAdminToken)
 		}
-		if token == "" && len(f.join) > 0 {
-			return usagef("--join needs the cluster's admin token (--admin-token or %s)", envAdminToken)
+		if token == "" && len(f.join) > 0 && f.cluster.gossipAddr == "off" {
+			return usagef("--join without gossip needs the cluster's admin token (--admin-token or %s)", envAdminToken)
+		}
+		if token == "" && f.cluster.bootstrapExpect > 0 && !hasState(f.dataDir) {
+			return usagef("--bootstrap-expect needs the cluster's admin token, the same on every server (--admin-token or %s)", envAdminToken)
 		}
 		if token == "" && f.bootstrap && hasState(f.dataDir) {
 			// The cluster exists already; bootstrapping is a no-op and a
@@ -125,6 +142,9 @@ neither flag: its data dir remembers the cluster.`,
 			AdvertiseAPI: f.advertiseAPI, AdvertiseRaft: f.advertiseRaft,
 			Bootstrap: f.bootstrap, Join: f.join, AdminToken: token,
 			MaxStaleness: f.maxStaleness, Logger: log, RaftLogOutput: a.stderr,
+		}
+		if err := f.cluster.apply(&cfg, a.getenv); err != nil {
+			return err
 		}
 		return markRun(a.runNode(cmd.Context(), cfg, log, nil))
 	}
@@ -241,7 +261,12 @@ func (a *app) runNode(ctx context.Context, cfg node.Config, log *slog.Logger, re
 			return err
 		}
 	}
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-n.Departed():
+		log.Info("left the cluster", "node_id", cfg.NodeID)
+		return closeNode()
+	}
 	log.Info("shutting down", "node_id", cfg.NodeID)
 	return closeNode()
 }
