@@ -345,7 +345,7 @@ func (n *Node) Leave(ctx context.Context, nodeID string) (uint64, error) {
 	}
 	if n.gossip != nil && nodeID != n.cfg.NodeID {
 		// The reconcile would add a live server straight back.
-		if st, ok := n.gossip.states()[nodeID]; ok && st == gossipAlive {
+		if n.members.state(nodeID) == gossipAlive {
 			return 0, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("server %s is alive in gossip: run `writ leave` against it to make it depart", nodeID))
 		}
 	}

@@ -20,10 +20,14 @@ import (
 	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
 )
 
-// Gossip states as `writ status` shows them.
+// Gossip states as `writ status` shows them. memberlist v0.6 does not
+// expose suspicion through its API (the state it reports on a Node is never
+// updated), so a suspect member shows alive until it is declared dead; a
+// member that drops out after announcing its departure (NodeMeta.leaving)
+// has left, any other has failed (dead).
 const (
 	gossipAlive   = "alive"
-	gossipSuspect = "suspect"
+	gossipLeaving = "leaving"
 	gossipDead    = "dead"
 	gossipLeft    = "left"
 )
@@ -38,21 +42,19 @@ type gossip struct {
 	// events is signalled (never blocking) on every membership change so
 	// the reconcile and bootstrap-expect loops react at once.
 	events chan struct{}
+	meta   *metaDelegate
 	once   sync.Once
 }
 
 func (n *Node) startGossip() error {
-	meta, err := proto.Marshal(&writv1.NodeMeta{
+	md := &metaDelegate{meta: &writv1.NodeMeta{
 		Id: n.cfg.NodeID, ApiAddr: n.cfg.AdvertiseAPI, RaftAddr: n.RaftAddr(),
 		FsmVersion: fsm.Version, BootstrapExpect: uint32(n.cfg.BootstrapExpect),
-	})
-	if err != nil {
+	}}
+	if err := md.encode(); err != nil {
 		return err
 	}
-	if len(meta) > memberlist.MetaMaxSize {
-		return fmt.Errorf("%w: node metadata is %d bytes; at most %d (shorten the node id or addresses)", ErrGossip, len(meta), memberlist.MetaMaxSize)
-	}
-	g := &gossip{members: n.members, events: make(chan struct{}, 1)}
+	g := &gossip{members: n.members, events: make(chan struct{}, 1), meta: md}
 	conf := memberlist.DefaultLANConfig()
 	conf.Name = n.cfg.NodeID
 	host, port, err := splitAddr(n.cfg.GossipAddr)
@@ -101,7 +103,7 @@ func (n *Node) startGossip() error {
 	}
 	// A server restarted at a new address may reclaim its name after this.
 	conf.DeadNodeReclaimTime = 30 * time.Second
-	conf.Delegate = metaDelegate(meta)
+	conf.Delegate = md
 	conf.Events = g
 	conf.LogOutput = nil
 	conf.Logger = log.New(&memberlistLog{log: n.log.With("component", "gossip")}, "", 0)
@@ -132,16 +134,9 @@ func (g *gossip) signal() {
 	}
 }
 
-func (g *gossip) NotifyJoin(m *memberlist.Node)   { g.members.observe(m, gossipAlive); g.signal() }
-func (g *gossip) NotifyUpdate(m *memberlist.Node) { g.members.observe(m, gossipAlive); g.signal() }
-func (g *gossip) NotifyLeave(m *memberlist.Node) {
-	state := gossipDead
-	if m.State == memberlist.StateLeft {
-		state = gossipLeft
-	}
-	g.members.observe(m, state)
-	g.signal()
-}
+func (g *gossip) NotifyJoin(m *memberlist.Node)   { g.members.observe(m, false); g.signal() }
+func (g *gossip) NotifyUpdate(m *memberlist.Node) { g.members.observe(m, false); g.signal() }
+func (g *gossip) NotifyLeave(m *memberlist.Node)  { g.members.observe(m, true); g.signal() }
 
 // join contacts the given gossip addresses; it succeeds if one answered.
 func (g *gossip) join(addrs []string) error {
@@ -151,37 +146,82 @@ func (g *gossip) join(addrs []string) error {
 	return nil
 }
 
-// states reports each member's live state, telling suspect members apart
-// from alive ones (memberlist only reports suspicion through Members).
+// joinWithin is join bounded by d: an address that is not a gossip port
+// (an API port) holds memberlist until its TCP timeout; the attempt goes on
+// in the background and its outcome is dropped.
+func (g *gossip) joinWithin(addrs []string, d time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- g.join(addrs) }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		return fmt.Errorf("%w: join %v: no answer within %s", ErrGossip, addrs, d)
+	}
+}
+
+// states lists the members memberlist currently counts as alive (or
+// suspect), by name.
 func (g *gossip) states() map[string]string {
 	out := map[string]string{}
 	for _, m := range g.ml.Members() {
-		if m.State == memberlist.StateSuspect {
-			out[m.Name] = gossipSuspect
-		} else {
-			out[m.Name] = gossipAlive
-		}
+		out[m.Name] = gossipAlive
 	}
 	return out
 }
 
-func (g *gossip) leave(timeout time.Duration) error { return g.ml.Leave(timeout) }
+// leave announces the departure in the node metadata (so peers record
+// "left", not "dead"), then leaves gossip.
+func (g *gossip) leave(timeout time.Duration) error {
+	if err := g.meta.setLeaving(); err != nil {
+		return err
+	}
+	if err := g.ml.UpdateNode(timeout); err != nil {
+		return fmt.Errorf("%w: announce leave: %v", ErrGossip, err)
+	}
+	return g.ml.Leave(timeout)
+}
 
 func (g *gossip) shutdown() { g.once.Do(func() { _ = g.ml.Shutdown() }) }
 
-// metaDelegate serves this node's fixed metadata.
-type metaDelegate []byte
+// metaDelegate serves this node's metadata (fixed but for the leaving flag).
+type metaDelegate struct {
+	mu      sync.Mutex
+	meta    *writv1.NodeMeta
+	encoded []byte
+}
 
-func (d metaDelegate) NodeMeta(limit int) []byte {
-	if len(d) > limit {
+func (d *metaDelegate) encode() error {
+	b, err := proto.Marshal(d.meta)
+	if err != nil {
+		return err
+	}
+	if len(b) > memberlist.MetaMaxSize {
+		return fmt.Errorf("%w: node metadata is %d bytes; at most %d (shorten the node id or addresses)", ErrGossip, len(b), memberlist.MetaMaxSize)
+	}
+	d.encoded = b
+	return nil
+}
+
+func (d *metaDelegate) setLeaving() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.meta.Leaving = true
+	return d.encode()
+}
+
+func (d *metaDelegate) NodeMeta(limit int) []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.encoded) > limit {
 		return nil
 	}
-	return d
+	return d.encoded
 }
-func (metaDelegate) NotifyMsg([]byte)                {}
-func (metaDelegate) GetBroadcasts(int, int) [][]byte { return nil }
-func (metaDelegate) LocalState(bool) []byte          { return nil }
-func (metaDelegate) MergeRemoteState([]byte, bool)   {}
+func (*metaDelegate) NotifyMsg([]byte)                {}
+func (*metaDelegate) GetBroadcasts(int, int) [][]byte { return nil }
+func (*metaDelegate) LocalState(bool) []byte          { return nil }
+func (*metaDelegate) MergeRemoteState([]byte, bool)   {}
 
 // member is what a node knows of one gossip member.
 type member struct {
@@ -204,7 +244,8 @@ func newMemberTracker() *memberTracker {
 	return &memberTracker{m: map[string]member{}, now: time.Now}
 }
 
-func (t *memberTracker) observe(n *memberlist.Node, state string) {
+// observe records a gossip event; gone is true for NotifyLeave.
+func (t *memberTracker) observe(n *memberlist.Node, gone bool) {
 	var meta *writv1.NodeMeta
 	if len(n.Meta) > 0 {
 		meta = &writv1.NodeMeta{}
@@ -215,14 +256,33 @@ func (t *memberTracker) observe(n *memberlist.Node, state string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old, ok := t.m[n.Name]
+	if meta == nil && ok {
+		meta = old.Meta // a leave notice may carry no metadata
+	}
+	leaving := meta.GetLeaving() || (ok && old.State == gossipLeaving)
+	var state string
+	switch {
+	case gone && leaving:
+		state = gossipLeft
+	case gone:
+		state = gossipDead
+	case meta.GetLeaving():
+		state = gossipLeaving
+	default:
+		state = gossipAlive
+	}
 	since := t.now()
 	if ok && old.State == state {
 		since = old.Since
 	}
-	if meta == nil && ok {
-		meta = old.Meta // a leave notice may carry no metadata
-	}
 	t.m[n.Name] = member{Name: n.Name, Meta: meta, GossipAddr: n.Address(), State: state, Since: since}
+}
+
+// state is a member's last recorded state ("" if unknown).
+func (t *memberTracker) state(name string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.m[name].State
 }
 
 // snapshot returns the members sorted by name.

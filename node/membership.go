@@ -55,7 +55,6 @@ func (n *Node) reconcile(ctx context.Context) error {
 	for _, s := range cf.Configuration().Servers {
 		servers[string(s.ID)] = s
 	}
-	live := n.gossip.states()
 	var errs []error
 	for _, m := range n.members.snapshot() {
 		if m.Meta == nil || m.Name == n.cfg.NodeID {
@@ -63,9 +62,7 @@ func (n *Node) reconcile(ctx context.Context) error {
 		}
 		srv, inConf := servers[m.Name]
 		state := m.State
-		if s, ok := live[m.Name]; ok && state == gossipAlive {
-			state = s
-		}
+		n.log.Debug("reconcile member", "id", m.Name, "gossip", state, "in_raft", inConf)
 		switch state {
 		case gossipAlive:
 			if !inConf || string(srv.Address) != m.Meta.GetRaftAddr() {
@@ -77,7 +74,7 @@ func (n *Node) reconcile(ctx context.Context) error {
 			if err := n.registerFromGossip(ctx, view, m); err != nil {
 				errs = append(errs, err)
 			}
-		case gossipLeft:
+		case gossipLeft, gossipLeaving:
 			if inConf && len(servers) > 1 {
 				n.log.Info("removing server that left", "id", m.Name)
 				if err := n.removeServer(ctx, m.Name); err != nil {
@@ -99,7 +96,7 @@ func (n *Node) reconcile(ctx context.Context) error {
 		for _, m := range n.members.snapshot() {
 			switch m.State {
 			case gossipAlive:
-				alive[m.Name] = live[m.Name] == gossipAlive
+				alive[m.Name] = true
 			case gossipDead:
 				dead[m.Name] = m.Since
 			}

@@ -96,7 +96,6 @@ func (n *Node) Status(ctx context.Context) (*writv1.StatusResponse, error) {
 		out.Members = append(out.Members, m)
 	}
 	if n.gossip != nil {
-		live := n.gossip.states()
 		for _, gm := range n.members.snapshot() {
 			m, ok := byID[gm.Name]
 			if !ok {
@@ -109,9 +108,6 @@ func (n *Node) Status(ctx context.Context) (*writv1.StatusResponse, error) {
 			}
 			m.GossipAddr = gm.GossipAddr
 			m.GossipState = gm.State
-			if s, ok := live[gm.Name]; ok && gm.State == gossipAlive {
-				m.GossipState = s
-			}
 			if m.ApiAddr == "" && gm.Meta != nil {
 				m.ApiAddr = gm.Meta.GetApiAddr()
 			}

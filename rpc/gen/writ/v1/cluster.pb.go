@@ -234,7 +234,7 @@ type Member struct {
 	// voter | nonvoter
 	Suffrage string `protobuf:"bytes,4,opt,name=suffrage,proto3" json:"suffrage,omitempty"`
 	Leader   bool   `protobuf:"varint,5,opt,name=leader,proto3" json:"leader,omitempty"`
-	// Gossip state: alive | suspect | dead | left, or empty when gossip is off
+	// Gossip state: alive | leaving | dead | left, or empty when gossip is off
 	// or the member is unknown to gossip.
 	GossipState string `protobuf:"bytes,30,opt,name=gossip_state,json=gossipState,proto3" json:"gossip_state,omitempty"`
 	GossipAddr  string `protobuf:"bytes,31,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`

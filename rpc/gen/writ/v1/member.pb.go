@@ -252,8 +252,11 @@ type NodeMeta struct {
 	FsmVersion uint32                 `protobuf:"varint,4,opt,name=fsm_version,json=fsmVersion,proto3" json:"fsm_version,omitempty"`
 	// The --bootstrap-expect the server was started with (0: none).
 	BootstrapExpect uint32 `protobuf:"varint,5,opt,name=bootstrap_expect,json=bootstrapExpect,proto3" json:"bootstrap_expect,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The server is departing gracefully (writ leave): when it then drops out
+	// of gossip it has left, not failed.
+	Leaving       bool `protobuf:"varint,6,opt,name=leaving,proto3" json:"leaving,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeMeta) Reset() {
@@ -321,6 +324,13 @@ func (x *NodeMeta) GetBootstrapExpect() uint32 {
 	return 0
 }
 
+func (x *NodeMeta) GetLeaving() bool {
+	if x != nil {
+		return x.Leaving
+	}
+	return false
+}
+
 var File_writ_v1_member_proto protoreflect.FileDescriptor
 
 const file_writ_v1_member_proto_rawDesc = "" +
@@ -342,14 +352,15 @@ const file_writ_v1_member_proto_rawDesc = "" +
 	"\flast_contact\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\vlastContact\x12\x10\n" +
 	"\x03lag\x18\a \x01(\x04R\x03lag\x12\x1f\n" +
 	"\vfsm_version\x18\b \x01(\rR\n" +
-	"fsmVersion\"\x9e\x01\n" +
+	"fsmVersion\"\xb8\x01\n" +
 	"\bNodeMeta\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bapi_addr\x18\x02 \x01(\tR\aapiAddr\x12\x1b\n" +
 	"\traft_addr\x18\x03 \x01(\tR\braftAddr\x12\x1f\n" +
 	"\vfsm_version\x18\x04 \x01(\rR\n" +
 	"fsmVersion\x12)\n" +
-	"\x10bootstrap_expect\x18\x05 \x01(\rR\x0fbootstrapExpect2X\n" +
+	"\x10bootstrap_expect\x18\x05 \x01(\rR\x0fbootstrapExpect\x12\x18\n" +
+	"\aleaving\x18\x06 \x01(\bR\aleaving2X\n" +
 	"\rMemberService\x12G\n" +
 	"\tRaftStats\x12\x19.writ.v1.RaftStatsRequest\x1a\x1a.writ.v1.RaftStatsResponse\"\x03\x90\x02\x01B1Z/github.com/writ-dev/writ/rpc/gen/writ/v1;writv1b\x06proto3"
 
