@@ -120,6 +120,10 @@ func (m *clusterMux) handle(c net.Conn) {
 		ch = m.raftCh
 	case muxRPC:
 		ch = m.rpcCh
+	case 0x16: // a TLS ClientHello on a plaintext cluster port
+		m.log.Warn("a TLS client dialled this plaintext cluster port: configure cluster TLS on every node or on none", "remote", c.RemoteAddr().String())
+		_ = conn.Close()
+		return
 	default:
 		m.log.Warn("cluster connection with unknown first byte", "remote", c.RemoteAddr().String(), "byte", b[0])
 		_ = conn.Close()
