@@ -1,10 +1,15 @@
 package node
 
 import (
+	"net"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/memberlist"
+	"google.golang.org/protobuf/proto"
+
+	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
 )
 
 func TestPlanDeadRemovals(t *testing.T) {
@@ -54,4 +59,36 @@ func TestPlanDeadRemovals(t *testing.T) {
 	if got := planDeadRemovals([]string{"a", "b", "c"}, map[string]bool{"a": true, "b": true}, map[string]time.Time{"c": long}, now, -1, 1); got != nil {
 		t.Errorf("negative grace (cleanup off) removed %v", got)
 	}
+}
+
+// FuzzMemberMeta feeds arbitrary gossip metadata (outside bytes: any
+// host that reaches the gossip port) to the tracker: it must never panic,
+// and it keeps metadata only when it decodes and names the gossip member.
+func FuzzMemberMeta(f *testing.F) {
+	good, _ := proto.Marshal(&writv1.NodeMeta{Id: "n1", ApiAddr: "127.0.0.1:7400", RaftAddr: "127.0.0.1:7401", FsmVersion: 1})
+	leaving, _ := proto.Marshal(&writv1.NodeMeta{Id: "n1", Leaving: true})
+	other, _ := proto.Marshal(&writv1.NodeMeta{Id: "n2"})
+	for _, seed := range [][]byte{nil, good, leaving, other, {0xff, 0x01}, []byte("garbage")} {
+		f.Add(seed, false)
+		f.Add(seed, true)
+	}
+	f.Fuzz(func(t *testing.T, meta []byte, gone bool) {
+		tr := newMemberTracker()
+		tr.observe(&memberlist.Node{Name: "n1", Addr: net.IPv4(127, 0, 0, 1), Port: 7402, Meta: meta}, gone)
+		m := tr.snapshot()
+		if len(m) != 1 {
+			t.Fatalf("%d members tracked", len(m))
+		}
+		if m[0].Meta != nil && m[0].Meta.GetId() != "n1" {
+			t.Fatalf("kept metadata naming %q for member n1", m[0].Meta.GetId())
+		}
+		switch m[0].State {
+		case gossipAlive, gossipLeaving, gossipDead, gossipLeft:
+		default:
+			t.Fatalf("state %q", m[0].State)
+		}
+		if gone != (m[0].State == gossipDead || m[0].State == gossipLeft) {
+			t.Fatalf("gone=%v but state %q", gone, m[0].State)
+		}
+	})
 }
