@@ -50,6 +50,10 @@ func (n *Node) tryBootstrapExpect(ctx context.Context) (done bool, err error) {
 	if cf := n.raft.GetConfiguration(); cf.Error() == nil && len(cf.Configuration().Servers) > 0 {
 		return true, nil
 	}
+	if n.cfg.AdminToken == "" {
+		// Whoever leads first proposes the bootstrap entry with its admin token.
+		return false, errors.New("no admin token: this server cannot bootstrap (give every server the cluster's admin token)")
+	}
 	expect := uint32(n.cfg.BootstrapExpect)
 	live := n.gossip.states()
 	var peers []member

@@ -32,9 +32,9 @@ type Config struct {
 	// or API addresses (ClusterService.Join with the admin token). Each is
 	// tried as gossip first when gossip is on.
 	Join []string
-	// AdminToken is required with Bootstrap and BootstrapExpect (it becomes
-	// the cluster's admin token) and with Join when gossip is off (it
-	// authenticates the API join).
+	// AdminToken is required with Bootstrap, and with BootstrapExpect on an
+	// empty data dir (it becomes the cluster's admin token), and with Join
+	// when gossip is off (it authenticates the API join).
 	AdminToken string
 
 	// GossipAddr is the memberlist listen address (TCP and UDP); empty turns
@@ -118,7 +118,7 @@ func (c *Config) validate() error {
 	if c.Bootstrap && len(c.Join) > 0 {
 		errs = append(errs, errors.New("bootstrap and join are exclusive"))
 	}
-	if (c.Bootstrap || c.BootstrapExpect > 0) && c.AdminToken == "" {
+	if c.Bootstrap && c.AdminToken == "" {
 		errs = append(errs, errors.New("an admin token is required to bootstrap"))
 	}
 	if len(c.Join) > 0 && c.GossipAddr == "" && c.AdminToken == "" {
