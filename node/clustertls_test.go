@@ -204,3 +204,31 @@ func (r *logRecorder) has(sub string) bool {
 	}
 	return false
 }
+
+// TestGossipKeyRotation: a server holding the new key as its primary and
+// the old one as an extra joins a server still encrypting with the old key
+// (that holds the new one as an extra): the middle step of a rotation. A
+// server with only an unrelated key cannot join either of them.
+func TestGossipKeyRotation(t *testing.T) {
+	oldKey, newKey := []byte("old-key-old-key-old-key-old-key!"), []byte("new-key-new-key-new-key-new-key!")
+	dir := t.TempDir()
+	start := func(id string, primary []byte, extra ...[]byte) *node.Node {
+		cfg := gossipConfig(t, dir, id)
+		cfg.AdminToken = ""
+		cfg.GossipKey, cfg.GossipExtraKeys = primary, extra
+		g := &gnode{cfg: cfg}
+		g.start(t)
+		return g.n
+	}
+	a := start("a", oldKey, newKey)
+	b := start("b", newKey, oldKey)
+	if err := b.JoinGossip([]string{a.GossipAddr()}); err != nil {
+		t.Fatalf("join with rotated keys: %v", err)
+	}
+	c := start("c", []byte("unrelated-unrelated-unrelated-!!"))
+	for _, target := range []*node.Node{a, b} {
+		if err := c.JoinGossip([]string{target.GossipAddr()}); !errors.Is(err, node.ErrGossip) {
+			t.Fatalf("join with an unrelated key: %v, want ErrGossip", err)
+		}
+	}
+}

@@ -46,6 +46,11 @@ type Config struct {
 	// GossipKey encrypts gossip (AES-GCM, 16, 24 or 32 bytes); every member
 	// must hold it. Empty leaves gossip in the clear.
 	GossipKey []byte
+	// GossipExtraKeys are also accepted when decrypting gossip (never used
+	// to encrypt): the rotation path. Roll every server with the new key as
+	// an extra key, then with it as GossipKey (old key extra), then drop the
+	// old key; gossip never splits.
+	GossipExtraKeys [][]byte
 	// Gossip tunes failure detection; zero values take memberlist's LAN defaults.
 	Gossip GossipTuning
 	// BootstrapExpect forms a cluster once this many servers (started with
@@ -133,8 +138,13 @@ func (c *Config) validate() error {
 	if c.BootstrapExpect > 0 && c.GossipAddr == "" {
 		errs = append(errs, errors.New("bootstrap-expect needs gossip (a gossip address)"))
 	}
-	if k := len(c.GossipKey); k != 0 && k != 16 && k != 24 && k != 32 {
-		errs = append(errs, fmt.Errorf("gossip key is %d bytes; want 16, 24 or 32", k))
+	for i, key := range append([][]byte{c.GossipKey}, c.GossipExtraKeys...) {
+		if k := len(key); (k != 0 || i > 0) && k != 16 && k != 24 && k != 32 {
+			errs = append(errs, fmt.Errorf("gossip key %d is %d bytes; want 16, 24 or 32", i+1, k))
+		}
+	}
+	if len(c.GossipKey) == 0 && len(c.GossipExtraKeys) > 0 {
+		errs = append(errs, errors.New("extra gossip keys need a primary gossip key"))
 	}
 	if err := c.ClusterTLS.validate(); err != nil {
 		errs = append(errs, err)

@@ -78,7 +78,7 @@ func (n *Node) startGossip() error {
 		conf.AdvertiseAddr, conf.AdvertisePort = ip.String(), aport
 	}
 	if len(n.cfg.GossipKey) > 0 {
-		kr, err := memberlist.NewKeyring(nil, n.cfg.GossipKey)
+		kr, err := memberlist.NewKeyring(n.cfg.GossipExtraKeys, n.cfg.GossipKey)
 		if err != nil {
 			return fmt.Errorf("%w: keyring: %v", ErrGossip, err)
 		}

@@ -33,8 +33,8 @@ type clusterFlags struct {
 func (f *clusterFlags) add(fl *pflag.FlagSet) {
 	fl.StringVar(&f.gossipAddr, "gossip-addr", "", `gossip (memberlist, TCP+UDP) listen address (default: the Raft host, Raft port + 1, so 7402; "off" disables gossip)`)
 	fl.StringVar(&f.advertiseGossip, "advertise-gossip", "", "gossip address other nodes dial, an IP:port (default: --advertise-raft's host with the gossip port)")
-	fl.StringVar(&f.gossipKey, "gossip-key", "", "base64 gossip encryption key, 16, 24 or 32 bytes (env "+envGossipKey+"; make one with `writ keygen`)")
-	fl.StringVar(&f.gossipKeyFile, "gossip-key-file", "", "file holding the base64 gossip encryption key")
+	fl.StringVar(&f.gossipKey, "gossip-key", "", "base64 gossip encryption key, 16, 24 or 32 bytes (env "+envGossipKey+", comma-separated for rotation; make one with `writ keygen`)")
+	fl.StringVar(&f.gossipKeyFile, "gossip-key-file", "", "file of base64 gossip keys, one a line: the first encrypts, the others are also accepted (rotation)")
 	fl.IntVar(&f.bootstrapExpect, "bootstrap-expect", 0, "form a cluster once this many servers (all started with the same value) see each other in gossip")
 	fl.DurationVar(&f.deadServerGrace, "dead-server-grace", 0, "remove a voter dead in gossip this long, while quorum stays safe (default 5m; negative: never)")
 	fl.IntVar(&f.minQuorum, "min-quorum", 0, "dead-server cleanup never leaves fewer voters than this (default: --bootstrap-expect, or 1)")
@@ -81,11 +81,13 @@ func (f *clusterFlags) apply(cfg *node.Config, getenv func(string) string) error
 			}
 		}
 		cfg.AdvertiseGossip = adv
-		key, err := f.key(getenv)
+		keys, err := f.keys(getenv)
 		if err != nil {
 			return err
 		}
-		cfg.GossipKey = key
+		if len(keys) > 0 {
+			cfg.GossipKey, cfg.GossipExtraKeys = keys[0], keys[1:]
+		}
 	}
 	cfg.ClusterTLS = node.ClusterTLS{CertFile: f.tlsCert, KeyFile: f.tlsKey, CAFile: f.tlsCA, ServerName: f.tlsServerName}
 	if (f.tlsCert != "" || f.tlsKey != "" || f.tlsCA != "" || f.tlsServerName != "") && (f.tlsCert == "" || f.tlsKey == "" || f.tlsCA == "") {
@@ -94,33 +96,43 @@ func (f *clusterFlags) apply(cfg *node.Config, getenv func(string) string) error
 	return nil
 }
 
-func (f *clusterFlags) key(getenv func(string) string) ([]byte, error) {
+// keys reads the gossip keys: the first encrypts, all decrypt (rotation).
+// A key file holds one base64 key per line; the environment variable takes
+// them comma-separated.
+func (f *clusterFlags) keys(getenv func(string) string) ([][]byte, error) {
 	if f.gossipKey != "" && f.gossipKeyFile != "" {
 		return nil, usagef("--gossip-key and --gossip-key-file are exclusive")
 	}
-	text, from := f.gossipKey, "--gossip-key"
-	if f.gossipKeyFile != "" {
+	var texts []string
+	from := "--gossip-key"
+	switch {
+	case f.gossipKey != "":
+		texts = []string{f.gossipKey}
+	case f.gossipKeyFile != "":
 		b, err := os.ReadFile(f.gossipKeyFile)
 		if err != nil {
 			return nil, usagef("--gossip-key-file: %v", err)
 		}
-		text, from = string(b), "--gossip-key-file"
+		texts, from = strings.Split(string(b), "\n"), "--gossip-key-file"
+	default:
+		texts, from = strings.Split(getenv(envGossipKey), ","), envGossipKey
 	}
-	if text == "" {
-		text, from = getenv(envGossipKey), envGossipKey
+	var keys [][]byte
+	for _, text := range texts {
+		text = strings.TrimSpace(text)
+		if text == "" {
+			continue
+		}
+		key, err := base64.StdEncoding.DecodeString(text)
+		if err != nil {
+			return nil, usagef("%s: not base64 (make a key with `writ keygen`)", from)
+		}
+		if l := len(key); l != 16 && l != 24 && l != 32 {
+			return nil, usagef("%s: key is %d bytes; want 16, 24 or 32 (make one with `writ keygen`)", from, l)
+		}
+		keys = append(keys, key)
 	}
-	text = strings.TrimSpace(text)
-	if text == "" {
-		return nil, nil
-	}
-	key, err := base64.StdEncoding.DecodeString(text)
-	if err != nil {
-		return nil, usagef("%s: not base64 (make a key with `writ keygen`)", from)
-	}
-	if l := len(key); l != 16 && l != 24 && l != 32 {
-		return nil, usagef("%s: key is %d bytes; want 16, 24 or 32 (make one with `writ keygen`)", from, l)
-	}
-	return key, nil
+	return keys, nil
 }
 
 // keygenCmd prints a new random gossip encryption key.
