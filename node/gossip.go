@@ -113,18 +113,21 @@ func (n *Node) startGossip() error {
 	}
 	g.ml = ml
 	n.gossip = g
-	if len(n.cfg.GossipKey) == 0 && !isLoopback(ml.LocalNode().Addr) {
+	if host, _, err := net.SplitHostPort(n.GossipAddr()); err == nil && len(n.cfg.GossipKey) == 0 && !isLoopback(net.ParseIP(host)) {
 		n.log.Warn("gossip is not encrypted: anyone who reaches the gossip port can see and join the cluster's membership; set a gossip key")
 	}
 	return nil
 }
 
 // GossipAddr is the address other nodes dial for gossip ("" when off).
+// It comes from the tracker (memberlist reports its own node through
+// NotifyJoin when it starts): reading memberlist's Node structs outside its
+// callbacks races with its updates.
 func (n *Node) GossipAddr() string {
 	if n.gossip == nil {
 		return ""
 	}
-	return n.gossip.ml.LocalNode().Address()
+	return n.members.get(n.cfg.NodeID).GossipAddr
 }
 
 func (g *gossip) signal() {
@@ -160,12 +163,13 @@ func (g *gossip) joinWithin(addrs []string, d time.Duration) error {
 	}
 }
 
-// states lists the members memberlist currently counts as alive (or
-// suspect), by name.
+// states lists the members in gossip now (alive or leaving), by name.
 func (g *gossip) states() map[string]string {
 	out := map[string]string{}
-	for _, m := range g.ml.Members() {
-		out[m.Name] = gossipAlive
+	for _, m := range g.members.snapshot() {
+		if m.State == gossipAlive || m.State == gossipLeaving {
+			out[m.Name] = m.State
+		}
 	}
 	return out
 }
@@ -279,10 +283,13 @@ func (t *memberTracker) observe(n *memberlist.Node, gone bool) {
 }
 
 // state is a member's last recorded state ("" if unknown).
-func (t *memberTracker) state(name string) string {
+func (t *memberTracker) state(name string) string { return t.get(name).State }
+
+// get returns what is known of a member (zero if nothing).
+func (t *memberTracker) get(name string) member {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.m[name].State
+	return t.m[name]
 }
 
 // snapshot returns the members sorted by name.

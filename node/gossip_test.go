@@ -265,6 +265,7 @@ func TestBootstrapExpect(t *testing.T) {
 	if got := voterIDs(t, leaderOf(t, nodes)); !slices.Equal(got, want) {
 		t.Fatalf("after restart voters %v, want %v", got, want)
 	}
+	waitApplied(t, nodes, idx)
 	for _, g := range nodes {
 		if _, ok := g.n.FSM().View().Identity("ci/before-restart"); !ok {
 			t.Fatalf("%s lost the identity written before the restart", g.cfg.NodeID)
@@ -341,9 +342,12 @@ func TestGossipMembership(t *testing.T) {
 	if slices.Contains(voterIDs(t, newLeader), gone) {
 		t.Fatalf("%s still a voter after leaving", gone)
 	}
-	if _, ok := newLeader.n.FSM().View().Node(gone); ok {
-		t.Fatalf("%s still in the node table after leaving", gone)
-	}
+	nodetest.Eventually(t, 20*time.Second, gone+" out of the node table", func() error {
+		if _, ok := leaderOf(t, nodes).n.FSM().View().Node(gone); ok {
+			return fmt.Errorf("%s still in the node table after leaving", gone)
+		}
+		return nil
+	})
 
 	// Kill a follower: it is removed once dead past the grace period
 	// (2 of 3 voters alive is a majority, and 2 >= MinQuorum).
