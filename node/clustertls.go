@@ -5,8 +5,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
+	"strings"
+	"sync"
+	"time"
 )
 
 // ClusterTLS names the files that put cluster traffic (Raft and node RPC on
@@ -37,26 +41,92 @@ func (c *ClusterTLS) validate() error {
 	return nil
 }
 
-// clusterTLSConfigs loads the node certificate and CA and returns the
-// server-side and client-side configs. Both require the peer to present a
-// certificate chaining to the cluster CA (TLS 1.3 only).
-func (c *ClusterTLS) configs() (server, client *tls.Config, err error) {
-	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: node certificate: %v", ErrClusterTLS, err)
+// tlsReloadInterval is how often the certificate files are checked for
+// changes (by modification time and size) during handshakes.
+const tlsReloadInterval = 5 * time.Second
+
+// tlsFiles holds the loaded node certificate and CA pool and reloads them
+// when the files change, so certificates rotate without a restart. A
+// reload that fails (a half-written file) keeps the previous material and
+// is logged. Safe for concurrent use.
+type tlsFiles struct {
+	c        ClusterTLS
+	log      *slog.Logger
+	interval time.Duration
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	pool    *x509.CertPool
+	stamp   string
+	checked time.Time
+}
+
+func (f *tlsFiles) fileStamp() string {
+	var b strings.Builder
+	for _, p := range []string{f.c.CertFile, f.c.KeyFile, f.c.CAFile} {
+		if st, err := os.Stat(p); err == nil {
+			fmt.Fprintf(&b, "%d/%d;", st.ModTime().UnixNano(), st.Size())
+		}
 	}
-	caPEM, err := os.ReadFile(c.CAFile)
+	return b.String()
+}
+
+func (f *tlsFiles) load() error {
+	cert, err := tls.LoadX509KeyPair(f.c.CertFile, f.c.KeyFile)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: cluster CA: %v", ErrClusterTLS, err)
+		return fmt.Errorf("%w: node certificate: %v", ErrClusterTLS, err)
+	}
+	caPEM, err := os.ReadFile(f.c.CAFile)
+	if err != nil {
+		return fmt.Errorf("%w: cluster CA: %v", ErrClusterTLS, err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, nil, fmt.Errorf("%w: cluster CA %s holds no PEM certificate", ErrClusterTLS, c.CAFile)
+		return fmt.Errorf("%w: cluster CA %s holds no PEM certificate", ErrClusterTLS, f.c.CAFile)
 	}
+	f.cert, f.pool = &cert, pool
+	return nil
+}
+
+// current returns the certificate and CA pool, reloading them first if
+// the files changed since the last check.
+func (f *tlsFiles) current() (*tls.Certificate, *x509.CertPool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if time.Since(f.checked) >= f.interval {
+		f.checked = time.Now()
+		if stamp := f.fileStamp(); stamp != f.stamp {
+			if err := f.load(); err != nil {
+				f.log.Error("cluster TLS files changed but do not load; keeping the previous ones", "err", err)
+			} else {
+				f.stamp = stamp
+				f.log.Info("cluster TLS certificate reloaded", "cert", f.c.CertFile)
+			}
+		}
+	}
+	return f.cert, f.pool
+}
+
+// configs loads the node certificate and CA and returns the server-side
+// and client-side configs. Both require the peer to present a certificate
+// chaining to the cluster CA (TLS 1.3 only); both pick up changed files
+// within tlsReloadInterval.
+func (c *ClusterTLS) configs(log *slog.Logger) (server, client *tls.Config, err error) {
+	return c.configsEvery(log, tlsReloadInterval)
+}
+
+func (c *ClusterTLS) configsEvery(log *slog.Logger, interval time.Duration) (server, client *tls.Config, err error) {
+	files := &tlsFiles{c: *c, log: log, interval: interval}
+	files.stamp = files.fileStamp()
+	if err := files.load(); err != nil {
+		return nil, nil, err
+	}
+	files.checked = time.Now()
 	verify := func(cs tls.ConnectionState) error {
 		if len(cs.PeerCertificates) == 0 {
 			return errors.New("peer presented no certificate")
 		}
+		_, pool := files.current()
 		inter := x509.NewCertPool()
 		for _, ic := range cs.PeerCertificates[1:] {
 			inter.AddCert(ic)
@@ -74,16 +144,22 @@ func (c *ClusterTLS) configs() (server, client *tls.Config, err error) {
 		return nil
 	}
 	server = &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
+		MinVersion: tls.VersionTLS13,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			cert, _ := files.current()
+			return cert, nil
+		},
 		// Verification is ours (VerifyConnection): chain to the cluster CA,
 		// whatever address the peer dialled from.
 		ClientAuth:       tls.RequireAnyClientCert,
 		VerifyConnection: verify,
 	}
 	client = &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
+		MinVersion: tls.VersionTLS13,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			cert, _ := files.current()
+			return cert, nil
+		},
 		// Nodes dial each other by IP or container name; hostname
 		// verification is replaced by the CA (and optional name) check.
 		InsecureSkipVerify: true, //nolint:gosec // VerifyConnection checks the chain

@@ -28,11 +28,11 @@ var gossipKey = []byte("0123456789abcdef0123456789abcdef")
 // even join gossip.
 func TestClusterTLS(t *testing.T) {
 	certs := t.TempDir()
-	ca := newCA(t, "writ cluster CA")
+	ca := node.NewTestCA(t, "writ cluster CA")
 	rec := &logRecorder{}
 	nodes := bootstrapExpectCluster(t, 3, func(i int, c *node.Config) {
 		c.Logger = slog.New(rec)
-		c.ClusterTLS = ca.issue(t, filepath.Join(certs, c.NodeID), c.NodeID)
+		c.ClusterTLS = ca.Issue(t, filepath.Join(certs, c.NodeID), c.NodeID)
 		c.ClusterTLS.ServerName = "server.writ.cluster"
 		c.GossipKey = gossipKey
 	})
@@ -54,10 +54,10 @@ func TestClusterTLS(t *testing.T) {
 	}
 
 	t.Run("wrong CA", func(t *testing.T) {
-		rogueCA := newCA(t, "rogue CA")
+		rogueCA := node.NewTestCA(t, "rogue CA")
 		cfg := gossipConfig(t, t.TempDir(), "rogue")
 		cfg.AdminToken = ""
-		cfg.ClusterTLS = rogueCA.issue(t, filepath.Join(certs, "rogue"), "rogue")
+		cfg.ClusterTLS = rogueCA.Issue(t, filepath.Join(certs, "rogue"), "rogue")
 		cfg.GossipKey = gossipKey
 		cfg.Join = []string{follower.cfg.GossipAddr}
 		rogue := &gnode{cfg: cfg}
@@ -95,8 +95,8 @@ func TestClusterTLS(t *testing.T) {
 	})
 
 	t.Run("raw dial without the right certificate", func(t *testing.T) {
-		rogueCA := newCA(t, "rogue CA 2")
-		files := rogueCA.issue(t, filepath.Join(certs, "rogue2"), "rogue2")
+		rogueCA := node.NewTestCA(t, "rogue CA 2")
+		files := rogueCA.Issue(t, filepath.Join(certs, "rogue2"), "rogue2")
 		cert, err := tls.LoadX509KeyPair(files.CertFile, files.KeyFile)
 		if err != nil {
 			t.Fatal(err)
@@ -138,7 +138,7 @@ func TestClusterTLS(t *testing.T) {
 	t.Run("wrong gossip key", func(t *testing.T) {
 		cfg := gossipConfig(t, t.TempDir(), "badkey")
 		cfg.AdminToken = ""
-		cfg.ClusterTLS = ca.issue(t, filepath.Join(certs, "badkey"), "badkey")
+		cfg.ClusterTLS = ca.Issue(t, filepath.Join(certs, "badkey"), "badkey")
 		cfg.GossipKey = []byte("fedcba9876543210fedcba9876543210")
 		n, err := node.New(cfg)
 		if err != nil {

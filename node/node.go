@@ -188,7 +188,7 @@ func (n *Node) startRaft() error {
 	}
 	var serverTLS, clientTLS *tls.Config
 	if n.cfg.ClusterTLS.enabled() {
-		if serverTLS, clientTLS, err = n.cfg.ClusterTLS.configs(); err != nil {
+		if serverTLS, clientTLS, err = n.cfg.ClusterTLS.configs(n.log); err != nil {
 			return err
 		}
 	}
