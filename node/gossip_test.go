@@ -364,3 +364,36 @@ func TestGossipMembership(t *testing.T) {
 	victim.start(t)
 	waitVoters(t, nodes, 3)
 }
+
+// TestRebuiltServerReplacesOldEntry: a server rebuilt under a new id at
+// the old Raft address (fresh data dir) takes the old entry's place even
+// with dead-server cleanup off: two entries must never share an address.
+func TestRebuiltServerReplacesOldEntry(t *testing.T) {
+	nodes := bootstrapExpectCluster(t, 3, func(_ int, c *node.Config) { c.DeadServerGrace = -1 })
+	leader := leaderOf(t, nodes)
+	var old *gnode
+	for _, g := range nodes {
+		if g != leader {
+			old = g
+			break
+		}
+	}
+	old.stop()
+	cfg := gossipConfig(t, t.TempDir(), old.cfg.NodeID+"-rebuilt")
+	cfg.RaftAddr = old.cfg.RaftAddr
+	cfg.AdminToken = ""
+	cfg.Join = []string{leader.cfg.GossipAddr}
+	rebuilt := &gnode{cfg: cfg}
+	rebuilt.start(t)
+	nodes = append(nodes, rebuilt)
+	nodetest.Eventually(t, 60*time.Second, "the rebuilt server replaces the old entry", func() error {
+		got := voterIDs(t, leaderOf(t, nodes))
+		if slices.Contains(got, old.cfg.NodeID) || !slices.Contains(got, rebuilt.cfg.NodeID) || len(got) != 3 {
+			return fmt.Errorf("voters %v: want %s replaced by %s", got, old.cfg.NodeID, rebuilt.cfg.NodeID)
+		}
+		return nil
+	})
+	waitVoters(t, nodes, 3)
+	idx := putIdentity(t, rebuilt, "ci/through-rebuilt")
+	waitApplied(t, nodes, idx)
+}

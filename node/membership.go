@@ -174,13 +174,30 @@ func (n *Node) addFromGossip(ctx context.Context, m member, replace bool) error 
 	if v := resp.Msg.GetStats().GetFsmVersion(); v < fsm.Version {
 		n.log.Warn("server runs an older FSM version; new command types wait for it", "id", m.Name, "fsm_version", v)
 	}
-	id := raft.ServerID(m.Name)
+	id, addr := raft.ServerID(m.Name), raft.ServerAddress(m.Meta.GetRaftAddr())
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return err
+	}
+	for _, srv := range cf.Configuration().Servers {
+		if srv.Address != addr || srv.ID == id {
+			continue
+		}
+		// A new id at an old address (a server rebuilt under a new name):
+		// the old entry goes, unless gossip still sees it alive.
+		if n.members.state(string(srv.ID)) == gossipAlive {
+			return fmt.Errorf("raft address %s is claimed by %s and %s, both alive", addr, srv.ID, id)
+		}
+		if err := n.removeServer(ctx, string(srv.ID)); err != nil {
+			return err
+		}
+	}
 	if replace {
 		if err := n.raft.RemoveServer(id, 0, 10*time.Second).Error(); err != nil {
 			return leaderError(err)
 		}
 	}
-	if err := n.raft.AddVoter(id, raft.ServerAddress(m.Meta.GetRaftAddr()), 0, 10*time.Second).Error(); err != nil {
+	if err := n.raft.AddVoter(id, addr, 0, 10*time.Second).Error(); err != nil {
 		return leaderError(err)
 	}
 	n.log.Info("server added from gossip", "id", m.Name, "raft_addr", m.Meta.GetRaftAddr())
