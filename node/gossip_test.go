@@ -365,11 +365,16 @@ func TestGossipMembership(t *testing.T) {
 	waitVoters(t, nodes, 3)
 }
 
-// TestRebuiltServerReplacesOldEntry: a server rebuilt under a new id at
-// the old Raft address (fresh data dir) takes the old entry's place even
-// with dead-server cleanup off: two entries must never share an address.
-func TestRebuiltServerReplacesOldEntry(t *testing.T) {
-	nodes := bootstrapExpectCluster(t, 3, func(_ int, c *node.Config) { c.DeadServerGrace = -1 })
+// TestReconcileReplacesAndRefuses: a server rebuilt under a new id at the
+// old Raft address (fresh data dir) takes the old entry's place even with
+// dead-server cleanup off (two entries must never share an address); a
+// server that belongs to another cluster is never added.
+func TestReconcileReplacesAndRefuses(t *testing.T) {
+	rec := &logRecorder{}
+	nodes := bootstrapExpectCluster(t, 3, func(_ int, c *node.Config) {
+		c.DeadServerGrace = -1
+		c.Logger = slog.New(rec)
+	})
 	leader := leaderOf(t, nodes)
 	var old *gnode
 	for _, g := range nodes {
@@ -396,4 +401,25 @@ func TestRebuiltServerReplacesOldEntry(t *testing.T) {
 	waitVoters(t, nodes, 3)
 	idx := putIdentity(t, rebuilt, "ci/through-rebuilt")
 	waitApplied(t, nodes, idx)
+
+	// A one-node cluster of its own gossips its way in: refused.
+	cfg = gossipConfig(t, t.TempDir(), "foreign")
+	cfg.Bootstrap = true
+	foreign := &gnode{cfg: cfg}
+	foreign.start(t)
+	if err := foreign.n.WaitReady(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := foreign.n.JoinGossip([]string{leaderOf(t, nodes).cfg.GossipAddr}); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.Eventually(t, 30*time.Second, "the leader refuses the foreign server", func() error {
+		if rec.has("belongs to another cluster") {
+			return nil
+		}
+		return fmt.Errorf("no refusal logged yet")
+	})
+	if got := voterIDs(t, leaderOf(t, nodes)); slices.Contains(got, "foreign") {
+		t.Fatalf("voters %v include a server of another cluster", got)
+	}
 }

@@ -171,6 +171,9 @@ func (n *Node) addFromGossip(ctx context.Context, m member, replace bool) error 
 	if got := resp.Msg.GetNodeId(); got != m.Name {
 		return fmt.Errorf("cluster port %s answers as %q, gossip says %q", m.Meta.GetRaftAddr(), got, m.Name)
 	}
+	if theirs, ours := resp.Msg.GetClusterId(), n.fsm.View().ClusterID(); theirs != "" && theirs != ours {
+		return fmt.Errorf("server %s belongs to another cluster (%s, this is %s): wipe its data dir to join this one", m.Name, theirs, ours)
+	}
 	if v := resp.Msg.GetStats().GetFsmVersion(); v < fsm.Version {
 		n.log.Warn("server runs an older FSM version; new command types wait for it", "id", m.Name, "fsm_version", v)
 	}

@@ -20,7 +20,7 @@ const statsTimeout = 1500 * time.Millisecond
 // answers before bootstrap: has_configuration tells bootstrap-expect
 // whether this node already belongs to a cluster.
 func (n *Node) RaftStats(context.Context) (*writv1.RaftStatsResponse, error) {
-	out := &writv1.RaftStatsResponse{NodeId: n.cfg.NodeID, Stats: n.localStats()}
+	out := &writv1.RaftStatsResponse{NodeId: n.cfg.NodeID, Stats: n.localStats(), ClusterId: n.fsm.View().ClusterID()}
 	cf := n.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
 		return nil, err

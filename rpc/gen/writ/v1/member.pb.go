@@ -66,8 +66,11 @@ type RaftStatsResponse struct {
 	// (bootstrapped, joined, or restarted from a data dir).
 	HasConfiguration bool `protobuf:"varint,3,opt,name=has_configuration,json=hasConfiguration,proto3" json:"has_configuration,omitempty"`
 	// Voter ids in this node's latest Raft configuration.
-	Voters        []string `protobuf:"bytes,4,rep,name=voters,proto3" json:"voters,omitempty"`
-	LeaderId      string   `protobuf:"bytes,5,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	Voters   []string `protobuf:"bytes,4,rep,name=voters,proto3" json:"voters,omitempty"`
+	LeaderId string   `protobuf:"bytes,5,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	// The cluster id this node has applied ("" before the bootstrap entry).
+	// The leader refuses to add a server that belongs to another cluster.
+	ClusterId     string `protobuf:"bytes,6,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -133,6 +136,13 @@ func (x *RaftStatsResponse) GetVoters() []string {
 func (x *RaftStatsResponse) GetLeaderId() string {
 	if x != nil {
 		return x.LeaderId
+	}
+	return ""
+}
+
+func (x *RaftStatsResponse) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
 	}
 	return ""
 }
@@ -336,13 +346,15 @@ var File_writ_v1_member_proto protoreflect.FileDescriptor
 const file_writ_v1_member_proto_rawDesc = "" +
 	"\n" +
 	"\x14writ/v1/member.proto\x12\awrit.v1\x1a\x1egoogle/protobuf/duration.proto\"\x12\n" +
-	"\x10RaftStatsRequest\"\xba\x01\n" +
+	"\x10RaftStatsRequest\"\xd9\x01\n" +
 	"\x11RaftStatsResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12*\n" +
 	"\x05stats\x18\x02 \x01(\v2\x14.writ.v1.ServerStatsR\x05stats\x12+\n" +
 	"\x11has_configuration\x18\x03 \x01(\bR\x10hasConfiguration\x12\x16\n" +
 	"\x06voters\x18\x04 \x03(\tR\x06voters\x12\x1b\n" +
-	"\tleader_id\x18\x05 \x01(\tR\bleaderId\"\x96\x02\n" +
+	"\tleader_id\x18\x05 \x01(\tR\bleaderId\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x06 \x01(\tR\tclusterId\"\x96\x02\n" +
 	"\vServerStats\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12$\n" +
