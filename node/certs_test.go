@@ -22,7 +22,7 @@ type testCA struct {
 	pem  []byte
 }
 
-func newTestCA(t *testing.T, name string) *testCA {
+func newTestCA(t testing.TB, name string) *testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -43,7 +43,7 @@ func newTestCA(t *testing.T, name string) *testCA {
 
 // Issue writes a node certificate, its key and the CA to dir and returns
 // the ClusterTLS naming them.
-func (ca *testCA) Issue(t *testing.T, dir, name string) ClusterTLS {
+func (ca *testCA) Issue(t testing.TB, dir, name string) ClusterTLS {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

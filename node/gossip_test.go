@@ -27,7 +27,7 @@ type gnode struct {
 	n   *node.Node
 }
 
-func reserve(t *testing.T) string {
+func reserve(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -39,7 +39,7 @@ func reserve(t *testing.T) string {
 
 // gossipConfig is a node on loopback with fast (but -race tolerant)
 // failure detection and reconcile.
-func gossipConfig(t *testing.T, dir, id string) node.Config {
+func gossipConfig(t testing.TB, dir, id string) node.Config {
 	t.Helper()
 	var logger *slog.Logger
 	if os.Getenv("WRIT_TEST_LOG") != "" {
@@ -70,7 +70,7 @@ func gossipConfig(t *testing.T, dir, id string) node.Config {
 	}
 }
 
-func (g *gnode) start(t *testing.T) {
+func (g *gnode) start(t testing.TB) {
 	t.Helper()
 	n, err := node.New(g.cfg)
 	if err != nil {
@@ -92,7 +92,7 @@ func (g *gnode) stop() {
 
 // bootstrapExpectCluster starts n nodes with --bootstrap-expect n; node i
 // joins through node i-1's gossip address, node 0 through nobody.
-func bootstrapExpectCluster(t *testing.T, n int, tweak func(i int, c *node.Config)) []*gnode {
+func bootstrapExpectCluster(t testing.TB, n int, tweak func(i int, c *node.Config)) []*gnode {
 	t.Helper()
 	dir := t.TempDir()
 	nodes := make([]*gnode, n)
@@ -125,7 +125,7 @@ func running(nodes []*gnode) []*gnode {
 	return out
 }
 
-func leaderOf(t *testing.T, nodes []*gnode) *gnode {
+func leaderOf(t testing.TB, nodes []*gnode) *gnode {
 	t.Helper()
 	var l *gnode
 	nodetest.Eventually(t, 30*time.Second, "a leader", func() error {
@@ -141,7 +141,7 @@ func leaderOf(t *testing.T, nodes []*gnode) *gnode {
 }
 
 // voterIDs is the leader's sorted voter list.
-func voterIDs(t *testing.T, g *gnode) []string {
+func voterIDs(t testing.TB, g *gnode) []string {
 	t.Helper()
 	st, err := g.n.RaftStats(context.Background())
 	if err != nil {
@@ -154,7 +154,7 @@ func voterIDs(t *testing.T, g *gnode) []string {
 
 // waitVoters waits until every running node is ready and the leader has
 // want voters, each registered with an API address.
-func waitVoters(t *testing.T, nodes []*gnode, want int) {
+func waitVoters(t testing.TB, nodes []*gnode, want int) {
 	t.Helper()
 	nodetest.Eventually(t, 60*time.Second, fmt.Sprintf("%d voters", want), func() error {
 		var leader *gnode
@@ -197,7 +197,7 @@ func adminClient(g *gnode) writv1connect.AdminServiceClient {
 }
 
 // putIdentity writes through g (a follower forwards over the cluster port).
-func putIdentity(t *testing.T, g *gnode, id string) uint64 {
+func putIdentity(t testing.TB, g *gnode, id string) uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -210,7 +210,7 @@ func putIdentity(t *testing.T, g *gnode, id string) uint64 {
 	return resp.Msg.GetIndex()
 }
 
-func waitApplied(t *testing.T, nodes []*gnode, index uint64) {
+func waitApplied(t testing.TB, nodes []*gnode, index uint64) {
 	t.Helper()
 	for _, g := range running(nodes) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
