@@ -363,6 +363,26 @@ func TestGossipMembership(t *testing.T) {
 	// It comes back: gossip sees it alive and the leader adds it again.
 	victim.start(t)
 	waitVoters(t, nodes, 3)
+
+	// A follower departs too (no leadership to hand over).
+	l := leaderOf(t, nodes)
+	var f *gnode
+	for _, g := range running(nodes) {
+		if g != l {
+			f = g
+			break
+		}
+	}
+	if _, err := f.n.Depart(context.Background()); err != nil {
+		t.Fatalf("depart follower %s: %v", f.cfg.NodeID, err)
+	}
+	select {
+	case <-f.n.Departed():
+	case <-time.After(30 * time.Second):
+		t.Fatal("departed follower did not stop")
+	}
+	f.n = nil
+	waitVoters(t, nodes, 2)
 }
 
 // TestReconcileReplacesAndRefuses: a server rebuilt under a new id at the
