@@ -443,3 +443,34 @@ func TestReconcileReplacesAndRefuses(t *testing.T) {
 		t.Fatalf("voters %v include a server of another cluster", got)
 	}
 }
+
+// TestDeadServerKeptForQuorum: with --min-quorum 3 (the default with
+// bootstrap-expect 3), a dead server past its grace period keeps its seat
+// in a 3-voter cluster; the cluster keeps committing with the two others.
+func TestDeadServerKeptForQuorum(t *testing.T) {
+	rec := &logRecorder{}
+	nodes := bootstrapExpectCluster(t, 3, func(_ int, c *node.Config) {
+		c.DeadServerGrace = 500 * time.Millisecond
+		c.Logger = slog.New(rec)
+	})
+	leader := leaderOf(t, nodes)
+	var victim *gnode
+	for _, g := range nodes {
+		if g != leader {
+			victim = g
+			break
+		}
+	}
+	victim.stop()
+	nodetest.Eventually(t, 30*time.Second, "the leader keeps the dead server past its grace", func() error {
+		if rec.has("dead server past its grace period kept") {
+			return nil
+		}
+		return fmt.Errorf("not yet")
+	})
+	if got := voterIDs(t, leaderOf(t, nodes)); !slices.Contains(got, victim.cfg.NodeID) {
+		t.Fatalf("voters %v: %s removed below min quorum", got, victim.cfg.NodeID)
+	}
+	idx := putIdentity(t, leaderOf(t, nodes), "ci/two-of-three")
+	waitApplied(t, nodes, idx)
+}

@@ -101,7 +101,15 @@ func (n *Node) reconcile(ctx context.Context) error {
 				dead[m.Name] = m.Since
 			}
 		}
-		for _, id := range planDeadRemovals(voters, alive, dead, time.Now(), n.cfg.DeadServerGrace, n.cfg.MinQuorum) {
+		now := time.Now()
+		remove := planDeadRemovals(voters, alive, dead, now, n.cfg.DeadServerGrace, n.cfg.MinQuorum)
+		for _, id := range voters {
+			if since, ok := dead[id]; ok && now.Sub(since) >= n.cfg.DeadServerGrace && !slices.Contains(remove, id) {
+				n.log.Debug("dead server past its grace period kept: removing it would leave no alive majority or fewer voters than min quorum",
+					"id", id, "voters", len(voters), "min_quorum", n.cfg.MinQuorum)
+			}
+		}
+		for _, id := range remove {
 			n.log.Warn("removing dead server after grace period", "id", id, "grace", n.cfg.DeadServerGrace)
 			if err := n.removeServer(ctx, id); err != nil {
 				errs = append(errs, err)
