@@ -9,6 +9,4 @@ var (
 	ErrGossip = errors.New("gossip")
 	// ErrLastVoter: the only voter cannot leave gracefully; stop it instead.
 	ErrLastVoter = errors.New("this node is the only voter; it cannot leave the cluster (stop it instead)")
-	// ErrDeparting: the node is leaving the cluster.
-	ErrDeparting = errors.New("node is leaving the cluster")
 )

@@ -27,7 +27,8 @@ func (n *Node) Departed() <-chan struct{} { return n.departed }
 // another voter; then the node leaves gossip, which the leader sees as a
 // graceful leave and answers by removing it from the Raft voters and the
 // node table; once the leader's configuration no longer lists it, the node
-// stops (Departed closes). The only voter cannot depart (ErrLastVoter);
+// stops (Departed closes). Calling it again while (or after) a departure
+// is under way waits for the removal again. The only voter cannot depart (ErrLastVoter);
 // gossip must be on (without it, remove the node with `writ leave NODE_ID`
 // from another node).
 func (n *Node) Depart(ctx context.Context) (uint64, error) {
@@ -47,21 +48,24 @@ func (n *Node) Depart(ctx context.Context) (uint64, error) {
 	if voters == 0 {
 		return 0, connect.NewError(connect.CodeFailedPrecondition, ErrLastVoter)
 	}
-	if !n.depart.v.CompareAndSwap(false, true) {
-		return 0, connect.NewError(connect.CodeFailedPrecondition, ErrDeparting)
-	}
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	if n.raft.State() == raft.Leader {
-		n.log.Info("leaving: transferring leadership")
-		if err := n.raft.LeadershipTransfer().Error(); err != nil {
-			n.depart.v.Store(false)
-			return 0, connect.NewError(connect.CodeUnavailable, fmt.Errorf("leadership transfer: %w", err))
+	if n.depart.v.CompareAndSwap(false, true) {
+		if n.raft.State() == raft.Leader {
+			n.log.Info("leaving: transferring leadership")
+			if err := n.raft.LeadershipTransfer().Error(); err != nil {
+				n.depart.v.Store(false)
+				return 0, connect.NewError(connect.CodeUnavailable, fmt.Errorf("leadership transfer: %w", err))
+			}
 		}
-	}
-	n.log.Info("leaving gossip")
-	if err := n.gossip.leave(10 * time.Second); err != nil {
-		n.log.Warn("gossip leave", "err", err)
+		n.log.Info("leaving gossip")
+		if err := n.gossip.leave(10 * time.Second); err != nil {
+			n.log.Warn("gossip leave", "err", err)
+		}
+	} else {
+		// A departure already under way (or one whose wait for the leader
+		// timed out): wait for the removal again.
+		n.log.Info("departure already under way; waiting for the leader to remove this node")
 	}
 	idx, err := n.awaitRemoval(ctx)
 	if err != nil {
