@@ -3,6 +3,7 @@ package node
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -117,10 +118,7 @@ func (n *Node) reconcile(ctx context.Context) error {
 			}
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%v", errs)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // planDeadRemovals picks the voters dead-server cleanup may remove now:
