@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -229,6 +230,46 @@ func TestGossipKeyRotation(t *testing.T) {
 	for _, target := range []*node.Node{a, b} {
 		if err := c.JoinGossip([]string{target.GossipAddr()}); !errors.Is(err, node.ErrGossip) {
 			t.Fatalf("join with an unrelated key: %v, want ErrGossip", err)
+		}
+	}
+}
+
+// TestLaggingFollowerSnapshotOverTLS: a follower that was down while the
+// leader compacted its log catches up by InstallSnapshot over the mutual
+// TLS cluster port (the log it missed no longer exists).
+func TestLaggingFollowerSnapshotOverTLS(t *testing.T) {
+	certs := t.TempDir()
+	ca := node.NewTestCA(t, "writ cluster CA")
+	nodes := bootstrapExpectCluster(t, 3, func(_ int, c *node.Config) {
+		c.ClusterTLS = ca.Issue(t, filepath.Join(certs, c.NodeID), c.NodeID)
+		c.Raft.SnapshotThreshold, c.Raft.TrailingLogs, c.Raft.SnapshotInterval = 16, 4, 50*time.Millisecond
+	})
+	leader := leaderOf(t, nodes)
+	var lagger *gnode
+	for _, g := range nodes {
+		if g != leader {
+			lagger = g
+			break
+		}
+	}
+	laggedAt := lagger.n.FSM().AppliedIndex()
+	lagger.stop()
+	var idx uint64
+	for i := range 48 {
+		idx = putIdentity(t, leader, fmt.Sprintf("ci/while-down-%d", i))
+	}
+	nodetest.Eventually(t, 30*time.Second, "the leader compacts its log", func() error {
+		// Compacted past where the lagger stopped: it cannot catch up from the log.
+		if first, lagged := leader.n.FirstLogIndex(), lagger.cfg.NodeID; first <= laggedAt {
+			return fmt.Errorf("first log index %d, %s stopped at %d", first, lagged, laggedAt)
+		}
+		return nil
+	})
+	lagger.start(t)
+	waitApplied(t, nodes, idx)
+	for _, id := range []string{"ci/while-down-0", "ci/while-down-47"} {
+		if _, ok := lagger.n.FSM().View().Identity(id); !ok {
+			t.Fatalf("the restarted follower lacks %s", id)
 		}
 	}
 }
