@@ -44,6 +44,11 @@ type Config struct {
 	ExtraArgs []string
 	// LogToFile writes each node's output to DIR/nN.log instead of memory.
 	LogToFile bool
+	// Formation, when set, gives node i's cluster-forming flags at first
+	// start instead of the default (node 1 --bootstrap, the others --join
+	// node 1's API); nodes holds every node's addresses. The gossip e2e test
+	// forms its cluster with --bootstrap-expect and gossip joins through it.
+	Formation func(i int, nodes []*Node) []string
 }
 
 // Node is one process.
@@ -94,9 +99,12 @@ func Start(cfg Config) (*Cluster, error) {
 	}
 	for i, n := range c.Nodes {
 		var extra []string
-		if i == 0 {
+		switch {
+		case cfg.Formation != nil:
+			extra = cfg.Formation(i, c.Nodes)
+		case i == 0:
 			extra = []string{"--bootstrap"}
-		} else {
+		default:
 			extra = []string{"--join", c.Nodes[0].API}
 		}
 		if err := c.start(n, extra); err != nil {
@@ -180,6 +188,20 @@ func (n *Node) signal(sig syscall.Signal, grace time.Duration) {
 		n.file = nil
 	}
 	n.cmd = nil
+}
+
+// Exited is closed when node i's current process exits (nil if it was
+// never started).
+func (c *Cluster) Exited(i int) <-chan struct{} { return c.Nodes[i].done }
+
+// ExitCode is node i's exit code once Exited is closed, -1 before or after
+// Kill/Stop collected it.
+func (c *Cluster) ExitCode(i int) int {
+	n := c.Nodes[i]
+	if n.cmd == nil || n.cmd.ProcessState == nil {
+		return -1
+	}
+	return n.cmd.ProcessState.ExitCode()
 }
 
 // Output returns what node i printed (kept in memory unless LogToFile).
