@@ -85,6 +85,27 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 	return out, err
 }
 
+// verifyLeader is raft's VerifyLeader bounded by the node's life.
+// hashicorp/raft v1.7.3 queues the request on a buffered channel and its
+// future has no shutdown channel, so a request queued while Raft shuts down
+// is never answered: the freshness loop waited on one for ever and held
+// Close (TestDenyNeverWrites hung for 10 minutes in a loaded -race run). The
+// waiting goroutine left behind in that case is the price of not blocking.
+func (n *Node) verifyLeader() error {
+	if n.ctx.Err() != nil {
+		return raft.ErrRaftShutdown
+	}
+	f := n.raft.VerifyLeader()
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-n.ctx.Done():
+		return raft.ErrRaftShutdown
+	}
+}
+
 // leaderReadIndex returns an index covering everything committed before the
 // call, applied here. This node must lead.
 func (n *Node) leaderReadIndex() (uint64, error) {
@@ -99,7 +120,7 @@ func (n *Node) leaderReadIndex() (uint64, error) {
 	// Raft's ReadIndex: note the commit index, then confirm with a heartbeat
 	// round that a quorum still follows this leader. No log entry is written.
 	idx := n.raft.CommitIndex()
-	if err := n.raft.VerifyLeader().Error(); err != nil {
+	if err := n.verifyLeader(); err != nil {
 		return 0, leaderError(err)
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
