@@ -119,9 +119,19 @@ func (n *Node) leaderReadIndex() (uint64, error) {
 	}
 	// Raft's ReadIndex: note the commit index, then confirm with a heartbeat
 	// round that a quorum still follows this leader. No log entry is written.
-	idx := n.raft.CommitIndex()
+	commit := n.raft.CommitIndex()
 	if err := n.verifyLeader(); err != nil {
 		return 0, leaderError(err)
+	}
+	// The FSM's index moves only with command entries; raft's noops, barriers
+	// and configuration entries never reach it. So the read index is the last
+	// command at or before the commit index.
+	idx, ok := n.lastCommand(commit)
+	if !ok {
+		if err := n.raft.Barrier(5 * time.Second).Error(); err != nil {
+			return 0, leaderError(err)
+		}
+		return n.fsm.AppliedIndex(), nil
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
 	defer cancel()
@@ -129,6 +139,28 @@ func (n *Node) leaderReadIndex() (uint64, error) {
 		return 0, err
 	}
 	return n.fsm.AppliedIndex(), nil
+}
+
+// lastCommand finds the last command entry at or before index in the local
+// log, looking back at most 64 entries; ok is false when it cannot tell
+// (the entries were compacted, or none of those is a command).
+func (n *Node) lastCommand(index uint64) (uint64, bool) {
+	if index <= n.fsm.AppliedIndex() {
+		return index, true
+	}
+	for i := index; i > 0 && index-i < 64; i-- {
+		if i <= n.fsm.AppliedIndex() {
+			return i, true // everything from here down is applied already
+		}
+		var l raft.Log
+		if err := n.store.GetLog(i, &l); err != nil {
+			return 0, false
+		}
+		if l.Type == raft.LogCommand {
+			return i, true
+		}
+	}
+	return 0, false
 }
 
 // Propose replicates commands through the leader (see rpc.Backend).

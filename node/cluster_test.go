@@ -28,32 +28,48 @@ when { context has ticket };
 `
 
 // setup loads a policy set, an identity, a role and a secret id through
-// member 0 and returns the AppRole proof.
+// member 0 and returns the AppRole proof. Each call is retried while the
+// member fails closed (Unavailable): on a busy machine an election or a
+// lapsed read lease right after start is legitimate and brief.
 func setup(t testing.TB, c *nodetest.Cluster) *writv1.AppRoleProof {
 	t.Helper()
 	ctx := context.Background()
 	admin := c.Admin(0)
-	if _, err := admin.PutPolicySet(ctx, connect.NewRequest(&writv1.PutPolicySetRequest{
-		PolicySet: &writv1.PolicySet{Name: "prod", Cedar: testPolicy},
-	})); err != nil {
-		t.Fatalf("put policy set: %v", err)
+	must := func(what string, call func() error) {
+		t.Helper()
+		nodetest.Eventually(t, 30*time.Second, what, func() error {
+			err := call()
+			if err != nil && connect.CodeOf(err) != connect.CodeUnavailable {
+				t.Fatalf("%s: %v", what, err)
+			}
+			return err
+		})
 	}
-	if _, err := admin.PutIdentity(ctx, connect.NewRequest(&writv1.PutIdentityRequest{Identity: &writv1.Identity{
-		Id: "ci/deploy-api", Kind: "ci_job", Owner: "team-platform", Environment: "prod",
-	}})); err != nil {
-		t.Fatalf("put identity: %v", err)
-	}
-	role, err := admin.PutRole(ctx, connect.NewRequest(&writv1.PutRoleRequest{Role: &writv1.Role{
-		Name: "deploy-api", Environment: "prod", Identity: "ci/deploy-api", AuthMethods: []string{"approle"},
-		DefaultTtlSeconds: 600, MaxTtlSeconds: 3600,
-	}}))
-	if err != nil {
-		t.Fatalf("put role: %v", err)
-	}
-	sid, err := admin.CreateSecretID(ctx, connect.NewRequest(&writv1.CreateSecretIDRequest{Role: "deploy-api"}))
-	if err != nil {
-		t.Fatalf("create secret id: %v", err)
-	}
+	must("put policy set", func() error {
+		_, err := admin.PutPolicySet(ctx, connect.NewRequest(&writv1.PutPolicySetRequest{
+			PolicySet: &writv1.PolicySet{Name: "prod", Cedar: testPolicy},
+		}))
+		return err
+	})
+	must("put identity", func() error {
+		_, err := admin.PutIdentity(ctx, connect.NewRequest(&writv1.PutIdentityRequest{Identity: &writv1.Identity{
+			Id: "ci/deploy-api", Kind: "ci_job", Owner: "team-platform", Environment: "prod",
+		}}))
+		return err
+	})
+	var role *connect.Response[writv1.PutRoleResponse]
+	must("put role", func() (err error) {
+		role, err = admin.PutRole(ctx, connect.NewRequest(&writv1.PutRoleRequest{Role: &writv1.Role{
+			Name: "deploy-api", Environment: "prod", Identity: "ci/deploy-api", AuthMethods: []string{"approle"},
+			DefaultTtlSeconds: 600, MaxTtlSeconds: 3600,
+		}}))
+		return err
+	})
+	var sid *connect.Response[writv1.CreateSecretIDResponse]
+	must("create secret id", func() (err error) {
+		sid, err = admin.CreateSecretID(ctx, connect.NewRequest(&writv1.CreateSecretIDRequest{Role: "deploy-api"}))
+		return err
+	})
 	return &writv1.AppRoleProof{RoleId: role.Msg.GetRole().GetRoleId(), SecretId: sid.Msg.GetSecretId()}
 }
 

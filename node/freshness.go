@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,20 @@ type freshness struct {
 
 	mu      sync.Mutex
 	changed chan struct{} // closed at the next leader change, then replaced
+	lastErr error         // why the last round failed; nil after a success
+}
+
+func (f *freshness) setErr(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lastErr = err
+}
+
+// err is why the last sync round failed, for diagnostics (WaitReady).
+func (f *freshness) err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lastErr
 }
 
 func newFreshness() *freshness {
@@ -136,13 +151,15 @@ func (n *Node) syncRound() {
 	case raft.Follower:
 		idx, err = n.askReadIndex(ctx)
 	default:
+		n.caught.setErr(fmt.Errorf("raft state %s", n.raft.State()))
 		return
 	}
+	if err == nil {
+		err = n.fsm.WaitApplied(ctx, idx)
+	}
+	n.caught.setErr(err)
 	if err != nil {
 		n.log.Debug("sync round", "err", err)
-		return
-	}
-	if err := n.fsm.WaitApplied(ctx, idx); err != nil {
 		return
 	}
 	n.caught.advance(t0)

@@ -338,7 +338,7 @@ func (n *Node) WaitReady(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("node %s not ready: %w (last: %v)", n.cfg.NodeID, ctx.Err(), n.Ready())
+			return fmt.Errorf("node %s not ready: %w (last: %v; last sync round: %v)", n.cfg.NodeID, ctx.Err(), n.Ready(), n.caught.err())
 		case <-t.C:
 		}
 	}

@@ -262,6 +262,14 @@ func TestLoginEvidence(t *testing.T) {
 		if fp, _ := resp.Msg.GetDecision().GetAuth().AsMap()["cert_fingerprint"].(string); len(fp) != 64 {
 			t.Errorf("fingerprint %q", fp)
 		}
+		// Calls with the credential carry how it was obtained.
+		az, err := f.client(nil).Authorize(ctx, connect.NewRequest(&writv1.AuthorizeRequest{
+			Credential: resp.Msg.GetCredential(), Action: "call_tool", Resource: &writv1.Resource{Type: "Tool", Id: "x"},
+		}))
+		mustOK(t, err)
+		if a := az.Msg.GetDecision().GetAuth().AsMap(); a["method"] != "credential" || a["login_method"] != "mtls" || a["lease_id"] != resp.Msg.GetLease().GetId() {
+			t.Errorf("authorize decision.auth %v", a)
+		}
 		resp, err = f.client(nil).AuthorizeAndIssue(ctx, issueWith(jwtProof("ci", f.gh.Mint(t, f.ghClaims(nil))), "deploy", "Deployment"))
 		mustOK(t, err)
 		claims, _ := resp.Msg.GetDecision().GetAuth().AsMap()["claims"].(map[string]any)

@@ -12,6 +12,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/writ-dev/writ/authz"
 
@@ -44,6 +45,9 @@ type checked struct {
 	compiled *authz.PolicySet
 	noSet    *writv1.Decision // set when no policy set governs the identity
 	evidence map[string]any
+	auth     *structpb.Struct // evidence as the API shows it (decision.auth)
+	// delegation is context.delegation for a child lease (nil for a root).
+	delegation map[string]any
 	// err fails every item (the credential itself); identErr and setErr fail
 	// the items inside the lease's scope, in Authorize's order.
 	err, identErr, setErr error
@@ -56,6 +60,10 @@ func (s *authzService) prepare(view *fsm.View, token string, now time.Time) *che
 		return &checked{err: err}
 	}
 	c := &checked{lease: lease, evidence: leaseEvidence(lease)}
+	c.auth = evidenceStruct(c.evidence)
+	if lease.GetParent() != "" {
+		c.delegation = delegationContext(view, lease.GetParent(), lease.GetDepth())
+	}
 	ident, ok := view.Identity(lease.GetIdentity())
 	if !ok {
 		c.identErr = withReason(connect.CodeUnauthenticated, "identity_deleted", "credential rejected: identity deleted")
@@ -174,12 +182,15 @@ func (s *authzService) batchItem(it *writv1.BatchAuthorizeItem, lookup func(stri
 	if err != nil {
 		return nil, err
 	}
+	if c.delegation != nil {
+		cedarCtx["delegation"] = c.delegation
+	}
 	if c.setErr != nil {
 		return nil, c.setErr
 	}
 	if c.noSet != nil {
 		d := proto.Clone(c.noSet).(*writv1.Decision)
-		d.DecisionId = decisionID
+		d.DecisionId, d.Auth = decisionID, c.auth
 		return d, nil
 	}
 	dec, err := c.compiled.Decide(authz.Request{Identity: c.ident, Role: c.lease.GetRole(), Action: it.GetAction(), Resource: res, Context: cedarCtx})
@@ -187,6 +198,7 @@ func (s *authzService) batchItem(it *writv1.BatchAuthorizeItem, lookup func(stri
 		return nil, err
 	}
 	out := decisionToAPI(dec, decisionID)
+	out.Auth = c.auth
 	if !annotations {
 		for _, p := range out.DeterminingPolicies {
 			p.Annotations = nil
