@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -331,8 +332,10 @@ func loadDevData() (devData, error) {
 	return d, nil
 }
 
-// hasState reports whether dir exists and is not empty.
+// hasState reports whether dir holds a node's Raft state.
 func hasState(dir string) bool {
-	entries, err := os.ReadDir(dir)
+	// The node keeps its Raft state under raft/; other files an operator
+	// (or a test) put in the data dir are not a cluster.
+	entries, err := os.ReadDir(filepath.Join(dir, "raft"))
 	return err == nil && len(entries) > 0
 }
