@@ -136,3 +136,46 @@ func TestIssueRetryWithRequestID(t *testing.T) {
 		t.Fatal("another request id got the same lease")
 	}
 }
+
+// TestDelegationContextReachesCedar: a policy that allows deploys only to
+// delegated leases (context.delegation, filled by Writ) allows the child and
+// denies the root, through Authorize and BatchAuthorize alike.
+func TestDelegationContextReachesCedar(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	admin := f.c.Admin(0)
+	mustOK(t, ignore(admin.PutPolicySet(ctx, connect.NewRequest(&writv1.PutPolicySetRequest{PolicySet: &writv1.PolicySet{
+		Name: "prod", Cedar: `@id("issue-with-ticket") permit (principal, action == Action::"deploy", resource) when { context has ticket };
+@id("delegated-only") permit (principal, action == Action::"deploy", resource) when { context has delegation && context.delegation.depth == 1 && context.delegation.chain.contains(context.delegation.root) };`,
+	}}))))
+	mustOK(t, ignore(admin.PutRole(ctx, connect.NewRequest(&writv1.PutRoleRequest{Role: &writv1.Role{
+		Name: "deploy-api", Environment: "prod", Identity: "ci/deploy-api", RoleId: f.proof.GetRoleId(),
+		DefaultTtlSeconds: 60, MaxTtlSeconds: 300, MaxDelegationDepth: 1,
+	}}))))
+	authz := writv1connect.NewAuthzServiceClient(http.DefaultClient, f.base)
+	root, err := authz.AuthorizeAndIssue(ctx, connect.NewRequest(f.issueReq(true)))
+	mustOK(t, err)
+	child, err := writv1connect.NewLeaseServiceClient(http.DefaultClient, f.base).Delegate(ctx, connect.NewRequest(&writv1.DelegateRequest{
+		Credential: root.Msg.GetCredential(),
+		Intent:     &writv1.Intent{Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "api"}},
+	}))
+	mustOK(t, err)
+	if !child.Msg.GetDecision().GetAllowed() {
+		t.Fatalf("delegate: %v", child.Msg.GetDecision())
+	}
+	for _, tc := range []struct {
+		name, cred string
+		allowed    bool
+	}{{"root", root.Msg.GetCredential(), false}, {"child", child.Msg.GetCredential(), true}} {
+		req := &writv1.AuthorizeRequest{Credential: tc.cred, Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "api"}}
+		a, err := authz.Authorize(ctx, connect.NewRequest(req))
+		mustOK(t, err)
+		b, err := authz.BatchAuthorize(ctx, connect.NewRequest(&writv1.BatchAuthorizeRequest{Credential: tc.cred, Items: []*writv1.BatchAuthorizeItem{
+			{Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "api"}},
+		}}))
+		mustOK(t, err)
+		if a.Msg.GetDecision().GetAllowed() != tc.allowed || b.Msg.GetResults()[0].GetDecision().GetAllowed() != tc.allowed {
+			t.Fatalf("%s: authorize %v, batch %v, want %v", tc.name, a.Msg.GetDecision(), b.Msg.GetResults()[0], tc.allowed)
+		}
+	}
+}

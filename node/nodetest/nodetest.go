@@ -21,6 +21,7 @@ package nodetest
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -34,6 +35,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/writ-dev/writ/fsm"
 	"github.com/writ-dev/writ/internal/clock"
 	"github.com/writ-dev/writ/node"
 	"github.com/writ-dev/writ/rpc/gen/writ/v1/writv1connect"
@@ -390,29 +392,45 @@ func (c *Cluster) WaitVoters(n int) {
 }
 
 // WaitConverged waits until every running member has applied the same index
-// and holds an identical state (equal state hashes).
+// and holds an identical state (equal hashes of their snapshots). Each
+// member's index and hash come from one snapshot, so a member applying
+// meanwhile cannot make equal states look different.
 func (c *Cluster) WaitConverged() {
 	c.t.Helper()
-	Eventually(c.t, 20*time.Second, "replicas converge", func() error {
+	Eventually(c.t, 60*time.Second, "replicas converge", func() error {
 		var ref *Member
+		var refSnap *fsm.Snapshot
+		snaps := map[*Member]*fsm.Snapshot{}
 		for _, m := range c.Members {
 			if m.Node == nil {
 				continue
 			}
+			s := m.Node.FSM().Snapshot()
+			snaps[m] = s
 			if ref == nil {
-				ref = m
+				ref, refSnap = m, s
 				continue
 			}
-			a, b := ref.Node.FSM(), m.Node.FSM()
-			if a.AppliedIndex() != b.AppliedIndex() {
-				return fmt.Errorf("%s applied %d, %s applied %d", ref.ID, a.AppliedIndex(), m.ID, b.AppliedIndex())
+			if s.Index() != refSnap.Index() {
+				return fmt.Errorf("%s applied %d, %s applied %d", ref.ID, refSnap.Index(), m.ID, s.Index())
 			}
-			if a.StateHash() != b.StateHash() {
-				return fmt.Errorf("%s and %s differ at index %d", ref.ID, m.ID, a.AppliedIndex())
+		}
+		want := snapshotHash(refSnap)
+		for m, s := range snaps {
+			if m != ref && snapshotHash(s) != want {
+				return fmt.Errorf("%s and %s differ at index %d", ref.ID, m.ID, s.Index())
 			}
 		}
 		return nil
 	})
+}
+
+func snapshotHash(s *fsm.Snapshot) [32]byte {
+	h := sha256.New()
+	if _, err := s.WriteTo(h); err != nil {
+		panic(err) // a hash never fails to write
+	}
+	return [32]byte(h.Sum(nil))
 }
 
 // authed adds the admin token to every call of a client.
