@@ -92,6 +92,10 @@ type Options struct {
 	// Environments identities and roles may live in (node.Config.Environments);
 	// default the node's.
 	Environments []string
+	// ClusterTLS, when set, gives each member (by id) the files of its
+	// cluster mutual TLS (node.Config.ClusterTLS): Raft and node RPC then run
+	// TLS end to end through the bridges, which only copy bytes.
+	ClusterTLS func(memberID string) node.ClusterTLS
 }
 
 // New starts an n-node cluster: node 0 bootstraps, the others join through
@@ -177,6 +181,9 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 				CommitTimeout:      opts.CommitTimeout,
 			},
 			PeerAddr: c.router(i),
+		}
+		if opts.ClusterTLS != nil {
+			m.cfg.ClusterTLS = opts.ClusterTLS(m.ID)
 		}
 		if opts.Raft != nil {
 			m.cfg.Raft = *opts.Raft
