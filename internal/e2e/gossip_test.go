@@ -31,15 +31,11 @@ func TestBootstrapExpectAndLeave(t *testing.T) {
 	}
 	bin := writBinary(t)
 	dir := t.TempDir()
-	gossip := make([]string, 3)
-	for i := range gossip {
-		gossip[i] = freePort(t)
-	}
 	pc, err := proccluster.Start(proccluster.Config{
 		Binary: bin, Nodes: 3, Dir: dir, AdminToken: adminToken,
 		ExtraArgs: []string{"--gossip-key", e2eGossipKey, "--bootstrap-expect", "3", "--max-staleness", "2s", "--log-level", "debug"},
-		Formation: func(i int, _ []*proccluster.Node) []string {
-			return []string{"--gossip-addr", gossip[i], "--join", gossip[(i+1)%3]}
+		Formation: func(i int, nodes []*proccluster.Node) []string {
+			return []string{"--join", nodes[(i+1)%3].Gossip}
 		},
 	})
 	if err != nil {

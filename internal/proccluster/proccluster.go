@@ -54,6 +54,10 @@ type Config struct {
 // Node is one process.
 type Node struct {
 	ID, DataDir, API, Raft string
+	// Gossip is the node's --gossip-addr: a port of its own, since the
+	// server's default (the Raft port + 1) may be any other process's port
+	// when the ports are picked at random.
+	Gossip string
 	// Args is the command line of the last start.
 	Args []string
 
@@ -94,8 +98,12 @@ func Start(cfg Config) (*Cluster, error) {
 		if err != nil {
 			return nil, err
 		}
+		gossip, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
 		id := fmt.Sprintf("n%d", i+1)
-		c.Nodes = append(c.Nodes, &Node{ID: id, DataDir: filepath.Join(cfg.Dir, id), API: api, Raft: raft})
+		c.Nodes = append(c.Nodes, &Node{ID: id, DataDir: filepath.Join(cfg.Dir, id), API: api, Raft: raft, Gossip: gossip})
 	}
 	for i, n := range c.Nodes {
 		var extra []string
@@ -116,7 +124,7 @@ func Start(cfg Config) (*Cluster, error) {
 }
 
 func (c *Cluster) baseArgs(n *Node) []string {
-	args := []string{"server", "--node-id", n.ID, "--data-dir", n.DataDir, "--api-addr", n.API, "--raft-addr", n.Raft}
+	args := []string{"server", "--node-id", n.ID, "--data-dir", n.DataDir, "--api-addr", n.API, "--raft-addr", n.Raft, "--gossip-addr", n.Gossip}
 	return append(args, c.cfg.ExtraArgs...)
 }
 
