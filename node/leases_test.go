@@ -123,7 +123,10 @@ func TestRevokeIdentityHoldingManyLeases(t *testing.T) {
 	dry, err := c.Authz(1, true).Revoke(ctx, connect.NewRequest(&writv1.RevokeRequest{
 		Target: &writv1.RevokeRequest_Identity{Identity: "ci/deploy-api"}, DryRun: true,
 	}))
-	if err != nil || dry.Msg.GetLiveLeases() != uint64(n) {
+	if err != nil {
+		t.Fatalf("dry run: %v", err)
+	}
+	if dry.Msg.GetLiveLeases() != uint64(n) {
 		t.Fatalf("dry run: %v %v, want %d live leases", dry.Msg, err, n)
 	}
 	before := c.Members[0].Node.FSM().AppliedIndex()
