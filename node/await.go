@@ -13,8 +13,9 @@ import (
 // is out of contact and fails closed on its own, see freshness.go). See
 // docs/consistency.md.
 //
-// The local wait and the peers' long polls (NodeService.WaitApplied blocks
-// on the peer until its FSM publishes the index) run in parallel: the peers
+// The local wait and the peers' long polls (NodeService.WaitApplied on
+// their cluster port blocks on the peer until its FSM publishes the index)
+// run in parallel: the peers
 // learn the commit from the same append as this node, so waiting for the
 // local apply first would add a round trip for nothing.
 func (n *Node) AwaitEverywhere(ctx context.Context, index uint64) error {
@@ -22,7 +23,6 @@ func (n *Node) AwaitEverywhere(ctx context.Context, index uint64) error {
 	if err := cf.Error(); err != nil {
 		return err
 	}
-	view := n.fsm.View()
 	local := make(chan error, 1)
 	go func() { local <- n.fsm.WaitApplied(ctx, index) }()
 	var wg sync.WaitGroup
@@ -31,15 +31,11 @@ func (n *Node) AwaitEverywhere(ctx context.Context, index uint64) error {
 		if id == n.cfg.NodeID {
 			continue
 		}
-		node, ok := view.Node(id)
-		if !ok {
-			continue
-		}
 		wg.Add(1)
 		go func(addr string) {
 			defer wg.Done()
 			n.awaitPeer(ctx, id, addr, index)
-		}(n.peerAPIAddr(node))
+		}(n.peerClusterAddr(id, string(srv.Address)))
 	}
 	err := <-local
 	wg.Wait()

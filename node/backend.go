@@ -10,7 +10,6 @@ import (
 	"connectrpc.com/connect"
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/writ-dev/writ/fsm"
 	"github.com/writ-dev/writ/fsm/fsmpb"
@@ -86,6 +85,27 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 	return out, err
 }
 
+// verifyLeader is raft's VerifyLeader bounded by the node's life.
+// hashicorp/raft v1.7.3 queues the request on a buffered channel and its
+// future has no shutdown channel, so a request queued while Raft shuts down
+// is never answered: the freshness loop waited on one for ever and held
+// Close (TestDenyNeverWrites hung for 10 minutes in a loaded -race run). The
+// waiting goroutine left behind in that case is the price of not blocking.
+func (n *Node) verifyLeader() error {
+	if n.ctx.Err() != nil {
+		return raft.ErrRaftShutdown
+	}
+	f := n.raft.VerifyLeader()
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-n.ctx.Done():
+		return raft.ErrRaftShutdown
+	}
+}
+
 // leaderReadIndex returns an index covering everything committed before the
 // call, applied here. This node must lead.
 func (n *Node) leaderReadIndex() (uint64, error) {
@@ -100,7 +120,7 @@ func (n *Node) leaderReadIndex() (uint64, error) {
 	// Raft's ReadIndex: note the commit index, then confirm with a heartbeat
 	// round that a quorum still follows this leader. No log entry is written.
 	commit := n.raft.CommitIndex()
-	if err := n.raft.VerifyLeader().Error(); err != nil {
+	if err := n.verifyLeader(); err != nil {
 		return 0, leaderError(err)
 	}
 	// The FSM's index moves only with command entries; raft's noops, barriers
@@ -196,7 +216,7 @@ func (n *Node) Propose(ctx context.Context, cmds []*fsmpb.Command, opts rpc.Prop
 }
 
 // withLeader runs fn against the leader ("" when this node leads, else the
-// leader's API address), retrying with backoff through elections and
+// leader's cluster (Raft) address), retrying with backoff through elections and
 // leadership changes until HoldTimeout or ctx ends.
 func (n *Node) withLeader(ctx context.Context, fn func(ctx context.Context, addr string) error) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.HoldTimeout)
@@ -205,7 +225,7 @@ func (n *Node) withLeader(ctx context.Context, fn func(ctx context.Context, addr
 	var lastErr error
 	for {
 		changed := n.caught.leaderChanged()
-		addr, err := n.leaderAPI()
+		addr, err := n.leaderCluster()
 		if err == nil {
 			err = fn(ctx, addr)
 			if err == nil {
@@ -230,21 +250,18 @@ func (n *Node) withLeader(ctx context.Context, fn func(ctx context.Context, addr
 	}
 }
 
-// leaderAPI returns "" when this node leads, the leader's API address when
-// it is known, or ErrNoLeader.
-func (n *Node) leaderAPI() (string, error) {
+// leaderCluster returns "" when this node leads, the leader's cluster
+// (Raft) address when it is known, or ErrNoLeader. Node-to-node RPC runs on
+// the cluster port, so forwarding needs nothing from the node table.
+func (n *Node) leaderCluster() (string, error) {
 	if n.raft.State() == raft.Leader {
 		return "", nil
 	}
-	_, id := n.raft.LeaderWithID()
-	if id == "" {
+	addr, id := n.raft.LeaderWithID()
+	if addr == "" {
 		return "", rpc.ErrNoLeader
 	}
-	node, ok := n.fsm.View().Node(string(id))
-	if !ok || node.GetApiAddr() == "" {
-		return "", rpc.ErrNoLeader
-	}
-	return n.peerAPIAddr(node), nil
+	return n.peerClusterAddr(string(id), string(addr)), nil
 }
 
 func (n *Node) notLeaderError() error {
@@ -298,47 +315,6 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64, readIndex bool) (u
 		return n.fsm.AppliedIndex(), err
 	}
 	return n.fsm.AppliedIndex(), nil
-}
-
-// Status reports this node's view of the cluster.
-func (n *Node) Status(ctx context.Context) (*writv1.StatusResponse, error) {
-	view := n.fsm.View()
-	stats := n.raft.Stats()
-	out := &writv1.StatusResponse{
-		NodeId:       n.cfg.NodeID,
-		ClusterId:    view.ClusterID(),
-		State:        stateName(n.raft.State()),
-		Term:         parseUint(stats["term"]),
-		AppliedIndex: n.fsm.AppliedIndex(),
-		CommitIndex:  n.raft.CommitIndex(),
-		LastLogIndex: n.raft.LastIndex(),
-		Version:      "dev",
-	}
-	_, leaderID := n.raft.LeaderWithID()
-	out.LeaderId = string(leaderID)
-	if node, ok := view.Node(string(leaderID)); ok {
-		out.LeaderApiAddr = node.GetApiAddr()
-	}
-	if lc := n.raft.LastContact(); !lc.IsZero() {
-		out.LastContact = durationpb.New(time.Since(lc))
-	}
-	cf := n.raft.GetConfiguration()
-	if err := cf.Error(); err != nil {
-		return nil, err
-	}
-	for _, srv := range cf.Configuration().Servers {
-		m := &writv1.Member{Id: string(srv.ID), RaftAddr: string(srv.Address), Leader: srv.ID == leaderID}
-		if srv.Suffrage == raft.Voter {
-			m.Suffrage = "voter"
-		} else {
-			m.Suffrage = "nonvoter"
-		}
-		if node, ok := view.Node(string(srv.ID)); ok {
-			m.ApiAddr = node.GetApiAddr()
-		}
-		out.Members = append(out.Members, m)
-	}
-	return out, nil
 }
 
 func stateName(s raft.RaftState) string {
@@ -399,6 +375,12 @@ func (n *Node) Join(ctx context.Context, req *writv1.JoinRequest) (uint64, error
 func (n *Node) Leave(ctx context.Context, nodeID string) (uint64, error) {
 	if n.raft.State() != raft.Leader {
 		return 0, n.notLeaderError()
+	}
+	if n.gossip != nil && nodeID != n.cfg.NodeID {
+		// The reconcile would add a live server straight back.
+		if n.members.state(nodeID) == gossipAlive {
+			return 0, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("server %s is alive in gossip: run `writ leave` against it to make it depart", nodeID))
+		}
 	}
 	if err := n.raft.RemoveServer(raft.ServerID(nodeID), 0, 10*time.Second).Error(); err != nil {
 		return 0, leaderError(err)

@@ -33,11 +33,49 @@ type Config struct {
 	// Bootstrap forms a new cluster with this node as its first voter. It is
 	// ignored when the data dir already holds Raft state.
 	Bootstrap bool
-	// Join lists API addresses of existing members to join through.
+	// Join lists addresses of existing members to join through: gossip
+	// addresses (memberlist join; the leader then adds this node as a voter)
+	// or API addresses (ClusterService.Join with the admin token). Each is
+	// tried as gossip first when gossip is on.
 	Join []string
-	// AdminToken is required with Bootstrap (it becomes the cluster's admin
-	// token) and with Join (it authenticates the join).
+	// AdminToken is required with Bootstrap, and with BootstrapExpect on an
+	// empty data dir (it becomes the cluster's admin token), and with Join
+	// when gossip is off (it authenticates the API join).
 	AdminToken string
+
+	// GossipAddr is the memberlist listen address (TCP and UDP); empty turns
+	// gossip off (then only Bootstrap and API joins form clusters).
+	GossipAddr string
+	// AdvertiseGossip is what other nodes dial for gossip (an IP:port);
+	// default the listen address.
+	AdvertiseGossip string
+	// GossipKey encrypts gossip (AES-GCM, 16, 24 or 32 bytes); every member
+	// must hold it. Empty leaves gossip in the clear.
+	GossipKey []byte
+	// GossipExtraKeys are also accepted when decrypting gossip (never used
+	// to encrypt): the rotation path. Roll every server with the new key as
+	// an extra key, then with it as GossipKey (old key extra), then drop the
+	// old key; gossip never splits.
+	GossipExtraKeys [][]byte
+	// Gossip tunes failure detection; zero values take memberlist's LAN defaults.
+	Gossip GossipTuning
+	// BootstrapExpect forms a cluster once this many servers (started with
+	// the same value) see each other through gossip, unless one already
+	// belongs to a cluster. Ignored when the data dir holds Raft state.
+	BootstrapExpect int
+	// DeadServerGrace is how long a voter must be dead in gossip before the
+	// leader removes it from the Raft configuration (only while quorum stays
+	// safe; see MinQuorum). Default 5m; negative disables the cleanup.
+	DeadServerGrace time.Duration
+	// MinQuorum: dead-server cleanup never shrinks the voters below this
+	// many. Default BootstrapExpect (or 1 without it).
+	MinQuorum int
+	// ReconcileInterval is how often the leader reconciles gossip membership
+	// into Raft voters besides reacting to gossip events. Default 10s.
+	ReconcileInterval time.Duration
+	// ClusterTLS puts Raft and node RPC under mutual TLS; zero value:
+	// plaintext. It is independent of TLS, which serves clients on the API.
+	ClusterTLS ClusterTLS
 	// MaxStaleness: a follower out of contact with the leader for longer than
 	// this refuses stale reads (fails closed). Default 2s.
 	MaxStaleness time.Duration
@@ -66,11 +104,13 @@ type Config struct {
 	DevMode bool
 	Raft    RaftTuning
 	// PeerAddr, when set, names the address this node dials to reach peer
-	// nodeID's listener of kind PeerRaft or PeerAPI instead of the address
-	// the peer advertised; "" keeps the advertised one. node/nodetest routes
-	// every directed link through its own fault-injecting TCP bridge with it
-	// (advertised addresses are global, so they cannot tell links apart).
-	// It is called concurrently and must not block.
+	// nodeID's listener of kind PeerCluster (its cluster port: Raft and node
+	// RPC) instead of the address the peer advertised; "" keeps the
+	// advertised one. node/nodetest routes every directed link through its
+	// own fault-injecting TCP bridge with it (advertised addresses are
+	// global, so they cannot tell links apart). Gossip and joins through an
+	// API address are not routed. It is called concurrently and must not
+	// block.
 	PeerAddr func(nodeID, kind string) string
 
 	// TLS, when set, makes the API serve HTTPS (HTTP/1.1 and HTTP/2) with
@@ -79,7 +119,10 @@ type Config struct {
 	// mTLS logins verify it against the role's auth configs.
 	TLS *tls.Config
 	// PeerTLS verifies other nodes' API certificates when this node calls
-	// them over https (forwarding, joins); default: the system roots.
+	// their public API over https (joins through an https --join address);
+	// default: the system roots. Node-to-node RPC (forwarding, read
+	// indexes, revocation confirmations) runs on the cluster port under
+	// ClusterTLS instead, never on the API.
 	PeerTLS *tls.Config
 	// Environments identities and roles may live in; default prod,
 	// staging, dev.
@@ -109,11 +152,21 @@ type Config struct {
 // for the measured CPU cost of lower values.
 const DefaultCommitTimeout = 50 * time.Millisecond
 
-// Listener kinds for Config.PeerAddr.
-const (
-	PeerRaft = "raft"
-	PeerAPI  = "api"
-)
+// PeerCluster is the listener kind Config.PeerAddr is asked for: a peer's
+// cluster port, which carries Raft and node RPC (NodeService,
+// MemberService) alike. There is one kind since the cluster port replaced
+// the separate Raft and node-API links; gossip is not routed (see
+// DESIGN.md, "Fault injection").
+const PeerCluster = "cluster"
+
+// GossipTuning exposes memberlist's failure-detection knobs.
+type GossipTuning struct {
+	ProbeInterval    time.Duration // default 1s
+	ProbeTimeout     time.Duration // default 500ms
+	GossipInterval   time.Duration // default 200ms
+	SuspicionMult    int           // default 4
+	PushPullInterval time.Duration // default 30s
+}
 
 // RaftTuning exposes the Raft timing knobs; zero values take the defaults.
 type RaftTuning struct {
@@ -143,8 +196,31 @@ func (c *Config) validate() error {
 	if c.Bootstrap && len(c.Join) > 0 {
 		errs = append(errs, errors.New("bootstrap and join are exclusive"))
 	}
-	if (c.Bootstrap || len(c.Join) > 0) && c.AdminToken == "" {
-		errs = append(errs, errors.New("an admin token is required to bootstrap or join"))
+	if c.Bootstrap && c.AdminToken == "" {
+		errs = append(errs, errors.New("an admin token is required to bootstrap"))
+	}
+	if len(c.Join) > 0 && c.GossipAddr == "" && c.AdminToken == "" {
+		errs = append(errs, errors.New("an admin token is required to join through the API (gossip is off)"))
+	}
+	if c.Bootstrap && c.BootstrapExpect > 0 {
+		errs = append(errs, errors.New("bootstrap and bootstrap-expect are exclusive"))
+	}
+	if c.BootstrapExpect < 0 || c.MinQuorum < 0 {
+		errs = append(errs, errors.New("bootstrap-expect and min-quorum must not be negative"))
+	}
+	if c.BootstrapExpect > 0 && c.GossipAddr == "" {
+		errs = append(errs, errors.New("bootstrap-expect needs gossip (a gossip address)"))
+	}
+	for i, key := range append([][]byte{c.GossipKey}, c.GossipExtraKeys...) {
+		if k := len(key); (k != 0 || i > 0) && k != 16 && k != 24 && k != 32 {
+			errs = append(errs, fmt.Errorf("gossip key %d is %d bytes; want 16, 24 or 32", i+1, k))
+		}
+	}
+	if len(c.GossipKey) == 0 && len(c.GossipExtraKeys) > 0 {
+		errs = append(errs, errors.New("extra gossip keys need a primary gossip key"))
+	}
+	if err := c.ClusterTLS.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxStaleness < 0 || c.HoldTimeout < 0 || c.KeyRotationPeriod < 0 || c.KeyOverlap < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
@@ -167,6 +243,15 @@ func (c *Config) defaults() {
 	}
 	if c.KeyOverlap == 0 {
 		c.KeyOverlap = 24 * time.Hour
+	}
+	if c.DeadServerGrace == 0 {
+		c.DeadServerGrace = 5 * time.Minute
+	}
+	if c.MinQuorum == 0 {
+		c.MinQuorum = max(c.BootstrapExpect, 1)
+	}
+	if c.ReconcileInterval == 0 {
+		c.ReconcileInterval = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))

@@ -167,7 +167,7 @@ func (n *Node) syncRound() {
 
 // askReadIndex asks the leader, once, for a read index.
 func (n *Node) askReadIndex(ctx context.Context) (uint64, error) {
-	addr, err := n.leaderAPI()
+	addr, err := n.leaderCluster()
 	if err != nil {
 		return 0, err
 	}

@@ -9,14 +9,30 @@ import (
 	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
 )
 
-// joinLoop asks the configured members to add this node as a voter,
-// following leader hints, until one accepts or the node closes. A node that
-// is already in the configuration is simply re-registered by the leader.
+// joinLoop joins through the configured addresses until one accepts or the
+// node closes. Each address may be a gossip address (memberlist join; the
+// leader's reconcile then adds this node as a voter; tried first) or an
+// API address (ClusterService.Join with the admin token, following leader
+// hints; gossip then follows through the node table, see rejoinLoop). A node that is
+// already in the configuration is simply re-registered by the leader.
 func (n *Node) joinLoop() {
 	defer n.wg.Done()
 	backoff := 100 * time.Millisecond
 	for attempt := 0; n.ctx.Err() == nil; attempt++ {
+		if n.gossip != nil {
+			// Gossip first: in the recommended setup every --join is a gossip
+			// address, and an API join sent to a gossip port only makes noise.
+			if err := n.gossip.joinWithin(n.cfg.Join, 3*time.Second); err == nil {
+				n.log.Info("joined gossip", "via", n.cfg.Join)
+				return
+			} else {
+				n.log.Debug("gossip join failed", "err", err)
+			}
+		}
 		for _, seed := range n.cfg.Join {
+			if n.cfg.AdminToken == "" {
+				break
+			}
 			addr := seed
 			for hop := 0; hop < 3 && addr != ""; hop++ {
 				err := n.joinVia(addr)

@@ -7,6 +7,7 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,6 +48,17 @@ type Node struct {
 	peers     *peerClients
 	caught    *freshness
 	fwd       *forwarder
+	mux       *clusterMux  // the cluster port: Raft and node RPC
+	nodeSrv   *http.Server // node RPC on the cluster port
+	gossip    *gossip      // nil when gossip is off
+	members   *memberTracker
+
+	// hasState: the data dir held Raft state at start (never bootstrap again).
+	hasState bool
+	// departed is closed once a graceful Depart has stopped the node.
+	departed   chan struct{}
+	departOnce sync.Once
+	depart     departFlag
 
 	apiLn   net.Listener
 	httpSrv *http.Server
@@ -75,7 +87,9 @@ func New(cfg Config) (*Node, error) {
 		engine:   authz.NewEngine(),
 		caught:   newFreshness(),
 		verifier: credential.NewVerifier(credential.VerifierConfig{}),
+		departed: make(chan struct{}),
 	}
+	n.members = newMemberTracker()
 	n.fsm = fsm.New(fsm.Config{
 		Logger: n.log,
 		OnPolicySetChange: func(ps *fsmpb.PolicySet, deleted bool) {
@@ -102,7 +116,9 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	n.proposer = newProposer(n.raft, n.cfg.Clock, n.log)
-	n.peers = newPeerClients(n.cfg.PeerTLS)
+	n.peers = newPeerClients(n.cfg.PeerTLS, func(ctx context.Context, addr string) (net.Conn, error) {
+		return n.mux.dial(ctx, addr, muxRPC)
+	})
 	n.fwd = n.newNodeForwarder()
 	if err := n.startObservability(ctx); err != nil {
 		_ = n.Close()
@@ -112,15 +128,54 @@ func (n *Node) Start(ctx context.Context) error {
 		_ = n.Close()
 		return err
 	}
+	n.startNodeRPC()
+	if n.cfg.GossipAddr != "" {
+		if err := n.startGossip(); err != nil {
+			_ = n.Close()
+			return err
+		}
+	}
 	n.wg.Add(3)
 	go n.leaderLoop()
 	go n.reaperLoop()
 	go n.freshnessLoop()
+	if n.gossip != nil {
+		n.wg.Add(2)
+		go n.reconcileLoop()
+		go n.rejoinLoop()
+		if n.cfg.BootstrapExpect > 0 && !n.hasState {
+			n.wg.Add(1)
+			go n.bootstrapExpectLoop()
+		}
+	}
 	if len(n.cfg.Join) > 0 {
 		n.wg.Add(1)
 		go n.joinLoop()
 	}
 	return nil
+}
+
+// startNodeRPC serves NodeService and MemberService on the cluster port.
+func (n *Node) startNodeRPC() {
+	// Tracing spans forwarded writes too (the receiving node audits them).
+	handler := rpc.NewClusterHandler(n.obs.rpcDeps(rpc.Deps{Backend: n, Logger: n.log, Clock: n.cfg.Clock}), n)
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	n.nodeSrv = &http.Server{
+		Handler:           handler,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	srv := n.nodeSrv
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := srv.Serve(rpcListener{n.mux}); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			n.log.Error("node rpc server", "err", err)
+		}
+	}()
 }
 
 func (n *Node) startRaft() error {
@@ -147,27 +202,27 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("snapshot store: %w", err)
 	}
-	advertise := n.cfg.AdvertiseRaft
-	if advertise == "" {
-		advertise = n.cfg.RaftAddr
-	}
-	var advAddr net.Addr
-	if _, port, _ := net.SplitHostPort(advertise); port == "0" {
-		advertise = "" // the transport advertises the port it binds
-	}
-	if advertise != "" {
-		if advAddr, err = net.ResolveTCPAddr("tcp", advertise); err != nil {
-			return fmt.Errorf("advertise raft addr: %w", err)
+	var serverTLS, clientTLS *tls.Config
+	if n.cfg.ClusterTLS.enabled() {
+		if serverTLS, clientTLS, err = n.cfg.ClusterTLS.configs(n.log); err != nil {
+			return err
 		}
 	}
-	tconf := &raft.NetworkTransportConfig{MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog}
+	mux, err := newClusterMux(n.cfg.RaftAddr, n.cfg.AdvertiseRaft, serverTLS, clientTLS, n.log)
+	if err != nil {
+		return err
+	}
+	n.mux = mux
+	tconf := &raft.NetworkTransportConfig{
+		Stream:  raftLayer{mux},
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  hlog,
+	}
 	if n.cfg.PeerAddr != nil {
 		tconf.ServerAddressProvider = peerRaftAddrs(n.cfg.PeerAddr)
 	}
-	trans, err := raft.NewTCPTransportWithConfig(n.cfg.RaftAddr, advAddr, tconf)
-	if err != nil {
-		return fmt.Errorf("raft transport: %w", err)
-	}
+	trans := raft.NewNetworkTransportWithConfig(tconf)
 	n.transport = trans
 
 	conf := raft.DefaultConfig()
@@ -189,6 +244,7 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("inspect raft state: %w", err)
 	}
+	n.hasState = hasState
 	r, err := raft.NewRaft(conf, raftFSM{f: n.fsm, lag: n.obs.metrics.ApplyLagSeconds.WithLabelValues(n.cfg.NodeID)}, logs, store, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
@@ -321,7 +377,11 @@ func (n *Node) Close() error {
 			}
 			cancel()
 		}
+		// The audit log's last checkpoint still needs Raft: before it stops.
 		errs = append(errs, n.closeObservability())
+		if n.gossip != nil {
+			n.gossip.shutdown()
+		}
 		if n.proposer != nil {
 			n.proposer.close()
 		}
@@ -332,6 +392,12 @@ func (n *Node) Close() error {
 		}
 		if n.transport != nil {
 			errs = append(errs, n.transport.Close())
+		}
+		if n.nodeSrv != nil {
+			_ = n.nodeSrv.Close()
+		}
+		if n.mux != nil {
+			_ = n.mux.close()
 		}
 		if n.store != nil {
 			errs = append(errs, n.store.Close())
@@ -360,6 +426,9 @@ func (n *Node) leaderLoop() {
 			if err := n.establishLeadership(); err != nil && n.ctx.Err() == nil {
 				n.log.Error("establish leadership", "err", err)
 			}
+			if n.gossip != nil {
+				n.gossip.signal() // reconcile what gossip saw before this term
+			}
 		}
 	}
 }
@@ -385,8 +454,8 @@ func (n *Node) establishLeadership() error {
 		}
 		n.log.Info("cluster bootstrapped")
 	}
-	self := &fsmpb.Node{Id: n.cfg.NodeID, RaftAddr: n.RaftAddr(), ApiAddr: n.cfg.AdvertiseAPI}
-	if old, ok := n.fsm.View().Node(n.cfg.NodeID); !ok || old.GetApiAddr() != self.GetApiAddr() || old.GetRaftAddr() != self.GetRaftAddr() {
+	self := &fsmpb.Node{Id: n.cfg.NodeID, RaftAddr: n.RaftAddr(), ApiAddr: n.cfg.AdvertiseAPI, GossipAddr: n.GossipAddr()}
+	if old, ok := n.fsm.View().Node(n.cfg.NodeID); !ok || !sameNode(old, self) {
 		if err := n.proposeOne(ctx, registerCommand(self)); err != nil {
 			return fmt.Errorf("register self: %w", err)
 		}

@@ -17,18 +17,26 @@ import (
 	"github.com/writ-dev/writ/rpc/gen/writ/v1/writv1connect"
 )
 
-// peerClients holds Connect clients for other nodes' APIs, keyed by address.
-// One h2c transport multiplexes every call to a peer over one connection.
+// peerClients holds Connect clients for other nodes, keyed by address:
+// NodeService and MemberService on their cluster port (Raft address; mutual
+// TLS when configured), ClusterService on their public API (joins through
+// --join API addresses). One h2c transport multiplexes every call to a
+// peer over one connection.
 type peerClients struct {
-	http *http.Client
-	mu   sync.Mutex
-	node map[string]writv1connect.NodeServiceClient
-	clus map[string]writv1connect.ClusterServiceClient
+	http    *http.Client // public API
+	cluster *http.Client // cluster port, through the mux dialer
+	mu      sync.Mutex
+	node    map[string]writv1connect.NodeServiceClient
+	member  map[string]writv1connect.MemberServiceClient
+	clus    map[string]writv1connect.ClusterServiceClient
 }
 
-// newPeerClients dials peers over h2c, or HTTP/2 over TLS (verified with
-// peerTLS, default the system roots) for peers that advertise https.
-func newPeerClients(peerTLS *tls.Config) *peerClients {
+// newPeerClients builds the clients. Public API calls go over h2c, or
+// HTTP/2 over TLS (verified with peerTLS, default the system roots) to
+// peers that advertise https; dialCluster opens a node RPC connection to a
+// peer's cluster port (under cluster mutual TLS when configured), over
+// which the cluster client speaks h2c: the TLS, if any, is the mux's.
+func newPeerClients(peerTLS *tls.Config, dialCluster func(ctx context.Context, addr string) (net.Conn, error)) *peerClients {
 	var protocols http.Protocols
 	protocols.SetUnencryptedHTTP2(true)
 	protocols.SetHTTP2(true)
@@ -43,10 +51,24 @@ func newPeerClients(peerTLS *tls.Config) *peerClients {
 		IdleConnTimeout:     time.Minute,
 		TLSClientConfig:     peerTLS,
 	}
+	var h2c http.Protocols
+	h2c.SetUnencryptedHTTP2(true)
+	ctr := &http.Transport{
+		Protocols: &h2c,
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			return dialCluster(ctx, addr)
+		},
+		MaxIdleConnsPerHost: 8,
+		IdleConnTimeout:     time.Minute,
+	}
 	return &peerClients{
-		http: &http.Client{Transport: tr},
-		node: map[string]writv1connect.NodeServiceClient{},
-		clus: map[string]writv1connect.ClusterServiceClient{},
+		http:    &http.Client{Transport: tr},
+		cluster: &http.Client{Transport: ctr},
+		node:    map[string]writv1connect.NodeServiceClient{},
+		member:  map[string]writv1connect.MemberServiceClient{},
+		clus:    map[string]writv1connect.ClusterServiceClient{},
 	}
 }
 
@@ -57,13 +79,26 @@ func baseURL(addr string) string {
 	return "http://" + addr
 }
 
-func (p *peerClients) nodeClient(addr string) writv1connect.NodeServiceClient {
+// nodeClient calls NodeService at a peer's cluster (Raft) address.
+func (p *peerClients) nodeClient(raftAddr string) writv1connect.NodeServiceClient {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	c, ok := p.node[addr]
+	c, ok := p.node[raftAddr]
 	if !ok {
-		c = writv1connect.NewNodeServiceClient(p.http, baseURL(addr), connect.WithGRPC())
-		p.node[addr] = c
+		c = writv1connect.NewNodeServiceClient(p.cluster, "http://"+raftAddr, connect.WithGRPC())
+		p.node[raftAddr] = c
+	}
+	return c
+}
+
+// memberClient calls MemberService at a peer's cluster (Raft) address.
+func (p *peerClients) memberClient(raftAddr string) writv1connect.MemberServiceClient {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, ok := p.member[raftAddr]
+	if !ok {
+		c = writv1connect.NewMemberServiceClient(p.cluster, "http://"+raftAddr, connect.WithGRPC())
+		p.member[raftAddr] = c
 	}
 	return c
 }
@@ -81,6 +116,7 @@ func (p *peerClients) clusterClient(addr string) writv1connect.ClusterServiceCli
 
 func (p *peerClients) close() {
 	p.http.CloseIdleConnections()
+	p.cluster.CloseIdleConnections()
 }
 
 // leaderHint extracts the leader address from a not_leader error, if any.

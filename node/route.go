@@ -2,11 +2,8 @@ package node
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/hashicorp/raft"
-
-	"github.com/writ-dev/writ/fsm/fsmpb"
 )
 
 // peerRaftAddrs adapts Config.PeerAddr to raft's ServerAddressProvider, which
@@ -15,24 +12,20 @@ import (
 type peerRaftAddrs func(nodeID, kind string) string
 
 func (f peerRaftAddrs) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
-	if addr := f(string(id), PeerRaft); addr != "" {
+	if addr := f(string(id), PeerCluster); addr != "" {
 		return raft.ServerAddress(addr), nil
 	}
 	return "", fmt.Errorf("no route to %s", id)
 }
 
-// peerAPIAddr is the address this node dials for peer's API: its advertised
-// address unless Config.PeerAddr routes it elsewhere.
-func (n *Node) peerAPIAddr(peer *fsmpb.Node) string {
-	if n.cfg.PeerAddr != nil {
-		if addr := n.cfg.PeerAddr(peer.GetId(), PeerAPI); addr != "" {
-			// A route is host:port; keep the scheme the peer advertises
-			// (https when its API serves TLS).
-			if !strings.Contains(addr, "://") && strings.HasPrefix(peer.GetApiAddr(), "https://") {
-				return "https://" + addr
-			}
+// peerClusterAddr is the address this node dials for peer id's cluster port
+// (Raft and node RPC): advertised, the address the peer advertised (its Raft
+// address), unless Config.PeerAddr routes the peer elsewhere.
+func (n *Node) peerClusterAddr(id, advertised string) string {
+	if n.cfg.PeerAddr != nil && id != "" {
+		if addr := n.cfg.PeerAddr(id, PeerCluster); addr != "" {
 			return addr
 		}
 	}
-	return peer.GetApiAddr()
+	return advertised
 }

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -46,10 +47,32 @@ func (s *clusterService) Join(ctx context.Context, req *connect.Request[writv1.J
 }
 
 func (s *clusterService) Leave(ctx context.Context, req *connect.Request[writv1.LeaveRequest]) (*connect.Response[writv1.LeaveResponse], error) {
+	if req.Msg.GetSelf() {
+		if len(req.Msg.GetNodeId()) > 128 {
+			return nil, toConnect(s.d.Logger, invalidf("node_id is %d bytes; at most 128", len(req.Msg.GetNodeId())))
+		}
+		return s.depart(ctx, req.Msg.GetNodeId())
+	}
 	if err := checkLen("node_id", req.Msg.GetNodeId(), 128); err != nil {
 		return nil, toConnect(s.d.Logger, err)
 	}
 	idx, err := s.d.auditedChange(ctx, "node/"+req.Msg.GetNodeId(), "", func() (uint64, error) { return s.d.Backend.Leave(ctx, req.Msg.GetNodeId()) })
+	if err != nil {
+		return nil, toConnect(s.d.Logger, err)
+	}
+	return connect.NewResponse(&writv1.LeaveResponse{Index: idx}), nil
+}
+
+func (s *clusterService) depart(ctx context.Context, nodeID string) (*connect.Response[writv1.LeaveResponse], error) {
+	if nodeID != "" && nodeID != s.d.Backend.NodeID() {
+		return nil, toConnect(s.d.Logger, invalidf("self leave names node %s, but this is %s", quote(nodeID), quote(s.d.Backend.NodeID())))
+	}
+	dep, ok := s.d.Backend.(Departer)
+	if !ok {
+		return nil, connect.NewError(connect.CodeUnimplemented, errors.New("this node cannot depart gracefully"))
+	}
+	// An admin change like Leave: a durable audit intent first.
+	idx, err := s.d.auditedChange(ctx, "node/"+s.d.Backend.NodeID(), "", func() (uint64, error) { return dep.Depart(ctx) })
 	if err != nil {
 		return nil, toConnect(s.d.Logger, err)
 	}

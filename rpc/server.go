@@ -39,7 +39,7 @@ const (
 const MaxRequestBytes = 1 << 20
 
 // MaxPolicyRequestBytes bounds the request bodies of AdminService,
-// PolicyService and NodeService (forwarded writes): a policy set may hold
+// PolicyService and NodeService (forwarded writes, on the cluster port): a policy set may hold
 // MaxPolicyBytes of Cedar (10,000 policies are about 1.5 MB).
 const MaxPolicyRequestBytes = 9 << 20
 
@@ -139,7 +139,8 @@ type realClock struct{}
 
 func (realClock) Now() time.Time { return time.Now() }
 
-// NewHandler returns the HTTP handler serving every Writ service, gRPC health
+// NewHandler returns the HTTP handler serving every public Writ service
+// (node-to-node services live on the cluster port: NewClusterHandler), gRPC health
 // and reflection, /healthz, /readyz and /.well-known/jwks.json.
 func NewHandler(d Deps) http.Handler {
 	d.defaults()
@@ -162,8 +163,6 @@ func NewHandler(d Deps) http.Handler {
 		connect.WithInterceptors(adminAuth(d))))
 	mux.Handle(writv1connect.NewClusterServiceHandler(&clusterService{d: d}, opts,
 		connect.WithInterceptors(adminAuthFor(d, writv1connect.ClusterServiceJoinProcedure, writv1connect.ClusterServiceLeaveProcedure))))
-	mux.Handle(writv1connect.NewNodeServiceHandler(&nodeService{d: d}, big,
-		connect.WithInterceptors(nodeAuth(d))))
 	mux.Handle(healthHandler(d))
 	reflector := grpcreflect.NewStaticReflector(
 		writv1connect.AuthzServiceName,

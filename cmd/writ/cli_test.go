@@ -551,9 +551,12 @@ func TestCommands(t *testing.T) {
 				NodeId: "n1", State: "leader", LeaderId: "n1", LeaderApiAddr: "127.0.0.1:7400", Term: 2, AppliedIndex: 10, CommitIndex: 10, LastLogIndex: 10,
 				LastContact: durationpb.New(0),
 				Members: []*writv1.Member{
-					{Id: "n1", RaftAddr: "127.0.0.1:7401", ApiAddr: "127.0.0.1:7400", Suffrage: "voter", Leader: true},
-					{Id: "n2", RaftAddr: "127.0.0.1:7411", ApiAddr: "127.0.0.1:7410", Suffrage: "voter"},
+					{Id: "n1", RaftAddr: "127.0.0.1:7401", ApiAddr: "127.0.0.1:7400", Suffrage: "voter", Leader: true, GossipState: "alive",
+						Stats: &writv1.ServerStats{State: "leader", AppliedIndex: 10, LastContact: durationpb.New(0)}},
+					{Id: "n2", RaftAddr: "127.0.0.1:7411", ApiAddr: "127.0.0.1:7410", Suffrage: "voter", GossipState: "dead",
+						StatsError: "unreachable: unavailable"},
 				},
+				GossipEncrypted: true,
 			}},
 			method: "Status", req: &writv1.StatusRequest{},
 			stdout: []string{
@@ -561,9 +564,10 @@ func TestCommands(t *testing.T) {
 				"leader          n1 at 127.0.0.1:7400\n",
 				"term            2\n",
 				"applied index   10\n",
-				"MEMBER  SUFFRAGE  RAFT ADDR       API ADDR        LEADER\n",
-				"n1      voter     127.0.0.1:7401  127.0.0.1:7400  *\n",
-				"n2      voter     127.0.0.1:7411  127.0.0.1:7410  -\n",
+				"gossip key      yes\n",
+				"MEMBER  GOSSIP  SUFFRAGE  STATE        APPLIED  LAG  CONTACT  RAFT ADDR       API ADDR        LEADER\n",
+				"n1      alive   voter     leader       10       0    0s       127.0.0.1:7401  127.0.0.1:7400  *\n",
+				"n2      dead    voter     unreachable  -        -    -        127.0.0.1:7411  127.0.0.1:7410  -\n",
 			},
 		},
 		{
@@ -583,6 +587,13 @@ func TestCommands(t *testing.T) {
 		},
 		{
 			name: "leave", args: []string{"leave", "n2"}, method: "Leave", req: &writv1.LeaveRequest{NodeId: "n2"},
+		},
+		{
+			name: "leave self", args: []string{"leave"}, method: "Leave", req: &writv1.LeaveRequest{Self: true},
+			resps: map[string]proto.Message{"Leave": &writv1.LeaveResponse{Index: 40}}, stdout: []string{"left the cluster and is stopping", "index  40"},
+		},
+		{
+			name: "leave two args", args: []string{"leave", "n2", "n3"}, code: exitUsage, stderr: []string{"at most one argument"}, noCalls: true,
 		},
 		{
 			name: "unknown command", args: []string{"frobnicate"}, code: exitUsage, stderr: []string{`unknown command "frobnicate" for "writ"`}, noCalls: true,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -37,19 +38,43 @@ func (a *app) statusCmd() *cobra.Command {
 				t.kv("last contact", lc.AsDuration().Round(time.Millisecond).String()+" ago")
 			}
 			t.kvIf("version", m.GetVersion())
+			t.kv("gossip key", yesNo(m.GetGossipEncrypted()))
+			t.kv("cluster tls", yesNo(m.GetClusterTls()))
 			t.line("")
 			rows := make([][]string, 0, len(m.GetMembers()))
 			for _, mb := range m.GetMembers() {
-				mark := ""
-				if mb.GetLeader() {
-					mark = "*"
-				}
-				rows = append(rows, []string{mb.GetId(), mb.GetSuffrage(), mb.GetRaftAddr(), mb.GetApiAddr(), mark})
+				rows = append(rows, memberRow(mb))
 			}
-			t.table([]string{"MEMBER", "SUFFRAGE", "RAFT ADDR", "API ADDR", "LEADER"}, rows)
+			t.table([]string{"MEMBER", "GOSSIP", "SUFFRAGE", "STATE", "APPLIED", "LAG", "CONTACT", "RAFT ADDR", "API ADDR", "LEADER"}, rows)
 		})
 	})
 	return cmd
+}
+
+// memberRow is one line of the status table: gossip state, suffrage, and the
+// member's own Raft stats (or why they are missing).
+func memberRow(mb *writv1.Member) []string {
+	mark := ""
+	if mb.GetLeader() {
+		mark = "*"
+	}
+	state, applied, lag, contact := "", "", "", ""
+	if st := mb.GetStats(); st != nil {
+		state, applied, lag = st.GetState(), u64(st.GetAppliedIndex()), u64(st.GetLag())
+		if lc := st.GetLastContact(); lc != nil {
+			contact = lc.AsDuration().Round(time.Millisecond).String()
+		}
+	} else if e := mb.GetStatsError(); e != "" {
+		state = strings.SplitN(e, ":", 2)[0]
+	}
+	return []string{mb.GetId(), mb.GetGossipState(), mb.GetSuffrage(), state, applied, lag, contact, mb.GetRaftAddr(), mb.GetApiAddr(), mark}
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }
 
 func (a *app) joinCmd() *cobra.Command {
@@ -102,11 +127,37 @@ leader once. Servers started with --join do this themselves.`,
 
 func (a *app) leaveCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "leave NODE_ID",
-		Short: "Remove a server from the Raft configuration (admin)",
-		Args:  exactArgs("NODE_ID"),
+		Use:   "leave [NODE_ID]",
+		Short: "Make the node at --addr leave the cluster gracefully, or remove a gone server (admin)",
+		Long: `Without an argument, the node at --addr departs gracefully: if it leads, it
+hands leadership to another voter; it leaves gossip; the leader removes it
+from the Raft voters and the node table; then the node's server process
+exits. Run it before decommissioning a server.
+
+With NODE_ID, the leader removes that server from the Raft configuration
+(like a force-leave): for a server that is gone for good. A server that is
+still alive in gossip is refused (the leader would add it straight back):
+run ` + "`writ leave`" + ` against it instead.`,
+		Example: `  writ leave --addr 10.0.0.3:7400     # n3 departs and stops
+  writ leave n3                         # remove n3, which is dead`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usagef("%s takes at most one argument (the node id to remove)", cmd.CommandPath())
+			}
+			return nil
+		},
 	}
 	cmd.RunE = a.call(func(ctx context.Context, c *clients, p *printer, args []string) error {
+		if len(args) == 0 {
+			resp, err := c.cluster.Leave(ctx, connect.NewRequest(&writv1.LeaveRequest{Self: true}))
+			if err != nil {
+				return err
+			}
+			return p.emit(resp.Msg, func(t *textOut) {
+				t.kv("left", "the node at "+c.baseURL+" left the cluster and is stopping")
+				t.kv("index", resp.Msg.GetIndex())
+			})
+		}
 		resp, err := followLeader(ctx, a, c, func(ctx context.Context, c *clients) (*connect.Response[writv1.LeaveResponse], error) {
 			return c.cluster.Leave(ctx, connect.NewRequest(&writv1.LeaveRequest{NodeId: args[0]}))
 		})

@@ -105,7 +105,7 @@ Exit codes: 0 ok, 1 call failed, 2 usage error, 3 denied / not active.`,
 	}
 	add("workload", a.issueCmd(), a.authorizeCmd(), a.batchAuthorizeCmd(), a.verifyCmd(), a.renewCmd(), a.revokeCmd(), a.delegateCmd(), a.watchCmd())
 	add("admin", a.identityCmd(), a.roleCmd(), a.secretIDCmd(), a.authConfigCmd(), a.policyCmd(), a.leaseCmd(), a.keyCmd(),
-		a.statusCmd(), a.joinCmd(), a.leaveCmd(), a.snapshotCmd(), a.auditCmd())
+		a.statusCmd(), a.joinCmd(), a.leaveCmd(), a.snapshotCmd(), a.keygenCmd(), a.auditCmd())
 	add("node", a.serverCmd(), a.devCmd(), a.benchCmd())
 	return root
 }

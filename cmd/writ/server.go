@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -33,6 +34,7 @@ type serverFlags struct {
 	schema                      string
 	tlsCert, tlsKey, tlsPeerCA  string
 	environments                []string
+	cluster                     clusterFlags
 	obs                         observabilityFlags
 }
 
@@ -61,17 +63,28 @@ func (a *app) serverCmd() *cobra.Command {
 	var f serverFlags
 	host, _ := os.Hostname()
 	cmd := &cobra.Command{
-		Use:   "server --data-dir DIR [--bootstrap | --join ADDR ...]",
+		Use:   "server --data-dir DIR [--bootstrap-expect N | --bootstrap] [--join ADDR ...]",
 		Short: "Run a Writ node",
-		Long: `Run one Writ node until SIGINT or SIGTERM.
+		Long: `Run one Writ node until SIGINT or SIGTERM (or until ` + "`writ leave`" + ` makes it depart).
 
-Start the first node with --bootstrap (it forms a one-voter cluster; without
-an admin token one is generated and printed once), then start the others
-with --join pointing at any member's API address. A restarted node needs
-neither flag: its data dir remembers the cluster.`,
-		Example: `  WRIT_ADMIN_TOKEN=... writ server --node-id n1 --data-dir /var/lib/writ --bootstrap
-  WRIT_ADMIN_TOKEN=... writ server --node-id n2 --data-dir /var/lib/writ \
-      --api-addr 10.0.0.2:7400 --raft-addr 10.0.0.2:7401 --join 10.0.0.1:7400`,
+Recommended: start every server with the same --bootstrap-expect N, the
+same admin token and --join pointing at any other server's gossip address;
+once N servers see each other they form one cluster (never twice: a
+restarted server has state, a newcomer finds a configured peer and is
+added by the leader). Alternatively start the first node with --bootstrap
+(a one-voter cluster; without an admin token one is generated and printed
+once) and the others with --join. --join takes a gossip address (port
+7402) or an API address (port 7400, needs the admin token). A restarted
+node needs no flag: its data dir remembers the cluster.
+
+The cluster port (--raft-addr) carries Raft and node-to-node RPC; with
+--cluster-tls-cert/--cluster-tls-key/--cluster-ca it is mutual TLS only.
+--gossip-key encrypts gossip. See docs/operations.md.`,
+		Example: `  export WRIT_ADMIN_TOKEN=... WRIT_GOSSIP_KEY=$(writ keygen)   # the same on every server
+  writ server --node-id n1 --data-dir /var/lib/writ --api-addr 10.0.0.1:7400 \
+      --raft-addr 10.0.0.1:7401 --bootstrap-expect 3 --join 10.0.0.2:7402
+  writ server --node-id n2 --data-dir /var/lib/writ --api-addr 10.0.0.2:7400 \
+      --raft-addr 10.0.0.2:7401 --bootstrap-expect 3 --join 10.0.0.1:7402`,
 		Args: noArgs,
 	}
 	fl := cmd.Flags()
@@ -82,20 +95,22 @@ neither flag: its data dir remembers the cluster.`,
 	fl.StringVar(&f.advertiseAPI, "advertise-api", "", "API address other nodes and clients dial (default: --api-addr)")
 	fl.StringVar(&f.advertiseRaft, "advertise-raft", "", "Raft address other nodes dial (default: --raft-addr)")
 	fl.BoolVar(&f.bootstrap, "bootstrap", false, "form a new cluster with this node as its first voter")
-	fl.StringSliceVar(&f.join, "join", nil, "API address of an existing member to join through (repeatable)")
+	fl.StringSliceVar(&f.join, "join", nil, "gossip or API address of any member to join through (repeatable)")
 	fl.StringVar(&f.adminToken, "admin-token", "", "admin token (env "+envAdminToken+"); required to join, generated if missing with --bootstrap")
 	fl.DurationVar(&f.maxStaleness, "max-staleness", 0, "refuse stale reads after losing the leader for this long (default: the node's, 2s)")
 	fl.StringVar(&f.schema, "schema", "", "Cedar schema policy sets are validated against (default: Writ's embedded one; extend a copy of policies/writ.cedarschema; give every node the same)")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) the API serves HTTPS with; re-read when the file changes")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
-	fl.StringVar(&f.tlsPeerCA, "tls-peer-ca", "", "PEM CA bundle that verifies other nodes' API certificates (default: the system roots)")
+	fl.StringVar(&f.tlsPeerCA, "tls-peer-ca", "", "PEM CA bundle that verifies other nodes' API certificates when joining through an https --join address (default: the system roots; node-to-node RPC uses the cluster port and --cluster-ca)")
 	fl.StringSliceVar(&f.environments, "environments", []string{"prod", "staging", "dev"}, "environments identities and roles may live in (comma-separated)")
 	fl.DurationVar(&f.keyRotation, "key-rotation-period", 0, "the leader rotates the signing key when it is this old (0: only on writ key rotate)")
 	fl.DurationVar(&f.keyOverlap, "key-overlap", 0, "rotated-out keys keep verifying this long before they retire (default 24h; at least the longest credential lifetime)")
+	f.cluster.add(fl)
 	f.addLogging(cmd, "info")
 	f.obs.add(cmd)
 	_ = cmd.MarkFlagRequired("data-dir")
 	cmd.MarkFlagsMutuallyExclusive("bootstrap", "join")
+	cmd.MarkFlagsMutuallyExclusive("bootstrap", "bootstrap-expect")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		log, _, err := f.logger(a.stderr)
 		if err != nil {
@@ -121,8 +136,11 @@ neither flag: its data dir remembers the cluster.`,
 		if token == "" {
 			token = a.getenv(envAdminToken)
 		}
-		if token == "" && len(f.join) > 0 {
-			return usagef("--join needs the cluster's admin token (--admin-token or %s)", envAdminToken)
+		if token == "" && len(f.join) > 0 && f.cluster.gossipAddr == "off" {
+			return usagef("--join without gossip needs the cluster's admin token (--admin-token or %s)", envAdminToken)
+		}
+		if token == "" && f.cluster.bootstrapExpect > 0 && !hasState(f.dataDir) {
+			return usagef("--bootstrap-expect needs the cluster's admin token, the same on every server (--admin-token or %s)", envAdminToken)
 		}
 		if token == "" && f.bootstrap && hasState(f.dataDir) {
 			// The cluster exists already; bootstrapping is a no-op and a
@@ -167,6 +185,9 @@ neither flag: its data dir remembers the cluster.`,
 			TLS: tlsCfg, PeerTLS: peer, Environments: envs,
 			KeyRotationPeriod: f.keyRotation, KeyOverlap: f.keyOverlap,
 			Audit: auditCfg, AuditStdout: a.stdout, BridgeGoMetrics: true, Tracing: tracing,
+		}
+		if err := f.cluster.apply(&cfg, a.getenv); err != nil {
+			return err
 		}
 		return markRun(a.runNode(cmd.Context(), cfg, log, nil))
 	}
@@ -291,7 +312,12 @@ func (a *app) runNode(ctx context.Context, cfg node.Config, log *slog.Logger, re
 			return err
 		}
 	}
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-n.Departed():
+		log.Info("left the cluster", "node_id", cfg.NodeID)
+		return closeNode()
+	}
 	log.Info("shutting down", "node_id", cfg.NodeID)
 	return closeNode()
 }
@@ -326,8 +352,10 @@ func loadDevData() (devData, error) {
 	return d, nil
 }
 
-// hasState reports whether dir exists and is not empty.
+// hasState reports whether dir holds a node's Raft state.
 func hasState(dir string) bool {
-	entries, err := os.ReadDir(dir)
+	// The node keeps its Raft state under raft/; other files an operator
+	// (or a test) put in the data dir are not a cluster.
+	entries, err := os.ReadDir(filepath.Join(dir, "raft"))
 	return err == nil && len(entries) > 0
 }

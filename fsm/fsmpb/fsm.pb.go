@@ -3021,6 +3021,8 @@ type Node struct {
 	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	RaftAddr string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
 	ApiAddr  string                 `protobuf:"bytes,3,opt,name=api_addr,json=apiAddr,proto3" json:"api_addr,omitempty"`
+	// Gossip (memberlist) address; a restarted node rejoins gossip through it.
+	GossipAddr string `protobuf:"bytes,30,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
 	// The last checkpoints of this node's audit chains, oldest first, at most
 	// a few per stream (CheckpointAudit); RegisterNode keeps them.
 	AuditCheckpoints []*AuditCheckpoint `protobuf:"bytes,70,rep,name=audit_checkpoints,json=auditCheckpoints,proto3" json:"audit_checkpoints,omitempty"`
@@ -3075,6 +3077,13 @@ func (x *Node) GetRaftAddr() string {
 func (x *Node) GetApiAddr() string {
 	if x != nil {
 		return x.ApiAddr
+	}
+	return ""
+}
+
+func (x *Node) GetGossipAddr() string {
+	if x != nil {
+		return x.GossipAddr
 	}
 	return ""
 }
@@ -4163,11 +4172,13 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x03kid\x18\x01 \x01(\tR\x03kid\x12!\n" +
 	"\fed25519_seed\x18\x02 \x01(\fR\ved25519Seed\x12*\n" +
 	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\x12(\n" +
-	"\x10retire_unix_nano\x182 \x01(\x03R\x0eretireUnixNano\"\x99\x01\n" +
+	"\x10retire_unix_nano\x182 \x01(\x03R\x0eretireUnixNano\"\xba\x01\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x19\n" +
-	"\bapi_addr\x18\x03 \x01(\tR\aapiAddr\x12I\n" +
+	"\bapi_addr\x18\x03 \x01(\tR\aapiAddr\x12\x1f\n" +
+	"\vgossip_addr\x18\x1e \x01(\tR\n" +
+	"gossipAddr\x12I\n" +
 	"\x11audit_checkpoints\x18F \x03(\v2\x1c.writ.fsm.v1.AuditCheckpointR\x10auditCheckpoints\"g\n" +
 	"\bResource\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x0e\n" +

@@ -71,14 +71,12 @@ func TestDockerCluster(t *testing.T) {
 	hostPorts := []string{freePort(t), freePort(t), freePort(t)}
 	for i, n := range names {
 		args := []string{"run", "-d", "--name", n, "--network", net, "--ip", ips[i], "-p", hostPorts[i] + ":7400",
-			"-e", "WRIT_ADMIN_TOKEN=" + adminToken, "writ:dev",
+			"-e", "WRIT_ADMIN_TOKEN=" + adminToken, "-e", "WRIT_GOSSIP_KEY=" + e2eGossipKey, "writ:dev",
 			"server", "--node-id", fmt.Sprintf("n%d", i+1), "--data-dir", "/data", "--api-addr", "0.0.0.0:7400", "--raft-addr", "0.0.0.0:7401",
-			"--advertise-api", ips[i] + ":7400", "--advertise-raft", ips[i] + ":7401", "--max-staleness", "2s"}
-		if i == 0 {
-			args = append(args, "--bootstrap")
-		} else {
-			args = append(args, "--join", ips[0]+":7400")
-		}
+			"--advertise-api", ips[i] + ":7400", "--advertise-raft", ips[i] + ":7401", "--max-staleness", "2s",
+			// Every server expects three and joins another's gossip port (7402,
+			// the Raft port + 1); restarted containers need no flag change.
+			"--bootstrap-expect", "3", "--join", ips[(i+1)%3] + ":7402"}
 		docker(t, args...)
 	}
 	hostAddr := func(i int) string { return hostPorts[i] }

@@ -44,11 +44,20 @@ type Config struct {
 	ExtraArgs []string
 	// LogToFile writes each node's output to DIR/nN.log instead of memory.
 	LogToFile bool
+	// Formation, when set, gives node i's cluster-forming flags at first
+	// start instead of the default (node 1 --bootstrap, the others --join
+	// node 1's API); nodes holds every node's addresses. The gossip e2e test
+	// forms its cluster with --bootstrap-expect and gossip joins through it.
+	Formation func(i int, nodes []*Node) []string
 }
 
 // Node is one process.
 type Node struct {
 	ID, DataDir, API, Raft string
+	// Gossip is the node's --gossip-addr: a port of its own, since the
+	// server's default (the Raft port + 1) may be any other process's port
+	// when the ports are picked at random.
+	Gossip string
 	// Args is the command line of the last start.
 	Args []string
 
@@ -89,14 +98,21 @@ func Start(cfg Config) (*Cluster, error) {
 		if err != nil {
 			return nil, err
 		}
+		gossip, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
 		id := fmt.Sprintf("n%d", i+1)
-		c.Nodes = append(c.Nodes, &Node{ID: id, DataDir: filepath.Join(cfg.Dir, id), API: api, Raft: raft})
+		c.Nodes = append(c.Nodes, &Node{ID: id, DataDir: filepath.Join(cfg.Dir, id), API: api, Raft: raft, Gossip: gossip})
 	}
 	for i, n := range c.Nodes {
 		var extra []string
-		if i == 0 {
+		switch {
+		case cfg.Formation != nil:
+			extra = cfg.Formation(i, c.Nodes)
+		case i == 0:
 			extra = []string{"--bootstrap"}
-		} else {
+		default:
 			extra = []string{"--join", c.Nodes[0].API}
 		}
 		if err := c.start(n, extra); err != nil {
@@ -108,7 +124,7 @@ func Start(cfg Config) (*Cluster, error) {
 }
 
 func (c *Cluster) baseArgs(n *Node) []string {
-	args := []string{"server", "--node-id", n.ID, "--data-dir", n.DataDir, "--api-addr", n.API, "--raft-addr", n.Raft}
+	args := []string{"server", "--node-id", n.ID, "--data-dir", n.DataDir, "--api-addr", n.API, "--raft-addr", n.Raft, "--gossip-addr", n.Gossip}
 	return append(args, c.cfg.ExtraArgs...)
 }
 
@@ -180,6 +196,20 @@ func (n *Node) signal(sig syscall.Signal, grace time.Duration) {
 		n.file = nil
 	}
 	n.cmd = nil
+}
+
+// Exited is closed when node i's current process exits (nil if it was
+// never started).
+func (c *Cluster) Exited(i int) <-chan struct{} { return c.Nodes[i].done }
+
+// ExitCode is node i's exit code once Exited is closed, -1 before or after
+// Kill/Stop collected it.
+func (c *Cluster) ExitCode(i int) int {
+	n := c.Nodes[i]
+	if n.cmd == nil || n.cmd.ProcessState == nil {
+		return -1
+	}
+	return n.cmd.ProcessState.ExitCode()
 }
 
 // Output returns what node i printed (kept in memory unless LogToFile).

@@ -7,11 +7,11 @@ import (
 )
 
 // Link is a TCP bridge for one directed link: the connections one member
-// opens to one listener (Raft or API) of another. Each member dials its peers
-// only through its own links (node.Config.PeerAddr), so cutting the links
-// between two groups partitions them exactly, whatever transport the node
-// runs over the connection (plain TCP today, TLS later: the bridge only
-// copies bytes).
+// opens to another's cluster port, which carry Raft and node RPC alike.
+// Each member dials its peers only through its own links
+// (node.Config.PeerAddr), so cutting the links between two groups
+// partitions them exactly, whatever runs over the connection (plaintext or
+// cluster mutual TLS: the bridge only copies bytes).
 //
 // A cut link closes every connection it carries and closes new ones as soon
 // as they are accepted, so both ends see an error at once instead of
@@ -22,7 +22,6 @@ import (
 // Link methods are safe for concurrent use.
 type Link struct {
 	From, To string // member ids
-	Kind     string // node.PeerRaft or node.PeerAPI
 
 	ln     net.Listener
 	target func() string
@@ -34,12 +33,12 @@ type Link struct {
 	wg    sync.WaitGroup
 }
 
-func newLink(from, to, kind string, target func() string) (*Link, error) {
+func newLink(from, to string, target func() string) (*Link, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	l := &Link{From: from, To: to, Kind: kind, ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	l := &Link{From: from, To: to, ln: ln, target: target, conns: map[net.Conn]struct{}{}}
 	l.wg.Add(1)
 	go l.accept()
 	return l, nil

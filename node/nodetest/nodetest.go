@@ -3,14 +3,16 @@
 // kill, restart, wait for a leader, wait for convergence, and compare state
 // hashes across replicas.
 //
-// Faults. Every node-to-node connection (Raft and the node API used for
-// Forward and WaitApplied) goes through a TCP bridge of its own directed
-// link (see Link): member i reaches member j's Raft listener only through
-// Link(i, j, node.PeerRaft). Partition cuts every link between two sides,
-// Heal restores them, SetDelay slows a link, Kill and Restart stop and
-// start a member on its data dir. Clients of the test (Admin, Authz) talk to
-// each member's API directly, never through a bridge, so a test can ask a
-// partitioned member what it answers.
+// Faults. Every node-to-node connection goes to the peer's cluster port,
+// which carries Raft and node RPC (Forward, WaitApplied, RaftStats) alike,
+// through a TCP bridge of its own directed link (see Link): member i reaches
+// member j only through Link(i, j). Partition cuts every link between two
+// sides, Heal restores them, SetDelay slows a link, Kill and Restart stop
+// and start a member on its data dir. Clients of the test (Admin, Authz)
+// talk to each member's API directly, never through a bridge, so a test can
+// ask a partitioned member what it answers. Harness members run without
+// gossip (nothing to partition there); joins go through member 0's API,
+// directly, at start only.
 //
 // Concurrency: a Cluster's fault and wait methods may be called from the
 // test goroutine while other goroutines send traffic; Kill and Restart of
@@ -57,8 +59,8 @@ type Cluster struct {
 	t       testing.TB
 	Members []*Member
 	http    *http.Client
-	// links[from][to][kind]; built before any node starts, never changed.
-	links  []map[int]map[string]*Link
+	// links[from][to]; built before any node starts, never changed.
+	links  []map[int]*Link
 	index  map[string]int // member id -> index
 	mu     sync.Mutex     // guards Member addresses against the bridges
 	scheme string
@@ -90,6 +92,10 @@ type Options struct {
 	// Environments identities and roles may live in (node.Config.Environments);
 	// default the node's.
 	Environments []string
+	// ClusterTLS, when set, gives each member (by id) the files of its
+	// cluster mutual TLS (node.Config.ClusterTLS): Raft and node RPC then run
+	// TLS end to end through the bridges, which only copy bytes.
+	ClusterTLS func(memberID string) node.ClusterTLS
 	// Configure, when set, adjusts each member's config before it first
 	// starts (audit, metrics, tracing).
 	Configure func(m *Member, cfg *node.Config)
@@ -135,21 +141,18 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 		c.index[m.ID] = i
 	}
 	t.Cleanup(c.Close)
-	c.links = make([]map[int]map[string]*Link, n)
+	c.links = make([]map[int]*Link, n)
 	for i := range c.Members {
-		c.links[i] = map[int]map[string]*Link{}
+		c.links[i] = map[int]*Link{}
 		for j, to := range c.Members {
 			if i == j {
 				continue
 			}
-			c.links[i][j] = map[string]*Link{}
-			for _, kind := range []string{node.PeerRaft, node.PeerAPI} {
-				l, err := newLink(c.Members[i].ID, to.ID, kind, c.target(j, kind))
-				if err != nil {
-					t.Fatalf("link %s->%s: %v", c.Members[i].ID, to.ID, err)
-				}
-				c.links[i][j][kind] = l
+			l, err := newLink(c.Members[i].ID, to.ID, c.target(j))
+			if err != nil {
+				t.Fatalf("link %s->%s: %v", c.Members[i].ID, to.ID, err)
 			}
+			c.links[i][j] = l
 		}
 	}
 	raftLog := io.Discard
@@ -181,6 +184,9 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 				CommitTimeout:      opts.CommitTimeout,
 			},
 			PeerAddr: c.router(i),
+		}
+		if opts.ClusterTLS != nil {
+			m.cfg.ClusterTLS = opts.ClusterTLS(m.ID)
 		}
 		if opts.Raft != nil {
 			m.cfg.Raft = *opts.Raft
@@ -249,16 +255,13 @@ func (c *Cluster) apiAddr(i int) string {
 	return c.Members[i].APIAddr
 }
 
-// target is what a link to member j's listener of kind dials: the address
-// the member bound last.
-func (c *Cluster) target(j int, kind string) func() string {
+// target is what a link to member j dials: the cluster address the member
+// bound last.
+func (c *Cluster) target(j int) func() string {
 	return func() string {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if kind == node.PeerRaft {
-			return c.Members[j].RaftAddr
-		}
-		return c.Members[j].APIAddr
+		return c.Members[j].RaftAddr
 	}
 }
 
@@ -271,10 +274,8 @@ func (c *Cluster) Close() {
 		}
 	}
 	for _, to := range c.links {
-		for _, kinds := range to {
-			for _, l := range kinds {
-				l.close()
-			}
+		for _, l := range to {
+			l.close()
 		}
 	}
 }
@@ -481,34 +482,31 @@ func (c *Cluster) Authz(i int, admin bool) writv1connect.AuthzServiceClient {
 func (c *Cluster) router(i int) func(nodeID, kind string) string {
 	return func(nodeID, kind string) string {
 		j, ok := c.index[nodeID]
-		if !ok {
+		if !ok || kind != node.PeerCluster {
 			return ""
 		}
 		if j == i { // raft dials itself now and then: no bridge for that
-			return c.target(i, kind)()
+			return c.target(i)()
 		}
-		if l := c.links[i][j][kind]; l != nil {
+		if l := c.links[i][j]; l != nil {
 			return l.Addr()
 		}
 		return ""
 	}
 }
 
-// Link returns the bridge member from dials to reach member to's listener of
-// kind (node.PeerRaft or node.PeerAPI).
-func (c *Cluster) Link(from, to int, kind string) *Link { return c.links[from][to][kind] }
+// Link returns the bridge member from dials to reach member to's cluster
+// port.
+func (c *Cluster) Link(from, to int) *Link { return c.links[from][to] }
 
-// each calls fn on both kinds of link between a and b, in both directions.
+// each calls fn on the links between a and b, both directions.
 func (c *Cluster) each(a, b int, fn func(*Link)) {
-	for _, kinds := range []map[string]*Link{c.links[a][b], c.links[b][a]} {
-		for _, l := range kinds {
-			fn(l)
-		}
-	}
+	fn(c.links[a][b])
+	fn(c.links[b][a])
 }
 
-// Partition cuts every link (Raft and API, both directions) between the
-// members listed in side and all others. Links within either side stay as
+// Partition cuts every link (the cluster port, so Raft and node RPC, both
+// directions) between the members listed in side and all others. Links within either side stay as
 // they are. Heal undoes it.
 func (c *Cluster) Partition(side ...int) {
 	in := map[int]bool{}
@@ -539,7 +537,7 @@ func (c *Cluster) Heal() {
 }
 
 // SetDelay slows traffic between members a and b (both directions, Raft and
-// API) by d per chunk; 0 removes it.
+// node RPC) by d per chunk; 0 removes it.
 func (c *Cluster) SetDelay(a, b int, d time.Duration) {
 	c.each(a, b, func(l *Link) { l.SetDelay(d) })
 }

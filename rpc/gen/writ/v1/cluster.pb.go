@@ -232,8 +232,16 @@ type Member struct {
 	RaftAddr string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
 	ApiAddr  string                 `protobuf:"bytes,3,opt,name=api_addr,json=apiAddr,proto3" json:"api_addr,omitempty"`
 	// voter | nonvoter
-	Suffrage      string `protobuf:"bytes,4,opt,name=suffrage,proto3" json:"suffrage,omitempty"`
-	Leader        bool   `protobuf:"varint,5,opt,name=leader,proto3" json:"leader,omitempty"`
+	Suffrage string `protobuf:"bytes,4,opt,name=suffrage,proto3" json:"suffrage,omitempty"`
+	Leader   bool   `protobuf:"varint,5,opt,name=leader,proto3" json:"leader,omitempty"`
+	// Gossip state: alive | leaving | dead | left, or empty when gossip is off
+	// or the member is unknown to gossip.
+	GossipState string `protobuf:"bytes,30,opt,name=gossip_state,json=gossipState,proto3" json:"gossip_state,omitempty"`
+	GossipAddr  string `protobuf:"bytes,31,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
+	// The member's own Raft stats, asked over the cluster port; absent when
+	// it could not be reached (see stats_error).
+	Stats         *ServerStats `protobuf:"bytes,32,opt,name=stats,proto3" json:"stats,omitempty"`
+	StatsError    string       `protobuf:"bytes,33,opt,name=stats_error,json=statsError,proto3" json:"stats_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -303,6 +311,34 @@ func (x *Member) GetLeader() bool {
 	return false
 }
 
+func (x *Member) GetGossipState() string {
+	if x != nil {
+		return x.GossipState
+	}
+	return ""
+}
+
+func (x *Member) GetGossipAddr() string {
+	if x != nil {
+		return x.GossipAddr
+	}
+	return ""
+}
+
+func (x *Member) GetStats() *ServerStats {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+func (x *Member) GetStatsError() string {
+	if x != nil {
+		return x.StatsError
+	}
+	return ""
+}
+
 type StatusResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	NodeId    string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -318,8 +354,11 @@ type StatusResponse struct {
 	Members       []*Member            `protobuf:"bytes,10,rep,name=members,proto3" json:"members,omitempty"`
 	LastContact   *durationpb.Duration `protobuf:"bytes,11,opt,name=last_contact,json=lastContact,proto3" json:"last_contact,omitempty"`
 	Version       string               `protobuf:"bytes,12,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Whether this node encrypts gossip and runs cluster traffic over mutual TLS.
+	GossipEncrypted bool `protobuf:"varint,30,opt,name=gossip_encrypted,json=gossipEncrypted,proto3" json:"gossip_encrypted,omitempty"`
+	ClusterTls      bool `protobuf:"varint,31,opt,name=cluster_tls,json=clusterTls,proto3" json:"cluster_tls,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -436,6 +475,20 @@ func (x *StatusResponse) GetVersion() string {
 	return ""
 }
 
+func (x *StatusResponse) GetGossipEncrypted() bool {
+	if x != nil {
+		return x.GossipEncrypted
+	}
+	return false
+}
+
+func (x *StatusResponse) GetClusterTls() bool {
+	if x != nil {
+		return x.ClusterTls
+	}
+	return false
+}
+
 type JoinRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -541,8 +594,13 @@ func (x *JoinResponse) GetIndex() uint64 {
 }
 
 type LeaveRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The server to remove from the Raft configuration (like a force-leave).
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The receiving node departs gracefully instead: it hands leadership
+	// over if it leads, leaves gossip, waits until the leader has removed it
+	// from the voters, then stops. node_id must be empty or its own id.
+	Self          bool `protobuf:"varint,30,opt,name=self,proto3" json:"self,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -582,6 +640,13 @@ func (x *LeaveRequest) GetNodeId() string {
 		return x.NodeId
 	}
 	return ""
+}
+
+func (x *LeaveRequest) GetSelf() bool {
+	if x != nil {
+		return x.Self
+	}
+	return false
 }
 
 type LeaveResponse struct {
@@ -632,7 +697,7 @@ var File_writ_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_writ_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x15writ/v1/cluster.proto\x12\awrit.v1\x1a\x1egoogle/protobuf/duration.proto\"\x15\n" +
+	"\x15writ/v1/cluster.proto\x12\awrit.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x14writ/v1/member.proto\"\x15\n" +
 	"\x13SnapshotSaveRequest\",\n" +
 	"\x14SnapshotSaveResponse\x12\x14\n" +
 	"\x05chunk\x18\x01 \x01(\fR\x05chunk\".\n" +
@@ -640,13 +705,19 @@ const file_writ_v1_cluster_proto_rawDesc = "" +
 	"\x05chunk\x18\x01 \x01(\fR\x05chunk\"/\n" +
 	"\x17SnapshotRestoreResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"\x0f\n" +
-	"\rStatusRequest\"\x84\x01\n" +
+	"\rStatusRequest\"\x95\x02\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x19\n" +
 	"\bapi_addr\x18\x03 \x01(\tR\aapiAddr\x12\x1a\n" +
 	"\bsuffrage\x18\x04 \x01(\tR\bsuffrage\x12\x16\n" +
-	"\x06leader\x18\x05 \x01(\bR\x06leader\"\xa8\x03\n" +
+	"\x06leader\x18\x05 \x01(\bR\x06leader\x12!\n" +
+	"\fgossip_state\x18\x1e \x01(\tR\vgossipState\x12\x1f\n" +
+	"\vgossip_addr\x18\x1f \x01(\tR\n" +
+	"gossipAddr\x12*\n" +
+	"\x05stats\x18  \x01(\v2\x14.writ.v1.ServerStatsR\x05stats\x12\x1f\n" +
+	"\vstats_error\x18! \x01(\tR\n" +
+	"statsError\"\xf4\x03\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -661,15 +732,19 @@ const file_writ_v1_cluster_proto_rawDesc = "" +
 	"\amembers\x18\n" +
 	" \x03(\v2\x0f.writ.v1.MemberR\amembers\x12<\n" +
 	"\flast_contact\x18\v \x01(\v2\x19.google.protobuf.DurationR\vlastContact\x12\x18\n" +
-	"\aversion\x18\f \x01(\tR\aversion\"^\n" +
+	"\aversion\x18\f \x01(\tR\aversion\x12)\n" +
+	"\x10gossip_encrypted\x18\x1e \x01(\bR\x0fgossipEncrypted\x12\x1f\n" +
+	"\vcluster_tls\x18\x1f \x01(\bR\n" +
+	"clusterTls\"^\n" +
 	"\vJoinRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x19\n" +
 	"\bapi_addr\x18\x03 \x01(\tR\aapiAddr\"$\n" +
 	"\fJoinResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"'\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\";\n" +
 	"\fLeaveRequest\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"%\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04self\x18\x1e \x01(\bR\x04self\"%\n" +
 	"\rLeaveResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index2\xe4\x02\n" +
 	"\x0eClusterService\x12>\n" +
@@ -704,26 +779,28 @@ var file_writ_v1_cluster_proto_goTypes = []any{
 	(*JoinResponse)(nil),            // 8: writ.v1.JoinResponse
 	(*LeaveRequest)(nil),            // 9: writ.v1.LeaveRequest
 	(*LeaveResponse)(nil),           // 10: writ.v1.LeaveResponse
-	(*durationpb.Duration)(nil),     // 11: google.protobuf.Duration
+	(*ServerStats)(nil),             // 11: writ.v1.ServerStats
+	(*durationpb.Duration)(nil),     // 12: google.protobuf.Duration
 }
 var file_writ_v1_cluster_proto_depIdxs = []int32{
-	5,  // 0: writ.v1.StatusResponse.members:type_name -> writ.v1.Member
-	11, // 1: writ.v1.StatusResponse.last_contact:type_name -> google.protobuf.Duration
-	4,  // 2: writ.v1.ClusterService.Status:input_type -> writ.v1.StatusRequest
-	7,  // 3: writ.v1.ClusterService.Join:input_type -> writ.v1.JoinRequest
-	9,  // 4: writ.v1.ClusterService.Leave:input_type -> writ.v1.LeaveRequest
-	0,  // 5: writ.v1.ClusterService.SnapshotSave:input_type -> writ.v1.SnapshotSaveRequest
-	2,  // 6: writ.v1.ClusterService.SnapshotRestore:input_type -> writ.v1.SnapshotRestoreRequest
-	6,  // 7: writ.v1.ClusterService.Status:output_type -> writ.v1.StatusResponse
-	8,  // 8: writ.v1.ClusterService.Join:output_type -> writ.v1.JoinResponse
-	10, // 9: writ.v1.ClusterService.Leave:output_type -> writ.v1.LeaveResponse
-	1,  // 10: writ.v1.ClusterService.SnapshotSave:output_type -> writ.v1.SnapshotSaveResponse
-	3,  // 11: writ.v1.ClusterService.SnapshotRestore:output_type -> writ.v1.SnapshotRestoreResponse
-	7,  // [7:12] is the sub-list for method output_type
-	2,  // [2:7] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	11, // 0: writ.v1.Member.stats:type_name -> writ.v1.ServerStats
+	5,  // 1: writ.v1.StatusResponse.members:type_name -> writ.v1.Member
+	12, // 2: writ.v1.StatusResponse.last_contact:type_name -> google.protobuf.Duration
+	4,  // 3: writ.v1.ClusterService.Status:input_type -> writ.v1.StatusRequest
+	7,  // 4: writ.v1.ClusterService.Join:input_type -> writ.v1.JoinRequest
+	9,  // 5: writ.v1.ClusterService.Leave:input_type -> writ.v1.LeaveRequest
+	0,  // 6: writ.v1.ClusterService.SnapshotSave:input_type -> writ.v1.SnapshotSaveRequest
+	2,  // 7: writ.v1.ClusterService.SnapshotRestore:input_type -> writ.v1.SnapshotRestoreRequest
+	6,  // 8: writ.v1.ClusterService.Status:output_type -> writ.v1.StatusResponse
+	8,  // 9: writ.v1.ClusterService.Join:output_type -> writ.v1.JoinResponse
+	10, // 10: writ.v1.ClusterService.Leave:output_type -> writ.v1.LeaveResponse
+	1,  // 11: writ.v1.ClusterService.SnapshotSave:output_type -> writ.v1.SnapshotSaveResponse
+	3,  // 12: writ.v1.ClusterService.SnapshotRestore:output_type -> writ.v1.SnapshotRestoreResponse
+	8,  // [8:13] is the sub-list for method output_type
+	3,  // [3:8] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_writ_v1_cluster_proto_init() }
@@ -731,6 +808,7 @@ func file_writ_v1_cluster_proto_init() {
 	if File_writ_v1_cluster_proto != nil {
 		return
 	}
+	file_writ_v1_member_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -1,0 +1,113 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/hashicorp/raft"
+
+	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
+)
+
+// departFlag is set once Depart starts; loops that would re-join stop.
+type departFlag struct{ v atomic.Bool }
+
+func (n *Node) departing() bool { return n.depart.v.Load() }
+
+// Departed is closed once a graceful Depart has stopped this node (the
+// server process exits then).
+func (n *Node) Departed() <-chan struct{} { return n.departed }
+
+// Depart leaves the cluster gracefully: a leader first hands leadership to
+// another voter; then the node leaves gossip, which the leader sees as a
+// graceful leave and answers by removing it from the Raft voters and the
+// node table; once the leader's configuration no longer lists it, the node
+// stops (Departed closes). Calling it again while (or after) a departure
+// is under way waits for the removal again. The only voter cannot depart (ErrLastVoter);
+// gossip must be on (without it, remove the node with `writ leave NODE_ID`
+// from another node).
+func (n *Node) Depart(ctx context.Context) (uint64, error) {
+	if n.gossip == nil {
+		return 0, connect.NewError(connect.CodeFailedPrecondition, errors.New("graceful leave needs gossip; remove this node from another member with `writ leave NODE_ID`"))
+	}
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return 0, err
+	}
+	voters := 0
+	for _, s := range cf.Configuration().Servers {
+		if s.Suffrage == raft.Voter && string(s.ID) != n.cfg.NodeID {
+			voters++
+		}
+	}
+	if voters == 0 {
+		return 0, connect.NewError(connect.CodeFailedPrecondition, ErrLastVoter)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if n.depart.v.CompareAndSwap(false, true) {
+		if n.raft.State() == raft.Leader {
+			n.log.Info("leaving: transferring leadership")
+			if err := n.raft.LeadershipTransfer().Error(); err != nil {
+				n.depart.v.Store(false)
+				return 0, connect.NewError(connect.CodeUnavailable, fmt.Errorf("leadership transfer: %w", err))
+			}
+		}
+		n.log.Info("leaving gossip")
+		if err := n.gossip.leave(10 * time.Second); err != nil {
+			n.log.Warn("gossip leave", "err", err)
+		}
+	} else {
+		// A departure already under way (or one whose wait for the leader
+		// timed out): wait for the removal again.
+		n.log.Info("departure already under way; waiting for the leader to remove this node")
+	}
+	idx, err := n.awaitRemoval(ctx)
+	if err != nil {
+		return 0, connect.NewError(connect.CodeUnavailable, fmt.Errorf("left gossip, but the leader has not removed this node from the voters: %w", err))
+	}
+	n.log.Info("left the cluster; stopping")
+	go func() {
+		_ = n.Close()
+		n.departOnce.Do(func() { close(n.departed) })
+	}()
+	return idx, nil
+}
+
+// awaitRemoval polls the leader (over the cluster port) until its Raft
+// configuration no longer holds this node, and returns its commit index.
+func (n *Node) awaitRemoval(ctx context.Context) (uint64, error) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	var last error
+	for {
+		addr, id := n.raft.LeaderWithID()
+		switch {
+		case id == "":
+			last = errors.New("no leader known")
+		case string(id) == n.cfg.NodeID:
+			last = errors.New("still the leader")
+		default:
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			resp, err := n.peers.memberClient(string(addr)).RaftStats(cctx, connect.NewRequest(&writv1.RaftStatsRequest{}))
+			cancel()
+			if err != nil {
+				last = err
+			} else if !slices.Contains(resp.Msg.GetVoters(), n.cfg.NodeID) {
+				return resp.Msg.GetStats().GetCommitIndex(), nil
+			} else {
+				last = errors.New("still a voter")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+		case <-t.C:
+		}
+	}
+}
