@@ -20,8 +20,13 @@ import (
 func generatedPolicies(n int) string {
 	var b strings.Builder
 	b.WriteString(`@id("deploy") permit (principal, action == Action::"deploy", resource) when { context has ticket };` + "\n")
+	// Fillers cycle through the schema's (action, resource type) pairs: every
+	// policy set is validated against policies/writ.cedarschema on write.
+	scopes := [][2]string{{"read_secret", "Secret"}, {"issue_db_credential", "Database"}, {"deploy", "Deployment"},
+		{"backup", "Database"}, {"read_object", "Bucket"}, {"call_tool", "Tool"}, {"push", "Repository"}}
 	for i := 1; i < n; i++ {
-		fmt.Fprintf(&b, "@id(\"p%d\") permit (principal, action == Action::\"act%d\", resource == Deployment::\"svc-%d\") when { context has ticket };\n", i, i%50, i)
+		sc := scopes[i%len(scopes)]
+		fmt.Fprintf(&b, "@id(\"p%d\") permit (principal, action == Action::\"%s\", resource == %s::\"svc-%d\") when { context has ticket };\n", i, sc[0], sc[1], i)
 	}
 	return b.String()
 }
