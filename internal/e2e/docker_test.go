@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +23,7 @@ import (
 	"github.com/writ-dev/writ/rpc/gen/writ/v1/writv1connect"
 )
 
-func docker(t *testing.T, args ...string) string {
+func docker(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := exec.Command("docker", args...).CombinedOutput()
 	if err != nil {
@@ -30,12 +32,68 @@ func docker(t *testing.T, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// recordingT keeps the first fatal message so that it can be repeated after
+// the container logs the cleanup prints: CI shows the end of the output.
+type recordingT struct {
+	testing.TB
+	reason string
+}
+
+func (r *recordingT) Fatalf(format string, args ...any) {
+	r.TB.Helper()
+	if r.reason == "" {
+		r.reason = fmt.Sprintf(format, args...)
+	}
+	r.TB.Fatalf(format, args...)
+}
+
+func (r *recordingT) Fatal(args ...any) {
+	r.TB.Helper()
+	if r.reason == "" {
+		r.reason = fmt.Sprint(args...)
+	}
+	r.TB.Fatal(args...)
+}
+
+// hostPort picks a free loopback port below the kernel's ephemeral range.
+// A published port from that range can be taken, while its container is
+// down, as the source port of one of this process's own connections, and
+// `docker start` then fails with "address already in use".
+func hostPort(t testing.TB, taken map[int]bool) string {
+	t.Helper()
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil && v > 20000 {
+				low = v
+			}
+		}
+	}
+	for range 200 { // bounded
+		p := 20000 + rand.IntN(low-20000)
+		if taken[p] {
+			continue
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(p)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		_ = ln.Close()
+		taken[p] = true
+		return addr
+	}
+	t.Fatalf("no free port in [20000, %d) after 200 tries", low)
+	return ""
+}
+
 // TestDockerCluster: three containers on a private docker network, load from
 // this (fourth) process; docker kill the leader, disconnect a follower and
 // reconnect it, restart every node in turn. No acknowledged lease or
 // revocation may be lost and the replicas must converge.
 // Runs with WRIT_DOCKER_TESTS=1 (make test-docker) where a docker engine answers.
-func TestDockerCluster(t *testing.T) {
+func TestDockerCluster(tt *testing.T) {
+	t := &recordingT{TB: tt}
 	if os.Getenv("WRIT_DOCKER_TESTS") != "1" {
 		t.Skip("docker cluster test: set WRIT_DOCKER_TESTS=1 (make test-docker)")
 	}
@@ -61,6 +119,7 @@ func TestDockerCluster(t *testing.T) {
 				out, _ := exec.Command("docker", "logs", "--tail", "80", n).CombinedOutput()
 				t.Logf("---- %s ----\n%s", n, out)
 			}
+			t.Logf("FAILED (repeated after the container logs): %s", t.reason)
 		}
 		for _, n := range names {
 			_ = exec.Command("docker", "rm", "-f", "-v", n).Run()
@@ -68,7 +127,8 @@ func TestDockerCluster(t *testing.T) {
 		_ = exec.Command("docker", "network", "rm", net).Run()
 	})
 	// Fixed host ports: a restarted container keeps its published address.
-	hostPorts := []string{freePort(t), freePort(t), freePort(t)}
+	taken := map[int]bool{}
+	hostPorts := []string{hostPort(t, taken), hostPort(t, taken), hostPort(t, taken)}
 	for i, n := range names {
 		args := []string{"run", "-d", "--name", n, "--network", net, "--ip", ips[i], "-p", hostPorts[i] + ":7400",
 			"-e", "WRIT_ADMIN_TOKEN=" + adminToken, "-e", "WRIT_GOSSIP_KEY=" + e2eGossipKey, "writ:dev",
