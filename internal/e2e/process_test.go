@@ -244,12 +244,3 @@ func TestThreeProcessCluster(t *testing.T) {
 		t.Fatalf("restarted node accepts a revoked credential")
 	}
 }
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	addr, err := proccluster.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
