@@ -81,6 +81,10 @@ func (n *Node) Depart(ctx context.Context) (uint64, error) {
 
 // awaitRemoval polls the leader (over the cluster port) until its Raft
 // configuration no longer holds this node, and returns its commit index.
+// A node that has just handed leadership away may never hear from the new
+// leader (it removes this node and stops replicating to it), so without a
+// leader of its own it asks every other server of its last configuration
+// and takes the answer of the one that leads.
 func (n *Node) awaitRemoval(ctx context.Context) (uint64, error) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
@@ -88,20 +92,29 @@ func (n *Node) awaitRemoval(ctx context.Context) (uint64, error) {
 	for {
 		addr, id := n.raft.LeaderWithID()
 		switch {
-		case id == "":
-			last = errors.New("no leader known")
 		case string(id) == n.cfg.NodeID:
 			last = errors.New("still the leader")
+		case id != "":
+			idx, err := n.removedAccordingTo(ctx, string(addr), false)
+			if err == nil {
+				return idx, nil
+			}
+			last = err
 		default:
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			resp, err := n.peers.memberClient(string(addr)).RaftStats(cctx, connect.NewRequest(&writv1.RaftStatsRequest{}))
-			cancel()
-			if err != nil {
-				last = err
-			} else if !slices.Contains(resp.Msg.GetVoters(), n.cfg.NodeID) {
-				return resp.Msg.GetStats().GetCommitIndex(), nil
-			} else {
-				last = errors.New("still a voter")
+			last = errors.New("no leader known, and no other server answers as the leader")
+			if cf := n.raft.GetConfiguration(); cf.Error() == nil {
+				for _, srv := range cf.Configuration().Servers {
+					if string(srv.ID) == n.cfg.NodeID {
+						continue
+					}
+					idx, err := n.removedAccordingTo(ctx, n.peerClusterAddr(string(srv.ID), string(srv.Address)), true)
+					if err == nil {
+						return idx, nil
+					}
+					if !errors.Is(err, errNotLeading) {
+						last = err
+					}
+				}
 			}
 		}
 		select {
@@ -110,4 +123,24 @@ func (n *Node) awaitRemoval(ctx context.Context) (uint64, error) {
 		case <-t.C:
 		}
 	}
+}
+
+var errNotLeading = errors.New("not the leader")
+
+// removedAccordingTo asks the server at addr for its Raft configuration:
+// nil (with its commit index) once that no longer lists this node as a
+// voter. With mustLead, only a server that says it leads is believed.
+func (n *Node) removedAccordingTo(ctx context.Context, addr string, mustLead bool) (uint64, error) {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := n.peers.memberClient(addr).RaftStats(cctx, connect.NewRequest(&writv1.RaftStatsRequest{}))
+	switch {
+	case err != nil:
+		return 0, err
+	case mustLead && resp.Msg.GetStats().GetState() != "leader":
+		return 0, errNotLeading
+	case slices.Contains(resp.Msg.GetVoters(), n.cfg.NodeID):
+		return 0, errors.New("still a voter")
+	}
+	return resp.Msg.GetStats().GetCommitIndex(), nil
 }
