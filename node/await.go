@@ -13,7 +13,7 @@ import (
 // every server in the Raft configuration, or a server has failed to confirm
 // within max staleness (such a node is out of contact and fails closed on
 // its own, see freshness.go). See docs/consistency.md and DESIGN.md
-// ("Revocation push").
+// ("Revocation in one round trip: the push").
 //
 // In force means applied, or installed in the node's overlay of committed
 // revocations (fsm/overlay.go): this node installs p locally and sends it
