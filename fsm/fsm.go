@@ -57,6 +57,12 @@ type FSM struct {
 	waitCh chan struct{} // non-nil while someone waits; closed by publish
 
 	revs *revocationLog
+
+	// ov holds committed revocations not applied yet (overlay.go); nil
+	// when empty, so a View pays one atomic load for it. ovMu orders
+	// Overlay against prune.
+	ov   atomic.Pointer[overlay]
+	ovMu sync.Mutex
 }
 
 type published struct {
@@ -79,6 +85,9 @@ func New(cfg Config) *FSM {
 // WaitApplied callers.
 func (f *FSM) publish(index uint64) {
 	f.pub.Store(&published{db: f.db.Snapshot(), leases: f.leases.clone(), index: index})
+	if f.ov.Load() != nil {
+		f.prune(index)
+	}
 	f.mu.Lock()
 	if f.waitCh != nil {
 		close(f.waitCh)
@@ -116,7 +125,17 @@ func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
 // AppliedIndex(). It costs two small allocations and holds no lock; later
 // Applies do not change it. Records it returns are shared with the state:
 // callers must treat them as read-only.
+//
+// The view enforces the overlay (overlay.go) as it stands when the view is
+// taken. The overlay is loaded before the state: publish prunes only after
+// storing the state that applies the pruned entries, so a view sees each
+// pushed revocation either applied or in its overlay.
 func (f *FSM) View() *View {
+	ov := f.ov.Load()
 	p := f.pub.Load()
-	return &View{txn: p.db.Txn(false), leases: p.leases, index: p.index}
+	v := &View{txn: p.db.Txn(false), leases: p.leases, index: p.index}
+	if ov != nil && ov.max > p.index {
+		v.ov = ov
+	}
+	return v
 }

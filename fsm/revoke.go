@@ -115,7 +115,7 @@ func (v *View) validDescendants(root *leaseRec, now int64) uint64 {
 			v.leases.children(p.id, func(c *leaseRec) bool {
 				// The parent is valid; so the child is iff it is valid on
 				// its own and its link to the parent holds.
-				if c.parentDelegEpoch == p.delegEpoch && v.checkOne(c, now) == "" {
+				if v.linked(c, p) && v.checkOne(c, now) == "" {
 					n++
 					next = append(next, c)
 				}

@@ -21,6 +21,9 @@ type View struct {
 	txn    *memdb.Txn
 	leases *leaseStore
 	index  uint64
+	// ov: committed revocations above index (overlay.go); nil in the
+	// applier's view, and whenever there are none.
+	ov *overlay
 }
 
 // Index is the Raft index of the last entry this view reflects.
@@ -273,12 +276,22 @@ func (v *View) check(l *leaseRec, now int64, maxAncestors int) string {
 		p, ok := v.leases.get(parent)
 		// A child carries its parent's delegation epoch: revoking the
 		// parent's descendants moves it, and every link below fails.
-		if !ok || child.parentDelegEpoch != p.delegEpoch || v.checkOne(p, now) != "" {
+		if !ok || !v.linked(child, p) || v.checkOne(p, now) != "" {
 			return ReasonParentInvalid
 		}
 		child, parent = p, p.parent
 	}
 	return ""
+}
+
+// linked reports whether child's delegation link to parent p holds: a
+// subtree revocation of p (applied, or pending in the overlay: every child
+// in a view older than it was delegated before it) breaks it.
+func (v *View) linked(child, p *leaseRec) bool {
+	if child.parentDelegEpoch != p.delegEpoch {
+		return false
+	}
+	return v.ov == nil || !v.ov.in(v.index, RevocationSubtree, p.id)
 }
 
 // OwnerEpoch is the revocation epoch of an owner (0 until RevokeOwner).
@@ -318,6 +331,9 @@ func (v *View) checkOne(l *leaseRec, now int64) string {
 	}
 	if v.OwnerEpoch(g.owner) != g.ownerEpoch {
 		return ReasonOwnerRevoked
+	}
+	if v.ov != nil {
+		return v.ov.reason(v.index, l)
 	}
 	return ""
 }

@@ -5,26 +5,39 @@ import (
 	"sync"
 	"time"
 
+	"github.com/writ-dev/writ/fsm"
 	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
 )
 
-// AwaitEverywhere returns once every server in the Raft configuration has
-// applied index, or has failed to confirm within max staleness (such a node
-// is out of contact and fails closed on its own, see freshness.go). See
-// docs/consistency.md.
+// AwaitEverywhere returns once the committed revocation p is in force on
+// every server in the Raft configuration, or a server has failed to confirm
+// within max staleness (such a node is out of contact and fails closed on
+// its own, see freshness.go). See docs/consistency.md and DESIGN.md
+// ("Revocation in one round trip: the push").
 //
-// The local wait and the peers' long polls (NodeService.WaitApplied on
-// their cluster port blocks on the peer until its FSM publishes the index)
-// run in parallel: the peers
-// learn the commit from the same append as this node, so waiting for the
-// local apply first would add a round trip for nothing.
-func (n *Node) AwaitEverywhere(ctx context.Context, index uint64) error {
+// In force means applied, or installed in the node's overlay of committed
+// revocations (fsm/overlay.go): this node installs p locally and sends it
+// to every peer with NodeService.WaitApplied, and a peer that has not
+// applied p.Index yet installs it and answers at once. So Revoke costs one
+// round trip after the commit instead of waiting for the followers to learn
+// the commit (the leader's next append, two more fsyncs) and apply. A peer
+// whose overlay refuses it (full) or that does not know the field waits
+// for the apply, as it did before; p.Kind "" pushes nothing. The local
+// step and the peers run in parallel.
+func (n *Node) AwaitEverywhere(ctx context.Context, p fsm.Pending) error {
+	index := p.Index
 	cf := n.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
 		return err
 	}
 	local := make(chan error, 1)
-	go func() { local <- n.fsm.WaitApplied(ctx, index) }()
+	go func() {
+		if p.Kind != "" && n.fsm.Overlay(p) {
+			local <- nil
+			return
+		}
+		local <- n.fsm.WaitApplied(ctx, index)
+	}()
 	var wg sync.WaitGroup
 	for _, srv := range cf.Configuration().Servers {
 		id := string(srv.ID)
@@ -34,7 +47,7 @@ func (n *Node) AwaitEverywhere(ctx context.Context, index uint64) error {
 		wg.Add(1)
 		go func(addr string) {
 			defer wg.Done()
-			n.awaitPeer(ctx, id, addr, index)
+			n.awaitPeer(ctx, id, addr, p)
 		}(n.peerClusterAddr(id, string(srv.Address)))
 	}
 	err := <-local
@@ -45,13 +58,19 @@ func (n *Node) AwaitEverywhere(ctx context.Context, index uint64) error {
 	return ctx.Err()
 }
 
-// awaitPeer long-polls one peer until it confirms index or max staleness
-// passes; errors (peer restarting, link down) are retried every 20ms.
-func (n *Node) awaitPeer(ctx context.Context, id, addr string, index uint64) {
+// awaitPeer pushes p to one peer (or long-polls it for p.Index) until it
+// confirms or max staleness passes; errors (peer restarting, link down) are
+// retried every 20ms.
+func (n *Node) awaitPeer(ctx context.Context, id, addr string, p fsm.Pending) {
 	wctx, cancel := context.WithTimeout(ctx, n.cfg.MaxStaleness)
 	defer cancel()
+	msg := &writv1.WaitAppliedRequest{Index: p.Index}
+	if p.Kind != "" {
+		msg.Revocation = &writv1.PendingRevocation{Kind: p.Kind, Target: p.ID}
+	}
+	index := p.Index
 	for wctx.Err() == nil {
-		_, err := n.peers.nodeClient(addr).WaitApplied(wctx, nodeRequest(n, &writv1.WaitAppliedRequest{Index: index}))
+		_, err := n.peers.nodeClient(addr).WaitApplied(wctx, nodeRequest(n, msg))
 		if err == nil {
 			return
 		}

@@ -317,6 +317,14 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64, readIndex bool) (u
 	return n.fsm.AppliedIndex(), nil
 }
 
+// PushRevocation puts a committed revocation in force here (see rpc.Backend).
+func (n *Node) PushRevocation(ctx context.Context, p fsm.Pending) (uint64, error) {
+	if n.fsm.Overlay(p) {
+		return n.fsm.AppliedIndex(), nil
+	}
+	return n.WaitApplied(ctx, p.Index, false)
+}
+
 func stateName(s raft.RaftState) string {
 	switch s {
 	case raft.Leader:

@@ -1,5 +1,13 @@
 package node
 
+import (
+	"context"
+
+	"connectrpc.com/connect"
+
+	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
+)
+
 // Test helpers shared with package node_test.
 type TestCA = testCA
 
@@ -9,4 +17,18 @@ var NewTestCA = newTestCA
 func (n *Node) FirstLogIndex() uint64 {
 	i, _ := n.store.FirstIndex()
 	return i
+}
+
+// WaitAppliedOn calls NodeService.WaitApplied on the node whose cluster port
+// is addr, with this node's node token or (token false) none.
+func (n *Node) WaitAppliedOn(ctx context.Context, addr string, msg *writv1.WaitAppliedRequest, token bool) (*writv1.WaitAppliedResponse, error) {
+	req := connect.NewRequest(msg)
+	if token {
+		req = nodeRequest(n, msg)
+	}
+	resp, err := n.peers.nodeClient(addr).WaitApplied(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg, nil
 }

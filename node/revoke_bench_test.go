@@ -21,7 +21,8 @@ import (
 // through a follower: one RevokeIdentity entry, whatever N. It reports the
 // time from the call until the entry is committed and applied on the leader
 // (commit-ms, read from the leader's revocation history) and until Revoke
-// returns, i.e. every node applied it (return-ms); then checks, untimed,
+// returns, i.e. it is in force on every node, applied or pushed into the
+// node's overlay (return-ms); then checks, untimed,
 // that every node rejects a sample of the leases.
 func BenchmarkRevokeIdentityManyLeases(b *testing.B) {
 	n := 10000

@@ -55,10 +55,12 @@ func (g *gateway) follow(ctx context.Context, c *nodetest.Cluster, i int) (done 
 	return done
 }
 
-func (g *gateway) seen(index uint64) bool {
+func (g *gateway) seen(index uint64) bool { return g.at() >= index }
+
+func (g *gateway) at() uint64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.upTo >= index
+	return g.upTo
 }
 
 // history is what the node itself holds: the reference the gateway must match.
@@ -108,7 +110,7 @@ func TestWatchRevocationsResume(t *testing.T) {
 	}
 	nodetest.Eventually(t, 10*time.Second, "gateway sees the first revocations", func() error {
 		if !g.seen(last) {
-			return fmt.Errorf("gateway at %d, want %d", g.upTo, last)
+			return fmt.Errorf("gateway at %d, want %d", g.at(), last)
 		}
 		return nil
 	})
@@ -129,7 +131,7 @@ func TestWatchRevocationsResume(t *testing.T) {
 	last = revoke(0, &writv1.RevokeRequest{Target: &writv1.RevokeRequest_Role{Role: "deploy-api"}})
 	nodetest.Eventually(t, 10*time.Second, "gateway catches up", func() error {
 		if !g.seen(last) {
-			return fmt.Errorf("gateway at %d, want %d", g.upTo, last)
+			return fmt.Errorf("gateway at %d, want %d", g.at(), last)
 		}
 		return nil
 	})

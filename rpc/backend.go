@@ -45,10 +45,12 @@ type Backend interface {
 	// group-committed with other writes; one result per command, in order.
 	// Commands must carry a request id (the dedupe key).
 	Propose(ctx context.Context, cmds []*fsmpb.Command, opts ProposeOptions) ([]*fsmpb.Result, error)
-	// AwaitEverywhere returns once every node in contact with the leader has
-	// applied index; nodes out of contact longer than max staleness already
-	// fail closed, so they are not waited for past that.
-	AwaitEverywhere(ctx context.Context, index uint64) error
+	// AwaitEverywhere returns once the committed revocation p is in force on
+	// every node in contact with the leader: applied there, or installed in
+	// its overlay of committed revocations (fsm.FSM.Overlay; p.Kind "" only
+	// waits for the apply of p.Index). Nodes out of contact longer than max
+	// staleness already fail closed, so they are not waited for past that.
+	AwaitEverywhere(ctx context.Context, p fsm.Pending) error
 	// ApplyForwarded applies commands a follower forwarded. It never forwards
 	// again: a non-leader returns a *NotLeaderError.
 	ApplyForwarded(ctx context.Context, cmds []*fsmpb.Command) ([]*fsmpb.Result, error)
@@ -56,6 +58,10 @@ type Backend interface {
 	// With readIndex the receiver must be the leader: it confirms leadership
 	// and returns an index covering everything committed (a read index).
 	WaitApplied(ctx context.Context, index uint64, readIndex bool) (uint64, error)
+	// PushRevocation puts a committed revocation in force here (a peer's
+	// AwaitEverywhere): into the FSM's overlay at once, or, when the overlay
+	// refuses it, by waiting for the apply. It returns the applied index.
+	PushRevocation(ctx context.Context, p fsm.Pending) (uint64, error)
 	Status(ctx context.Context) (*writv1.StatusResponse, error)
 	Join(ctx context.Context, req *writv1.JoinRequest) (uint64, error)
 	Leave(ctx context.Context, nodeID string) (uint64, error)

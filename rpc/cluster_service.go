@@ -118,7 +118,29 @@ func (s *nodeService) Forward(ctx context.Context, req *connect.Request[writv1.F
 }
 
 func (s *nodeService) WaitApplied(ctx context.Context, req *connect.Request[writv1.WaitAppliedRequest]) (*connect.Response[writv1.WaitAppliedResponse], error) {
+	if rev := req.Msg.GetRevocation(); rev != nil {
+		return s.pushRevocation(ctx, req.Msg.GetIndex(), rev)
+	}
 	applied, err := s.d.Backend.WaitApplied(ctx, req.Msg.GetIndex(), req.Msg.GetReadIndex())
+	if err != nil {
+		return nil, toConnect(s.d.Logger, err)
+	}
+	return connect.NewResponse(&writv1.WaitAppliedResponse{AppliedIndex: applied}), nil
+}
+
+// pushRevocation puts a committed revocation a peer pushed in force here
+// and answers at once (see fsm/overlay.go).
+func (s *nodeService) pushRevocation(ctx context.Context, index uint64, rev *writv1.PendingRevocation) (*connect.Response[writv1.WaitAppliedResponse], error) {
+	switch {
+	case !fsm.PendingKind(rev.GetKind()):
+		return nil, toConnect(s.d.Logger, invalidf("revocation kind %s: want lease, completed, subtree, identity, role or owner", quote(rev.GetKind())))
+	case index == 0:
+		return nil, toConnect(s.d.Logger, invalidf("a pushed revocation needs its index"))
+	}
+	if err := checkLen("revocation target", rev.GetTarget(), 256); err != nil {
+		return nil, toConnect(s.d.Logger, err)
+	}
+	applied, err := s.d.Backend.PushRevocation(ctx, fsm.Pending{Index: index, Kind: rev.GetKind(), ID: rev.GetTarget()})
 	if err != nil {
 		return nil, toConnect(s.d.Logger, err)
 	}

@@ -243,7 +243,8 @@ func (s *authzService) complete(ctx context.Context, credential, reason string, 
 }
 
 // commitRevocation proposes one revocation entry and returns its index once
-// every node in contact with the leader has applied it. It never waits for
+// it is in force on every node in contact with the leader (applied, or
+// pushed into the node's overlay of committed revocations). It never waits for
 // the audit log (c's record is spooled at the call's end): refusing a
 // revocation for audit reasons would keep a credential alive. label is the
 // target of writ_revocations_total.
@@ -271,7 +272,9 @@ func (s *authzService) commitRevocation(ctx context.Context, cmd *fsmpb.Command,
 	idx := results[0].GetIndex()
 	s.d.Metrics.Revocations.WithLabelValues(label).Inc() // committed, whether or not confirmed everywhere
 	committed := time.Now()
-	if err := s.d.Backend.AwaitEverywhere(ctx, idx); err != nil {
+	p, _ := fsm.PendingOf(cmd)
+	p.Index = idx
+	if err := s.d.Backend.AwaitEverywhere(ctx, p); err != nil {
 		return 0, fmt.Errorf("revocation committed at index %d but not confirmed everywhere: %w", idx, err)
 	}
 	s.d.Metrics.RevocationPropagationSeconds.Observe(time.Since(committed).Seconds())

@@ -124,7 +124,12 @@ type WaitAppliedRequest struct {
 	Index uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
 	// Read index: the receiver must be the leader; it confirms leadership,
 	// waits until everything committed is applied, and returns that index.
-	ReadIndex     bool `protobuf:"varint,2,opt,name=read_index,json=readIndex,proto3" json:"read_index,omitempty"`
+	ReadIndex bool `protobuf:"varint,2,opt,name=read_index,json=readIndex,proto3" json:"read_index,omitempty"`
+	// A committed revocation pushed with the wait: the receiver enforces it
+	// on every read at once (its overlay, see fsm/overlay.go) and answers
+	// without waiting for its FSM to apply index. A node that does not know
+	// the field waits for the apply, as before.
+	Revocation    *PendingRevocation `protobuf:"bytes,90,opt,name=revocation,proto3" json:"revocation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -173,6 +178,68 @@ func (x *WaitAppliedRequest) GetReadIndex() bool {
 	return false
 }
 
+func (x *WaitAppliedRequest) GetRevocation() *PendingRevocation {
+	if x != nil {
+		return x.Revocation
+	}
+	return nil
+}
+
+// PendingRevocation names what a committed revocation entry invalidates.
+type PendingRevocation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// lease, completed, subtree, identity, role or owner (fsm revocation kinds).
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Lease id, identity id, role name or owner.
+	Target        string `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PendingRevocation) Reset() {
+	*x = PendingRevocation{}
+	mi := &file_writ_v1_internal_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingRevocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingRevocation) ProtoMessage() {}
+
+func (x *PendingRevocation) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_v1_internal_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingRevocation.ProtoReflect.Descriptor instead.
+func (*PendingRevocation) Descriptor() ([]byte, []int) {
+	return file_writ_v1_internal_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PendingRevocation) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *PendingRevocation) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
 type WaitAppliedResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AppliedIndex  uint64                 `protobuf:"varint,1,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
@@ -182,7 +249,7 @@ type WaitAppliedResponse struct {
 
 func (x *WaitAppliedResponse) Reset() {
 	*x = WaitAppliedResponse{}
-	mi := &file_writ_v1_internal_proto_msgTypes[3]
+	mi := &file_writ_v1_internal_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -194,7 +261,7 @@ func (x *WaitAppliedResponse) String() string {
 func (*WaitAppliedResponse) ProtoMessage() {}
 
 func (x *WaitAppliedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_v1_internal_proto_msgTypes[3]
+	mi := &file_writ_v1_internal_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -207,7 +274,7 @@ func (x *WaitAppliedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitAppliedResponse.ProtoReflect.Descriptor instead.
 func (*WaitAppliedResponse) Descriptor() ([]byte, []int) {
-	return file_writ_v1_internal_proto_rawDescGZIP(), []int{3}
+	return file_writ_v1_internal_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *WaitAppliedResponse) GetAppliedIndex() uint64 {
@@ -226,11 +293,17 @@ const file_writ_v1_internal_proto_rawDesc = "" +
 	"\bcommands\x18\x01 \x03(\fR\bcommands\"A\n" +
 	"\x0fForwardResponse\x12\x18\n" +
 	"\aresults\x18\x01 \x03(\fR\aresults\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"I\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\x85\x01\n" +
 	"\x12WaitAppliedRequest\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1d\n" +
 	"\n" +
-	"read_index\x18\x02 \x01(\bR\treadIndex\":\n" +
+	"read_index\x18\x02 \x01(\bR\treadIndex\x12:\n" +
+	"\n" +
+	"revocation\x18Z \x01(\v2\x1a.writ.v1.PendingRevocationR\n" +
+	"revocation\"?\n" +
+	"\x11PendingRevocation\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\":\n" +
 	"\x13WaitAppliedResponse\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex2\x95\x01\n" +
 	"\vNodeService\x12<\n" +
@@ -249,23 +322,25 @@ func file_writ_v1_internal_proto_rawDescGZIP() []byte {
 	return file_writ_v1_internal_proto_rawDescData
 }
 
-var file_writ_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_writ_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_writ_v1_internal_proto_goTypes = []any{
 	(*ForwardRequest)(nil),      // 0: writ.v1.ForwardRequest
 	(*ForwardResponse)(nil),     // 1: writ.v1.ForwardResponse
 	(*WaitAppliedRequest)(nil),  // 2: writ.v1.WaitAppliedRequest
-	(*WaitAppliedResponse)(nil), // 3: writ.v1.WaitAppliedResponse
+	(*PendingRevocation)(nil),   // 3: writ.v1.PendingRevocation
+	(*WaitAppliedResponse)(nil), // 4: writ.v1.WaitAppliedResponse
 }
 var file_writ_v1_internal_proto_depIdxs = []int32{
-	0, // 0: writ.v1.NodeService.Forward:input_type -> writ.v1.ForwardRequest
-	2, // 1: writ.v1.NodeService.WaitApplied:input_type -> writ.v1.WaitAppliedRequest
-	1, // 2: writ.v1.NodeService.Forward:output_type -> writ.v1.ForwardResponse
-	3, // 3: writ.v1.NodeService.WaitApplied:output_type -> writ.v1.WaitAppliedResponse
-	2, // [2:4] is the sub-list for method output_type
-	0, // [0:2] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	3, // 0: writ.v1.WaitAppliedRequest.revocation:type_name -> writ.v1.PendingRevocation
+	0, // 1: writ.v1.NodeService.Forward:input_type -> writ.v1.ForwardRequest
+	2, // 2: writ.v1.NodeService.WaitApplied:input_type -> writ.v1.WaitAppliedRequest
+	1, // 3: writ.v1.NodeService.Forward:output_type -> writ.v1.ForwardResponse
+	4, // 4: writ.v1.NodeService.WaitApplied:output_type -> writ.v1.WaitAppliedResponse
+	3, // [3:5] is the sub-list for method output_type
+	1, // [1:3] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for extension type_name
+	1, // [1:1] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_writ_v1_internal_proto_init() }
@@ -279,7 +354,7 @@ func file_writ_v1_internal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_writ_v1_internal_proto_rawDesc), len(file_writ_v1_internal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

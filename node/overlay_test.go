@@ -1,0 +1,170 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/writ-dev/writ/fsm"
+	"github.com/writ-dev/writ/node"
+	"github.com/writ-dev/writ/node/nodetest"
+	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
+)
+
+// TestRevokePushedToLaggingFollower: the link between the leader and one
+// follower is slowed so that the follower has NOT applied the revocation
+// when Revoke (through the other follower) returns; the revocation pushed
+// to it must already be in force there: Verify on it rejects with the
+// revocation's own reason, its FSM still below the index. Once the link is
+// restored it applies the entry and the overlay empties, still rejecting.
+func TestRevokePushedToLaggingFollower(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster fault test")
+	}
+	// Slow timings so that a 300ms link delay is lag, not an election.
+	c := nodetest.New(t, 3, nodetest.Options{
+		MaxStaleness: 4 * time.Second,
+		Raft:         &node.RaftTuning{HeartbeatTimeout: 2 * time.Second, ElectionTimeout: 2 * time.Second, LeaderLeaseTimeout: time.Second},
+	})
+	proof := setup(t, c)
+	ctx := context.Background()
+	leader := c.Leader()
+	via, lag := (leader+1)%3, (leader+2)%3
+	lagFSM := c.Members[lag].Node.FSM()
+	for _, tc := range []struct {
+		name   string
+		target func(l *writv1.AuthorizeAndIssueResponse) *writv1.RevokeRequest
+		reason string
+	}{
+		{"lease", func(l *writv1.AuthorizeAndIssueResponse) *writv1.RevokeRequest {
+			return &writv1.RevokeRequest{Target: &writv1.RevokeRequest_LeaseId{LeaseId: l.GetLease().GetId()}}
+		}, fsm.ReasonRevoked},
+		{"identity", func(*writv1.AuthorizeAndIssueResponse) *writv1.RevokeRequest {
+			return &writv1.RevokeRequest{Target: &writv1.RevokeRequest_Identity{Identity: "ci/deploy-api"}}
+		}, fsm.ReasonIdentityRevoked},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var cred string
+			var idx uint64
+			// The follower must not have applied the entry by the time Verify
+			// answers; on a stalled machine it may, and then that try proves
+			// nothing about the overlay and is repeated.
+			for try := 0; ; try++ {
+				if try == 5 {
+					t.Fatal("the lagging follower applied the revocation before Verify every time: no proof of the push")
+				}
+				c.SetDelay(leader, lag, 0)
+				issued := issueRetryingT(t, c, lag, proof)
+				waitAllApplied(t, c, issued.GetIndex())
+				c.SetDelay(leader, lag, 300*time.Millisecond)
+				resp, err := c.Authz(via, true).Revoke(ctx, connect.NewRequest(tc.target(issued)))
+				if err != nil {
+					t.Fatalf("revoke: %v", err)
+				}
+				cred, idx = issued.GetCredential(), resp.Msg.GetIndex()
+				v, err := verifyOn(ctx, c, lag, cred)
+				if applied := lagFSM.AppliedIndex(); applied >= idx {
+					t.Logf("try %d: follower applied %d >= %d before Verify answered", try, applied, idx)
+					continue
+				}
+				if err != nil {
+					t.Fatalf("verify on the lagging follower: %v", err)
+				}
+				if v.GetActive() || v.GetReason() != tc.reason {
+					t.Fatalf("lagging follower right after Revoke returned: active=%v reason=%q, want %q", v.GetActive(), v.GetReason(), tc.reason)
+				}
+				if lagFSM.OverlayLen() == 0 {
+					t.Fatal("rejected without the overlay while not applied?")
+				}
+				break
+			}
+			c.SetDelay(leader, lag, 0)
+			nodetest.Eventually(t, 20*time.Second, "lagging follower applies the revocation and drops its overlay", func() error {
+				if a, n := lagFSM.AppliedIndex(), lagFSM.OverlayLen(); a < idx || n != 0 {
+					return fmt.Errorf("applied %d (want >= %d), overlay holds %d", a, idx, n)
+				}
+				return nil
+			})
+			for i := range c.Members {
+				v, err := verifyOn(ctx, c, i, cred)
+				if err != nil || v.GetActive() || v.GetReason() != tc.reason {
+					t.Fatalf("%s after the apply: %v %v", c.Members[i].ID, v, err)
+				}
+			}
+		})
+	}
+}
+
+// issueRetryingT issues through member i, retrying while it fails closed.
+func issueRetryingT(t *testing.T, c *nodetest.Cluster, i int, proof *writv1.AppRoleProof) *writv1.AuthorizeAndIssueResponse {
+	t.Helper()
+	var out *writv1.AuthorizeAndIssueResponse
+	nodetest.Eventually(t, 20*time.Second, "issue", func() error {
+		resp, err := issueVia(context.Background(), c, i, proof)
+		if err != nil && connect.CodeOf(err) != connect.CodeUnavailable {
+			t.Fatalf("issue: %v", err)
+		}
+		out = resp
+		return err
+	})
+	return out
+}
+
+// TestRevocationPushInput: a push is node RPC on the cluster port: without
+// the node token it is refused and changes nothing; bad input is
+// InvalidArgument; a push for an applied index is a no-op; a push ahead of
+// the log is installed and answered at once (no wait for the apply) and
+// from then on the node rejects the lease.
+func TestRevocationPushInput(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	c := nodetest.New(t, 3, nodetest.Options{})
+	proof := setup(t, c)
+	issued := issueRetryingT(t, c, 1, proof)
+	waitAllApplied(t, c, issued.GetIndex())
+	from, to := c.Members[0].Node, c.Members[1]
+	lease := issued.GetLease().GetId()
+	push := func(index uint64, kind, target string, token bool) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := from.WaitAppliedOn(ctx, to.RaftAddr, &writv1.WaitAppliedRequest{
+			Index: index, Revocation: &writv1.PendingRevocation{Kind: kind, Target: target},
+		}, token)
+		return err
+	}
+	ahead := to.Node.FSM().AppliedIndex() + 1_000_000 // never applied during the test
+	for _, tc := range []struct {
+		name        string
+		index       uint64
+		kind, id    string
+		token       bool
+		code        connect.Code
+		overlayWant int
+	}{
+		{"no token", ahead, fsm.RevocationLease, lease, false, connect.CodeUnauthenticated, 0},
+		{"unknown kind", ahead, "signing_key", lease, true, connect.CodeInvalidArgument, 0},
+		{"no target", ahead, fsm.RevocationLease, "", true, connect.CodeInvalidArgument, 0},
+		{"no index", 0, fsm.RevocationLease, lease, true, connect.CodeInvalidArgument, 0},
+		{"already applied", issued.GetIndex(), fsm.RevocationLease, lease, true, 0, 0},
+		{"ahead of the log", ahead, fsm.RevocationLease, lease, true, 0, 1},
+	} {
+		err := push(tc.index, tc.kind, tc.id, tc.token)
+		if connect.CodeOf(err) != tc.code && !(tc.code == 0 && err == nil) {
+			t.Fatalf("%s: %v, want code %v", tc.name, err, tc.code)
+		}
+		if n := to.Node.FSM().OverlayLen(); n != tc.overlayWant {
+			t.Fatalf("%s: overlay holds %d, want %d", tc.name, n, tc.overlayWant)
+		}
+	}
+	v, err := verifyOn(context.Background(), c, 1, issued.GetCredential())
+	if err != nil || v.GetActive() || v.GetReason() != fsm.ReasonRevoked {
+		t.Fatalf("after the push: %v %v", v, err)
+	}
+	if v, err := verifyOn(context.Background(), c, 0, issued.GetCredential()); err != nil || !v.GetActive() {
+		t.Fatalf("a node nobody pushed to: %v %v", v, err)
+	}
+}
