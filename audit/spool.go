@@ -272,12 +272,47 @@ func (s *spool) depth() (records, bytes int64) {
 	return s.records, s.pending
 }
 
+// close leaves on disk only what was not read past, so that a clean
+// restart replays nothing the sink already took: the read offset lives in
+// memory, and a drained segment is truncated only once it has grown (see
+// commit). A drained spool is emptied; a partly read first segment is
+// rewritten without its read records (a new file renamed over it). After a
+// crash the old offset is lost and delivery is at least once, as above.
 func (s *spool) close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
+	switch {
+	case len(s.segs) == 0:
+	case s.pending == 0:
+		for _, seg := range s.segs {
+			errs = append(errs, seg.f.Truncate(0))
+		}
+	case s.roff > 0:
+		errs = append(errs, s.dropReadLocked())
+	}
 	for _, seg := range s.segs {
 		errs = append(errs, seg.f.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// dropReadLocked rewrites the first segment without the records before the
+// read offset.
+func (s *spool) dropReadLocked() error {
+	seg := s.segs[0]
+	tail := make([]byte, seg.size-s.roff)
+	if _, err := seg.f.ReadAt(tail, s.roff); err != nil {
+		return fmt.Errorf("audit spool: %w", err)
+	}
+	tmp := seg.path + ".tmp"
+	if err := os.WriteFile(tmp, tail, 0o600); err != nil {
+		return fmt.Errorf("audit spool: %w", err)
+	}
+	if err := os.Rename(tmp, seg.path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("audit spool: %w", err)
+	}
+	s.roff = 0
+	return nil
 }
