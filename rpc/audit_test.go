@@ -516,6 +516,14 @@ func TestWatchAudit(t *testing.T) {
 	if connect.CodeOf(err) != connect.CodeUnauthenticated {
 		t.Fatalf("watch without a token: %v", err)
 	}
+	// The refusal is recorded (asynchronously) on the human stream: wait
+	// for it before watching, or it may be the first line watched.
+	nodetest.Eventually(t, 20*time.Second, "the refused watch on record", func() error {
+		if !has(a.records(t, audit.StreamHuman), map[string]any{"type": "login", "method": "WatchAudit", "auth_method": "admin_token", "decision": "deny"}) {
+			return errors.New("no admin login failure record")
+		}
+		return nil
+	})
 	stream, err := a.audit.WatchAudit(ctx, connect.NewRequest(&writv1.WatchAuditRequest{Streams: []string{"human"}}))
 	mustOK(t, err)
 	defer stream.Close()
@@ -545,12 +553,6 @@ func TestWatchAudit(t *testing.T) {
 	if y := cfg.Msg.GetYaml(); cfg.Msg.GetNodeId() != "n1" || !strings.Contains(y, "workload:") || !strings.Contains(y, "durability: fsync") || !strings.Contains(y, a.dir) {
 		t.Errorf("GetAuditConfig = %s\n%s", cfg.Msg.GetNodeId(), y)
 	}
-	nodetest.Eventually(t, 20*time.Second, "the refused watch on record", func() error {
-		if !has(a.records(t, audit.StreamHuman), map[string]any{"type": "login", "method": "WatchAudit", "auth_method": "admin_token", "decision": "deny"}) {
-			return errors.New("no admin login failure record")
-		}
-		return nil
-	})
 }
 
 // TestExpiryAudited: the leader's reaper records each expired lease.
