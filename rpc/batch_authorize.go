@@ -65,7 +65,7 @@ type checked struct {
 
 // prepare verifies token and looks up what every item using it shares.
 func (s *authzService) prepare(view *fsm.View, token string, now time.Time) *checked {
-	lease, err := s.checkCredential(view, token, now, nil)
+	lease, ident, err := s.checkCredential(view, token, now, nil)
 	if err != nil {
 		ck := &checked{err: err}
 		if _, l, _, verr := s.credentialLease(view, token, now); verr != nil {
@@ -78,14 +78,13 @@ func (s *authzService) prepare(view *fsm.View, token string, now time.Time) *che
 		}
 		return ck
 	}
-	c := &checked{lease: lease, evidence: leaseEvidence(lease)}
-	c.auth = evidenceStruct(c.evidence)
+	auth := s.evidence.get(lease)
+	c := &checked{lease: lease, evidence: auth.evidence, auth: auth.st}
 	if lease.GetParent() != "" {
 		c.delegation = delegationContext(view, lease.GetParent(), lease.GetDepth())
 	}
-	ident, ok := view.Identity(lease.GetIdentity())
 	c.actor = leaseActor(ident, lease)
-	if !ok {
+	if ident == nil {
 		c.identErr = withReason(connect.CodeUnauthenticated, "identity_deleted", "credential rejected: identity deleted")
 		return c
 	}
