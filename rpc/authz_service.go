@@ -120,8 +120,9 @@ func denied(reason, policySet string, version uint64, decisionID string) *writv1
 	return &writv1.Decision{Allowed: false, Reason: reason, PolicySet: policySet, PolicyVersion: version, DecisionId: decisionID}
 }
 
-// decide evaluates one request against the policy set governing the identity.
-func (s *authzService) decide(view *fsm.View, ident *fsmpb.Identity, role, action string, res authz.Resource, ctx map[string]any) (authz.Decision, error) {
+// decide evaluates one request against the policy set governing the
+// identity; converted (may be nil) is authz.Request.Converted.
+func (s *authzService) decide(view *fsm.View, ident *fsmpb.Identity, role, action string, res authz.Resource, ctx map[string]any, converted map[string]authz.Converted) (authz.Decision, error) {
 	ps, ok := policySetFor(view, ident.GetEnvironment())
 	if !ok {
 		return authz.Decision{Allowed: false, Reason: fmt.Sprintf("no policy set for environment %q and no %q set", ident.GetEnvironment(), DefaultPolicySet)}, nil
@@ -130,7 +131,7 @@ func (s *authzService) decide(view *fsm.View, ident *fsmpb.Identity, role, actio
 	if err != nil {
 		return authz.Decision{}, fmt.Errorf("compile policy set %s v%d: %w", ps.GetName(), ps.GetVersion(), err)
 	}
-	areq := authz.Request{Identity: ident, Role: role, Action: action, Resource: res, Context: ctx}
+	areq := authz.Request{Identity: ident, Role: role, Action: action, Resource: res, Context: ctx, Converted: converted}
 	dec, err := compiled.Decide(areq)
 	if err == nil {
 		s.d.Policy.observe(s.d.Engine, view, areq, dec)
@@ -238,7 +239,7 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 			return nil, err
 		}
 		cedarCtx["requested_ttl"] = int64(ttl / time.Second)
-		dec, err := s.decide(view, principal.Identity, role.GetName(), intent.GetAction(), res, cedarCtx)
+		dec, err := s.decide(view, principal.Identity, role.GetName(), intent.GetAction(), res, cedarCtx, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -395,13 +396,15 @@ func leaseEvidence(l *fsmpb.Lease) map[string]any {
 	}
 }
 
-// leaseAuth is a lease's context.auth in the two forms a decision needs:
-// the map Cedar and the audit record see, and the Struct the answer
-// carries as decision.auth. Both are shared by every call made with the
-// lease and must never be modified.
+// leaseAuth is a lease's context.auth in the forms a decision needs: the
+// map the request's context and the audit record hold, the same converted
+// for Cedar (authz.Request.Converted), and the Struct the answer carries
+// as decision.auth. All are shared by every call made with the lease and
+// must never be modified.
 type leaseAuth struct {
 	authMethod, role string // what the evidence was built from (checked on every hit)
 	evidence         map[string]any
+	converted        map[string]authz.Converted // nil: Decide converts evidence itself
 	st               *structpb.Struct
 }
 
@@ -426,6 +429,9 @@ func (c *evidenceCache) get(l *fsmpb.Lease) *leaseAuth {
 	}
 	ev := leaseEvidence(l)
 	a = &leaseAuth{authMethod: l.GetAuthMethod(), role: l.GetRole(), evidence: ev, st: evidenceStruct(ev)}
+	if cv, err := authz.ConvertValue(ev); err == nil {
+		a.converted = map[string]authz.Converted{"auth": cv}
+	}
 	c.mu.Lock()
 	if c.m == nil || len(c.m) >= evidenceCacheMax {
 		c.m = make(map[string]*leaseAuth)
@@ -514,7 +520,7 @@ func (s *authzService) decideForLease(view *fsm.View, lease *fsmpb.Lease, ident 
 	if lease.GetParent() != "" {
 		cedarCtx["delegation"] = delegationContext(view, lease.GetParent(), lease.GetDepth())
 	}
-	dec, err := s.decide(view, ident, lease.GetRole(), action, res, cedarCtx)
+	dec, err := s.decide(view, ident, lease.GetRole(), action, res, cedarCtx, auth.converted)
 	if err != nil {
 		return nil, err
 	}
@@ -643,7 +649,7 @@ func (s *authzService) renew(ctx context.Context, m *writv1.RenewRequest, c *cal
 	var dec authz.Decision
 	for _, action := range lease.GetScope().GetActions() {
 		for _, r := range lease.GetScope().GetResources() {
-			dec, err = s.decide(view, ident, lease.GetRole(), action, authz.Resource{Type: r.GetType(), ID: r.GetId(), Attributes: structMap(r.GetAttributes())}, cedarCtx)
+			dec, err = s.decide(view, ident, lease.GetRole(), action, authz.Resource{Type: r.GetType(), ID: r.GetId(), Attributes: structMap(r.GetAttributes())}, cedarCtx, nil)
 			if err != nil {
 				return nil, err
 			}
