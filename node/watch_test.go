@@ -55,6 +55,14 @@ func (g *gateway) follow(ctx context.Context, c *nodetest.Cluster, i int) (done 
 	return done
 }
 
+// at is the index the gateway has seen up to (for messages; it runs
+// concurrently with follow's goroutine).
+func (g *gateway) at() uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.upTo
+}
+
 func (g *gateway) seen(index uint64) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -108,7 +116,7 @@ func TestWatchRevocationsResume(t *testing.T) {
 	}
 	nodetest.Eventually(t, 10*time.Second, "gateway sees the first revocations", func() error {
 		if !g.seen(last) {
-			return fmt.Errorf("gateway at %d, want %d", g.upTo, last)
+			return fmt.Errorf("gateway at %d, want %d", g.at(), last)
 		}
 		return nil
 	})
@@ -129,7 +137,7 @@ func TestWatchRevocationsResume(t *testing.T) {
 	last = revoke(0, &writv1.RevokeRequest{Target: &writv1.RevokeRequest_Role{Role: "deploy-api"}})
 	nodetest.Eventually(t, 10*time.Second, "gateway catches up", func() error {
 		if !g.seen(last) {
-			return fmt.Errorf("gateway at %d, want %d", g.upTo, last)
+			return fmt.Errorf("gateway at %d, want %d", g.at(), last)
 		}
 		return nil
 	})
