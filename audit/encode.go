@@ -92,7 +92,8 @@ func appendEvent(b []byte, ev *Event) []byte {
 	}
 	if len(ev.Filtered) > 0 {
 		b = append(b, `,"filtered":{`...)
-		for i, k := range sortedKeys(ev.Filtered) {
+		var buf [8]string
+		for i, k := range sortedKeys(ev.Filtered, buf[:]) {
 			if i > 0 {
 				b = append(b, ',')
 			}
@@ -115,8 +116,11 @@ func field(b []byte, name, v string, omitEmpty bool) []byte {
 	return appendString(b, v)
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
+// sortedKeys returns m's keys sorted, in buf when they fit: the context
+// maps of decision records have a handful of keys, and a fresh slice per
+// map was two allocations per record on the spooler goroutine.
+func sortedKeys[V any](m map[string]V, buf []string) []string {
+	keys := buf[:0]
 	for k := range m {
 		keys = append(keys, k)
 	}
@@ -126,7 +130,8 @@ func sortedKeys[V any](m map[string]V) []string {
 
 func appendStringMap(b []byte, m map[string]string) []byte {
 	b = append(b, '{')
-	for i, k := range sortedKeys(m) {
+	var buf [8]string
+	for i, k := range sortedKeys(m, buf[:]) {
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -162,7 +167,8 @@ func appendValue(b []byte, v any, depth int) []byte {
 		return strconv.AppendInt(b, int64(x), 10)
 	case map[string]any:
 		b = append(b, '{')
-		for i, k := range sortedKeys(x) {
+		var buf [8]string
+		for i, k := range sortedKeys(x, buf[:]) {
 			if i > 0 {
 				b = append(b, ',')
 			}

@@ -42,6 +42,11 @@ type Request struct {
 	// Context is decoded JSON, as from structpb.Struct.AsMap(): see
 	// DESIGN.md for how each value becomes a Cedar value.
 	Context map[string]any
+	// Converted, when set, holds some of Context's keys already converted
+	// (ConvertValue of the very value Context holds under the key): Decide
+	// uses them instead of converting those values again. Context must
+	// still hold every key; only Decide's conversion is skipped.
+	Converted map[string]Converted
 }
 
 // Resource is the entity acted on: <Type>::"<ID>" with Attributes (same
@@ -367,11 +372,11 @@ func newRequest(req Request, e *entities, pool *sync.Pool) (cedar.Request, error
 	if len(req.Role) > MaxIDBytes {
 		return cedar.Request{}, fmt.Errorf("role is %d bytes; at most %d", len(req.Role), MaxIDBytes)
 	}
-	resAttrs, err := recordFromMap("resource", req.Resource.Attributes, pool)
+	resAttrs, err := recordFromMap("resource", req.Resource.Attributes, nil, pool)
 	if err != nil {
 		return cedar.Request{}, err
 	}
-	ctx, err := recordFromMap("context", req.Context, pool)
+	ctx, err := recordFromMap("context", req.Context, req.Converted, pool)
 	if err != nil {
 		return cedar.Request{}, err
 	}

@@ -31,21 +31,42 @@ func (e *valueError) prefix(p string) *valueError {
 // recordFromMap converts decoded JSON (or Go values of the same shape) into a
 // Cedar record; root names the record in error messages ("context").
 // The rules are in toValue.
-func recordFromMap(root string, m map[string]any, pool *sync.Pool) (types.Record, error) {
+// Values of m's own keys that are in converted are taken from there
+// instead (Request.Converted); nested values are always converted.
+func recordFromMap(root string, m map[string]any, converted map[string]Converted, pool *sync.Pool) (types.Record, error) {
 	if len(m) == 0 {
 		return types.Record{}, nil
 	}
-	r, err := toRecord(m, 1, pool)
+	r, err := toRecord(m, 1, converted, pool)
 	if err != nil {
 		return types.Record{}, err.prefix(root)
 	}
 	return r, nil
 }
 
+// Converted is a context value converted to its Cedar form once
+// (ConvertValue), for a value many requests share: Writ's context.auth of a
+// lease is the same on every call made with it, and converting it (sorting
+// and hashing its keys, copying the record) was a fifth of the Authorize
+// handler's CPU. The zero Converted is not a value.
+type Converted struct{ v types.Value }
+
+// ConvertValue converts v by the rules of a top-level context value
+// (toValue), for Request.Converted.
+func ConvertValue(v any) (Converted, error) {
+	cv, err := toValue(v, 1, nil)
+	if err != nil {
+		return Converted{}, err
+	}
+	return Converted{cv}, nil
+}
+
 // toRecord fills a scratch map from pool (nil: a fresh one) and hands it to
 // types.NewRecord, which copies it: the scratch map goes back to the pool.
 // A PolicySet owns the pool, so maps are recycled across its decisions.
-func toRecord(m map[string]any, depth int, pool *sync.Pool) (types.Record, *valueError) {
+// converted (nil at every level below the top) holds values already
+// converted.
+func toRecord(m map[string]any, depth int, converted map[string]Converted, pool *sync.Pool) (types.Record, *valueError) {
 	var rm types.RecordMap
 	if pool != nil {
 		if v, ok := pool.Get().(types.RecordMap); ok {
@@ -62,6 +83,10 @@ func toRecord(m map[string]any, depth int, pool *sync.Pool) (types.Record, *valu
 		}
 	}()
 	for k, v := range m {
+		if c, ok := converted[k]; ok && c.v != nil {
+			rm[types.String(k)] = c.v
+			continue
+		}
 		cv, err := toValue(v, depth, pool)
 		if err != nil {
 			return types.Record{}, err.prefix("." + k)
@@ -140,7 +165,7 @@ func toValue(v any, depth int, pool *sync.Pool) (types.Value, *valueError) {
 		}
 		return types.NewSet(vals...), nil
 	case map[string]any:
-		r, err := toRecord(v, depth+1, pool)
+		r, err := toRecord(v, depth+1, nil, pool)
 		if err != nil {
 			return nil, err
 		}

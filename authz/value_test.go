@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/cedar-policy/cedar-go/types"
+
+	"github.com/writ-dev/writ/fsm/fsmpb"
 )
 
 func TestToValue(t *testing.T) {
@@ -78,7 +80,7 @@ func TestToValueRejects(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := recordFromMap("context", c.in, nil)
+			_, err := recordFromMap("context", c.in, nil, nil)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, c.want)
 			}
@@ -89,7 +91,7 @@ func TestToValueRejects(t *testing.T) {
 func TestRecordFromMapEmpty(t *testing.T) {
 	t.Parallel()
 	for _, m := range []map[string]any{nil, {}} {
-		r, err := recordFromMap("context", m, nil)
+		r, err := recordFromMap("context", m, nil, nil)
 		if err != nil || r.Len() != 0 {
 			t.Fatalf("recordFromMap(%v) = %v, %v", m, r, err)
 		}
@@ -110,6 +112,50 @@ func FuzzContext(f *testing.F) {
 		if json.Unmarshal(b, &m) != nil {
 			return
 		}
-		_, _ = recordFromMap("context", m, nil)
+		_, _ = recordFromMap("context", m, nil, nil)
 	})
+}
+
+// TestConvertedContext checks that a context value handed over already
+// converted (Request.Converted) decides exactly as the same value converted
+// by Decide, and that Decide takes the converted form when it is given.
+func TestConvertedContext(t *testing.T) {
+	t.Parallel()
+	ps, err := Compile("set", 1, []byte(`@id("role") permit (principal, action, resource) when { context.auth.role == "deploy" && context.ticket == "CHG-1" };`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ident := &fsmpb.Identity{Id: "ci/a", Kind: "ci_job"}
+	auth := map[string]any{"method": "credential", "role": "deploy"}
+	req := Request{Identity: ident, Action: "deploy", Resource: Resource{Type: "Deployment", ID: "api"},
+		Context: map[string]any{"ticket": "CHG-1", "auth": auth}}
+	plain, err := ps.Decide(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cv, err := ConvertValue(auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Converted = map[string]Converted{"auth": cv}
+	conv, err := ps.Decide(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !plain.Allowed || !conv.Allowed || plain.Reason != conv.Reason {
+		t.Errorf("plain %+v, converted %+v: want both allowed alike", plain, conv)
+	}
+	// The converted form wins over Context's value: a different role in it
+	// must change the decision.
+	other, err := ConvertValue(map[string]any{"method": "credential", "role": "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Converted = map[string]Converted{"auth": other}
+	if dec, err := ps.Decide(req); err != nil || dec.Allowed {
+		t.Errorf("Decide with another converted role = %+v, %v; want a deny", dec, err)
+	}
+	if _, err := ConvertValue(map[string]any{"x": nil}); err == nil {
+		t.Error("ConvertValue of a null accepted it")
+	}
 }

@@ -3,12 +3,15 @@ package bench_test
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/bench"
+	"github.com/writ-dev/writ/node"
 	"github.com/writ-dev/writ/node/nodetest"
 )
 
@@ -25,7 +28,13 @@ func TestProfileScenario(t *testing.T) {
 		t.Skip("set WRIT_PROFILE_SCENARIO to profile a scenario")
 	}
 	nodes, conc := envInt(t, "WRIT_PROFILE_NODES", 3), envInt(t, "WRIT_PROFILE_CONCURRENCY", 32)
-	c := nodetest.New(t, nodes, nodetest.Options{Environments: strings.Split(bench.Environments, ",")})
+	// The nodes audit and bridge go-metrics as 'writ server' does by
+	// default, so the profile shows the per-decision audit record too.
+	c := nodetest.New(t, nodes, nodetest.Options{Environments: strings.Split(bench.Environments, ","),
+		Configure: func(m *nodetest.Member, cfg *node.Config) {
+			cfg.Audit = &audit.Config{Dir: filepath.Join(m.DataDir, "audit")}
+			cfg.BridgeGoMetrics = true
+		}})
 	var urls []string
 	for _, m := range c.Members {
 		urls = append(urls, "http://"+m.APIAddr)

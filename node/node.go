@@ -316,6 +316,15 @@ func (n *Node) startAPI() error {
 	return nil
 }
 
+// APIHandler is the handler the API listener serves (nil before Start):
+// benchmarks call it in-process to measure the server's own CPU per call.
+func (n *Node) APIHandler() http.Handler {
+	if n.httpSrv == nil {
+		return nil
+	}
+	return n.httpSrv.Handler
+}
+
 // APIAddr is the API's resolved listen address.
 func (n *Node) APIAddr() string {
 	if n.apiLn == nil {

@@ -82,7 +82,7 @@ func (c *call) end(err error) {
 		if result == "" {
 			result = audit.Deny
 		}
-		c.d.Metrics.DecisionSeconds.WithLabelValues(c.ev.Method, result).Observe(time.Since(c.start).Seconds())
+		c.d.Metrics.Decision(c.ev.Method, result).Observe(time.Since(c.start).Seconds())
 	}
 	if c.skip {
 		return

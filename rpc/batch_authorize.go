@@ -46,12 +46,13 @@ func (s *authzService) BatchAuthorize(ctx context.Context, req *connect.Request[
 // everything its items share: the lease, the identity, the compiled policy
 // set and the context.auth evidence are looked up once per credential.
 type checked struct {
-	lease    *fsmpb.Lease
-	ident    *fsmpb.Identity
-	compiled *authz.PolicySet
-	noSet    *writv1.Decision // set when no policy set governs the identity
-	evidence map[string]any
-	auth     *structpb.Struct // evidence as the API shows it (decision.auth), shared by the items (read-only)
+	lease     *fsmpb.Lease
+	ident     *fsmpb.Identity
+	compiled  *authz.PolicySet
+	noSet     *writv1.Decision // set when no policy set governs the identity
+	evidence  map[string]any
+	converted map[string]authz.Converted // evidence converted for Cedar (nil: Decide converts it)
+	auth      *structpb.Struct           // evidence as the API shows it (decision.auth), shared by the items (read-only)
 	// delegation is context.delegation for a child lease (nil for a root).
 	delegation map[string]any
 	// actor and hashes are the credential's audit fields (the holder, or
@@ -65,7 +66,7 @@ type checked struct {
 
 // prepare verifies token and looks up what every item using it shares.
 func (s *authzService) prepare(view *fsm.View, token string, now time.Time) *checked {
-	lease, err := s.checkCredential(view, token, now, nil)
+	lease, ident, err := s.checkCredential(view, token, now, nil)
 	if err != nil {
 		ck := &checked{err: err}
 		if _, l, _, verr := s.credentialLease(view, token, now); verr != nil {
@@ -78,14 +79,13 @@ func (s *authzService) prepare(view *fsm.View, token string, now time.Time) *che
 		}
 		return ck
 	}
-	c := &checked{lease: lease, evidence: leaseEvidence(lease)}
-	c.auth = evidenceStruct(c.evidence)
+	auth := s.evidence.get(lease)
+	c := &checked{lease: lease, evidence: auth.evidence, converted: auth.converted, auth: auth.st}
 	if lease.GetParent() != "" {
 		c.delegation = delegationContext(view, lease.GetParent(), lease.GetDepth())
 	}
-	ident, ok := view.Identity(lease.GetIdentity())
 	c.actor = leaseActor(ident, lease)
-	if !ok {
+	if ident == nil {
 		c.identErr = withReason(connect.CodeUnauthenticated, "identity_deleted", "credential rejected: identity deleted")
 		return c
 	}
@@ -229,7 +229,7 @@ func (s *authzService) batchItem(it *writv1.BatchAuthorizeItem, lookup func(stri
 		d.DecisionId, d.Auth = decisionID, c.auth
 		return d, cedarCtx, nil
 	}
-	dec, err := c.compiled.Decide(authz.Request{Identity: c.ident, Role: c.lease.GetRole(), Action: it.GetAction(), Resource: res, Context: cedarCtx})
+	dec, err := c.compiled.Decide(authz.Request{Identity: c.ident, Role: c.lease.GetRole(), Action: it.GetAction(), Resource: res, Context: cedarCtx, Converted: c.converted})
 	if err != nil {
 		return nil, cedarCtx, err
 	}

@@ -56,7 +56,14 @@ func BenchmarkAuthorize(b *testing.B) {
 // an Authorize client and a live credential for Deployment::api.
 func benchNode(b *testing.B, n int) (writv1connect.AuthzServiceClient, string) {
 	b.Helper()
-	c := nodetest.New(b, 1, nodetest.Options{})
+	return benchNodeOn(b, nodetest.New(b, 1, nodetest.Options{}), n)
+}
+
+// benchNodeOn loads n generated policies, an identity and a role into c and
+// returns an Authorize client of member 0 over loopback and a live
+// credential for Deployment::api.
+func benchNodeOn(b *testing.B, c *nodetest.Cluster, n int) (writv1connect.AuthzServiceClient, string) {
+	b.Helper()
 	ctx := context.Background()
 	admin := c.Admin(0)
 	if _, err := admin.PutPolicySet(ctx, connect.NewRequest(&writv1.PutPolicySetRequest{PolicySet: &writv1.PolicySet{Name: "prod", Cedar: generatedPolicies(n)}})); err != nil {

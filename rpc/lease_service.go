@@ -121,7 +121,7 @@ func (s *leaseService) delegate(ctx context.Context, m *writv1.DelegateRequest, 
 		}
 		cedarCtx["requested_ttl"] = int64(ttl / time.Second)
 		cedarCtx["delegation"] = delegationContext(view, parent.GetId(), depth)
-		dec, err := s.a.decide(view, ident, role.GetName(), intent.GetAction(), res, cedarCtx)
+		dec, err := s.a.decide(view, ident, role.GetName(), intent.GetAction(), res, cedarCtx, nil)
 		if err != nil {
 			return nil, err
 		}
