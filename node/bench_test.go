@@ -52,6 +52,9 @@ func benchRevoke(b *testing.B, ct time.Duration, load int) {
 	ctx := context.Background()
 	leader := c.Leader()
 	via := (leader + 1) % 3
+	if os.Getenv("WRIT_BENCH_VIA_LEADER") != "" {
+		via = leader
+	}
 
 	stop := make(chan struct{})
 	var issued atomic.Int64
