@@ -32,8 +32,9 @@ func (n *Node) AwaitEverywhere(ctx context.Context, p fsm.Pending) error {
 	}
 	local := make(chan error, 1)
 	go func() {
-		if p.Kind != "" && n.fsm.Overlay(p) {
-			local <- nil
+		if p.Kind != "" {
+			_, err := n.PushRevocation(ctx, p)
+			local <- err
 			return
 		}
 		local <- n.fsm.WaitApplied(ctx, index)

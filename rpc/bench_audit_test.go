@@ -2,6 +2,7 @@ package rpc_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"syscall"
@@ -92,13 +93,12 @@ func BenchmarkAuthorizeAudit(b *testing.B) {
 // so a benchmark's CPU figure counts the audit writer's work for its records.
 func waitAuditDrained(b *testing.B, c *nodetest.Cluster) {
 	b.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for gauge(c, "writ_audit_spool_depth_records")+gauge(c, "writ_audit_queue_depth") > 0 {
-		if time.Now().After(deadline) {
-			b.Fatal("audit queue and spool not drained within a minute")
+	nodetest.Eventually(b, time.Minute, "audit queue and spool drained", func() error {
+		if n := gauge(c, "writ_audit_spool_depth_records") + gauge(c, "writ_audit_queue_depth"); n > 0 {
+			return fmt.Errorf("%v records queued or spooled", n)
 		}
-		time.Sleep(time.Millisecond) // polling the writer's progress
-	}
+		return nil
+	})
 }
 
 // processCPU is this process's user+system CPU time in nanoseconds.
