@@ -264,7 +264,7 @@ func TestLoginEvidence(t *testing.T) {
 		}
 		// Calls with the credential carry how it was obtained.
 		az, err := f.client(nil).Authorize(ctx, connect.NewRequest(&writv1.AuthorizeRequest{
-			Credential: resp.Msg.GetCredential(), Action: "call_tool", Resource: &writv1.Resource{Type: "Tool", Id: "x"},
+			Credential: resp.Msg.GetCredential(), Action: "call_tool", Resource: &writv1.Resource{Type: "Tool", Id: "x"}, IncludeAuth: true,
 		}))
 		mustOK(t, err)
 		if a := az.Msg.GetDecision().GetAuth().AsMap(); a["method"] != "credential" || a["login_method"] != "mtls" || a["lease_id"] != resp.Msg.GetLease().GetId() {

@@ -471,6 +471,9 @@ func (s *authzService) authorize(ctx context.Context, m *writv1.AuthorizeRequest
 	if err != nil {
 		return nil, err
 	}
+	if !m.GetIncludeAuth() {
+		dec.Auth = nil // asked for: see AuthorizeRequest.include_auth
+	}
 	return connect.NewResponse(&writv1.AuthorizeResponse{LeaseId: lease.GetId(), AppliedIndex: view.Index(), Decision: dec}), nil
 }
 

@@ -170,7 +170,7 @@ func (s *authzService) batchAuthorize(ctx context.Context, m *writv1.BatchAuthor
 	for i, it := range items {
 		r := &writv1.BatchAuthorizeResult{}
 		out.Results[i] = r
-		dec, cedarCtx, err := s.batchItem(it, lookup, batchID+"_"+strconv.Itoa(i), m.GetIncludeAnnotations())
+		dec, cedarCtx, err := s.batchItem(it, lookup, batchID+"_"+strconv.Itoa(i), m.GetIncludeAnnotations(), m.GetIncludeAuth())
 		var ck *checked
 		if err == nil || it.GetCredential() != "" || m.GetCredential() != "" {
 			ck = lookup(it.GetCredential())
@@ -196,7 +196,7 @@ func (s *authzService) batchAuthorize(ctx context.Context, m *writv1.BatchAuthor
 
 // batchItem decides one item exactly as Authorize would. It also returns
 // the item's Cedar context, for its audit record.
-func (s *authzService) batchItem(it *writv1.BatchAuthorizeItem, lookup func(string) *checked, decisionID string, annotations bool) (*writv1.Decision, map[string]any, error) {
+func (s *authzService) batchItem(it *writv1.BatchAuthorizeItem, lookup func(string) *checked, decisionID string, annotations, withAuth bool) (*writv1.Decision, map[string]any, error) {
 	if err := checkLen("action", it.GetAction(), 128); err != nil {
 		return nil, nil, err
 	}
@@ -226,7 +226,10 @@ func (s *authzService) batchItem(it *writv1.BatchAuthorizeItem, lookup func(stri
 	}
 	if c.noSet != nil {
 		d := proto.Clone(c.noSet).(*writv1.Decision)
-		d.DecisionId, d.Auth = decisionID, c.auth
+		d.DecisionId = decisionID
+		if withAuth {
+			d.Auth = c.auth
+		}
 		return d, cedarCtx, nil
 	}
 	dec, err := c.compiled.Decide(authz.Request{Identity: c.ident, Role: c.lease.GetRole(), Action: it.GetAction(), Resource: res, Context: cedarCtx, Converted: c.converted})
@@ -234,7 +237,9 @@ func (s *authzService) batchItem(it *writv1.BatchAuthorizeItem, lookup func(stri
 		return nil, cedarCtx, err
 	}
 	out := decisionToAPI(dec, decisionID)
-	out.Auth = c.auth // what Authorize answers: the credential's context.auth
+	if withAuth {
+		out.Auth = c.auth // what Authorize answers: the credential's context.auth
+	}
 	if !annotations {
 		for _, p := range out.DeterminingPolicies {
 			p.Annotations = nil

@@ -46,7 +46,7 @@ func TestBatchAuthorize(t *testing.T) {
 		{"garbage credential", &writv1.BatchAuthorizeItem{Credential: "not-a-jwt", Action: "deploy", Resource: api}, "malformed_credential"},
 		{"no resource", &writv1.BatchAuthorizeItem{Action: "deploy"}, "invalid_argument"},
 	}
-	req := &writv1.BatchAuthorizeRequest{Credential: live.Msg.GetCredential(), IncludeAnnotations: true}
+	req := &writv1.BatchAuthorizeRequest{Credential: live.Msg.GetCredential(), IncludeAnnotations: true, IncludeAuth: true}
 	for _, it := range items {
 		req.Items = append(req.Items, it.item)
 	}
@@ -77,7 +77,7 @@ func TestBatchAuthorize(t *testing.T) {
 			cred = req.GetCredential()
 		}
 		single, err := client.Authorize(ctx, connect.NewRequest(&writv1.AuthorizeRequest{
-			Credential: cred, Action: it.item.GetAction(), Resource: it.item.GetResource(), Context: it.item.GetContext(),
+			Credential: cred, Action: it.item.GetAction(), Resource: it.item.GetResource(), Context: it.item.GetContext(), IncludeAuth: true,
 		}))
 		if err != nil {
 			if got.GetError().GetCode() != connect.CodeOf(err).String() || got.GetError().GetReason() != reasonOf(err) {
@@ -120,6 +120,60 @@ func TestBatchAuthorizeAnnotations(t *testing.T) {
 			t.Errorf("item %d: decision id %q is empty or repeated", i, d.GetDecisionId())
 		}
 		seen[d.GetDecisionId()] = true
+	}
+}
+
+// TestIncludeAuth: Authorize and BatchAuthorize answer decision.auth (the
+// credential's context.auth) only when asked, and asking changes nothing
+// else in the decision.
+func TestIncludeAuth(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	client := writv1connect.NewAuthzServiceClient(http.DefaultClient, f.base)
+	live, err := client.AuthorizeAndIssue(ctx, connect.NewRequest(f.issueReq(true)))
+	mustOK(t, err)
+	ticket, _ := structpb.NewStruct(map[string]any{"ticket": "CHG-5"})
+	api := &writv1.Resource{Type: "Deployment", Id: "api"}
+	ask := func(t *testing.T, batch, include bool) *writv1.Decision {
+		t.Helper()
+		if batch {
+			resp, err := client.BatchAuthorize(ctx, connect.NewRequest(&writv1.BatchAuthorizeRequest{
+				Credential: live.Msg.GetCredential(), IncludeAuth: include, IncludeAnnotations: true,
+				Items: []*writv1.BatchAuthorizeItem{{Action: "deploy", Resource: api, Context: ticket}, {Action: "deploy", Resource: api}},
+			}))
+			mustOK(t, err)
+			if d := resp.Msg.GetResults()[1].GetDecision(); d.GetAllowed() || (d.GetAuth() != nil) != include {
+				t.Errorf("denied item: allowed %v, auth %v with include_auth %v", d.GetAllowed(), d.GetAuth(), include)
+			}
+			return resp.Msg.GetResults()[0].GetDecision()
+		}
+		resp, err := client.Authorize(ctx, connect.NewRequest(&writv1.AuthorizeRequest{
+			Credential: live.Msg.GetCredential(), Action: "deploy", Resource: api, Context: ticket, IncludeAuth: include,
+		}))
+		mustOK(t, err)
+		return resp.Msg.GetDecision()
+	}
+	for _, batch := range []bool{false, true} {
+		name := "Authorize"
+		if batch {
+			name = "BatchAuthorize"
+		}
+		t.Run(name, func(t *testing.T) {
+			without, with := ask(t, batch, false), ask(t, batch, true)
+			if without.GetAuth() != nil {
+				t.Errorf("decision.auth %v without include_auth", without.GetAuth())
+			}
+			a := with.GetAuth().AsMap()
+			if a["method"] != "credential" || a["lease_id"] != live.Msg.GetLease().GetId() {
+				t.Errorf("decision.auth with include_auth: %v", a)
+			}
+			if !with.GetAllowed() {
+				t.Fatalf("denied: %v", with)
+			}
+			if diff := cmp.Diff(without, with, protocmp.Transform(), protocmp.IgnoreFields(&writv1.Decision{}, "decision_id", "auth")); diff != "" {
+				t.Errorf("include_auth changed the decision (-without +with):\n%s", diff)
+			}
+		})
 	}
 }
 

@@ -354,7 +354,7 @@ func TestCommands(t *testing.T) {
 			resps:  map[string]proto.Message{"Authorize": &writv1.AuthorizeResponse{Decision: allowDecision, LeaseId: "l_abc", AppliedIndex: 22}},
 			method: "Authorize",
 			req: &writv1.AuthorizeRequest{Credential: "eyJ.cred.sig", Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "api-prod"},
-				Read: &writv1.ReadOptions{Consistency: writv1.Consistency_CONSISTENCY_STALE, MinIndex: 21}},
+				Read: &writv1.ReadOptions{Consistency: writv1.Consistency_CONSISTENCY_STALE, MinIndex: 21}, IncludeAuth: true},
 			stdout: []string{"decision       allowed", "lease          l_abc", "applied index  22"},
 		},
 		{
@@ -362,13 +362,13 @@ func TestCommands(t *testing.T) {
 			env:    map[string]string{"WRIT_CREDENTIAL": "env-cred"},
 			resps:  map[string]proto.Message{"Authorize": &writv1.AuthorizeResponse{Decision: denyDecision, LeaseId: "l_abc"}},
 			method: "Authorize", code: exitNegative,
-			req:    &writv1.AuthorizeRequest{Credential: "env-cred", Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "api-prod"}},
+			req:    &writv1.AuthorizeRequest{Credential: "env-cred", Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "api-prod"}, IncludeAuth: true},
 			stdout: []string{"decision       denied", "reason         forbidden by forbid-no-ticket"},
 		},
 		{
 			name: "authorize credential from stdin", args: []string{"authorize", "--credential", "-", "--action", "a", "--resource", "D::x"},
 			stdin: "  piped.cred  \n", resps: map[string]proto.Message{"Authorize": &writv1.AuthorizeResponse{Decision: allowDecision}},
-			method: "Authorize", req: &writv1.AuthorizeRequest{Credential: "piped.cred", Action: "a", Resource: &writv1.Resource{Type: "D", Id: "x"}},
+			method: "Authorize", req: &writv1.AuthorizeRequest{Credential: "piped.cred", Action: "a", Resource: &writv1.Resource{Type: "D", Id: "x"}, IncludeAuth: true},
 		},
 		{
 			name: "authorize both want stdin", args: []string{"authorize", "--credential", "-", "--context", "@-", "--action", "a", "--resource", "D::x"},

@@ -185,6 +185,7 @@ func (a *app) authorizeCmd() *cobra.Command {
 		}
 		resp, err := c.authz.Authorize(ctx, connect.NewRequest(&writv1.AuthorizeRequest{
 			Credential: credential, Action: action, Resource: res, Context: cctx, Read: ro,
+			IncludeAuth: true, // a person at a terminal wants the evidence Cedar saw
 		}))
 		if err != nil {
 			return err

@@ -476,12 +476,17 @@ func (x *AuthorizeAndIssueResponse) GetIndex() uint64 {
 }
 
 type AuthorizeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Credential    string                 `protobuf:"bytes,1,opt,name=credential,proto3" json:"credential,omitempty"`
-	Action        string                 `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
-	Resource      *Resource              `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
-	Context       *structpb.Struct       `protobuf:"bytes,4,opt,name=context,proto3" json:"context,omitempty"`
-	Read          *ReadOptions           `protobuf:"bytes,5,opt,name=read,proto3" json:"read,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Credential string                 `protobuf:"bytes,1,opt,name=credential,proto3" json:"credential,omitempty"`
+	Action     string                 `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	Resource   *Resource              `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
+	Context    *structpb.Struct       `protobuf:"bytes,4,opt,name=context,proto3" json:"context,omitempty"`
+	Read       *ReadOptions           `protobuf:"bytes,5,opt,name=read,proto3" json:"read,omitempty"`
+	// Answer decision.auth: what Cedar saw as context.auth. Off by default: a
+	// gateway asking on every tool call already knows its own credential, and
+	// encoding and decoding that Struct on every answer costs more than the
+	// rest of the decision. The decision is the same either way.
+	IncludeAuth   bool `protobuf:"varint,80,opt,name=include_auth,json=includeAuth,proto3" json:"include_auth,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -549,6 +554,13 @@ func (x *AuthorizeRequest) GetRead() *ReadOptions {
 		return x.Read
 	}
 	return nil
+}
+
+func (x *AuthorizeRequest) GetIncludeAuth() bool {
+	if x != nil {
+		return x.IncludeAuth
+	}
+	return false
 }
 
 type AuthorizeResponse struct {
@@ -1145,7 +1157,7 @@ const file_writ_v1_authz_proto_rawDesc = "" +
 	"\n" +
 	"credential\x18\x03 \x01(\tR\n" +
 	"credential\x12\x14\n" +
-	"\x05index\x18\x04 \x01(\x04R\x05index\"\xd6\x01\n" +
+	"\x05index\x18\x04 \x01(\x04R\x05index\"\xf9\x01\n" +
 	"\x10AuthorizeRequest\x12\x1e\n" +
 	"\n" +
 	"credential\x18\x01 \x01(\tR\n" +
@@ -1153,7 +1165,8 @@ const file_writ_v1_authz_proto_rawDesc = "" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x12-\n" +
 	"\bresource\x18\x03 \x01(\v2\x11.writ.v1.ResourceR\bresource\x121\n" +
 	"\acontext\x18\x04 \x01(\v2\x17.google.protobuf.StructR\acontext\x12(\n" +
-	"\x04read\x18\x05 \x01(\v2\x14.writ.v1.ReadOptionsR\x04read\"\x82\x01\n" +
+	"\x04read\x18\x05 \x01(\v2\x14.writ.v1.ReadOptionsR\x04read\x12!\n" +
+	"\finclude_auth\x18P \x01(\bR\vincludeAuth\"\x82\x01\n" +
 	"\x11AuthorizeResponse\x12-\n" +
 	"\bdecision\x18\x01 \x01(\v2\x11.writ.v1.DecisionR\bdecision\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12#\n" +

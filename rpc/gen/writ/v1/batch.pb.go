@@ -37,8 +37,11 @@ type BatchAuthorizeRequest struct {
 	// maps are much of a result's encoding cost. Policy ids and the reason are
 	// always sent.
 	IncludeAnnotations bool `protobuf:"varint,4,opt,name=include_annotations,json=includeAnnotations,proto3" json:"include_annotations,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Answer each item's decision.auth (as AuthorizeRequest.include_auth). Off
+	// by default: it repeats the credential's evidence in every item.
+	IncludeAuth   bool `protobuf:"varint,80,opt,name=include_auth,json=includeAuth,proto3" json:"include_auth,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BatchAuthorizeRequest) Reset() {
@@ -95,6 +98,13 @@ func (x *BatchAuthorizeRequest) GetRead() *ReadOptions {
 func (x *BatchAuthorizeRequest) GetIncludeAnnotations() bool {
 	if x != nil {
 		return x.IncludeAnnotations
+	}
+	return false
+}
+
+func (x *BatchAuthorizeRequest) GetIncludeAuth() bool {
+	if x != nil {
+		return x.IncludeAuth
 	}
 	return false
 }
@@ -355,14 +365,15 @@ var File_writ_v1_batch_proto protoreflect.FileDescriptor
 
 const file_writ_v1_batch_proto_rawDesc = "" +
 	"\n" +
-	"\x13writ/v1/batch.proto\x12\awrit.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x13writ/v1/types.proto\"\xc5\x01\n" +
+	"\x13writ/v1/batch.proto\x12\awrit.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x13writ/v1/types.proto\"\xe8\x01\n" +
 	"\x15BatchAuthorizeRequest\x12\x1e\n" +
 	"\n" +
 	"credential\x18\x01 \x01(\tR\n" +
 	"credential\x121\n" +
 	"\x05items\x18\x02 \x03(\v2\x1b.writ.v1.BatchAuthorizeItemR\x05items\x12(\n" +
 	"\x04read\x18\x03 \x01(\v2\x14.writ.v1.ReadOptionsR\x04read\x12/\n" +
-	"\x13include_annotations\x18\x04 \x01(\bR\x12includeAnnotations\"\xae\x01\n" +
+	"\x13include_annotations\x18\x04 \x01(\bR\x12includeAnnotations\x12!\n" +
+	"\finclude_auth\x18P \x01(\bR\vincludeAuth\"\xae\x01\n" +
 	"\x12BatchAuthorizeItem\x12\x1e\n" +
 	"\n" +
 	"credential\x18\x01 \x01(\tR\n" +

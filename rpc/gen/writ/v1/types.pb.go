@@ -1215,7 +1215,8 @@ type Decision struct {
 	PolicyErrors []*PolicyError `protobuf:"bytes,61,rep,name=policy_errors,json=policyErrors,proto3" json:"policy_errors,omitempty"`
 	// What Cedar saw as context.auth: how the caller proved who it is
 	// (method, issuer, selected claims, SPIFFE ID, certificate fingerprint,
-	// source address, ...).
+	// source address, ...). Set by AuthorizeAndIssue, and by Authorize and
+	// BatchAuthorize when the request asks for it (include_auth).
 	Auth          *structpb.Struct `protobuf:"bytes,40,opt,name=auth,proto3" json:"auth,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
