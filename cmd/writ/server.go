@@ -34,6 +34,7 @@ type serverFlags struct {
 	schema                      string
 	tlsCert, tlsKey, tlsPeerCA  string
 	environments                []string
+	gcPercent                   int
 	cluster                     clusterFlags
 	obs                         observabilityFlags
 }
@@ -105,6 +106,7 @@ The cluster port (--raft-addr) carries Raft and node-to-node RPC; with
 	fl.StringSliceVar(&f.environments, "environments", []string{"prod", "staging", "dev"}, "environments identities and roles may live in (comma-separated)")
 	fl.DurationVar(&f.keyRotation, "key-rotation-period", 0, "the leader rotates the signing key when it is this old (0: only on writ key rotate)")
 	fl.DurationVar(&f.keyOverlap, "key-overlap", 0, "rotated-out keys keep verifying this long before they retire (default 24h; at least the longest credential lifetime)")
+	fl.IntVar(&f.gcPercent, "gc-percent", defaultGCPercent, "Go GC target (as GOGC, which overrides it when set): the heap may grow to (1 + N/100) × live data; higher spends memory to save CPU")
 	f.cluster.add(fl)
 	f.addLogging(cmd, "info")
 	f.obs.add(cmd)
@@ -128,6 +130,10 @@ The cluster port (--raft-addr) carries Raft and node-to-node RPC; with
 		if f.maxStaleness < 0 || f.keyRotation < 0 || f.keyOverlap < 0 {
 			return usagef("--max-staleness, --key-rotation-period and --key-overlap must not be negative")
 		}
+		if f.gcPercent < 1 {
+			return usagef("--gc-percent must be at least 1")
+		}
+		log.Info("garbage collector", "gc_percent", setGCPercent(a.getenv, f.gcPercent))
 		schema, err := serverSchema(f.schema)
 		if err != nil {
 			return err
