@@ -80,6 +80,15 @@ bench-leases: ## heap per live lease and revoke-identity apply with 1,000,000 le
 	WRIT_LEASE_MEMORY_N=1000000 $(GO) test -run '^$$' -bench 'LeaseMemory|ApplyRevokeIdentity' -benchtime 2000x -timeout 30m ./fsm/
 	WRIT_BENCH_LEASES=1000000 $(GO) test -run '^$$' -bench RevokeIdentityManyLeases -benchtime 1x -timeout 60m ./node/
 
+.PHONY: fuzz
+FUZZTIME ?= 20s
+fuzz: ## run every fuzz target for FUZZTIME each (default 20s); a failing input lands in its package's testdata/fuzz
+	@set -e; for d in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for t in $$(grep -h '^func Fuzz' $$d/*_test.go | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+			echo "== fuzz $$d $$t ($(FUZZTIME))"; $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$d; \
+		done; \
+	done
+
 .PHONY: bench-ci
 bench-ci: ## run every benchmark once so they cannot rot
 	$(GO) test -run '^$$' -bench . -benchtime=1x ./...

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,10 @@ import (
 // through all three nodes for the whole run (issued/s is reported).
 // WRIT_BENCH_COMMIT_TIMEOUT overrides the Raft CommitTimeout (default:
 // node.DefaultCommitTimeout) to compare settings; `make bench-revoke` runs both variants.
+// The nodes talk directly (nodetest.Options.Direct), as deployed nodes do,
+// and the process collects garbage at node.DefaultGCPercent, as writ server
+// does; WRIT_BENCH_BRIDGED=1 routes cluster traffic through the harness's
+// fault bridges instead, as measurements before 2026-12-02 16:00 UTC did.
 func BenchmarkRevokePropagation(b *testing.B) {
 	ct := node.DefaultCommitTimeout
 	if s := os.Getenv("WRIT_BENCH_COMMIT_TIMEOUT"); s != "" {
@@ -47,7 +52,8 @@ func BenchmarkRevokePropagation(b *testing.B) {
 }
 
 func benchRevoke(b *testing.B, ct time.Duration, load int) {
-	c := nodetest.New(b, 3, nodetest.Options{CommitTimeout: ct})
+	defer debug.SetGCPercent(debug.SetGCPercent(node.DefaultGCPercent))
+	c := nodetest.New(b, 3, nodetest.Options{CommitTimeout: ct, Direct: os.Getenv("WRIT_BENCH_BRIDGED") == ""})
 	proof := setup(b, c)
 	ctx := context.Background()
 	leader := c.Leader()

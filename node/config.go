@@ -152,6 +152,11 @@ type Config struct {
 // for the measured CPU cost of lower values.
 const DefaultCommitTimeout = 50 * time.Millisecond
 
+// DefaultGCPercent is the garbage collector target (Go's GOGC) writ server
+// runs a node with unless told otherwise (cmd/writ/gc.go says why 200).
+// In-process benchmarks set it too, to measure what the server runs.
+const DefaultGCPercent = 200
+
 // PeerCluster is the listener kind Config.PeerAddr is asked for: a peer's
 // cluster port, which carries Raft and node RPC (NodeService,
 // MemberService) alike. There is one kind since the cluster port replaced

@@ -1,6 +1,10 @@
 package main
 
-import "runtime/debug"
+import (
+	"runtime/debug"
+
+	"github.com/writ-dev/writ/node"
+)
 
 // defaultGCPercent is writ server's garbage collector target (Go's GOGC)
 // unless --gc-percent or the GOGC environment variable says otherwise. Go's
@@ -13,7 +17,7 @@ import "runtime/debug"
 // leases (about 280 MB) the heap may grow to about 850 MB instead of 560 MB.
 // Set GOMEMLIMIT as well where memory is tight: the runtime then collects
 // sooner as the heap nears it.
-const defaultGCPercent = 200
+const defaultGCPercent = node.DefaultGCPercent
 
 // setGCPercent applies percent unless GOGC is set in the environment (the
 // runtime has applied that already, and an operator's explicit setting

@@ -64,6 +64,7 @@ type Cluster struct {
 	index  map[string]int // member id -> index
 	mu     sync.Mutex     // guards Member addresses against the bridges
 	scheme string
+	direct bool // Options.Direct: the router bypasses the links
 }
 
 // Options tune a test cluster.
@@ -99,6 +100,12 @@ type Options struct {
 	// Configure, when set, adjusts each member's config before it first
 	// starts (audit, metrics, tracing).
 	Configure func(m *Member, cfg *node.Config)
+	// Direct connects members straight to each other's cluster listeners,
+	// with no bridge in between, as a deployment is: for latency
+	// benchmarks, where each bridge adds a copy and two goroutine wake-ups
+	// to every Raft and node RPC message. Link faults (Link, Partition,
+	// Isolate) then fail the test; Kill still stops the member.
+	Direct bool
 }
 
 // New starts an n-node cluster: node 0 bootstraps, the others join through
@@ -120,7 +127,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	if opts.CommitTimeout == 0 {
 		opts.CommitTimeout = 20 * time.Millisecond
 	}
-	c := &Cluster{t: t, http: &http.Client{Timeout: 30 * time.Second}, index: map[string]int{}, scheme: "http://"}
+	c := &Cluster{t: t, http: &http.Client{Timeout: 30 * time.Second}, index: map[string]int{}, scheme: "http://", direct: opts.Direct}
 	if opts.TLS != nil {
 		c.scheme = "https://"
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -485,8 +492,8 @@ func (c *Cluster) router(i int) func(nodeID, kind string) string {
 		if !ok || kind != node.PeerCluster {
 			return ""
 		}
-		if j == i { // raft dials itself now and then: no bridge for that
-			return c.target(i)()
+		if j == i || c.direct { // raft dials itself now and then: no bridge for that
+			return c.target(j)()
 		}
 		if l := c.links[i][j]; l != nil {
 			return l.Addr()
@@ -497,7 +504,19 @@ func (c *Cluster) router(i int) func(nodeID, kind string) string {
 
 // Link returns the bridge member from dials to reach member to's cluster
 // port.
-func (c *Cluster) Link(from, to int) *Link { return c.links[from][to] }
+func (c *Cluster) Link(from, to int) *Link {
+	c.noDirect("Link")
+	return c.links[from][to]
+}
+
+// noDirect fails the test when a link fault is asked of a Direct cluster,
+// whose traffic does not pass the links.
+func (c *Cluster) noDirect(what string) {
+	if c.direct {
+		c.t.Helper()
+		c.t.Fatalf("nodetest: %s on a Direct cluster: its traffic bypasses the links", what)
+	}
+}
 
 // each calls fn on the links between a and b, both directions.
 func (c *Cluster) each(a, b int, fn func(*Link)) {
@@ -509,6 +528,7 @@ func (c *Cluster) each(a, b int, fn func(*Link)) {
 // directions) between the members listed in side and all others. Links within either side stay as
 // they are. Heal undoes it.
 func (c *Cluster) Partition(side ...int) {
+	c.noDirect("Partition")
 	in := map[int]bool{}
 	for _, i := range side {
 		in[i] = true
