@@ -13,7 +13,7 @@ import (
 // call allocates about 14 KB that is garbage once the answer is written, so
 // the collector's share of CPU is large: 200 cut process CPU per audited
 // Authorize by about 15 % in BenchmarkAuthorizeInProcess (docs/benchmarks.md,
-// "The garbage collector's target"). The cost is memory: with 1,000,000 live
+// "decision.auth opt-in, GC target 200, direct-link revocation benchmark"). The cost is memory: with 1,000,000 live
 // leases (about 280 MB) the heap may grow to about 850 MB instead of 560 MB.
 // Set GOMEMLIMIT as well where memory is tight: the runtime then collects
 // sooner as the heap nears it.
