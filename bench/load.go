@@ -33,6 +33,9 @@ type Load struct {
 	// Progress, if set, is called about every 200 ms with the elapsed time
 	// (warmup included) and the operations counted so far.
 	Progress func(elapsed, total time.Duration, ops int64)
+	// CPU, if set, is sampled when the measured period starts and when it
+	// ends: the Measurement then holds the CPU used in between.
+	CPU CPUSampler
 }
 
 func (l *Load) validate() error {
@@ -71,6 +74,9 @@ type Measurement struct {
 	Series []float64
 	// ErrorSamples counts up to 8 distinct error messages.
 	ErrorSamples map[string]int64
+	// ClientCPU and ServerCPU are the CPU time the load generator and the
+	// servers used in the measured period; negative when not sampled.
+	ClientCPU, ServerCPU time.Duration
 }
 
 // OpsPerSecond is the measured throughput.
@@ -196,6 +202,7 @@ func Run(ctx context.Context, l Load, op Op) (*Measurement, error) {
 	}
 	stopTimer := time.AfterFunc(time.Until(end), cancel) // cut calls still running at the end
 	defer stopTimer.Stop()
+	cpu := sampleCPU(ctx, l.CPU, measureFrom, end)
 	if l.Progress != nil {
 		tick := time.NewTicker(200 * time.Millisecond)
 		done := make(chan struct{})
@@ -214,7 +221,10 @@ func Run(ctx context.Context, l Load, op Op) (*Measurement, error) {
 	} else {
 		wg.Wait()
 	}
-	m := &Measurement{Latency: NewHistogram(), Elapsed: min(time.Since(measureFrom), l.Duration)}
+	m := &Measurement{Latency: NewHistogram(), Elapsed: min(time.Since(measureFrom), l.Duration), ClientCPU: -1, ServerCPU: -1}
+	if c, ok := <-cpu; ok {
+		m.ClientCPU, m.ServerCPU = c[0], c[1]
+	}
 	for _, r := range recs {
 		m.Latency.Merge(r.hist)
 		m.Ops += r.ops
@@ -233,4 +243,45 @@ func Run(ctx context.Context, l Load, op Op) (*Measurement, error) {
 		m.Series = append(m.Series, float64(series[i].Load())/l.Interval.Seconds())
 	}
 	return m, nil
+}
+
+// sampleCPU samples s at from and at end; the channel yields the CPU used
+// in between (client, servers), or closes empty when s is nil, a sample
+// failed or ctx ended first.
+func sampleCPU(ctx context.Context, s CPUSampler, from, end time.Time) <-chan [2]time.Duration {
+	out := make(chan [2]time.Duration, 1)
+	if s == nil {
+		close(out)
+		return out
+	}
+	at := func(t time.Time) (c, srv time.Duration, ok bool) {
+		timer := time.NewTimer(time.Until(t))
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			if time.Now().Before(t) {
+				return 0, 0, false
+			}
+		}
+		c, srv, err := s()
+		return c, srv, err == nil
+	}
+	go func() {
+		defer close(out)
+		c0, s0, ok := at(from)
+		if !ok {
+			return
+		}
+		c1, s1, ok := at(end)
+		if !ok {
+			return
+		}
+		d := [2]time.Duration{c1 - c0, -1}
+		if s0 >= 0 && s1 >= 0 {
+			d[1] = s1 - s0
+		}
+		out <- d
+	}()
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -37,6 +38,7 @@ func skipped(name, why string) *Result { return &Result{Scenario: name, Skipped:
 func (p *Peers) measure(ctx context.Context, r *runner) []*Result {
 	var out []*Result
 	l := r.cfg.Load
+	l.CPU = nil // it samples Writ's processes, not the peers'
 	if p.PingURL != "" {
 		res, err := r.repeat(ctx, PeerPing, "calls", l, pingOp(p.PingURL, r.cfg.Target.Protocol, l.Concurrency))
 		if err != nil {
@@ -188,6 +190,9 @@ func (r *Result) String() string {
 	s := fmt.Sprintf("%-28s %10.0f %s/s  p50 %7.2f ms  p99 %7.2f ms  errors %d", r.Scenario, r.OpsPerS, r.Unit, r.P50Ms, r.P99Ms, r.Errors)
 	if r.Propagation != nil && r.Scenario == "mixed" {
 		s += fmt.Sprintf("  propagation p99 %.2f ms", r.Propagation.P99Ms)
+	}
+	if r.ServerCPUUsPerOp > 0 {
+		s += fmt.Sprintf("  cpu %.0f µs/%s (servers %.0f)", r.ServerCPUUsPerOp+r.ClientCPUUsPerOp, strings.TrimSuffix(r.Unit, "s"), r.ServerCPUUsPerOp)
 	}
 	for _, k := range sortedKeys(r.Ratios) {
 		s += fmt.Sprintf("  %s×%.2f", k, r.Ratios[k])

@@ -5,6 +5,7 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"time"
 )
 
 // Latency is a latency distribution condensed to a few percentiles (ms).
@@ -66,7 +67,12 @@ type Result struct {
 	BatchSize   int     `json:"batch_size,omitempty"`
 	// Ratios to ceilings and peers measured in the same run, e.g. "ping": 0.82.
 	Ratios map[string]float64 `json:"ratios,omitempty"`
-	Runs   []RunSummary       `json:"runs,omitempty"`
+	// CPU per operation over the measured period (medians over runs): the
+	// load generator's, and the servers' when the bench started them
+	// (--local). Zero when not measured.
+	ClientCPUUsPerOp float64      `json:"client_cpu_us_per_op,omitempty"`
+	ServerCPUUsPerOp float64      `json:"server_cpu_us_per_op,omitempty"`
+	Runs             []RunSummary `json:"runs,omitempty"`
 	// Parts break a mixed load down by operation.
 	Parts map[string]Latency `json:"parts,omitempty"`
 	// Propagation is revoke → every node rejects, when measured.
@@ -93,6 +99,8 @@ func fromMeasurements(name, unit string, l Load, ms []*Measurement) *Result {
 		r.Runs = append(r.Runs, RunSummary{OpsPerS: m.OpsPerSecond(), P50Ms: m.Latency.Quantile(50), P99Ms: m.Latency.Quantile(99), Errors: m.Errors})
 		r.Errors += m.Errors
 	}
+	r.ClientCPUUsPerOp = medianCPU(ms, func(m *Measurement) time.Duration { return m.ClientCPU })
+	r.ServerCPUUsPerOp = medianCPU(ms, func(m *Measurement) time.Duration { return m.ServerCPU })
 	med := medianRun(ms)
 	r.OpsPerS = median(mapSlice(r.Runs, func(s RunSummary) float64 { return s.OpsPerS }))
 	r.P50Ms = median(mapSlice(r.Runs, func(s RunSummary) float64 { return s.P50Ms }))
@@ -112,6 +120,19 @@ func fromMeasurements(name, unit string, l Load, ms []*Measurement) *Result {
 		r.Runs = nil
 	}
 	return r
+}
+
+// medianCPU is the median over runs of CPU µs per op; 0 unless every run
+// was sampled and did work.
+func medianCPU(ms []*Measurement, cpu func(*Measurement) time.Duration) float64 {
+	var xs []float64
+	for _, m := range ms {
+		if cpu(m) < 0 || m.Ops == 0 {
+			return 0
+		}
+		xs = append(xs, float64(cpu(m).Microseconds())/float64(m.Ops))
+	}
+	return median(xs)
 }
 
 // medianRun is the run whose throughput is the median (lower middle).

@@ -186,7 +186,9 @@ func (n *Node) Propose(ctx context.Context, cmds []*fsmpb.Command, opts rpc.Prop
 			return err
 		}
 		req := &writv1.ForwardRequest{Commands: make([][]byte, len(cmds))}
+		urgent := opts.Urgent
 		for i, c := range cmds {
+			urgent = urgent || isUrgent(c)
 			fwd := proto.Clone(c).(*fsmpb.Command)
 			fwd.Header.Forwarded = true
 			b, err := proto.Marshal(fwd)
@@ -195,7 +197,7 @@ func (n *Node) Propose(ctx context.Context, cmds []*fsmpb.Command, opts rpc.Prop
 			}
 			req.Commands[i] = b
 		}
-		raw, err := n.fwd.forward(ctx, addr, req.Commands)
+		raw, err := n.fwd.forward(ctx, addr, req.Commands, urgent)
 		if err != nil {
 			return err
 		}

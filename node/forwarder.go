@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
@@ -17,18 +18,24 @@ import (
 // leader. Under issuance load this turns hundreds of HTTP/2 requests a
 // second, each a goroutine and a proposal on the leader, into a few dozen,
 // and the leader's proposer gets whole batches to commit as one entry.
-// A lone write is sent at once: the batching never waits to fill.
+// A write that finds fewer than softForwardInflight calls in flight is sent
+// at once; otherwise a call that is neither full nor carrying a revocation
+// waits for one to return and takes in what arrives meanwhile (the
+// proposer's softInflight, for the same reason: fewer, larger calls and
+// entries). Full calls and revocations may use up to maxForwardInflight.
 const (
-	maxForwardItems    = 256
-	maxForwardBytes    = 512 << 10 // well under the API's 1 MiB request limit
-	maxForwardInflight = 8
-	forwardQueueDepth  = 4096
+	maxForwardItems     = 256
+	maxForwardBytes     = 512 << 10 // well under the API's 1 MiB request limit
+	softForwardInflight = 2
+	maxForwardInflight  = 8
+	forwardQueueDepth   = 4096
 )
 
 type fwdCall struct {
-	cmds [][]byte
-	size int
-	done chan fwdResult // buffered(1)
+	cmds   [][]byte
+	size   int
+	urgent bool           // a revocation: never held back
+	done   chan fwdResult // buffered(1)
 }
 
 type fwdResult struct {
@@ -45,6 +52,7 @@ type forwarder struct {
 
 	mu     sync.Mutex
 	queues map[string]chan *fwdCall
+	taken  atomic.Int64 // commands the loops have taken off the queues (tests watch it)
 }
 
 func newForwarder(ctx context.Context, timeout time.Duration, client func(string) writv1connect.NodeServiceClient,
@@ -56,8 +64,8 @@ func newForwarder(ctx context.Context, timeout time.Duration, client func(string
 // with whatever else is waiting, and returns their results in order. An
 // error of the shared call is every member's error; callers retry (request
 // ids make that safe).
-func (f *forwarder) forward(ctx context.Context, addr string, cmds [][]byte) ([][]byte, error) {
-	call := &fwdCall{cmds: cmds, done: make(chan fwdResult, 1)}
+func (f *forwarder) forward(ctx context.Context, addr string, cmds [][]byte, urgent bool) ([][]byte, error) {
+	call := &fwdCall{cmds: cmds, urgent: urgent, done: make(chan fwdResult, 1)}
 	for _, c := range cmds {
 		call.size += len(c)
 	}
@@ -98,6 +106,7 @@ func (f *forwarder) queue(addr string) chan *fwdCall {
 // long as the node: there is one per leader address ever seen, a handful.
 func (f *forwarder) run(addr string, q chan *fwdCall) {
 	inflight := make(chan struct{}, maxForwardInflight)
+	freed := make(chan struct{}, 1) // a token whenever a call returns
 	var carry *fwdCall
 	for {
 		first := carry
@@ -105,26 +114,46 @@ func (f *forwarder) run(addr string, q chan *fwdCall) {
 		if first == nil {
 			select {
 			case first = <-q:
+				f.taken.Add(int64(len(first.cmds)))
 			case <-f.ctx.Done():
 				f.drain(q)
 				return
 			}
 		}
 		batch := []*fwdCall{first}
-		items, size := len(first.cmds), first.size
+		items, size, urgent := len(first.cmds), first.size, first.urgent
+		add := func(next *fwdCall) {
+			if items+len(next.cmds) > maxForwardItems || size+next.size > maxForwardBytes {
+				carry = next
+				return
+			}
+			batch = append(batch, next)
+			items += len(next.cmds)
+			size += next.size
+			urgent = urgent || next.urgent
+		}
 	fill:
-		for items < maxForwardItems {
+		for carry == nil && items < maxForwardItems {
 			select {
 			case next := <-q:
-				if items+len(next.cmds) > maxForwardItems || size+next.size > maxForwardBytes {
-					carry = next
-					break fill
-				}
-				batch = append(batch, next)
-				items += len(next.cmds)
-				size += next.size
+				f.taken.Add(int64(len(next.cmds)))
+				add(next)
 			default:
 				break fill
+			}
+		}
+		// Hold a call that is neither full nor urgent while
+		// softForwardInflight calls are out; what arrives meanwhile joins it.
+		for carry == nil && items < maxForwardItems && !urgent && len(inflight) >= softForwardInflight {
+			select {
+			case <-freed:
+			case next := <-q:
+				f.taken.Add(int64(len(next.cmds)))
+				add(next)
+			case <-f.ctx.Done():
+				failCalls(batch, f.ctx.Err())
+				f.drain(q)
+				return
 			}
 		}
 		select {
@@ -138,7 +167,13 @@ func (f *forwarder) run(addr string, q chan *fwdCall) {
 			return
 		}
 		go func() {
-			defer func() { <-inflight }()
+			defer func() {
+				<-inflight
+				select {
+				case freed <- struct{}{}:
+				default:
+				}
+			}()
 			_, _ = f.sendBatch(addr, batch)
 		}()
 	}

@@ -14,22 +14,16 @@ import (
 )
 
 // echoForwarder answers every command with "r:"+command; every call waits
-// for release, so callers queue up behind the calls in flight. sent counts
-// the commands handed to send.
+// for release, so callers queue up behind the calls in flight. calls counts
+// the Forward calls made.
 func echoForwarder(t *testing.T, fail error) (*forwarder, *atomic.Int64, chan struct{}) {
-	f, calls, _, release := echoForwarderSent(t, fail)
-	return f, calls, release
-}
-
-func echoForwarderSent(t *testing.T, fail error) (*forwarder, *atomic.Int64, *atomic.Int64, chan struct{}) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	var calls, sent atomic.Int64
+	var calls atomic.Int64
 	release := make(chan struct{})
 	send := func(ctx context.Context, _ writv1connect.NodeServiceClient, req *writv1.ForwardRequest) (*writv1.ForwardResponse, error) {
 		calls.Add(1)
-		sent.Add(int64(len(req.GetCommands())))
 		select {
 		case <-release:
 		case <-ctx.Done():
@@ -44,13 +38,13 @@ func echoForwarderSent(t *testing.T, fail error) (*forwarder, *atomic.Int64, *at
 		}
 		return resp, nil
 	}
-	return newForwarder(ctx, time.Minute, func(string) writv1connect.NodeServiceClient { return nil }, send), &calls, &sent, release
+	return newForwarder(ctx, time.Minute, func(string) writv1connect.NodeServiceClient { return nil }, send), &calls, release
 }
 
 // TestForwarderBatches: callers waiting behind a call in flight share the
 // next calls, and each gets exactly its own results, in order.
 func TestForwarderBatches(t *testing.T) {
-	f, calls, sent, release := echoForwarderSent(t, nil)
+	f, calls, release := echoForwarder(t, nil)
 	const callers = 200
 	var wg sync.WaitGroup
 	errs := make(chan error, callers)
@@ -59,7 +53,7 @@ func TestForwarderBatches(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			cmds := [][]byte{[]byte(fmt.Sprintf("%d-a", i)), []byte(fmt.Sprintf("%d-b", i))}
-			got, err := f.forward(context.Background(), "leader:1", cmds)
+			got, err := f.forward(context.Background(), "leader:1", cmds, false)
 			if err != nil {
 				errs <- err
 				return
@@ -69,15 +63,15 @@ func TestForwarderBatches(t *testing.T) {
 			}
 		}()
 	}
-	// Wait until every caller is in a call or queued (one may be held as
-	// the loop's carry) while the calls are blocked.
+	// Wait until every caller is in a call, held by the loop or queued
+	// while the calls are blocked.
 	queued := func() int64 {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		return int64(len(f.queues["leader:1"]))
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for sent.Load()/2+queued() < callers-1 && time.Now().Before(deadline) {
+	for f.taken.Load()/2+queued() < callers && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond) // polling the fake's counters, bounded by the deadline
 	}
 	close(release)
@@ -101,7 +95,7 @@ func TestForwarderSharedError(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := f.forward(context.Background(), "leader:1", [][]byte{[]byte{byte(i)}}); !errors.Is(err, boom) {
+			if _, err := f.forward(context.Background(), "leader:1", [][]byte{[]byte{byte(i)}}, false); !errors.Is(err, boom) {
 				t.Errorf("caller %d: %v, want the shared error", i, err)
 			}
 		}()
@@ -117,8 +111,64 @@ func TestForwarderTooBig(t *testing.T) {
 	for i := range big {
 		big[i] = []byte{1}
 	}
-	got, err := f.forward(context.Background(), "leader:1", big)
+	got, err := f.forward(context.Background(), "leader:1", big, false)
 	if err != nil || len(got) != len(big) || calls.Load() != 1 {
 		t.Fatalf("%d results, %d calls, %v", len(got), calls.Load(), err)
+	}
+}
+
+// TestForwarderHolds: while softForwardInflight calls are out, later writes
+// wait and then share one call; a revocation is never held.
+func TestForwarderHolds(t *testing.T) {
+	f, calls, release := echoForwarder(t, nil)
+	forward := func(b byte, urgent bool, errs chan<- error) {
+		got, err := f.forward(context.Background(), "leader:1", [][]byte{{b}}, urgent)
+		if err == nil && (len(got) != 1 || string(got[0]) != "r:"+string([]byte{b})) {
+			err = fmt.Errorf("write %d got %q", b, got)
+		}
+		errs <- err
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		waitUntil(t, what, cond, func() string { return fmt.Sprintf("%d calls, %d taken", calls.Load(), f.taken.Load()) })
+	}
+	errs := make(chan error, 32)
+	// Two lone writes go at once, one call each.
+	for i := range softForwardInflight {
+		go forward(byte(i), false, errs)
+		waitFor("a lone write's call", func() bool { return calls.Load() == int64(i+1) })
+	}
+	// Ten more are taken off the queue but held: no third call.
+	const held = 10
+	for i := range held {
+		go forward(byte(10+i), false, errs)
+	}
+	waitFor("the held writes to be taken", func() bool { return f.taken.Load() == softForwardInflight+held })
+	if n := calls.Load(); n != softForwardInflight {
+		t.Fatalf("%d calls with %d out: a write was not held", n, softForwardInflight)
+	}
+	// A revocation joins the held writes and takes them out at once.
+	go forward(99, true, errs)
+	waitFor("the revocation's call", func() bool { return calls.Load() == softForwardInflight+1 })
+	close(release)
+	for range softForwardInflight + held + 1 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if n := calls.Load(); n != softForwardInflight+1 {
+		t.Errorf("%d calls, want %d: the held writes did not share the revocation's call", n, softForwardInflight+1)
+	}
+}
+
+// waitUntil polls cond (a fake's counters) until it holds, failing the test
+// after 30 s with state's description.
+func waitUntil(t *testing.T, what string, cond func() bool, state func() string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s (%s)", what, state())
+		}
+		time.Sleep(time.Millisecond) // polling the fake's counters, bounded by the deadline
 	}
 }

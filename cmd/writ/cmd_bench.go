@@ -163,6 +163,7 @@ func (a *app) runBench(ctx context.Context, f benchFlags, addrSet bool) error {
 	}()
 
 	var urls []string
+	var pids []int // the --local servers, for CPU per operation
 	token := a.token
 	if token == "" {
 		token = a.getenv(envToken)
@@ -185,6 +186,7 @@ func (a *app) runBench(ctx context.Context, f benchFlags, addrSet bool) error {
 			return markRun(fmt.Errorf("local cluster not ready (logs in %s, kept with --keep): %w", scratch, err))
 		}
 		urls = pc.URLs()
+		pids = pc.PIDs()
 	} else {
 		raw := a.addr
 		if raw == "" {
@@ -208,7 +210,8 @@ func (a *app) runBench(ctx context.Context, f benchFlags, addrSet bool) error {
 	cfg := bench.Config{
 		Target: target, Scenarios: scenarios, Runs: f.runs, Policies: f.policies, BatchSize: f.batchSize,
 		PolicyLevels: f.policyLevels, LeaseLevels: f.leaseLevels, ScaleDuration: f.scaleDuration, Logger: log,
-		Load: bench.Load{Duration: f.duration, Warmup: f.warmup, Concurrency: f.concurrency, Rate: f.rate},
+		Load: bench.Load{Duration: f.duration, Warmup: f.warmup, Concurrency: f.concurrency, Rate: f.rate,
+			CPU: bench.ProcessCPU(pids)},
 	}
 	if out, ok := a.stdout.(*os.File); ok && bench.IsTerminal(out) {
 		cfg.Progress = bench.NewProgress(out)

@@ -226,6 +226,17 @@ func (c *Cluster) Output(i int) string {
 }
 
 // URLs returns each node's API base URL.
+// PIDs are the running nodes' process ids.
+func (c *Cluster) PIDs() []int {
+	var out []int
+	for _, n := range c.Nodes {
+		if n.cmd != nil && n.cmd.Process != nil {
+			out = append(out, n.cmd.Process.Pid)
+		}
+	}
+	return out
+}
+
 func (c *Cluster) URLs() []string {
 	out := make([]string, len(c.Nodes))
 	for i, n := range c.Nodes {
