@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,12 +247,24 @@ func TestConfigRejects(t *testing.T) {
 	}
 }
 
+// wrapWorkloadSink opens file sinks, with the workload stream's wrapped.
+func wrapWorkloadSink(wrap func(Sink) Sink) Deps {
+	return Deps{Node: "n1", OpenSink: func(stream Stream, sc *StreamConfig, path string) (Sink, error) {
+		fs, err := openFileSink(path, true, 0, 0, time.Now)
+		if err != nil || stream != StreamWorkload {
+			return fs, err
+		}
+		return wrap(fs), nil
+	}}
+}
+
 // flakySink is a file sink that can be told to fail or to block.
 type flakySink struct {
 	Sink
 	mu      sync.Mutex
 	mode    string // "", "fail", "block"
 	release chan struct{}
+	blocked atomic.Int64 // writes that have blocked so far
 }
 
 func (s *flakySink) set(mode string) {
@@ -274,6 +287,7 @@ func (s *flakySink) Write(p []byte) error {
 	case "fail":
 		return errors.New("disk on fire")
 	case "block":
+		s.blocked.Add(1)
 		<-release
 	}
 	return s.Sink.Write(p)
@@ -289,14 +303,10 @@ func TestFailingAndStuckSinks(t *testing.T) {
 			cfg.SpoolMaxBytes = 64 << 10 // small, so the spool fills
 			cfg.QueueLen = 64
 			var flaky *flakySink
-			deps := Deps{Node: "n1", OpenSink: func(stream Stream, sc *StreamConfig, path string) (Sink, error) {
-				fs, err := openFileSink(path, true, 0, 0, time.Now)
-				if err != nil || stream != StreamWorkload {
-					return fs, err
-				}
+			deps := wrapWorkloadSink(func(fs Sink) Sink {
 				flaky = &flakySink{Sink: fs}
-				return flaky, nil
-			}}
+				return flaky
+			})
 			l, err := Open(cfg, deps)
 			if err != nil {
 				t.Fatal(err)
@@ -482,4 +492,80 @@ func TestSpoolReplaysAfterRestart(t *testing.T) {
 		}
 	}
 	verifyFile(t, filepath.Join(dir, "workload.log"))
+}
+
+// syncCounter counts a sink's Syncs.
+type syncCounter struct {
+	Sink
+	n atomic.Int64
+}
+
+func (s *syncCounter) Sync() error {
+	s.n.Add(1)
+	return s.Sink.Sync()
+}
+
+// TestDurableGroupCommit: must records that wait behind a write in progress
+// are made durable together, one write and one fsync for the group, and
+// each caller learns its own record is durable.
+func TestDurableGroupCommit(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var flaky *flakySink
+	var syncs *syncCounter
+	deps := wrapWorkloadSink(func(fs Sink) Sink {
+		flaky = &flakySink{Sink: fs}
+		syncs = &syncCounter{Sink: flaky}
+		return syncs
+	})
+	l, err := Open(testConfig(dir), deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const waiting = 40 // under the must queue's 64
+	errs := make(chan error, waiting+1)
+	durable := func(i int) {
+		errs <- l.Durable(context.Background(), &Event{Type: TypeIssue, Phase: PhaseIntent, Actor: workload("ci/a"), LeaseID: fmt.Sprintf("l_%03d", i)})
+	}
+	flaky.set("block")
+	go durable(0) // the writer takes it and blocks in Write
+	eventually(t, "the first record's write to block", func() error {
+		if flaky.blocked.Load() == 0 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	for i := 1; i <= waiting; i++ {
+		go durable(i)
+	}
+	eventually(t, "the rest queued behind it", func() error {
+		if n := len(l.streams[1].must); n != waiting {
+			return fmt.Errorf("%d of %d queued", n, waiting)
+		}
+		return nil
+	})
+	before := syncs.n.Load()
+	flaky.set("")
+	for range waiting + 1 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := syncs.n.Load() - before; n > 2 {
+		t.Errorf("%d fsyncs for %d durable records: they were not grouped", n, waiting+1)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "workload.log")
+	verifyFile(t, path)
+	leases := map[any]bool{}
+	for _, r := range readRecords(t, path) {
+		if r["type"] == string(TypeIssue) {
+			leases[r["lease_id"]] = true
+		}
+	}
+	if len(leases) != waiting+1 {
+		t.Errorf("%d intents in the log, want %d", len(leases), waiting+1)
+	}
 }
