@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"math"
 	"os"
 	"runtime"
 	"sync/atomic"
@@ -66,7 +67,8 @@ func TestRunSamplesCPU(t *testing.T) {
 		t.Fatalf("%d samples, client %v, servers %v; want 2 samples, 1s, 3s", calls.Load(), m.ClientCPU, m.ServerCPU)
 	}
 	r := fromMeasurements("x", "ops", l, []*Measurement{m})
-	if want := float64(time.Second.Microseconds()) / float64(m.Ops); r.ClientCPUUsPerOp != want || r.ServerCPUUsPerOp != 3*want {
+	near := func(a, b float64) bool { return math.Abs(a-b) <= 1e-9*b }
+	if want := float64(time.Second.Microseconds()) / float64(m.Ops); !near(r.ClientCPUUsPerOp, want) || !near(r.ServerCPUUsPerOp, 3*want) {
 		t.Fatalf("per op: client %v, servers %v; want %v, %v", r.ClientCPUUsPerOp, r.ServerCPUUsPerOp, want, 3*want)
 	}
 	// Without a sampler nothing is reported.
