@@ -15,6 +15,9 @@ type Peers struct {
 	// PingURL is a running ping server (ServePing); "" skips the ping with
 	// PingSkip as the reason.
 	PingURL, PingSkip string
+	// PingPID, when set, is the ping server's process: its CPU per call is
+	// sampled as a Writ server's is.
+	PingPID int
 	// Raft measures raw hashicorp/raft applies in this process.
 	Raft bool
 	// EtcdBinary is the etcd executable ("" skips etcd).
@@ -38,9 +41,13 @@ func skipped(name, why string) *Result { return &Result{Scenario: name, Skipped:
 func (p *Peers) measure(ctx context.Context, r *runner) []*Result {
 	var out []*Result
 	l := r.cfg.Load
-	l.CPU = nil // it samples Writ's processes, not the peers'
+	l.CPU = nil // it samples Writ's processes, not the peers' (the ping's is set below)
 	if p.PingURL != "" {
-		res, err := r.repeat(ctx, PeerPing, "calls", l, pingOp(p.PingURL, r.cfg.Target.Protocol, l.Concurrency))
+		pl := l
+		if p.PingPID > 0 {
+			pl.CPU = ProcessCPU([]int{p.PingPID})
+		}
+		res, err := r.repeat(ctx, PeerPing, "calls", pl, pingOp(p.PingURL, r.cfg.Target.Protocol, l.Concurrency))
 		if err != nil {
 			res = skipped(PeerPing, err.Error())
 		}
@@ -162,6 +169,9 @@ func addRatios(results []*Result) {
 		case "authorize", "verify", "policy-scale", "lease-scale":
 			if ping != nil {
 				ratio(r, "ping", r.OpsPerS, ping.OpsPerS)
+				// Work per call, steadier than the rates: how many
+				// times the ping server's CPU a decision costs.
+				ratio(r, "server_cpu_vs_ping", r.ServerCPUUsPerOp, ping.ServerCPUUsPerOp)
 			}
 		case "batch-authorize":
 			if ping != nil {

@@ -74,11 +74,12 @@ func TestWriteJSON(t *testing.T) {
 
 func TestAddRatios(t *testing.T) {
 	results := []*Result{
-		{Scenario: PeerPing, OpsPerS: 1000},
+		{Scenario: PeerPing, OpsPerS: 1000, ServerCPUUsPerOp: 50},
 		{Scenario: PeerEtcdGrant, OpsPerS: 400},
 		{Scenario: PeerRaft, Skipped: "no"},
 		{Scenario: PeerEtcdPropagation, P99Ms: 4, Propagation: &Latency{P99Ms: 4}},
-		{Scenario: "authorize", OpsPerS: 800},
+		{Scenario: "authorize", OpsPerS: 800, ServerCPUUsPerOp: 75},
+		{Scenario: "verify", OpsPerS: 500}, // no CPU sampled: no CPU ratio
 		{Scenario: "issue", OpsPerS: 600},
 		{Scenario: "mixed", Propagation: &Latency{P99Ms: 6}},
 	}
@@ -90,7 +91,8 @@ func TestAddRatios(t *testing.T) {
 		}
 	}
 	want := map[string]map[string]float64{
-		"authorize": {"ping": 0.8},
+		"authorize": {"ping": 0.8, "server_cpu_vs_ping": 1.5},
+		"verify":    {"ping": 0.5},
 		"issue":     {"etcd_lease_grant": 1.5},
 		"mixed":     {"propagation_p99_vs_etcd": 1.5},
 	}

@@ -221,12 +221,12 @@ func (a *app) runBench(ctx context.Context, f benchFlags, addrSet bool) error {
 		for _, p := range f.peers {
 			switch strings.TrimSpace(p) {
 			case "ping":
-				stop, url, err := startPing(self)
+				stop, url, pid, err := startPing(self)
 				if err != nil {
 					peers.PingSkip = err.Error()
 				} else {
 					defer stop()
-					peers.PingURL = url
+					peers.PingURL, peers.PingPID = url, pid
 				}
 			case "raft":
 				peers.Raft = true
@@ -263,16 +263,16 @@ func (a *app) runBench(ctx context.Context, f benchFlags, addrSet bool) error {
 }
 
 // startPing runs `writ bench ping-server` as its own process (as the nodes
-// are) and returns its base URL.
-func startPing(self string) (func(), string, error) {
+// are) and returns its base URL and process id.
+func startPing(self string) (func(), string, int, error) {
 	cmd := exec.Command(self, "bench", "ping-server", "--listen", "127.0.0.1:0")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
 	cmd.Stderr = io.Discard
 	if err := cmd.Start(); err != nil {
-		return nil, "", fmt.Errorf("ping server: %w", err)
+		return nil, "", 0, fmt.Errorf("ping server: %w", err)
 	}
 	stop := func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -282,9 +282,9 @@ func startPing(self string) (func(), string, error) {
 	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
 	if err != nil || !ok {
 		stop()
-		return nil, "", errors.Join(errors.New("ping server did not report its address"), err)
+		return nil, "", 0, errors.Join(errors.New("ping server did not report its address"), err)
 	}
-	return stop, "http://" + addr, nil
+	return stop, "http://" + addr, cmd.Process.Pid, nil
 }
 
 // machine describes this host for the report.
