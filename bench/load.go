@@ -77,6 +77,10 @@ type Measurement struct {
 	// ClientCPU and ServerCPU are the CPU time the load generator and the
 	// servers used in the measured period; negative when not sampled.
 	ClientCPU, ServerCPU time.Duration
+	// AuditDropped counts the audit records the nodes dropped during the
+	// run, warmup included (their writ_audit_dropped_total); negative when
+	// not read (Run leaves it so: the scenario reads the nodes).
+	AuditDropped int64
 }
 
 // OpsPerSecond is the measured throughput.
@@ -221,7 +225,7 @@ func Run(ctx context.Context, l Load, op Op) (*Measurement, error) {
 	} else {
 		wg.Wait()
 	}
-	m := &Measurement{Latency: NewHistogram(), Elapsed: min(time.Since(measureFrom), l.Duration), ClientCPU: -1, ServerCPU: -1}
+	m := &Measurement{Latency: NewHistogram(), Elapsed: min(time.Since(measureFrom), l.Duration), ClientCPU: -1, ServerCPU: -1, AuditDropped: -1}
 	if c, ok := <-cpu; ok {
 		m.ClientCPU, m.ServerCPU = c[0], c[1]
 	}

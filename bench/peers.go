@@ -207,5 +207,8 @@ func (r *Result) String() string {
 	for _, k := range sortedKeys(r.Ratios) {
 		s += fmt.Sprintf("  %s×%.2f", k, r.Ratios[k])
 	}
+	if r.AuditDropped != nil && *r.AuditDropped > 0 {
+		s += fmt.Sprintf("  AUDIT DROPPED %d records", *r.AuditDropped)
+	}
 	return s
 }

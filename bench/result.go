@@ -70,9 +70,14 @@ type Result struct {
 	// CPU per operation over the measured period (medians over runs): the
 	// load generator's, and the servers' when the bench started them
 	// (--local). Zero when not measured.
-	ClientCPUUsPerOp float64      `json:"client_cpu_us_per_op,omitempty"`
-	ServerCPUUsPerOp float64      `json:"server_cpu_us_per_op,omitempty"`
-	Runs             []RunSummary `json:"runs,omitempty"`
+	ClientCPUUsPerOp float64 `json:"client_cpu_us_per_op,omitempty"`
+	ServerCPUUsPerOp float64 `json:"server_cpu_us_per_op,omitempty"`
+	// AuditDropped is the audit records the nodes dropped while the
+	// scenario ran (warmup included), summed over runs; absent when the
+	// nodes' /metrics could not be read. Anything but 0 means the figure is
+	// not that of a fully audited cluster.
+	AuditDropped *int64       `json:"audit_dropped,omitempty"`
+	Runs         []RunSummary `json:"runs,omitempty"`
 	// Parts break a mixed load down by operation.
 	Parts map[string]Latency `json:"parts,omitempty"`
 	// Propagation is revoke → every node rejects, when measured.
@@ -99,6 +104,7 @@ func fromMeasurements(name, unit string, l Load, ms []*Measurement) *Result {
 		r.Runs = append(r.Runs, RunSummary{OpsPerS: m.OpsPerSecond(), P50Ms: m.Latency.Quantile(50), P99Ms: m.Latency.Quantile(99), Errors: m.Errors})
 		r.Errors += m.Errors
 	}
+	r.AuditDropped = sumDropped(ms)
 	r.ClientCPUUsPerOp = medianCPU(ms, func(m *Measurement) time.Duration { return m.ClientCPU })
 	r.ServerCPUUsPerOp = medianCPU(ms, func(m *Measurement) time.Duration { return m.ServerCPU })
 	med := medianRun(ms)
@@ -120,6 +126,18 @@ func fromMeasurements(name, unit string, l Load, ms []*Measurement) *Result {
 		r.Runs = nil
 	}
 	return r
+}
+
+// sumDropped sums the runs' audit drops; nil unless every run read them.
+func sumDropped(ms []*Measurement) *int64 {
+	var n int64
+	for _, m := range ms {
+		if m.AuditDropped < 0 {
+			return nil
+		}
+		n += m.AuditDropped
+	}
+	return &n
 }
 
 // medianCPU is the median over runs of CPU µs per op; 0 unless every run

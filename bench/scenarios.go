@@ -309,9 +309,15 @@ func (r *runner) repeat(ctx context.Context, name, unit string, l Load, op Op) (
 			}
 			l.Progress = r.cfg.Progress(label)
 		}
+		before, dropErr := r.cfg.Target.AuditDrops(ctx)
 		m, err := Run(ctx, l, op)
 		if err != nil {
 			return nil, err
+		}
+		if after, err := r.cfg.Target.AuditDrops(ctx); err == nil && dropErr == nil {
+			m.AuditDropped = after - before
+		} else if r.log != nil {
+			r.log.Warn("could not read the nodes' audit drop counters", "err", errors.Join(dropErr, err))
 		}
 		ms = append(ms, m)
 	}

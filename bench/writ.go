@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync/atomic"
 
@@ -36,6 +37,7 @@ type Target struct {
 
 	authz []writv1connect.AuthzServiceClient // one per node
 	admin writv1connect.AdminServiceClient   // node 0
+	hc    *http.Client
 }
 
 // NewTarget builds clients for every node, sized for conns concurrent callers.
@@ -45,6 +47,7 @@ func NewTarget(urls []string, adminToken string, p Protocol, conns int) (*Target
 	}
 	t := &Target{URLs: urls, AdminToken: adminToken, Protocol: p}
 	hc := p.httpClient(conns)
+	t.hc = hc
 	opts := append(p.clientOptions(), connect.WithInterceptors(bearer(adminToken)))
 	for _, u := range urls {
 		t.authz = append(t.authz, writv1connect.NewAuthzServiceClient(hc, u, opts...))
