@@ -50,6 +50,13 @@ type Config struct {
 	SpoolMaxBytes int64 `yaml:"spool_max_bytes" json:"spool_max_bytes"`
 	// QueueLen bounds the in-memory queue in front of each spool. Default 4096.
 	QueueLen int `yaml:"queue_len" json:"queue_len"`
+	// QueueWait bounds how long a request's spooled record (RecordBy: a
+	// decision, a use, a login) may wait for room in a full queue before it
+	// is dropped: back-pressure on the caller instead of a gap when the
+	// records come faster than the spooler encodes them. A BatchAuthorize
+	// call shares one wait among its items. Default 100ms; negative: never
+	// wait (drop at once).
+	QueueWait time.Duration `yaml:"queue_wait" json:"queue_wait"`
 	// Streams configures human, workload and agent; a stream left out gets
 	// the default (a file <dir>/<stream>.log, fsync, 100 MiB x 10).
 	Streams map[Stream]*StreamConfig `yaml:"streams" json:"streams"`
@@ -115,6 +122,12 @@ func (c Config) Effective() (Config, error) {
 	}
 	if out.QueueLen == 0 {
 		out.QueueLen = 4096
+	}
+	switch {
+	case out.QueueWait == 0:
+		out.QueueWait = 100 * time.Millisecond
+	case out.QueueWait < 0:
+		out.QueueWait = -1 // one spelling for "never wait" in the effective config
 	}
 	out.Streams = make(map[Stream]*StreamConfig, len(Streams))
 	var errs []error

@@ -85,7 +85,7 @@ type stream struct {
 	queue  chan *Event
 	must   chan *mustReq
 	wake   chan struct{}
-	direct chan [][]byte // spooler → writer hand-off while nothing is spooled
+	direct chan [][]byte // spooler → writer hand-off while nothing is spooled (directBatches)
 
 	dropped [4]atomic.Uint64
 
@@ -145,7 +145,7 @@ func Open(cfg Config, deps Deps) (*Log, error) {
 			queue:       make(chan *Event, eff.QueueLen),
 			must:        make(chan *mustReq, 64),
 			wake:        make(chan struct{}, 1),
-			direct:      make(chan [][]byte, 1),
+			direct:      make(chan [][]byte, directBatches),
 			spoolerDone: make(chan struct{}),
 		}
 		for _, f := range sc.Filters {
@@ -279,24 +279,77 @@ func (l *Log) Durable(ctx context.Context, ev *Event) error {
 // is full the record is dropped and counted, and the stream's next gap
 // record says how many and why. The stream's filters may drop it on
 // purpose (counted in a filtered record).
-func (l *Log) Record(ev *Event) {
+func (l *Log) Record(ev *Event) { l.enqueue(ev, false, time.Time{}) }
+
+// RecordBy spools ev like Record, but when the stream's queue is full it
+// waits for room until deadline (at most the configured queue_wait from
+// now) before dropping it: a request's record slows its request down
+// rather than leave a gap when records come faster than the spooler takes
+// them (CPU saturation). A stuck sink holds callers up only briefly: after
+// directWait its records go to the spool, and once that is full the spooler
+// drops them at once, which keeps the queue moving. A zero deadline waits the whole
+// queue_wait. Background records (expiries, membership) use Record: they
+// must never hold up the goroutine that makes them.
+func (l *Log) RecordBy(ev *Event, deadline time.Time) { l.enqueue(ev, true, deadline) }
+
+// enqueue filters ev and sends it to its stream's queue; when the queue is
+// full it drops ev at once, or with wait first waits for room (RecordBy).
+func (l *Log) enqueue(ev *Event, wait bool, deadline time.Time) {
 	s := l.stream(ev.Actor)
 	s.stamp(ev)
+	if !s.filter(ev) {
+		return
+	}
+	select {
+	case s.queue <- ev:
+		return
+	default:
+	}
+	if wait && l.cfg.QueueWait > 0 {
+		now := time.Now()
+		limit := now.Add(l.cfg.QueueWait)
+		if deadline.IsZero() || deadline.After(limit) {
+			deadline = limit
+		}
+		if d := deadline.Sub(now); d > 0 {
+			l.m.queueWaits.WithLabelValues(string(s.name)).Inc()
+			t := time.NewTimer(d)
+			defer t.Stop()
+			select {
+			case s.queue <- ev:
+				return
+			case <-t.C:
+			case <-l.quit:
+			}
+		}
+	}
+	s.drop(DropQueueFull, 1)
+}
+
+// QueueDeadline is the latest a request starting now may wait for room
+// in a full queue (RecordBy): a call that records several events (a batch)
+// shares it among them.
+func (l *Log) QueueDeadline() time.Time {
+	if l.cfg.QueueWait <= 0 {
+		return time.Now()
+	}
+	return time.Now().Add(l.cfg.QueueWait)
+}
+
+// filter applies the stream's filters: false when one drops ev on purpose
+// (counted, and reported by the next filtered record).
+func (s *stream) filter(ev *Event) bool {
 	for _, f := range s.filters {
 		if f.matches(ev) {
 			if !f.keep() {
 				f.dropped.Add(1)
-				l.m.filtered.WithLabelValues(string(s.name), f.Name).Inc()
-				return
+				s.l.m.filtered.WithLabelValues(string(s.name), f.Name).Inc()
+				return false
 			}
 			break
 		}
 	}
-	select {
-	case s.queue <- ev:
-	default:
-		s.drop(DropQueueFull, 1)
-	}
+	return true
 }
 
 func (s *stream) drop(reason string, n uint64) {
@@ -357,6 +410,20 @@ func (s *stream) spooler() {
 	}
 }
 
+// directBatches is how many encoded batches the spooler may hand the
+// writer ahead of it, and directWait how long it waits for the writer to
+// take one when they are all taken, before it spools. With one batch and no
+// wait, a writer a moment behind (a hash-chain burst, a descheduled
+// goroutine) sent every record through the spool file and back for as long
+// as the backlog lasted, which under BatchAuthorize load was most of the
+// time. A stalled or failing sink still fills the spool: directWait after
+// the writer stops taking, and at once from then on (records go to the
+// spool while it holds any).
+const (
+	directBatches = 4
+	directWait    = 50 * time.Millisecond
+)
+
 // spoolLinger is how long the spooler waits for a small batch to grow.
 const spoolLinger = time.Millisecond
 
@@ -381,7 +448,7 @@ func (s *stream) spoolBatch(batch [][]byte) {
 			kept = append(kept, b)
 		}
 	}
-	refused, err := s.spool.offer(kept, s.direct)
+	refused, err := s.spool.offer(kept, s.direct, directWait, s.l.quit)
 	if err != nil {
 		s.drop(DropSpoolError, uint64(refused))
 		s.l.log.Warn("audit spool write failed", "stream", s.name, "err", err)
@@ -515,10 +582,8 @@ func (s *stream) drainOnClose(buf *[]byte, held *batch) {
 	if held != nil && !held.fromSpool {
 		_, _ = s.spool.append(held.recs)
 	}
-	select {
-	case b := <-s.direct:
-		_, _ = s.spool.append(b)
-	default:
+	for len(s.direct) > 0 { // the spooler has stopped: nothing else sends
+		_, _ = s.spool.append(<-s.direct)
 	}
 	s.writeGaps()
 	s.writeFiltered()

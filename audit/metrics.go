@@ -8,6 +8,7 @@ type metrics struct {
 	filtered        *prometheus.CounterVec
 	sinkErrors      *prometheus.CounterVec
 	durableFailures *prometheus.CounterVec
+	queueWaits      *prometheus.CounterVec
 }
 
 // newMetrics builds the audit metrics and registers them (and spool depth
@@ -29,11 +30,14 @@ func newMetrics(reg prometheus.Registerer, l *Log) *metrics {
 		durableFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "writ_audit_durable_failures_total", Help: "Must records (issuance, renewal, admin changes) that could not be made durable, so their request failed closed, by stream.",
 		}, []string{"stream"}),
+		queueWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "writ_audit_queue_waits_total", Help: "Spooled audit records whose request waited for room in a full queue (back-pressure; queue_wait), by stream. Those that still found none are in writ_audit_dropped_total{reason=\"queue_full\"}.",
+		}, []string{"stream"}),
 	}
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.records, m.dropped, m.filtered, m.sinkErrors, m.durableFailures, &spoolCollector{l: l})
+	reg.MustRegister(m.records, m.dropped, m.filtered, m.sinkErrors, m.durableFailures, m.queueWaits, &spoolCollector{l: l})
 	return m
 }
 

@@ -33,6 +33,13 @@ type Auditor interface {
 	Durable(ctx context.Context, ev *audit.Event) error
 	// Record spools ev; it never blocks.
 	Record(ev *audit.Event)
+	// RecordBy spools a request's ev; when the queue is full it waits for
+	// room until deadline (zero: the configured queue_wait) instead of
+	// dropping it at once (back-pressure).
+	RecordBy(ev *audit.Event, deadline time.Time)
+	// QueueDeadline is how long a request starting now may wait for room
+	// (one deadline shared by a batch's records).
+	QueueDeadline() time.Time
 	// Hash is the keyed hash under which records show a secret.
 	Hash(value string) string
 	Watch(streams []audit.Stream, buffer int) *audit.Subscription
@@ -44,6 +51,8 @@ type nopAuditor struct{}
 
 func (nopAuditor) Durable(context.Context, *audit.Event) error { return nil }
 func (nopAuditor) Record(*audit.Event)                         {}
+func (nopAuditor) RecordBy(*audit.Event, time.Time)            {}
+func (nopAuditor) QueueDeadline() time.Time                    { return time.Time{} }
 func (nopAuditor) Hash(string) string                          { return "" }
 func (nopAuditor) Watch([]audit.Stream, int) *audit.Subscription {
 	return nil
@@ -93,7 +102,7 @@ func (c *call) end(err error) {
 			c.ev.Phase = audit.PhaseResult
 		}
 	}
-	c.d.Audit.Record(c.ev)
+	c.d.Audit.RecordBy(c.ev, time.Time{})
 }
 
 // durable writes the intent record of a change before it is proposed: a
@@ -352,7 +361,7 @@ func (s *authzService) loginFailed(ctx context.Context, c *call, method string, 
 		}
 	}
 	ev.Error = auditError(err)
-	s.d.Audit.Record(ev)
+	s.d.Audit.RecordBy(ev, time.Time{})
 	c.skip = true // the login record is the call's record
 }
 
@@ -372,7 +381,7 @@ func (s *authzService) loggedIn(ctx context.Context, c *call, p *authn.Principal
 	if cfg, _ := p.Evidence[authn.EvidenceAuthConfig].(string); cfg != "" {
 		ev.Target = "auth_config/" + cfg
 	}
-	s.d.Audit.Record(ev)
+	s.d.Audit.RecordBy(ev, time.Time{})
 }
 
 // unknownCredential marks a credential that did not verify: its keyed hash
@@ -425,8 +434,9 @@ func revocationTarget(t fsm.Target) string {
 // auditBatchItem records one BatchAuthorize item: every item is a use of a
 // credential, so each gets its own spooled record. It reuses what the batch
 // already built (the holder's actor once per credential, the item's Cedar
-// context) and costs one small allocation and one non-blocking send.
-func (s *authzService) auditBatchItem(start time.Time, index uint64, it *writv1.BatchAuthorizeItem, ck *checked, dec *writv1.Decision, cedarCtx map[string]any, err error) {
+// context) and costs one small allocation and one send. A full queue makes
+// the batch wait, at most until deadline for all its items together.
+func (s *authzService) auditBatchItem(start, deadline time.Time, index uint64, it *writv1.BatchAuthorizeItem, ck *checked, dec *writv1.Decision, cedarCtx map[string]any, err error) {
 	ev := &audit.Event{Time: start, Type: audit.TypeUse, Method: "BatchAuthorize", AuthMethod: authCredential,
 		Action: it.GetAction(), AppliedIndex: index, Context: cedarCtx}
 	if r := it.GetResource(); r != nil {
@@ -448,7 +458,7 @@ func (s *authzService) auditBatchItem(start time.Time, index uint64, it *writv1.
 			ev.Policies = append(ev.Policies, p.GetId())
 		}
 	}
-	s.d.Audit.Record(ev)
+	s.d.Audit.RecordBy(ev, deadline)
 }
 
 // ---- shadow policy sets ----

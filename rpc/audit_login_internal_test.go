@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/authn/authntest"
@@ -30,6 +31,8 @@ func (r *recordingAuditor) Record(ev *audit.Event) {
 	defer r.mu.Unlock()
 	r.evs = append(r.evs, ev)
 }
+
+func (r *recordingAuditor) RecordBy(ev *audit.Event, _ time.Time) { r.Record(ev) }
 
 func (r *recordingAuditor) Hash(v string) string {
 	sum := sha256.Sum256([]byte("k" + v))

@@ -167,6 +167,7 @@ func (s *authzService) batchAuthorize(ctx context.Context, m *writv1.BatchAuthor
 	}
 	out := &writv1.BatchAuthorizeResponse{AppliedIndex: view.Index(), Results: make([]*writv1.BatchAuthorizeResult, len(items))}
 	allowed := true
+	deadline := s.d.Audit.QueueDeadline() // the items' records share one wait
 	for i, it := range items {
 		r := &writv1.BatchAuthorizeResult{}
 		out.Results[i] = r
@@ -175,7 +176,7 @@ func (s *authzService) batchAuthorize(ctx context.Context, m *writv1.BatchAuthor
 		if err == nil || it.GetCredential() != "" || m.GetCredential() != "" {
 			ck = lookup(it.GetCredential())
 		}
-		s.auditBatchItem(call.start, view.Index(), it, ck, dec, cedarCtx, err)
+		s.auditBatchItem(call.start, deadline, view.Index(), it, ck, dec, cedarCtx, err)
 		if err != nil {
 			allowed = false
 			r.Error = s.itemError(err)
