@@ -28,10 +28,11 @@ type Peers struct {
 
 // Peer result names.
 const (
-	PeerPing            = "peer:ping"
-	PeerRaft            = "peer:raft"
-	PeerEtcdGrant       = "peer:etcd-lease-grant"
-	PeerEtcdPropagation = "peer:etcd-revoke-propagation"
+	peerPrefix          = "peer:"
+	PeerPing            = peerPrefix + "ping"
+	PeerRaft            = peerPrefix + "raft"
+	PeerEtcdGrant       = peerPrefix + "etcd-lease-grant"
+	PeerEtcdPropagation = peerPrefix + "etcd-revoke-propagation"
 )
 
 func skipped(name, why string) *Result { return &Result{Scenario: name, Skipped: why} }

@@ -122,7 +122,7 @@ img{display:block;margin:1em 0;border:1px solid #ddd}
 {{range .Results}}{{if .Skipped}}<tr><td class="l">{{.Scenario}}</td><td colspan="11" class="l">skipped: {{.Skipped}}</td></tr>
 {{else}}<tr><td class="l">{{.Scenario}}</td><td>{{f .OpsPerS}}</td><td class="l">{{.Unit}}</td><td>{{f .P50Ms}}</td><td>{{f .P90Ms}}</td><td>{{f .P99Ms}}</td><td>{{f .P999Ms}}</td><td>{{f .MaxMs}}</td><td>{{.Errors}}</td>
 <td class="l">{{.Mode}} {{if eq .Mode "open"}}{{f .Rate}}/s, ≤{{.Concurrency}} in flight{{else}}×{{.Concurrency}}{{end}}{{if .Nodes}}, {{.Nodes}} nodes{{end}}{{if .Protocol}}, {{.Protocol}}{{end}}</td>
-<td class="l">{{ratios .Ratios}}</td><td class="l">{{if .Error}}stopped early: {{.Error}}. {{end}}{{.Note}}{{if .Propagation}} Propagation p50 {{f .Propagation.P50Ms}} ms, p99 {{f .Propagation.P99Ms}} ms ({{.Propagation.Count}} revocations).{{end}}</td></tr>
+<td class="l">{{ratios .Ratios}}</td><td class="l">{{if .Error}}stopped early: {{.Error}}. {{end}}{{.Note}}{{if .Propagation}} Propagation p50 {{f .Propagation.P50Ms}} ms, p99 {{f .Propagation.P99Ms}} ms ({{.Propagation.Count}} revocations).{{end}}{{if gt .DroppedAudit 0}} The nodes dropped {{.DroppedAudit}} audit records: not an audited figure.{{end}}</td></tr>
 {{end}}{{end}}</table>
 {{range .Results}}{{if .Parts}}<h3>{{.Scenario}}: by operation</h3><table><tr><th class="l">operation</th><th>count</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th></tr>
 {{range $k, $v := .Parts}}<tr><td class="l">{{$k}}</td><td>{{$v.Count}}</td><td>{{f $v.P50Ms}}</td><td>{{f $v.P99Ms}}</td><td>{{f $v.MaxMs}}</td></tr>{{end}}</table>{{end}}

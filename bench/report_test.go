@@ -148,7 +148,8 @@ func TestChartSVG(t *testing.T) {
 func TestWriteReport(t *testing.T) {
 	dir := t.TempDir()
 	auth := fromMeasurements("authorize", "decisions", Load{Concurrency: 4, Duration: time.Second}, []*Measurement{measurement(500, time.Millisecond, 3*time.Millisecond)})
-	prop := &Result{Scenario: "revoke-propagation", OpsPerS: 10, Propagation: &Latency{P99Ms: 3}, PropagationCDF: []Point{{1, 0.5}, {3, 1}}}
+	dropped := int64(42)
+	prop := &Result{Scenario: "revoke-propagation", OpsPerS: 10, Propagation: &Latency{P99Ms: 3}, PropagationCDF: []Point{{1, 0.5}, {3, 1}}, AuditDropped: &dropped}
 	pol := &Result{Scenario: "policy-scale", Scale: []ScalePoint{{Size: 10, Latency: Latency{P50Ms: 1, P99Ms: 2}}, {Size: 10000, Latency: Latency{P50Ms: 1.2, P99Ms: 2.5}}}}
 	results := []*Result{auth, prop, pol, skipped(PeerEtcdGrant, "etcd not found")}
 	if err := WriteReport(dir, Meta{Command: "writ bench --local 3", Machine: "test"}, results); err != nil {
@@ -158,10 +159,13 @@ func TestWriteReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"writ bench --local 3", "skipped: etcd not found", "authorize", "results.json"} {
+	for _, want := range []string{"writ bench --local 3", "skipped: etcd not found", "authorize", "results.json", "The nodes dropped 42 audit records"} {
 		if !bytes.Contains(page, []byte(want)) {
 			t.Errorf("index.html lacks %q", want)
 		}
+	}
+	if n := bytes.Count(page, []byte("audit records")); n != 1 {
+		t.Errorf("index.html mentions dropped audit records %d times, want once (only the result that dropped some)", n)
 	}
 	drawn := map[string]bool{PlotThroughput: true, PlotLatency: true, PlotPropagation: true, PlotPolicyScale: true, PlotLeaseScale: false}
 	for name, hasData := range drawn {

@@ -128,6 +128,14 @@ func fromMeasurements(name, unit string, l Load, ms []*Measurement) *Result {
 	return r
 }
 
+// DroppedAudit is AuditDropped, or -1 when it was not read.
+func (r *Result) DroppedAudit() int64 {
+	if r.AuditDropped == nil {
+		return -1
+	}
+	return *r.AuditDropped
+}
+
 // sumDropped sums the runs' audit drops; nil unless every run read them.
 func sumDropped(ms []*Measurement) *int64 {
 	var n int64

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -309,15 +310,22 @@ func (r *runner) repeat(ctx context.Context, name, unit string, l Load, op Op) (
 			}
 			l.Progress = r.cfg.Progress(label)
 		}
-		before, dropErr := r.cfg.Target.AuditDrops(ctx)
+		writ := !strings.HasPrefix(name, peerPrefix) // a peer has no audit log
+		var before int64
+		var dropErr error
+		if writ {
+			before, dropErr = r.cfg.Target.AuditDrops(ctx)
+		}
 		m, err := Run(ctx, l, op)
 		if err != nil {
 			return nil, err
 		}
-		if after, err := r.cfg.Target.AuditDrops(ctx); err == nil && dropErr == nil {
-			m.AuditDropped = after - before
-		} else if r.log != nil {
-			r.log.Warn("could not read the nodes' audit drop counters", "err", errors.Join(dropErr, err))
+		if writ {
+			if after, err := r.cfg.Target.AuditDrops(ctx); err == nil && dropErr == nil {
+				m.AuditDropped = after - before
+			} else if r.log != nil {
+				r.log.Warn("could not read the nodes' audit drop counters", "err", errors.Join(dropErr, err))
+			}
 		}
 		ms = append(ms, m)
 	}
