@@ -12,10 +12,12 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/writ-dev/writ/node"
 )
 
 // rawRaft is three hashicorp/raft voters in this process on loopback TCP,
-// with the store, log cache and fsync a Writ node uses, and an FSM that only
+// with the store (node.LogStoreOptions), log cache and fsync a Writ node uses, and an FSM that only
 // counts: the storage ceiling for one log entry per write.
 type rawRaft struct {
 	nodes  []*raft.Raft
@@ -52,7 +54,7 @@ func startRawRaft(ctx context.Context, dir string) (*rawRaft, error) {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
-		store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(d, "raft.db")})
+		store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(d, "raft.db"), BoltOptions: node.LogStoreOptions()})
 		if err != nil {
 			return nil, err
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 
 	"github.com/writ-dev/writ/authn"
 	"github.com/writ-dev/writ/authz"
@@ -189,7 +190,7 @@ func (n *Node) startRaft() error {
 	if n.cfg.RaftLogOutput != nil {
 		hlog = hclog.New(&hclog.LoggerOptions{Name: "raft." + n.cfg.NodeID, Level: hclog.Warn, Output: n.cfg.RaftLogOutput})
 	}
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), NoSync: n.cfg.DevMode})
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), BoltOptions: LogStoreOptions(), NoSync: n.cfg.DevMode})
 	if err != nil {
 		return fmt.Errorf("open raft store: %w", err)
 	}
@@ -483,4 +484,15 @@ func (n *Node) proposeOne(ctx context.Context, cmd *fsmpb.Command) error {
 		return fmt.Errorf("%s: %s", c, results[0].GetMessage())
 	}
 	return nil
+}
+
+// LogStoreOptions are the bbolt options of the Raft log store. bbolt's default
+// writes the whole freelist on every commit; the Raft log is appended and
+// truncated from the front, so its freelist is never small, and both the
+// leader and a follower pay that write in series on every commit. Without
+// it bbolt rebuilds the freelist by scanning the file when it opens, as etcd
+// does by default; the map freelist keeps allocation cheap on a fragmented
+// file. writ bench's raw-raft peer opens its stores with the same options. BenchmarkLogStoreAppend measures the two (node/DESIGN.md).
+func LogStoreOptions() *bbolt.Options {
+	return &bbolt.Options{NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}
 }
