@@ -17,8 +17,9 @@ import (
 )
 
 // rawRaft is three hashicorp/raft voters in this process on loopback TCP,
-// with the store (node.LogStoreOptions), log cache and fsync a Writ node uses, and an FSM that only
-// counts: the storage ceiling for one log entry per write.
+// with the store (node.LogStoreOptions), log cache and fsync a Writ node
+// uses, and an FSM that only counts: the storage ceiling for one log entry
+// per write.
 type rawRaft struct {
 	nodes  []*raft.Raft
 	stores []*raftboltdb.BoltStore

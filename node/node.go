@@ -492,7 +492,8 @@ func (n *Node) proposeOne(ctx context.Context, cmd *fsmpb.Command) error {
 // leader and a follower pay that write in series on every commit. Without
 // it bbolt rebuilds the freelist by scanning the file when it opens, as etcd
 // does by default; the map freelist keeps allocation cheap on a fragmented
-// file. writ bench's raw-raft peer opens its stores with the same options. BenchmarkLogStoreAppend measures the two (node/DESIGN.md).
+// file. writ bench's raw-raft peer opens its stores with the same options.
+// BenchmarkLogStoreAppend measures the two (node/DESIGN.md).
 func LogStoreOptions() *bbolt.Options {
 	return &bbolt.Options{NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}
 }
