@@ -85,17 +85,21 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 	return out, err
 }
 
-// verifyLeader is raft's VerifyLeader bounded by the node's life.
-// hashicorp/raft v1.7.3 queues the request on a buffered channel and its
-// future has no shutdown channel, so a request queued while Raft shuts down
-// is never answered: the freshness loop waited on one for ever and held
-// Close (TestDenyNeverWrites hung for 10 minutes in a loaded -race run). The
-// waiting goroutine left behind in that case is the price of not blocking.
-func (n *Node) verifyLeader() error {
+// await waits for a raft future, bounded by the node's life. hashicorp/raft
+// v1.7.3 queues requests (Apply, Barrier, VerifyLeader, configuration
+// changes) on channels its main loop reads, and a request queued while Raft
+// shuts down is never answered: its future has no shutdown channel. The
+// freshness loop once waited on such a VerifyLeader for ever and held Close
+// (TestDenyNeverWrites hung for 10 minutes in a loaded -race run), and the
+// leader loop did the same on establishLeadership's Barrier when the history
+// run killed a leader (TestHistoryUnderFaults hung for 18 minutes in CI on
+// 2026-12-03). Every future a goroutine of the node's wait group waits on
+// goes through here. The waiting goroutine left behind in that case is the
+// price of not blocking.
+func (n *Node) await(f raft.Future) error {
 	if n.ctx.Err() != nil {
 		return raft.ErrRaftShutdown
 	}
-	f := n.raft.VerifyLeader()
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()
 	select {
@@ -106,13 +110,21 @@ func (n *Node) verifyLeader() error {
 	}
 }
 
+// verifyLeader is raft's VerifyLeader bounded by the node's life (await).
+func (n *Node) verifyLeader() error {
+	if n.ctx.Err() != nil {
+		return raft.ErrRaftShutdown
+	}
+	return n.await(n.raft.VerifyLeader())
+}
+
 // leaderReadIndex returns an index covering everything committed before the
 // call, applied here. This node must lead.
 func (n *Node) leaderReadIndex() (uint64, error) {
 	// Until a barrier has committed in this term, the commit index may not
 	// cover the previous terms' entries yet.
 	if term := n.raft.CurrentTerm(); n.caught.barrierTerm.Load() != term {
-		if err := n.raft.Barrier(5 * time.Second).Error(); err != nil {
+		if err := n.await(n.raft.Barrier(5 * time.Second)); err != nil {
 			return 0, leaderError(err)
 		}
 		n.caught.barrierTerm.Store(term)
@@ -128,7 +140,7 @@ func (n *Node) leaderReadIndex() (uint64, error) {
 	// command at or before the commit index.
 	idx, ok := n.lastCommand(commit)
 	if !ok {
-		if err := n.raft.Barrier(5 * time.Second).Error(); err != nil {
+		if err := n.await(n.raft.Barrier(5 * time.Second)); err != nil {
 			return 0, leaderError(err)
 		}
 		return n.fsm.AppliedIndex(), nil
@@ -361,13 +373,13 @@ func (n *Node) Join(ctx context.Context, req *writv1.JoinRequest) (uint64, error
 			present = true
 		} else if srv.ID == id || srv.Address == addr {
 			// Same id at a new address, or a new id at an old address: replace.
-			if err := n.raft.RemoveServer(srv.ID, 0, 10*time.Second).Error(); err != nil {
+			if err := n.await(n.raft.RemoveServer(srv.ID, 0, 10*time.Second)); err != nil {
 				return 0, leaderError(err)
 			}
 		}
 	}
 	if !present {
-		if err := n.raft.AddVoter(id, addr, 0, 10*time.Second).Error(); err != nil {
+		if err := n.await(n.raft.AddVoter(id, addr, 0, 10*time.Second)); err != nil {
 			return 0, leaderError(err)
 		}
 		n.log.Info("server joined", "id", id, "raft_addr", addr)
@@ -392,7 +404,7 @@ func (n *Node) Leave(ctx context.Context, nodeID string) (uint64, error) {
 			return 0, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("server %s is alive in gossip: run `writ leave` against it to make it depart", nodeID))
 		}
 	}
-	if err := n.raft.RemoveServer(raft.ServerID(nodeID), 0, 10*time.Second).Error(); err != nil {
+	if err := n.await(n.raft.RemoveServer(raft.ServerID(nodeID), 0, 10*time.Second)); err != nil {
 		return 0, leaderError(err)
 	}
 	results, err := n.Propose(ctx, []*fsmpb.Command{removeCommand(nodeID)}, rpc.ProposeOptions{})

@@ -53,7 +53,7 @@ func (n *Node) Depart(ctx context.Context) (uint64, error) {
 	if n.depart.v.CompareAndSwap(false, true) {
 		if n.raft.State() == raft.Leader {
 			n.log.Info("leaving: transferring leadership")
-			if err := n.raft.LeadershipTransfer().Error(); err != nil {
+			if err := n.await(n.raft.LeadershipTransfer()); err != nil {
 				n.depart.v.Store(false)
 				return 0, connect.NewError(connect.CodeUnavailable, fmt.Errorf("leadership transfer: %w", err))
 			}

@@ -202,14 +202,14 @@ func (n *Node) addFromGossip(ctx context.Context, m member, replace bool) error 
 		}
 	}
 	if replace {
-		if err := n.raft.RemoveServer(id, 0, 10*time.Second).Error(); err != nil {
+		if err := n.await(n.raft.RemoveServer(id, 0, 10*time.Second)); err != nil {
 			return leaderError(err)
 		}
 	}
 	// Membership the leader changes on its own is audited as the system
 	// actor, spooled: cluster healing never waits for the audit log.
 	if err := n.auditSystemChange(ctx, false, "AddVoter", "node/"+string(id), "", func() error {
-		return n.raft.AddVoter(id, addr, 0, 10*time.Second).Error()
+		return n.await(n.raft.AddVoter(id, addr, 0, 10*time.Second))
 	}); err != nil {
 		return leaderError(err)
 	}
@@ -234,7 +234,7 @@ func sameNode(a, b *fsmpb.Node) bool {
 // removeServer removes a server from the Raft configuration and the node table.
 func (n *Node) removeServer(ctx context.Context, id string) error {
 	if err := n.auditSystemChange(ctx, false, "RemoveServer", "node/"+id, "", func() error {
-		return n.raft.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error()
+		return n.await(n.raft.RemoveServer(raft.ServerID(id), 0, 10*time.Second))
 	}); err != nil {
 		return leaderError(err)
 	}

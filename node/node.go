@@ -447,7 +447,7 @@ func (n *Node) establishLeadership() error {
 	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
 	defer cancel()
 	// Wait for everything committed by earlier terms to be applied.
-	if err := n.raft.Barrier(10 * time.Second).Error(); err != nil {
+	if err := n.await(n.raft.Barrier(10 * time.Second)); err != nil {
 		return fmt.Errorf("barrier: %w", err)
 	}
 	view := n.fsm.View()
