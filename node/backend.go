@@ -112,9 +112,6 @@ func (n *Node) await(f raft.Future) error {
 
 // verifyLeader is raft's VerifyLeader bounded by the node's life (await).
 func (n *Node) verifyLeader() error {
-	if n.ctx.Err() != nil {
-		return raft.ErrRaftShutdown
-	}
 	return n.await(n.raft.VerifyLeader())
 }
 

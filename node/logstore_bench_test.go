@@ -1,7 +1,6 @@
 package node
 
 import (
-	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -53,7 +52,7 @@ func BenchmarkLogStoreAppend(b *testing.B) {
 			for range b.N {
 				idx++
 				if err := store.StoreLog(&raft.Log{Index: idx, Term: 1, Type: raft.LogCommand, Data: data}); err != nil {
-					b.Fatal(fmt.Errorf("store: %w", err))
+					b.Fatal(err)
 				}
 			}
 			b.StopTimer()
