@@ -45,11 +45,17 @@ func (n *Node) AwaitEverywhere(ctx context.Context, p fsm.Pending) error {
 		if id == n.cfg.NodeID {
 			continue
 		}
+		addr := n.peerClusterAddr(id, string(srv.Address))
+		if n.answered.covers(addr, index) {
+			// The leader that applied the write answered it: nothing to send.
+			n.confirmed("answered")
+			continue
+		}
 		wg.Add(1)
-		go func(addr string) {
+		go func() {
 			defer wg.Done()
 			n.awaitPeer(ctx, id, addr, p)
-		}(n.peerClusterAddr(id, string(srv.Address)))
+		}()
 	}
 	err := <-local
 	wg.Wait()
@@ -73,6 +79,11 @@ func (n *Node) awaitPeer(ctx context.Context, id, addr string, p fsm.Pending) {
 	for wctx.Err() == nil {
 		_, err := n.peers.nodeClient(addr).WaitApplied(wctx, nodeRequest(n, msg))
 		if err == nil {
+			if msg.Revocation != nil {
+				n.confirmed("pushed")
+			} else {
+				n.confirmed("waited")
+			}
 			return
 		}
 		t := time.NewTimer(20 * time.Millisecond)
@@ -83,6 +94,44 @@ func (n *Node) awaitPeer(ctx context.Context, id, addr string, p fsm.Pending) {
 		t.Stop()
 	}
 	if ctx.Err() == nil {
+		n.confirmed("unconfirmed")
 		n.log.Warn("peer did not confirm a revocation within max staleness; it fails closed", "peer", id, "index", index)
 	}
+}
+
+func (n *Node) confirmed(how string) {
+	if m := n.obs.metrics; m != nil {
+		m.RevocationConfirmations.WithLabelValues(how).Inc()
+	}
+}
+
+// answeredWrites remembers, per leader cluster address, the highest index
+// a leader proved it had applied by answering a forwarded write: its
+// results come out of its FSM's Apply, so from then on every read there
+// sees the entry. AwaitEverywhere sends nothing to such a peer for that
+// index or below. If the peer restarts meanwhile, it serves no read until
+// it has applied a read index taken after the restart (freshness.go),
+// which covers every entry committed before, the same argument as for the
+// overlay. There is one address per leader ever seen, a handful; the map
+// is cleared if it ever holds more than maxAnswered.
+type answeredWrites struct {
+	mu sync.Mutex
+	m  map[string]uint64
+}
+
+const maxAnswered = 64
+
+func (a *answeredWrites) note(addr string, index uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.m == nil || len(a.m) >= maxAnswered {
+		a.m = map[string]uint64{}
+	}
+	a.m[addr] = max(a.m[addr], index)
+}
+
+func (a *answeredWrites) covers(addr string, index uint64) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return index != 0 && a.m[addr] >= index
 }

@@ -214,13 +214,16 @@ func (n *Node) Propose(ctx context.Context, cmds []*fsmpb.Command, opts rpc.Prop
 			return fmt.Errorf("leader returned %d results for %d commands", len(raw), len(cmds))
 		}
 		results = make([]*fsmpb.Result, len(cmds))
+		var applied uint64
 		for i, b := range raw {
 			r := &fsmpb.Result{}
 			if err := proto.Unmarshal(b, r); err != nil {
 				return fmt.Errorf("decode forwarded result: %w", err)
 			}
 			results[i] = r
+			applied = max(applied, r.GetIndex())
 		}
+		n.answered.note(addr, applied)
 		return nil
 	})
 	return results, err

@@ -49,9 +49,10 @@ type Node struct {
 	peers     *peerClients
 	caught    *freshness
 	fwd       *forwarder
-	mux       *clusterMux  // the cluster port: Raft and node RPC
-	nodeSrv   *http.Server // node RPC on the cluster port
-	gossip    *gossip      // nil when gossip is off
+	answered  answeredWrites // leaders that applied a forwarded write (await.go)
+	mux       *clusterMux    // the cluster port: Raft and node RPC
+	nodeSrv   *http.Server   // node RPC on the cluster port
+	gossip    *gossip        // nil when gossip is off
 	members   *memberTracker
 
 	// hasState: the data dir held Raft state at start (never bootstrap again).

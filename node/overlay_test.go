@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/writ-dev/writ/fsm"
 	"github.com/writ-dev/writ/node"
@@ -167,4 +168,77 @@ func TestRevocationPushInput(t *testing.T) {
 	if v, err := verifyOn(context.Background(), c, 0, issued.GetCredential()); err != nil || !v.GetActive() {
 		t.Fatalf("a node nobody pushed to: %v %v", v, err)
 	}
+}
+
+// TestRevokeConfirmations: a Revoke through a follower sends its push only
+// to the other follower: the leader answered the forwarded write from its
+// own apply, so it is counted "answered" and nothing is sent to it. Through
+// the leader, both followers get the push. Either way every node rejects
+// the lease once Revoke returns.
+func TestRevokeConfirmations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	c := nodetest.New(t, 3, nodetest.Options{})
+	proof := setup(t, c)
+	ctx := context.Background()
+	leader := c.Leader()
+	for _, tc := range []struct {
+		name string
+		via  int
+		want map[string]float64
+	}{
+		{"through a follower", (leader + 1) % 3, map[string]float64{"answered": 1, "pushed": 1}},
+		{"through the leader", leader, map[string]float64{"pushed": 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			issued := issueRetryingT(t, c, tc.via, proof)
+			waitAllApplied(t, c, issued.GetIndex())
+			reg := c.Members[tc.via].Node.Registry()
+			before := confirmations(t, reg)
+			if _, err := c.Authz(tc.via, true).Revoke(ctx, connect.NewRequest(&writv1.RevokeRequest{
+				Target: &writv1.RevokeRequest_LeaseId{LeaseId: issued.GetLease().GetId()},
+			})); err != nil {
+				t.Fatalf("revoke: %v", err)
+			}
+			if c.Leader() != leader {
+				t.Skip("leadership moved during the revoke: the counts describe another path")
+			}
+			after := confirmations(t, reg)
+			for _, how := range []string{"answered", "pushed", "waited", "unconfirmed"} {
+				if got := after[how] - before[how]; got != tc.want[how] {
+					t.Errorf("confirmations %q: %v, want %v", how, got, tc.want[how])
+				}
+			}
+			for i := range c.Members {
+				v, err := verifyOn(ctx, c, i, issued.GetCredential())
+				if err != nil || v.GetActive() {
+					t.Fatalf("%s after Revoke returned: %v %v", c.Members[i].ID, v, err)
+				}
+			}
+		})
+	}
+}
+
+// confirmations reads writ_revocation_confirmations_total by "how".
+func confirmations(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "writ_revocation_confirmations_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "how" {
+					out[l.GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
 }

@@ -33,6 +33,13 @@ type Metrics struct {
 	// RevocationPropagationSeconds: from the revocation's commit to every
 	// node in contact having applied it (what Revoke waits for).
 	RevocationPropagationSeconds prometheus.Histogram
+	// RevocationConfirmations counts, per peer of a Revoke, how the peer
+	// was confirmed to enforce it: "pushed" (it installed or had applied
+	// the pushed revocation), "waited" (it answered a wait for the index),
+	// "answered" (it is the leader that applied the write and answered
+	// it, so nothing was sent), "unconfirmed" (no answer within max
+	// staleness: it fails closed on its own).
+	RevocationConfirmations *prometheus.CounterVec
 	// LoginFailures by auth method and reason.
 	LoginFailures *prometheus.CounterVec
 	// RaftCommitSeconds: a write's Propose, from submit to its applied
@@ -85,6 +92,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		RevocationPropagationSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "writ_revocation_propagation_seconds", Help: "From a revocation's commit until every node in contact with the leader applied it.", Buckets: decisionBuckets,
 		}),
+		RevocationConfirmations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "writ_revocation_confirmations_total", Help: "Peers confirmed to enforce a revocation this node committed, by how: pushed, waited, answered (the leader that applied the write), unconfirmed (no answer within max staleness).",
+		}, []string{"how"}),
 		ShadowEvaluations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "writ_policy_shadow_evaluations_total", Help: "Shadow policy set evaluations on this node, by active set and result (unchanged, widened, narrowed, reasons).",
 		}, []string{"set", "result"}),
@@ -100,7 +110,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.DecisionSeconds, m.LeasesIssued, m.LeasesRenewed, m.Revocations,
-			m.RevocationPropagationSeconds, m.LoginFailures, m.RaftCommitSeconds, m.ApplyLagSeconds, m.ShadowEvaluations)
+			m.RevocationPropagationSeconds, m.RevocationConfirmations, m.LoginFailures, m.RaftCommitSeconds, m.ApplyLagSeconds, m.ShadowEvaluations)
 	}
 	return m
 }
