@@ -28,7 +28,9 @@ import (
 // idle: nothing else runs. loaded: 8 background clients issue leases
 // through all three nodes for the whole run (issued/s is reported).
 // WRIT_BENCH_COMMIT_TIMEOUT overrides the Raft CommitTimeout (default:
-// node.DefaultCommitTimeout) to compare settings; `make bench-revoke` runs both variants.
+// node.DefaultCommitTimeout) and WRIT_BENCH_KICK_DELAY the revocation kick's
+// delay (default node.DefaultKickDelay; -1ns kicks at once) to compare
+// settings.
 // The nodes talk directly (nodetest.Options.Direct), as deployed nodes do,
 // and the process collects garbage at node.DefaultGCPercent, as writ server
 // does; WRIT_BENCH_BRIDGED=1 routes cluster traffic through the harness's
@@ -42,18 +44,26 @@ func BenchmarkRevokePropagation(b *testing.B) {
 		}
 		ct = d
 	}
+	var kick time.Duration // node.DefaultKickDelay
+	if s := os.Getenv("WRIT_BENCH_KICK_DELAY"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		kick = d
+	}
 	for _, load := range []int{0, 8} {
 		name := "idle"
 		if load > 0 {
 			name = "loaded"
 		}
-		b.Run(name, func(b *testing.B) { benchRevoke(b, ct, load) })
+		b.Run(name, func(b *testing.B) { benchRevoke(b, ct, kick, load) })
 	}
 }
 
-func benchRevoke(b *testing.B, ct time.Duration, load int) {
+func benchRevoke(b *testing.B, ct, kick time.Duration, load int) {
 	defer debug.SetGCPercent(debug.SetGCPercent(node.DefaultGCPercent))
-	c := nodetest.New(b, 3, nodetest.Options{CommitTimeout: ct, Direct: os.Getenv("WRIT_BENCH_BRIDGED") == ""})
+	c := nodetest.New(b, 3, nodetest.Options{CommitTimeout: ct, KickDelay: kick, Direct: os.Getenv("WRIT_BENCH_BRIDGED") == ""})
 	proof := setup(b, c)
 	ctx := context.Background()
 	leader := c.Leader()

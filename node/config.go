@@ -148,9 +148,14 @@ type Config struct {
 // DefaultCommitTimeout is how long an idle leader waits before telling
 // followers the commit index with an empty append (hashicorp/raft's
 // CommitTimeout). Revocations do not wait for it: the proposer follows them
-// with an immediate append. See DESIGN.md ("Revocation in one round trip")
+// with an append after DefaultKickDelay. See DESIGN.md ("Revocation in one round trip")
 // for the measured CPU cost of lower values.
 const DefaultCommitTimeout = 50 * time.Millisecond
+
+// DefaultKickDelay: a pushed revocation's kick waits this long after the
+// leader applied it, so that its three fsyncs do not compete with the push
+// for the disk and two cores (DESIGN.md, "The kick waits for the push").
+const DefaultKickDelay = 3 * time.Millisecond
 
 // DefaultGCPercent is the garbage collector target (Go's GOGC) writ server
 // runs a node with unless told otherwise (cmd/writ/gc.go says why 200).
@@ -182,6 +187,11 @@ type RaftTuning struct {
 	SnapshotThreshold  uint64        // default 8192 entries
 	SnapshotInterval   time.Duration // default 2m
 	TrailingLogs       uint64        // default 10240
+	// KickDelay: how long after a pushed revocation applies on the leader
+	// the empty append that tells followers its commit waits (default
+	// DefaultKickDelay; negative: none, kick at once). See DESIGN.md ("The
+	// kick waits for the push").
+	KickDelay time.Duration
 }
 
 func (c *Config) validate() error {
@@ -289,5 +299,11 @@ func (c *Config) defaults() {
 	}
 	if r.TrailingLogs == 0 {
 		r.TrailingLogs = 10240
+	}
+	switch {
+	case r.KickDelay == 0:
+		r.KickDelay = DefaultKickDelay
+	case r.KickDelay < 0:
+		r.KickDelay = 0
 	}
 }

@@ -117,7 +117,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.startRaft(); err != nil {
 		return err
 	}
-	n.proposer = newProposer(n.raft, n.cfg.Clock, n.log)
+	n.proposer = newProposer(n.raft, n.cfg.Clock, n.log, n.cfg.Raft.KickDelay)
 	n.peers = newPeerClients(n.cfg.PeerTLS, func(ctx context.Context, addr string) (net.Conn, error) {
 		return n.mux.dial(ctx, addr, muxRPC)
 	})

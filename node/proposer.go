@@ -75,21 +75,28 @@ type proposer struct {
 	// batch held by softInflight waits on it.
 	freed chan struct{}
 	taken atomic.Int64 // proposals the loop has taken off the queues (tests watch it)
-	stop  chan struct{}
-	done  chan struct{}
+	// kickDelay: a pushed revocation's kick waits this long (kickSoon);
+	// 0 kicks at once.
+	kickDelay   time.Duration
+	kickPending atomic.Bool                 // a delayed kick is scheduled
+	after       func(time.Duration, func()) // time.AfterFunc; tests fire it by hand
+	stop        chan struct{}
+	done        chan struct{}
 }
 
-func newProposer(r raftApplier, c clock.Clock, log *slog.Logger) *proposer {
+func newProposer(r raftApplier, c clock.Clock, log *slog.Logger, kickDelay time.Duration) *proposer {
 	p := &proposer{
-		raft:     r,
-		clock:    c,
-		log:      log,
-		queue:    make(chan *proposal, queueDepth),
-		urgentQ:  make(chan *proposal, queueDepth),
-		inflight: make(chan struct{}, maxInflight),
-		freed:    make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		kickDelay: kickDelay,
+		after:     func(d time.Duration, f func()) { time.AfterFunc(d, f) },
+		raft:      r,
+		clock:     c,
+		log:       log,
+		queue:     make(chan *proposal, queueDepth),
+		urgentQ:   make(chan *proposal, queueDepth),
+		inflight:  make(chan struct{}, maxInflight),
+		freed:     make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	go p.run()
 	return p
@@ -311,8 +318,11 @@ func (p *proposer) apply(batch []*proposal, items int) {
 			fail(batch, fmt.Errorf("fsm returned %d results for %d commands", len(results), items))
 			return
 		}
-		if urgent {
+		switch {
+		case urgent && (p.kickDelay <= 0 || mustKickNow(batch)):
 			p.kick()
+		case urgent:
+			p.kickSoon()
 		}
 		off := 0
 		for _, pr := range batch {
@@ -320,6 +330,37 @@ func (p *proposer) apply(batch []*proposal, items int) {
 			off += len(pr.cmds)
 		}
 	}()
+}
+
+// mustKickNow: a batch with an urgent command that is not pushed
+// (retiring a signing key) waits for the followers' apply, so it is kicked
+// at once; pushed revocations are in force everywhere before the apply.
+func mustKickNow(batch []*proposal) bool {
+	for _, pr := range batch {
+		for _, c := range pr.cmds {
+			if _, ok := c.GetPayload().(*fsmpb.Command_RetireSigningKey); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// kickSoon kicks kickDelay from now unless a kick is already pending:
+// revocations applied meanwhile share it.
+func (p *proposer) kickSoon() {
+	if !p.kickPending.CompareAndSwap(false, true) {
+		return
+	}
+	p.after(p.kickDelay, func() {
+		p.kickPending.Store(false)
+		select {
+		case <-p.stop:
+			return
+		default:
+		}
+		p.kick()
+	})
 }
 
 // kick appends an empty entry so followers learn the new commit index in one

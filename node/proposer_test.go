@@ -21,6 +21,7 @@ type fakeRaft struct {
 	release chan struct{}
 	mu      sync.Mutex
 	entries []int
+	kicks   int // empty entries without a request id: the proposer's kicks
 }
 
 func (r *fakeRaft) Apply(data []byte, _ time.Duration) raft.ApplyFuture {
@@ -31,8 +32,17 @@ func (r *fakeRaft) Apply(data []byte, _ time.Duration) raft.ApplyFuture {
 	}
 	r.mu.Lock()
 	r.entries = append(r.entries, n)
+	if cmd.GetNoop() != nil && cmd.GetHeader().GetRequestId() == "" {
+		r.kicks++
+	}
 	r.mu.Unlock()
 	return &fakeFuture{release: r.release, n: n, err: err}
+}
+
+func (r *fakeRaft) kicked() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.kicks
 }
 
 func (r *fakeRaft) sizes() []int {
@@ -66,7 +76,7 @@ func (f *fakeFuture) Index() uint64 { return 0 }
 // and then ride in one entry; a revocation is never held.
 func TestProposerHolds(t *testing.T) {
 	fr := &fakeRaft{release: make(chan struct{})}
-	p := newProposer(fr, clock.Real{}, slog.New(slog.DiscardHandler))
+	p := newProposer(fr, clock.Real{}, slog.New(slog.DiscardHandler), 0)
 	defer p.close()
 	errs := make(chan error, 32)
 	submit := func(i int, urgent bool) {
@@ -110,4 +120,75 @@ func TestProposerHolds(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// TestProposerKick: a pushed revocation's kick waits for the kick delay,
+// and revocations applied while one is pending share it; retiring a
+// signing key (not pushed: its waiters need the followers' apply) kicks at
+// once, and so does every revocation with no delay.
+func TestProposerKick(t *testing.T) {
+	write := func(p *proposer, cmd *fsmpb.Command) {
+		t.Helper()
+		cmd.Header = &fsmpb.Header{RequestId: "r"}
+		if _, err := p.submit(context.Background(), []*fsmpb.Command{cmd}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	revoke := func() *fsmpb.Command {
+		return &fsmpb.Command{Payload: &fsmpb.Command_RevokeLease{RevokeLease: &fsmpb.RevokeLease{LeaseId: "l1"}}}
+	}
+	retire := &fsmpb.Command{Payload: &fsmpb.Command_RetireSigningKey{RetireSigningKey: &fsmpb.RetireSigningKey{Kid: "k1"}}}
+	issue := &fsmpb.Command{Payload: &fsmpb.Command_Noop{Noop: &fsmpb.Noop{}}}
+
+	t.Run("no delay", func(t *testing.T) {
+		fr := &fakeRaft{release: make(chan struct{})}
+		close(fr.release)
+		p := newProposer(fr, clock.Real{}, slog.New(slog.DiscardHandler), 0)
+		defer p.close()
+		write(p, issue)
+		if k := fr.kicked(); k != 0 {
+			t.Fatalf("a write that is not urgent kicked (%d)", k)
+		}
+		write(p, revoke())
+		if k := fr.kicked(); k != 1 { // kicked before the result is handed back
+			t.Fatalf("kicks after a revocation with no delay: %d, want 1", k)
+		}
+	})
+	t.Run("delayed and shared", func(t *testing.T) {
+		fr := &fakeRaft{release: make(chan struct{})}
+		close(fr.release)
+		p := newProposer(fr, clock.Real{}, slog.New(slog.DiscardHandler), time.Hour)
+		defer p.close()
+		var mu sync.Mutex
+		var timers []func()
+		p.after = func(d time.Duration, f func()) {
+			if d != time.Hour {
+				t.Errorf("kick scheduled after %v, want the delay", d)
+			}
+			mu.Lock()
+			timers = append(timers, f)
+			mu.Unlock()
+		}
+		scheduled := func() int { mu.Lock(); defer mu.Unlock(); return len(timers) }
+		write(p, revoke())
+		write(p, revoke())
+		if k, n := fr.kicked(), scheduled(); k != 0 || n != 1 {
+			t.Fatalf("two revocations within the delay: %d kicks, %d scheduled; want 0 and 1", k, n)
+		}
+		write(p, retire)
+		if k := fr.kicked(); k != 1 {
+			t.Fatalf("retiring a signing key: %d kicks, want 1 at once", k)
+		}
+		mu.Lock()
+		fire := timers[0]
+		mu.Unlock()
+		fire()
+		if k := fr.kicked(); k != 2 {
+			t.Fatalf("after the delay: %d kicks, want 2", k)
+		}
+		write(p, revoke()) // the pending kick went: a new one is scheduled
+		if n := scheduled(); n != 2 {
+			t.Fatalf("a revocation after the kick: %d scheduled, want 2", n)
+		}
+	})
 }

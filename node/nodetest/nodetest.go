@@ -80,6 +80,9 @@ type Options struct {
 	ReapInterval time.Duration
 	// CommitTimeout for every node's Raft; default 20ms.
 	CommitTimeout time.Duration
+	// KickDelay for every node (node.RaftTuning.KickDelay); default
+	// node.DefaultKickDelay, negative kicks at once.
+	KickDelay time.Duration
 	// HoldTimeout for every node (how long a write waits for a leader); default 10s.
 	HoldTimeout time.Duration
 	// Raft, when set, replaces the harness's Raft timing (500ms heartbeat and
@@ -189,6 +192,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 				ElectionTimeout:    500 * time.Millisecond,
 				LeaderLeaseTimeout: 250 * time.Millisecond,
 				CommitTimeout:      opts.CommitTimeout,
+				KickDelay:          opts.KickDelay,
 			},
 			PeerAddr: c.router(i),
 		}
