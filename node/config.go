@@ -153,8 +153,9 @@ type Config struct {
 const DefaultCommitTimeout = 50 * time.Millisecond
 
 // DefaultKickDelay: a pushed revocation's kick waits this long after the
-// leader applied it, so that its three fsyncs do not compete with the push
-// for the disk and two cores (DESIGN.md, "The kick waits for the push").
+// leader applied it, so that its three log commits (the leader's, then the
+// followers', each fsynced) do not compete with the push for the disk and
+// two cores (DESIGN.md, "The kick waits for the push").
 const DefaultKickDelay = 3 * time.Millisecond
 
 // DefaultGCPercent is the garbage collector target (Go's GOGC) writ server
