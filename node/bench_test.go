@@ -209,3 +209,26 @@ func BenchmarkForwardedWrite(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkNodeRPC: one node RPC round trip between two members of an idle
+// 3-node cluster (NodeService.WaitApplied for an index the peer has
+// applied, so it answers at once), the way pushes and forwards travel:
+// the peer clients over the cluster port. ns/op is the latency of one call
+// made alone; cpu-ns/op the process's CPU per call (both nodes' sides).
+func BenchmarkNodeRPC(b *testing.B) {
+	c := nodetest.New(b, 3, nodetest.Options{Direct: true})
+	leader := c.Leader()
+	from, to := c.Members[(leader+1)%3].Node, c.Members[(leader+2)%3]
+	ctx := context.Background()
+	msg := &writv1.WaitAppliedRequest{Index: 1}
+	if _, err := from.WaitAppliedOn(ctx, to.RaftAddr, msg, true); err != nil {
+		b.Fatal(err)
+	}
+	cpu0 := cpuTime(b)
+	for b.Loop() {
+		if _, err := from.WaitAppliedOn(ctx, to.RaftAddr, msg, true); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
+}
