@@ -106,7 +106,8 @@ func (n *Node) confirmed(how string) {
 }
 
 // answeredWrites remembers, per leader cluster address, the highest index
-// a leader proved it had applied by answering a forwarded write: its
+// a leader proved it had applied by answering a forwarded urgent write (a
+// revocation; Propose notes nothing for issuance's forwards): its
 // results come out of its FSM's Apply, so from then on every read there
 // sees the entry. AwaitEverywhere sends nothing to such a peer for that
 // index or below. If the peer restarts meanwhile, it serves no read until

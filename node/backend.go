@@ -223,7 +223,9 @@ func (n *Node) Propose(ctx context.Context, cmds []*fsmpb.Command, opts rpc.Prop
 			results[i] = r
 			applied = max(applied, r.GetIndex())
 		}
-		n.answered.note(addr, applied)
+		if urgent { // only a revocation's AwaitEverywhere asks
+			n.answered.note(addr, applied)
+		}
 		return nil
 	})
 	return results, err

@@ -36,22 +36,8 @@ import (
 // does; WRIT_BENCH_BRIDGED=1 routes cluster traffic through the harness's
 // fault bridges instead, as measurements before 2026-12-02 16:00 UTC did.
 func BenchmarkRevokePropagation(b *testing.B) {
-	ct := node.DefaultCommitTimeout
-	if s := os.Getenv("WRIT_BENCH_COMMIT_TIMEOUT"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			b.Fatal(err)
-		}
-		ct = d
-	}
-	var kick time.Duration // node.DefaultKickDelay
-	if s := os.Getenv("WRIT_BENCH_KICK_DELAY"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			b.Fatal(err)
-		}
-		kick = d
-	}
+	ct := envDuration(b, "WRIT_BENCH_COMMIT_TIMEOUT", node.DefaultCommitTimeout)
+	kick := envDuration(b, "WRIT_BENCH_KICK_DELAY", 0) // 0: node.DefaultKickDelay
 	for _, load := range []int{0, 8} {
 		name := "idle"
 		if load > 0 {
@@ -59,6 +45,19 @@ func BenchmarkRevokePropagation(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) { benchRevoke(b, ct, kick, load) })
 	}
+}
+
+// envDuration reads a duration setting from the environment, def when unset.
+func envDuration(b *testing.B, name string, def time.Duration) time.Duration {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		b.Fatalf("%s: %v", name, err)
+	}
+	return d
 }
 
 func benchRevoke(b *testing.B, ct, kick time.Duration, load int) {
