@@ -39,46 +39,16 @@ func appendEvent(b []byte, ev *Event) []byte {
 	b = append(b, '}')
 	b = field(b, "auth_method", ev.AuthMethod, true)
 	b = field(b, "action", ev.Action, true)
-	if r := ev.Resource; r != nil {
-		b = append(b, `,"resource":{"type":`...)
-		b = appendString(b, r.Type)
-		b = append(b, `,"id":`...)
-		b = appendString(b, r.ID)
-		b = append(b, '}')
-	}
+	b = appendResource(b, ev.Resource)
 	b = field(b, "target", ev.Target, true)
-	if len(ev.Context) > 0 {
-		b = append(b, `,"context":`...)
-		b = appendValue(b, ev.Context, 0)
-	}
-	b = field(b, "decision", ev.Decision, true)
-	b = field(b, "reason", ev.Reason, true)
-	if len(ev.Policies) > 0 {
-		b = append(b, `,"policies":[`...)
-		for i, p := range ev.Policies {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, p)
-		}
-		b = append(b, ']')
-	}
-	b = field(b, "policy_set", ev.PolicySet, true)
-	if ev.PolicyVersion != 0 {
-		b = append(b, `,"policy_version":`...)
-		b = strconv.AppendUint(b, ev.PolicyVersion, 10)
-	}
+	b = appendContext(b, ev.Context)
+	b = appendOutcome(b, ev.Decision, ev.Reason, ev.Policies, ev.PolicySet, ev.PolicyVersion)
 	b = field(b, "lease_id", ev.LeaseID, true)
 	if ev.AppliedIndex != 0 {
 		b = append(b, `,"applied_index":`...)
 		b = strconv.AppendUint(b, ev.AppliedIndex, 10)
 	}
-	if e := ev.Error; e != nil {
-		b = append(b, `,"error":{"code":`...)
-		b = appendString(b, e.Code)
-		b = field(b, "reason", e.Reason, true)
-		b = append(b, '}')
-	}
+	b = appendError(b, ev.Error)
 	if len(ev.Hashes) > 0 {
 		b = append(b, `,"hmac":`...)
 		b = appendStringMap(b, ev.Hashes)
@@ -103,6 +73,81 @@ func appendEvent(b []byte, ev *Event) []byte {
 		}
 		b = append(b, '}')
 	}
+	if len(ev.Items) > 0 {
+		b = append(b, `,"items":[`...)
+		for i := range ev.Items {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendItem(b, &ev.Items[i])
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}
+
+// appendItem appends one batch item as a JSON object, its fields in
+// Item's order.
+func appendItem(b []byte, it *Item) []byte {
+	b = append(b, `{"i":`...)
+	b = strconv.AppendInt(b, int64(it.Index), 10)
+	b = field(b, "action", it.Action, true)
+	b = appendResource(b, it.Resource)
+	b = appendContext(b, it.Context)
+	b = appendOutcome(b, it.Decision, it.Reason, it.Policies, it.PolicySet, it.PolicyVersion)
+	b = appendError(b, it.Error)
+	return append(b, '}')
+}
+
+func appendResource(b []byte, r *Resource) []byte {
+	if r == nil {
+		return b
+	}
+	b = append(b, `,"resource":{"type":`...)
+	b = appendString(b, r.Type)
+	b = append(b, `,"id":`...)
+	b = appendString(b, r.ID)
+	return append(b, '}')
+}
+
+func appendContext(b []byte, ctx map[string]any) []byte {
+	if len(ctx) == 0 {
+		return b
+	}
+	b = append(b, `,"context":`...)
+	return appendValue(b, ctx, 0)
+}
+
+// appendOutcome appends a decision's fields: decision, reason, policies,
+// policy_set and policy_version, each omitted when empty.
+func appendOutcome(b []byte, decision, reason string, policies []string, set string, version uint64) []byte {
+	b = field(b, "decision", decision, true)
+	b = field(b, "reason", reason, true)
+	if len(policies) > 0 {
+		b = append(b, `,"policies":[`...)
+		for i, p := range policies {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, p)
+		}
+		b = append(b, ']')
+	}
+	b = field(b, "policy_set", set, true)
+	if version != 0 {
+		b = append(b, `,"policy_version":`...)
+		b = strconv.AppendUint(b, version, 10)
+	}
+	return b
+}
+
+func appendError(b []byte, e *Error) []byte {
+	if e == nil {
+		return b
+	}
+	b = append(b, `,"error":{"code":`...)
+	b = appendString(b, e.Code)
+	b = field(b, "reason", e.Reason, true)
 	return append(b, '}')
 }
 

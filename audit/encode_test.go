@@ -33,6 +33,16 @@ func TestAppendEventMatchesEncodingJSON(t *testing.T) {
 			Decision: Deny, Reason: "why", Policies: []string{"p1", "p2"}, PolicySet: "prod", PolicyVersion: 9, LeaseID: "l", AppliedIndex: 77,
 			Error: &Error{Code: "unavailable", Reason: "audit_unavailable"}, Hashes: map[string]string{"b": "2", "a": "1"},
 			Gap: &Gap{Dropped: 3, Reason: DropSpoolFull}, Filtered: map[string]uint64{"z": 1, "y": 2},
+			Items: []Item{
+				{Index: 0, Action: "deploy", Resource: &Resource{Type: "Deployment", ID: "api"}, Context: map[string]any{"ticket": "CHG-1"},
+					Decision: Allow, Reason: "allowed by p1", Policies: []string{"p1"}, PolicySet: "prod", PolicyVersion: 3},
+				{Index: 1},
+				{Index: 7, Action: "x\"y", Error: &Error{Code: "invalid_argument", Reason: "bad_resource"}},
+			},
+		},
+		"batch": {
+			Time: ts, Type: TypeUse, Method: "BatchAuthorize", DecisionID: "d_b", Decision: Deny,
+			Items: []Item{{Index: 0, Decision: Deny, Reason: "outside the credential's scope"}, {Index: 1, Error: &Error{Code: "unauthenticated"}}},
 		},
 		"odd strings": {
 			Time: ts, Reason: "quote\" back\\ nl\n tab\t ctl\x01 html<&> bad\xff utf8 é ☃ \u2028",

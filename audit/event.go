@@ -78,6 +78,23 @@ type Error struct {
 	Reason string `json:"reason,omitempty"`
 }
 
+// Item is one decision in a batch record. Its decision id is the record's
+// decision_id + "_" + Index, as the caller got it; Context is the item's own
+// request context (what the record's context adds is what Cedar saw too).
+// An item with an Error has no decision.
+type Item struct {
+	Index         int            `json:"i"`
+	Action        string         `json:"action,omitempty"`
+	Resource      *Resource      `json:"resource,omitempty"`
+	Context       map[string]any `json:"context,omitempty"`
+	Decision      string         `json:"decision,omitempty"`
+	Reason        string         `json:"reason,omitempty"`
+	Policies      []string       `json:"policies,omitempty"`
+	PolicySet     string         `json:"policy_set,omitempty"`
+	PolicyVersion uint64         `json:"policy_version,omitempty"`
+	Error         *Error         `json:"error,omitempty"`
+}
+
 // Gap describes records that were lost.
 type Gap struct {
 	Dropped uint64 `json:"dropped"`
@@ -117,6 +134,10 @@ type Event struct {
 	Hashes        map[string]string `json:"hmac,omitempty"`
 	Gap           *Gap              `json:"gap,omitempty"`
 	Filtered      map[string]uint64 `json:"filtered,omitempty"`
+	// Items are the decisions of a BatchAuthorize call made with one
+	// credential: the record's actor, lease, applied index and context
+	// (context.auth, context.delegation) hold for each of them.
+	Items []Item `json:"items,omitempty"`
 
 	// Healthy marks a use of a credential whose lease is active: filters
 	// may sample these. Not recorded.

@@ -439,7 +439,11 @@ func (s *stream) drainQueue(batch [][]byte) [][]byte {
 	return batch
 }
 
-func (s *stream) encode(ev *Event) []byte { return appendEvent(make([]byte, 0, 512), ev) }
+// encode sizes the buffer for a typical record, so a batch record with
+// hundreds of items is not copied through a series of doublings.
+func (s *stream) encode(ev *Event) []byte {
+	return appendEvent(make([]byte, 0, 512+256*len(ev.Items)), ev)
+}
 
 func (s *stream) spoolBatch(batch [][]byte) {
 	kept := make([][]byte, 0, len(batch)) // fresh: it may go straight to the writer

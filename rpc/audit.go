@@ -431,34 +431,100 @@ func revocationTarget(t fsm.Target) string {
 
 // ---- batch items ----
 
-// auditBatchItem records one BatchAuthorize item: every item is a use of a
-// credential, so each gets its own spooled record. It reuses what the batch
-// already built (the holder's actor once per credential, the item's Cedar
-// context) and costs one small allocation and one send. A full queue makes
-// the batch wait, at most until deadline for all its items together.
-func (s *authzService) auditBatchItem(start, deadline time.Time, index uint64, it *writv1.BatchAuthorizeItem, ck *checked, dec *writv1.Decision, cedarCtx map[string]any, err error) {
-	ev := &audit.Event{Time: start, Type: audit.TypeUse, Method: "BatchAuthorize", AuthMethod: authCredential,
-		Action: it.GetAction(), AppliedIndex: index, Context: cedarCtx}
+// batchRecords builds BatchAuthorize's audit records: one spooled use record
+// per credential in the call, listing the decision of every item made with
+// it (audit.Item, in request order). What the items share is written once:
+// the holder's actor, lease, keyed hash of a credential that did not verify,
+// applied index, and the context Writ adds (context.auth, context.delegation).
+// Each item keeps its action, resource, own request context, decision,
+// reason, determining policies, policy set and version, or error. Until
+// 2026-12-04 every item had a record of its own, repeating all of that;
+// auditing was then half of a node's CPU per decision (audit/DESIGN.md).
+//
+// The record's decision is allow only when every item in it was allowed,
+// so a decision: deny filter keeps every record that holds a deny; its error
+// is set when the credential itself failed (every item failed with it).
+type batchRecords struct {
+	start   time.Time
+	index   uint64
+	batchID string
+	items   int        // the call's item count
+	order   []*checked // first use order; nil is the items with no credential at all
+	byCred  map[*checked]*audit.Event
+}
+
+func (b *batchRecords) add(i int, it *writv1.BatchAuthorizeItem, ck *checked, dec *writv1.Decision, cedarCtx map[string]any, err error) {
+	ev := b.byCred[ck]
+	if ev == nil {
+		ev = &audit.Event{Time: b.start, Type: audit.TypeUse, Method: "BatchAuthorize", AuthMethod: authCredential,
+			DecisionID: b.batchID, AppliedIndex: b.index, Decision: audit.Allow}
+		if b.order == nil {
+			// Most batches use one credential: room for every item left.
+			// Later credentials' records grow as needed (a cap per record
+			// would be quadratic in a batch of distinct credentials).
+			ev.Items = make([]audit.Item, 0, b.items-i)
+		}
+		if ck != nil {
+			ev.Actor, ev.LeaseID, ev.Hashes = ck.actor, ck.lease.GetId(), ck.hashes
+			ev.Healthy = ck.err == nil
+			if ck.err != nil {
+				ev.Error = auditError(ck.err)
+			}
+		}
+		if b.byCred == nil {
+			b.byCred = make(map[*checked]*audit.Event, 1)
+		}
+		b.byCred[ck] = ev
+		b.order = append(b.order, ck)
+	}
+	item := audit.Item{Index: i, Action: it.GetAction()}
 	if r := it.GetResource(); r != nil {
-		ev.Resource = &audit.Resource{Type: r.GetType(), ID: r.GetId()}
+		item.Resource = &audit.Resource{Type: r.GetType(), ID: r.GetId()}
 	}
-	if ck != nil {
-		ev.Actor, ev.LeaseID, ev.Hashes = ck.actor, ck.lease.GetId(), ck.hashes
-		ev.Healthy = ck.err == nil
+	if cedarCtx != nil {
+		// The shared keys go on the record once; the item keeps its own.
+		if ev.Context == nil {
+			shared := map[string]any{}
+			for _, k := range reservedContextKeys {
+				if v, ok := cedarCtx[k]; ok {
+					shared[k] = v
+				}
+			}
+			ev.Context = shared
+		}
+		for _, k := range reservedContextKeys {
+			delete(cedarCtx, k)
+		}
+		item.Context = cedarCtx
 	}
-	if err != nil {
-		ev.Error = auditError(err)
-	} else if dec != nil {
-		ev.DecisionID, ev.Reason, ev.PolicySet, ev.PolicyVersion = dec.GetDecisionId(), dec.GetReason(), dec.GetPolicySet(), dec.GetPolicyVersion()
+	switch {
+	case err != nil:
 		ev.Decision = audit.Deny
+		if ev.Error == nil { // the credential's own error is the record's
+			item.Error = auditError(err)
+		}
+	case dec != nil:
+		item.Reason, item.PolicySet, item.PolicyVersion = dec.GetReason(), dec.GetPolicySet(), dec.GetPolicyVersion()
+		item.Decision = audit.Deny
 		if dec.GetAllowed() {
-			ev.Decision = audit.Allow
+			item.Decision = audit.Allow
+		} else {
+			ev.Decision = audit.Deny
 		}
 		for _, p := range dec.GetDeterminingPolicies() {
-			ev.Policies = append(ev.Policies, p.GetId())
+			item.Policies = append(item.Policies, p.GetId())
 		}
 	}
-	s.d.Audit.RecordBy(ev, deadline)
+	ev.Items = append(ev.Items, item)
+}
+
+// record spools the records. They share one queue_wait: a full queue makes
+// the call wait at most that long for all of them together.
+func (b *batchRecords) record(a Auditor) {
+	deadline := a.QueueDeadline()
+	for _, ck := range b.order {
+		a.RecordBy(b.byCred[ck], deadline)
+	}
 }
 
 // ---- shadow policy sets ----

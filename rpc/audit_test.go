@@ -572,3 +572,100 @@ func TestExpiryAudited(t *testing.T) {
 		return nil
 	})
 }
+
+// TestBatchAuthorizeAudit: a BatchAuthorize call leaves one use record per
+// credential it names, each listing its items' decisions in request order
+// with the item's own context, while what they share (actor, lease,
+// context.auth, a failed credential's error and keyed hash) is written once.
+func TestBatchAuthorizeAudit(t *testing.T) {
+	t.Parallel()
+	a := newAuditedNode(t, audit.Config{}, nil)
+	ctx := context.Background()
+	live, err := a.issue(ctx, a.secret)
+	mustOK(t, err)
+	gone, err := a.issue(ctx, a.secret)
+	mustOK(t, err)
+	// Revoking by credential completes the lease (the holder gave it up).
+	mustOK(t, ignore(a.authz.Revoke(ctx, connect.NewRequest(&writv1.RevokeRequest{Target: &writv1.RevokeRequest_Credential{Credential: gone.Msg.GetCredential()}}))))
+	api := &writv1.Resource{Type: "Deployment", Id: "api"}
+	own, _ := structpb.NewStruct(map[string]any{"ticket": "CHG-10", "n": 2})
+	items := []*writv1.BatchAuthorizeItem{
+		{Action: "deploy", Resource: api, Context: ticketCtx()},                                       // 0 allow
+		{Action: "deploy", Resource: api},                                                             // 1 Cedar deny
+		{Action: "deploy", Resource: &writv1.Resource{Type: "Deployment", Id: "billing"}},             // 2 outside the scope
+		{Credential: gone.Msg.GetCredential(), Action: "deploy", Resource: api, Context: ticketCtx()}, // 3 completed
+		{Credential: "not-a-jwt", Action: "deploy", Resource: api},                                    // 4 malformed
+		{Action: "deploy"}, // 5 no resource
+		{Action: "deploy", Resource: api, Context: own}, // 6 allow
+	}
+	resp, err := a.authz.BatchAuthorize(ctx, connect.NewRequest(&writv1.BatchAuthorizeRequest{Credential: live.Msg.GetCredential(), Items: items}))
+	mustOK(t, err)
+	batchID, ok := strings.CutSuffix(resp.Msg.GetResults()[0].GetDecision().GetDecisionId(), "_0")
+	if !ok {
+		t.Fatalf("item 0's decision id %q", resp.Msg.GetResults()[0].GetDecision().GetDecisionId())
+	}
+	allowed, err := a.authz.BatchAuthorize(ctx, connect.NewRequest(&writv1.BatchAuthorizeRequest{Credential: live.Msg.GetCredential(), Items: items[:1]}))
+	mustOK(t, err)
+	allowedID, _ := strings.CutSuffix(allowed.Msg.GetResults()[0].GetDecision().GetDecisionId(), "_0")
+
+	var recs []map[string]any
+	byLease := map[string]map[string]any{}
+	nodetest.Eventually(t, 20*time.Second, "the batches' records", func() error {
+		recs, byLease = nil, map[string]map[string]any{}
+		for _, r := range a.records(t, audit.StreamWorkload) {
+			if r["method"] == "BatchAuthorize" && r["decision_id"] == batchID {
+				recs = append(recs, r)
+				byLease[fmt.Sprint(r["lease_id"])] = r
+			}
+			if r["method"] == "BatchAuthorize" && r["decision_id"] == allowedID {
+				byLease["allowed"] = r
+			}
+		}
+		if len(recs) < 3 || byLease["allowed"] == nil {
+			return fmt.Errorf("%d records of the batch, all-allowed batch's: %v", len(recs), byLease["allowed"] != nil)
+		}
+		return nil
+	})
+	if len(recs) != 3 {
+		t.Fatalf("%d records for 3 credentials: %v", len(recs), recs)
+	}
+	j := func(v any) string { b, _ := json.Marshal(v); return string(b) }
+	liveRec := byLease[live.Msg.GetLease().GetId()]
+	if liveRec == nil {
+		t.Fatalf("no record for the shared credential's lease: %v", recs)
+	}
+	if liveRec["type"] != "use" || liveRec["decision"] != "deny" || liveRec["error"] != nil {
+		t.Errorf("shared credential's record: type %v decision %v error %v; want use, deny (it holds denies), no error", liveRec["type"], liveRec["decision"], liveRec["error"])
+	}
+	if auth, _ := liveRec["context"].(map[string]any)["auth"].(map[string]any); auth["lease_id"] != live.Msg.GetLease().GetId() {
+		t.Errorf("record context.auth = %v", liveRec["context"])
+	}
+	wantItems := `[{"action":"deploy","context":{"ticket":"CHG-1"},"decision":"allow","i":0,"policies":["deploy-with-ticket"],"policy_set":"prod","policy_version":1,"reason":"allowed by deploy-with-ticket","resource":{"id":"api","type":"Deployment"}},` +
+		`{"action":"deploy","decision":"deny","i":1,"policy_set":"prod","policy_version":1,"reason":"no permit matched","resource":{"id":"api","type":"Deployment"}},` +
+		`{"action":"deploy","decision":"deny","i":2,"policy_set":"prod","policy_version":1,"reason":"outside the credential's scope","resource":{"id":"billing","type":"Deployment"}},` +
+		`{"action":"deploy","error":{"code":"invalid_argument","reason":"invalid_argument"},"i":5},` +
+		`{"action":"deploy","context":{"n":2,"ticket":"CHG-10"},"decision":"allow","i":6,"policies":["deploy-with-ticket"],"policy_set":"prod","policy_version":1,"reason":"allowed by deploy-with-ticket","resource":{"id":"api","type":"Deployment"}}]`
+	if got := j(liveRec["items"]); got != wantItems {
+		t.Errorf("shared credential's items:\n got %s\nwant %s", got, wantItems)
+	}
+	goneRec := byLease[gone.Msg.GetLease().GetId()]
+	if goneRec == nil {
+		t.Fatalf("no record for the revoked lease: %v", recs)
+	}
+	if got, want := j(goneRec["error"])+" "+j(goneRec["items"]), `{"code":"unauthenticated","reason":"completed"} [{"action":"deploy","i":3,"resource":{"id":"api","type":"Deployment"}}]`; got != want {
+		t.Errorf("revoked credential's record: error and items %s, want %s", got, want)
+	}
+	bad := byLease["<nil>"]
+	if bad == nil {
+		t.Fatalf("no record for the malformed credential: %v", recs)
+	}
+	if h, _ := bad["hmac"].(map[string]any); !strings.HasPrefix(fmt.Sprint(h["credential"]), audit.HashPrefix) {
+		t.Errorf("malformed credential's record hmac = %v, want its keyed hash", bad["hmac"])
+	}
+	if got, want := j(bad["error"])+" "+j(bad["items"]), `{"code":"unauthenticated","reason":"malformed_credential"} [{"action":"deploy","i":4,"resource":{"id":"api","type":"Deployment"}}]`; got != want {
+		t.Errorf("malformed credential's record: error and items %s, want %s", got, want)
+	}
+	if r := byLease["allowed"]; r["decision"] != "allow" || len(r["items"].([]any)) != 1 {
+		t.Errorf("all-allowed batch's record: decision %v, items %v", r["decision"], r["items"])
+	}
+}

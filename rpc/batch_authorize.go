@@ -32,9 +32,9 @@ const MaxBatchAuthorizeItems = 1000
 // goes on. Only request-wide problems (no items, too many, stale node) fail
 // the call.
 //
-// Audit: every item is a use of a credential and gets its own spooled
-// record (auditBatchItem); the call's own record is written only when the
-// whole call fails.
+// Audit: the items made with one credential share one spooled use record
+// that lists every item's decision (batchRecords); the call's own record is
+// written only when the whole call fails.
 func (s *authzService) BatchAuthorize(ctx context.Context, req *connect.Request[writv1.BatchAuthorizeRequest]) (*connect.Response[writv1.BatchAuthorizeResponse], error) {
 	c := s.d.begin(audit.TypeUse, "BatchAuthorize", true)
 	resp, err := s.batchAuthorize(ctx, req.Msg, c)
@@ -167,7 +167,7 @@ func (s *authzService) batchAuthorize(ctx context.Context, m *writv1.BatchAuthor
 	}
 	out := &writv1.BatchAuthorizeResponse{AppliedIndex: view.Index(), Results: make([]*writv1.BatchAuthorizeResult, len(items))}
 	allowed := true
-	deadline := s.d.Audit.QueueDeadline() // the items' records share one wait
+	recs := batchRecords{start: call.start, index: view.Index(), batchID: batchID, items: len(items)}
 	for i, it := range items {
 		r := &writv1.BatchAuthorizeResult{}
 		out.Results[i] = r
@@ -176,7 +176,7 @@ func (s *authzService) batchAuthorize(ctx context.Context, m *writv1.BatchAuthor
 		if err == nil || it.GetCredential() != "" || m.GetCredential() != "" {
 			ck = lookup(it.GetCredential())
 		}
-		s.auditBatchItem(call.start, deadline, view.Index(), it, ck, dec, cedarCtx, err)
+		recs.add(i, it, ck, dec, cedarCtx, err)
 		if err != nil {
 			allowed = false
 			r.Error = s.itemError(err)
@@ -185,6 +185,7 @@ func (s *authzService) batchAuthorize(ctx context.Context, m *writv1.BatchAuthor
 		allowed = allowed && dec.GetAllowed()
 		r.Decision, r.LeaseId = dec, ck.lease.GetId()
 	}
+	recs.record(s.d.Audit)
 	// The items are the records; the call's latency is observed as one
 	// decision (allow when every item was allowed).
 	call.skip = true
