@@ -500,7 +500,9 @@ func (b *batchRecords) add(i int, it *writv1.BatchAuthorizeItem, ck *checked, de
 	switch {
 	case err != nil:
 		ev.Decision = audit.Deny
-		if ev.Error == nil { // the credential's own error is the record's
+		// The credential's own error is the record's; an item that failed
+		// for a reason of its own (a bad resource) says so.
+		if ck == nil || ck.err == nil || !errors.Is(err, ck.err) {
 			item.Error = auditError(err)
 		}
 	case dec != nil:

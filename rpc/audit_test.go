@@ -597,6 +597,7 @@ func TestBatchAuthorizeAudit(t *testing.T) {
 		{Credential: "not-a-jwt", Action: "deploy", Resource: api},                                    // 4 malformed
 		{Action: "deploy"}, // 5 no resource
 		{Action: "deploy", Resource: api, Context: own}, // 6 allow
+		{Credential: "not-a-jwt", Action: "deploy"},     // 7 malformed, and no resource
 	}
 	resp, err := a.authz.BatchAuthorize(ctx, connect.NewRequest(&writv1.BatchAuthorizeRequest{Credential: live.Msg.GetCredential(), Items: items}))
 	mustOK(t, err)
@@ -662,7 +663,7 @@ func TestBatchAuthorizeAudit(t *testing.T) {
 	if h, _ := bad["hmac"].(map[string]any); !strings.HasPrefix(fmt.Sprint(h["credential"]), audit.HashPrefix) {
 		t.Errorf("malformed credential's record hmac = %v, want its keyed hash", bad["hmac"])
 	}
-	if got, want := j(bad["error"])+" "+j(bad["items"]), `{"code":"unauthenticated","reason":"malformed_credential"} [{"action":"deploy","i":4,"resource":{"id":"api","type":"Deployment"}}]`; got != want {
+	if got, want := j(bad["error"])+" "+j(bad["items"]), `{"code":"unauthenticated","reason":"malformed_credential"} [{"action":"deploy","i":4,"resource":{"id":"api","type":"Deployment"}},{"action":"deploy","error":{"code":"invalid_argument","reason":"invalid_argument"},"i":7}]`; got != want {
 		t.Errorf("malformed credential's record: error and items %s, want %s", got, want)
 	}
 	if r := byLease["allowed"]; r["decision"] != "allow" || len(r["items"].([]any)) != 1 {
