@@ -35,7 +35,8 @@ const (
 // A failed precondition is a result code, never a panic. Apply panics —
 // halting the replica, so that replicas never diverge — when data does not
 // decode, or when CheckCommand rejects the command (a payload this version
-// does not know and not ignorable, or min_fsm_version > Version). It checks
+// does not know and not ignorable, or min_fsm_version above the replica's
+// version, Config.Version or Version). It checks
 // that before touching the state, so a halt leaves nothing half-applied.
 //
 // Concurrency: one goroutine at a time calls Apply or Restore. Views and
@@ -44,7 +45,7 @@ const (
 func (f *FSM) Apply(index uint64, data []byte) []*fsmpb.Result {
 	cmd, err := Decode(data)
 	if err == nil {
-		err = CheckCommand(cmd)
+		err = checkCommand(cmd, f.version())
 	}
 	if err != nil {
 		f.cfg.Logger.Error("fsm: halting: cannot apply entry", "index", index, "err", err)

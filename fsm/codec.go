@@ -64,13 +64,15 @@ func Decode(b []byte) (*fsmpb.Command, error) {
 // wrapping ErrTooOld or ErrUnknownCommand exactly when Apply would halt on
 // it. Proposers should call it before proposing, so that one bad proposal
 // cannot halt every replica.
-func CheckCommand(cmd *fsmpb.Command) error {
-	if err := checkOne(cmd); err != nil {
+func CheckCommand(cmd *fsmpb.Command) error { return checkCommand(cmd, Version) }
+
+func checkCommand(cmd *fsmpb.Command, version uint32) error {
+	if err := checkOne(cmd, version); err != nil {
 		return err
 	}
 	if b, ok := cmd.GetPayload().(*fsmpb.Command_Batch); ok {
 		for i, item := range b.Batch.GetCommands() {
-			if err := checkOne(item); err != nil {
+			if err := checkOne(item, version); err != nil {
 				return fmt.Errorf("batch item %d: %w", i, err)
 			}
 		}
@@ -78,13 +80,61 @@ func CheckCommand(cmd *fsmpb.Command) error {
 	return nil
 }
 
-func checkOne(cmd *fsmpb.Command) error {
+func checkOne(cmd *fsmpb.Command, version uint32) error {
 	h := cmd.GetHeader()
-	if v := h.GetMinFsmVersion(); v > Version {
-		return fmt.Errorf("%w: needs version %d, this is %d", ErrTooOld, v, Version)
+	if v := h.GetMinFsmVersion(); v > version {
+		return fmt.Errorf("%w: needs version %d, this is %d", ErrTooOld, v, version)
 	}
 	if cmd.GetPayload() == nil && !h.GetIgnorable() {
-		return fmt.Errorf("%w: no payload this version (%d) knows, and not ignorable", ErrUnknownCommand, Version)
+		return fmt.Errorf("%w: no payload this version (%d) knows, and not ignorable", ErrUnknownCommand, version)
 	}
 	return nil
+}
+
+// Requires returns the lowest FSM version that applies cmd exactly as this
+// one does: what a leader stamps as the entry's min_fsm_version, so that a
+// replica of an older binary halts only on entries it would misapply, not on
+// every entry a newer leader writes. The commands of a batch count, and so
+// does a min_fsm_version already in the header. Every payload this binary
+// knows that is not listed below counts as version 1 (the first version
+// stamped): a new payload or field that older replicas would misapply bumps
+// Version and is listed here, with a Lower rule where one exists.
+//
+// Version 2: PutPolicySet with keep_versions > 0 (an older replica keeps the
+// whole history).
+func Requires(cmd *fsmpb.Command) uint32 {
+	v := max(1, cmd.GetHeader().GetMinFsmVersion())
+	switch p := cmd.GetPayload().(type) {
+	case *fsmpb.Command_Batch:
+		for _, item := range p.Batch.GetCommands() {
+			v = max(v, Requires(item))
+		}
+	case *fsmpb.Command_PutPolicySet:
+		if p.PutPolicySet.GetKeepVersions() > 0 {
+			v = max(v, 2)
+		}
+	}
+	return v
+}
+
+// Lower rewrites cmd, in place, into a command that a replica of FSM
+// version v applies as it would have applied the original on this version,
+// and reports whether cmd now Requires at most v. It is how a leader keeps
+// writing while some voter still runs an older binary (a rolling upgrade):
+// PutPolicySet drops keep_versions below version 2, so the history is
+// pruned by the first put after every voter reports version 2. A command
+// with no such rule is left as it is and reported false; the proposer
+// refuses it. A header's own min_fsm_version is never lowered.
+func Lower(cmd *fsmpb.Command, v uint32) bool {
+	if p, ok := cmd.GetPayload().(*fsmpb.Command_Batch); ok {
+		ok := true
+		for _, item := range p.Batch.GetCommands() {
+			ok = Lower(item, v) && ok
+		}
+		return ok && cmd.GetHeader().GetMinFsmVersion() <= v
+	}
+	if p := cmd.GetPutPolicySet(); p != nil && v < 2 {
+		p.KeepVersions = 0
+	}
+	return Requires(cmd) <= v
 }

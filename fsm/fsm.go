@@ -33,6 +33,20 @@ type Config struct {
 	// RevocationHistory is how many revocations to keep for Revocations
 	// (WatchRevocations). 0 means DefaultRevocationHistory.
 	RevocationHistory int
+	// Version is the FSM version this replica enforces: Apply halts on an
+	// entry whose min_fsm_version is higher. 0 means Version. A lower value
+	// makes this replica stand in for an older binary in tests of rolling
+	// upgrades (node/DESIGN.md, "FSM versions"); it does not turn off what
+	// newer versions apply.
+	Version uint32
+}
+
+// version is the FSM version this replica enforces.
+func (f *FSM) version() uint32 {
+	if f.cfg.Version != 0 {
+		return f.cfg.Version
+	}
+	return Version
 }
 
 // FSM is the replicated state.

@@ -79,6 +79,10 @@ type Config struct {
 	// MaxStaleness: a follower out of contact with the leader for longer than
 	// this refuses stale reads (fails closed). Default 2s.
 	MaxStaleness time.Duration
+	// FSMVersion pins the FSM version this node applies and reports
+	// (fsm.Config.Version); 0 means fsm.Version. Tests set it lower to stand
+	// in for a server of an older binary during a rolling upgrade.
+	FSMVersion uint32
 	// HoldTimeout bounds how long a write waits for a leader (through an
 	// election) before failing Unavailable. Default 5s.
 	HoldTimeout time.Duration

@@ -174,7 +174,7 @@ func (n *Node) askReadIndex(ctx context.Context) (uint64, error) {
 	if addr == "" { // became leader meanwhile
 		return n.leaderReadIndex()
 	}
-	resp, err := n.peers.nodeClient(addr).WaitApplied(ctx, nodeRequest(n, &writv1.WaitAppliedRequest{ReadIndex: true}))
+	resp, err := n.peers.nodeClient(addr).WaitApplied(ctx, nodeRequest(n, &writv1.WaitAppliedRequest{ReadIndex: true, NodeId: n.cfg.NodeID, FsmVersion: n.fsmVersion()}))
 	if err != nil {
 		return 0, err
 	}

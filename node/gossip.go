@@ -12,7 +12,6 @@ import (
 	"github.com/hashicorp/memberlist"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/writ-dev/writ/fsm"
 	"github.com/writ-dev/writ/internal/logging"
 	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
 )
@@ -46,7 +45,7 @@ type gossip struct {
 func (n *Node) startGossip() error {
 	md := &metaDelegate{meta: &writv1.NodeMeta{
 		Id: n.cfg.NodeID, ApiAddr: n.cfg.AdvertiseAPI, RaftAddr: n.RaftAddr(),
-		FsmVersion: fsm.Version, BootstrapExpect: uint32(n.cfg.BootstrapExpect),
+		FsmVersion: n.fsmVersion(), BootstrapExpect: uint32(n.cfg.BootstrapExpect),
 	}}
 	if err := md.encode(); err != nil {
 		return err

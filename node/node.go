@@ -54,6 +54,7 @@ type Node struct {
 	nodeSrv   *http.Server   // node RPC on the cluster port
 	gossip    *gossip        // nil when gossip is off
 	members   *memberTracker
+	versions  peerVersions // FSM versions the other servers reported (versions.go)
 
 	// hasState: the data dir held Raft state at start (never bootstrap again).
 	hasState bool
@@ -93,7 +94,8 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.members = newMemberTracker()
 	n.fsm = fsm.New(fsm.Config{
-		Logger: n.log,
+		Logger:  n.log,
+		Version: cfg.FSMVersion,
 		OnPolicySetChange: func(ps *fsmpb.PolicySet, deleted bool) {
 			if deleted {
 				n.engine.Forget(ps.GetName())
@@ -117,7 +119,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.startRaft(); err != nil {
 		return err
 	}
-	n.proposer = newProposer(n.raft, n.cfg.Clock, n.log, n.cfg.Raft.KickDelay)
+	n.proposer = newProposer(n.raft, n.cfg.Clock, n.log, n.cfg.Raft.KickDelay, n.ClusterFSMVersion)
 	n.peers = newPeerClients(n.cfg.PeerTLS, func(ctx context.Context, addr string) (net.Conn, error) {
 		return n.mux.dial(ctx, addr, muxRPC)
 	})

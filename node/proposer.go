@@ -63,10 +63,13 @@ type raftApplier interface {
 }
 
 type proposer struct {
-	raft  raftApplier
-	clock clock.Clock
-	log   *slog.Logger
-	queue chan *proposal
+	// clusterVersion is the oldest FSM version among the servers
+	// (Node.ClusterFSMVersion): submit lowers commands to it.
+	clusterVersion func() uint32
+	raft           raftApplier
+	clock          clock.Clock
+	log            *slog.Logger
+	queue          chan *proposal
 	// urgentQ carries revocations past queued issuance: under overload a
 	// revocation must not wait behind thousands of queued issues.
 	urgentQ  chan *proposal
@@ -84,19 +87,23 @@ type proposer struct {
 	done        chan struct{}
 }
 
-func newProposer(r raftApplier, c clock.Clock, log *slog.Logger, kickDelay time.Duration) *proposer {
+func newProposer(r raftApplier, c clock.Clock, log *slog.Logger, kickDelay time.Duration, clusterVersion func() uint32) *proposer {
+	if clusterVersion == nil {
+		clusterVersion = func() uint32 { return fsm.Version }
+	}
 	p := &proposer{
-		kickDelay: kickDelay,
-		after:     func(d time.Duration, f func()) { time.AfterFunc(d, f) },
-		raft:      r,
-		clock:     c,
-		log:       log,
-		queue:     make(chan *proposal, queueDepth),
-		urgentQ:   make(chan *proposal, queueDepth),
-		inflight:  make(chan struct{}, maxInflight),
-		freed:     make(chan struct{}, 1),
-		stop:      make(chan struct{}),
-		done:      make(chan struct{}),
+		clusterVersion: clusterVersion,
+		kickDelay:      kickDelay,
+		after:          func(d time.Duration, f func()) { time.AfterFunc(d, f) },
+		raft:           r,
+		clock:          c,
+		log:            log,
+		queue:          make(chan *proposal, queueDepth),
+		urgentQ:        make(chan *proposal, queueDepth),
+		inflight:       make(chan struct{}, maxInflight),
+		freed:          make(chan struct{}, 1),
+		stop:           make(chan struct{}),
+		done:           make(chan struct{}),
 	}
 	go p.run()
 	return p
@@ -120,11 +127,17 @@ func isUrgent(cmd *fsmpb.Command) bool {
 // submit queues commands for the next batch and waits for their results.
 func (p *proposer) submit(ctx context.Context, cmds []*fsmpb.Command, urgent bool) ([]*fsmpb.Result, error) {
 	pr := &proposal{cmds: cmds, urgent: urgent, done: make(chan proposalResult, 1)}
+	cv := p.clusterVersion()
 	for _, c := range cmds {
 		// Every write passes here: a command the FSM would halt on must
 		// never reach the log, or it would halt every replica.
 		if err := fsm.CheckCommand(c); err != nil {
 			return nil, fmt.Errorf("refusing to propose: %w", err)
+		}
+		// Nor one an older server would halt on: lower it to what every
+		// server applies alike, or refuse it.
+		if need := fsm.Requires(c); need > cv && !fsm.Lower(c, cv) {
+			return nil, fmt.Errorf("%w: this write needs FSM version %d and the oldest server runs %d; upgrade every server first", rpc.ErrFSMVersion, need, cv)
 		}
 		pr.size += proto.Size(c)
 		pr.urgent = pr.urgent || isUrgent(c)
@@ -280,7 +293,15 @@ func fail(batch []*proposal, err error) {
 // apply encodes the batch as one entry stamped with the leader's clock and
 // hands it to raft; a goroutine waits for the commit and fans results out.
 func (p *proposer) apply(batch []*proposal, items int) {
-	header := &fsmpb.Header{TimeUnixNano: p.clock.Now().UnixNano(), MinFsmVersion: fsm.Version}
+	// The entry demands what its commands need, not this binary's version:
+	// an older server halts only on entries it would misapply.
+	var need uint32 = 1
+	for _, pr := range batch {
+		for _, c := range pr.cmds {
+			need = max(need, fsm.Requires(c))
+		}
+	}
+	header := &fsmpb.Header{TimeUnixNano: p.clock.Now().UnixNano(), MinFsmVersion: need}
 	var entry *fsmpb.Command
 	if items == 1 {
 		entry = proto.Clone(batch[0].cmds[0]).(*fsmpb.Command)

@@ -2,9 +2,11 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/writ-dev/writ/fsm"
 	"github.com/writ-dev/writ/fsm/fsmpb"
 	"github.com/writ-dev/writ/internal/clock"
+	"github.com/writ-dev/writ/rpc"
 )
 
 // fakeRaft records each entry's command count; every entry's future waits
@@ -21,7 +24,8 @@ type fakeRaft struct {
 	release chan struct{}
 	mu      sync.Mutex
 	entries []int
-	kicks   int // empty entries without a request id: the proposer's kicks
+	kicks   int              // empty entries without a request id: the proposer's kicks
+	logged  []*fsmpb.Command // every entry, decoded
 }
 
 func (r *fakeRaft) Apply(data []byte, _ time.Duration) raft.ApplyFuture {
@@ -32,6 +36,7 @@ func (r *fakeRaft) Apply(data []byte, _ time.Duration) raft.ApplyFuture {
 	}
 	r.mu.Lock()
 	r.entries = append(r.entries, n)
+	r.logged = append(r.logged, cmd)
 	if cmd.GetNoop() != nil && cmd.GetHeader().GetRequestId() == "" {
 		r.kicks++
 	}
@@ -76,7 +81,7 @@ func (f *fakeFuture) Index() uint64 { return 0 }
 // and then ride in one entry; a revocation is never held.
 func TestProposerHolds(t *testing.T) {
 	fr := &fakeRaft{release: make(chan struct{})}
-	p := newProposer(fr, clock.Real{}, slog.New(slog.DiscardHandler), 0)
+	p := newProposer(fr, clock.Real{}, slog.New(slog.DiscardHandler), 0, nil)
 	defer p.close()
 	errs := make(chan error, 32)
 	submit := func(i int, urgent bool) {
@@ -143,7 +148,7 @@ func TestProposerKick(t *testing.T) {
 	t.Run("no delay", func(t *testing.T) {
 		fr := &fakeRaft{release: make(chan struct{})}
 		close(fr.release)
-		p := newProposer(fr, clock.Real{}, slog.New(slog.DiscardHandler), 0)
+		p := newProposer(fr, clock.Real{}, slog.New(slog.DiscardHandler), 0, nil)
 		defer p.close()
 		write(p, issue)
 		if k := fr.kicked(); k != 0 {
@@ -157,7 +162,7 @@ func TestProposerKick(t *testing.T) {
 	t.Run("delayed and shared", func(t *testing.T) {
 		fr := &fakeRaft{release: make(chan struct{})}
 		close(fr.release)
-		p := newProposer(fr, clock.Real{}, slog.New(slog.DiscardHandler), time.Hour)
+		p := newProposer(fr, clock.Real{}, slog.New(slog.DiscardHandler), time.Hour, nil)
 		defer p.close()
 		var mu sync.Mutex
 		var timers []func()
@@ -191,4 +196,46 @@ func TestProposerKick(t *testing.T) {
 			t.Fatalf("a revocation after the kick: %d scheduled, want 2", n)
 		}
 	})
+}
+
+// TestProposerVersionGate: at cluster FSM version 1 the proposer lowers a
+// pruning policy put and stamps its entry 1, refuses a command with no
+// version-1 form (ErrFSMVersion), and at
+// version 2 writes the put as given, stamped 2.
+func TestProposerVersionGate(t *testing.T) {
+	fr := &fakeRaft{release: make(chan struct{})}
+	close(fr.release)
+	var cv atomic.Uint32
+	cv.Store(1)
+	p := newProposer(fr, clock.Real{}, slog.New(slog.DiscardHandler), 0, cv.Load)
+	defer p.close()
+	put := func() *fsmpb.Command {
+		return &fsmpb.Command{Header: &fsmpb.Header{RequestId: "put"}, Payload: &fsmpb.Command_PutPolicySet{PutPolicySet: &fsmpb.PutPolicySet{
+			PolicySet: &fsmpb.PolicySet{Name: "prod", Cedar: "permit (principal, action, resource);"}, KeepVersions: 50,
+		}}}
+	}
+	last := func() *fsmpb.Command {
+		fr.mu.Lock()
+		defer fr.mu.Unlock()
+		return fr.logged[len(fr.logged)-1]
+	}
+	ctx := context.Background()
+	if _, err := p.submit(ctx, []*fsmpb.Command{put()}, false); err != nil {
+		t.Fatal(err)
+	}
+	if e := last(); e.GetHeader().GetMinFsmVersion() != 1 || e.GetPutPolicySet().GetKeepVersions() != 0 {
+		t.Errorf("at version 1: entry stamped %d with keep_versions %d, want 1 and 0", e.GetHeader().GetMinFsmVersion(), e.GetPutPolicySet().GetKeepVersions())
+	}
+	needs2 := &fsmpb.Command{Header: &fsmpb.Header{RequestId: "n", MinFsmVersion: 2}, Payload: &fsmpb.Command_Noop{Noop: &fsmpb.Noop{}}}
+	_, err := p.submit(ctx, []*fsmpb.Command{needs2}, false)
+	if !errors.Is(err, rpc.ErrFSMVersion) {
+		t.Errorf("a version-2 command at version 1: %v, want ErrFSMVersion", err)
+	}
+	cv.Store(2)
+	if _, err := p.submit(ctx, []*fsmpb.Command{put()}, false); err != nil {
+		t.Fatal(err)
+	}
+	if e := last(); e.GetHeader().GetMinFsmVersion() != 2 || e.GetPutPolicySet().GetKeepVersions() != 50 {
+		t.Errorf("at version 2: entry stamped %d with keep_versions %d, want 2 and 50", e.GetHeader().GetMinFsmVersion(), e.GetPutPolicySet().GetKeepVersions())
+	}
 }

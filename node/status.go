@@ -9,7 +9,6 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/writ-dev/writ/fsm"
 	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
 )
 
@@ -43,7 +42,7 @@ func (n *Node) localStats() *writv1.ServerStats {
 		LastLogIndex: n.raft.LastIndex(),
 		CommitIndex:  n.raft.CommitIndex(),
 		AppliedIndex: n.fsm.AppliedIndex(),
-		FsmVersion:   fsm.Version,
+		FsmVersion:   n.fsmVersion(),
 	}
 	if n.raft.State() == raft.Leader {
 		st.LastContact = durationpb.New(0)

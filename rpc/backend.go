@@ -62,6 +62,10 @@ type Backend interface {
 	// AwaitEverywhere): into the FSM's overlay at once, or, when the overlay
 	// refuses it, by waiting for the apply. It returns the applied index.
 	PushRevocation(ctx context.Context, p fsm.Pending) (uint64, error)
+	// NotePeerVersion records the FSM version a server reported with its
+	// read index request (the leader stamps and lowers writes for the
+	// oldest version among its configuration's servers).
+	NotePeerVersion(nodeID string, fsmVersion uint32)
 	Status(ctx context.Context) (*writv1.StatusResponse, error)
 	Join(ctx context.Context, req *writv1.JoinRequest) (uint64, error)
 	Leave(ctx context.Context, nodeID string) (uint64, error)
@@ -84,6 +88,9 @@ var (
 	ErrNoLeader = errors.New("no leader")
 	// ErrOverloaded: the write queue is full.
 	ErrOverloaded = errors.New("write queue full")
+	// ErrFSMVersion: a server of the cluster runs an FSM version too old to
+	// apply the write, and the write has no form it applies alike.
+	ErrFSMVersion = errors.New("a server of the cluster runs an older FSM version")
 	// ErrBadSnapshot: an uploaded snapshot cannot be restored.
 	ErrBadSnapshot = errors.New("bad snapshot")
 	// ErrNotBootstrapped: the cluster has not applied its bootstrap entry yet.

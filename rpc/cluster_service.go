@@ -121,6 +121,12 @@ func (s *nodeService) WaitApplied(ctx context.Context, req *connect.Request[writ
 	if rev := req.Msg.GetRevocation(); rev != nil {
 		return s.pushRevocation(ctx, req.Msg.GetIndex(), rev)
 	}
+	if id := req.Msg.GetNodeId(); id != "" && req.Msg.GetReadIndex() {
+		if err := checkLen("node id", id, 256); err != nil {
+			return nil, toConnect(s.d.Logger, err)
+		}
+		s.d.Backend.NotePeerVersion(id, req.Msg.GetFsmVersion())
+	}
 	applied, err := s.d.Backend.WaitApplied(ctx, req.Msg.GetIndex(), req.Msg.GetReadIndex())
 	if err != nil {
 		return nil, toConnect(s.d.Logger, err)

@@ -134,6 +134,8 @@ func toConnect(log *slog.Logger, err error) error {
 		return newError(connect.CodeUnavailable, "audit_unavailable", "the audit record could not be made durable, so nothing was changed; retry later", nil)
 	case errors.Is(err, ErrOverloaded):
 		return newError(connect.CodeResourceExhausted, "overloaded", err.Error(), nil)
+	case errors.Is(err, ErrFSMVersion):
+		return newError(connect.CodeFailedPrecondition, "fsm_version", err.Error(), nil)
 	case errors.Is(err, context.DeadlineExceeded):
 		return newError(connect.CodeDeadlineExceeded, "deadline_exceeded", "deadline exceeded", nil)
 	case errors.Is(err, context.Canceled):

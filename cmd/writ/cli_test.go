@@ -552,7 +552,7 @@ func TestCommands(t *testing.T) {
 				LastContact: durationpb.New(0),
 				Members: []*writv1.Member{
 					{Id: "n1", RaftAddr: "127.0.0.1:7401", ApiAddr: "127.0.0.1:7400", Suffrage: "voter", Leader: true, GossipState: "alive",
-						Stats: &writv1.ServerStats{State: "leader", AppliedIndex: 10, LastContact: durationpb.New(0)}},
+						Stats: &writv1.ServerStats{State: "leader", AppliedIndex: 10, LastContact: durationpb.New(0), FsmVersion: 2}},
 					{Id: "n2", RaftAddr: "127.0.0.1:7411", ApiAddr: "127.0.0.1:7410", Suffrage: "voter", GossipState: "dead",
 						StatsError: "unreachable: unavailable"},
 				},
@@ -565,9 +565,9 @@ func TestCommands(t *testing.T) {
 				"term            2\n",
 				"applied index   10\n",
 				"gossip key      yes\n",
-				"MEMBER  GOSSIP  SUFFRAGE  STATE        APPLIED  LAG  CONTACT  RAFT ADDR       API ADDR        LEADER\n",
-				"n1      alive   voter     leader       10       0    0s       127.0.0.1:7401  127.0.0.1:7400  *\n",
-				"n2      dead    voter     unreachable  -        -    -        127.0.0.1:7411  127.0.0.1:7410  -\n",
+				"MEMBER  GOSSIP  SUFFRAGE  STATE        APPLIED  LAG  CONTACT  FSM  RAFT ADDR       API ADDR        LEADER\n",
+				"n1      alive   voter     leader       10       0    0s       2    127.0.0.1:7401  127.0.0.1:7400  *\n",
+				"n2      dead    voter     unreachable  -        -    -        -    127.0.0.1:7411  127.0.0.1:7410  -\n",
 			},
 		},
 		{

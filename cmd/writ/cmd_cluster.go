@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,7 +46,7 @@ func (a *app) statusCmd() *cobra.Command {
 			for _, mb := range m.GetMembers() {
 				rows = append(rows, memberRow(mb))
 			}
-			t.table([]string{"MEMBER", "GOSSIP", "SUFFRAGE", "STATE", "APPLIED", "LAG", "CONTACT", "RAFT ADDR", "API ADDR", "LEADER"}, rows)
+			t.table([]string{"MEMBER", "GOSSIP", "SUFFRAGE", "STATE", "APPLIED", "LAG", "CONTACT", "FSM", "RAFT ADDR", "API ADDR", "LEADER"}, rows)
 		})
 	})
 	return cmd
@@ -58,16 +59,19 @@ func memberRow(mb *writv1.Member) []string {
 	if mb.GetLeader() {
 		mark = "*"
 	}
-	state, applied, lag, contact := "", "", "", ""
+	state, applied, lag, contact, version := "", "", "", "", ""
 	if st := mb.GetStats(); st != nil {
 		state, applied, lag = st.GetState(), u64(st.GetAppliedIndex()), u64(st.GetLag())
+		if v := st.GetFsmVersion(); v != 0 {
+			version = strconv.FormatUint(uint64(v), 10)
+		}
 		if lc := st.GetLastContact(); lc != nil {
 			contact = lc.AsDuration().Round(time.Millisecond).String()
 		}
 	} else if e := mb.GetStatsError(); e != "" {
 		state = strings.SplitN(e, ":", 2)[0]
 	}
-	return []string{mb.GetId(), mb.GetGossipState(), mb.GetSuffrage(), state, applied, lag, contact, mb.GetRaftAddr(), mb.GetApiAddr(), mark}
+	return []string{mb.GetId(), mb.GetGossipState(), mb.GetSuffrage(), state, applied, lag, contact, version, mb.GetRaftAddr(), mb.GetApiAddr(), mark}
 }
 
 func yesNo(b bool) string {

@@ -333,6 +333,15 @@ func (c *Cluster) Restart(i int) {
 	c.start(m)
 }
 
+// RestartWith restarts killed member i with change applied to its
+// configuration first, as an operator restarts a server on a new binary or
+// with new flags; later restarts keep the change.
+func (c *Cluster) RestartWith(i int, change func(*node.Config)) {
+	c.t.Helper()
+	change(&c.Members[i].cfg)
+	c.Restart(i)
+}
+
 // Eventually polls cond every 10ms until it returns nil or the deadline passes.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()

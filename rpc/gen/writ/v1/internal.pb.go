@@ -129,7 +129,14 @@ type WaitAppliedRequest struct {
 	// on every read at once (its overlay, see fsm/overlay.go) and answers
 	// without waiting for its FSM to apply index. A node that does not know
 	// the field waits for the apply, as before.
-	Revocation    *PendingRevocation `protobuf:"bytes,90,opt,name=revocation,proto3" json:"revocation,omitempty"`
+	Revocation *PendingRevocation `protobuf:"bytes,90,opt,name=revocation,proto3" json:"revocation,omitempty"`
+	// The asking node's id and the FSM version it applies, sent with every
+	// read index (a follower's freshness round): the leader stamps entries
+	// and lowers commands for the oldest version among the servers of the
+	// Raft configuration (fsm.Requires, fsm.Lower). A node that does not send
+	// them counts as version 1.
+	NodeId        string `protobuf:"bytes,91,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	FsmVersion    uint32 `protobuf:"varint,92,opt,name=fsm_version,json=fsmVersion,proto3" json:"fsm_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -183,6 +190,20 @@ func (x *WaitAppliedRequest) GetRevocation() *PendingRevocation {
 		return x.Revocation
 	}
 	return nil
+}
+
+func (x *WaitAppliedRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *WaitAppliedRequest) GetFsmVersion() uint32 {
+	if x != nil {
+		return x.FsmVersion
+	}
+	return 0
 }
 
 // PendingRevocation names what a committed revocation entry invalidates.
@@ -293,14 +314,17 @@ const file_writ_v1_internal_proto_rawDesc = "" +
 	"\bcommands\x18\x01 \x03(\fR\bcommands\"A\n" +
 	"\x0fForwardResponse\x12\x18\n" +
 	"\aresults\x18\x01 \x03(\fR\aresults\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\x85\x01\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\xbf\x01\n" +
 	"\x12WaitAppliedRequest\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1d\n" +
 	"\n" +
 	"read_index\x18\x02 \x01(\bR\treadIndex\x12:\n" +
 	"\n" +
 	"revocation\x18Z \x01(\v2\x1a.writ.v1.PendingRevocationR\n" +
-	"revocation\"?\n" +
+	"revocation\x12\x17\n" +
+	"\anode_id\x18[ \x01(\tR\x06nodeId\x12\x1f\n" +
+	"\vfsm_version\x18\\ \x01(\rR\n" +
+	"fsmVersion\"?\n" +
 	"\x11PendingRevocation\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\":\n" +

@@ -1,0 +1,80 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/writ-dev/writ/fsm"
+	"github.com/writ-dev/writ/node"
+	"github.com/writ-dev/writ/node/nodetest"
+	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
+)
+
+// TestFSMVersionGate is a rolling upgrade across an FSM version. Member n3
+// stands in for a server of the previous binary (FSM version 1: it halts,
+// crashing this test, on any entry stamped 2). While it is in the
+// configuration the leader counts the cluster as version 1, stamps entries
+// for it and lowers policy puts to their version-1 form: n3 applies every
+// entry, the history is not pruned, and every replica stays identical.
+// Restarted at the current version, n3 reports it with its next freshness
+// round, and the first put after that prunes the history on every replica.
+func TestFSMVersionGate(t *testing.T) {
+	if fsm.Version < 2 {
+		t.Skip("needs FSM version 2 (keep_versions)")
+	}
+	c := nodetest.New(t, 3, nodetest.Options{Configure: func(m *nodetest.Member, cfg *node.Config) {
+		if m.ID == "n3" {
+			cfg.FSMVersion = 1
+		}
+	}})
+	c.WaitVoters(3)
+	setup(t, c) // prod v1
+	ctx := context.Background()
+	leader := func() *node.Node { return c.Members[c.Leader()].Node }
+	if v := leader().ClusterFSMVersion(); v != 1 {
+		t.Fatalf("cluster FSM version %d with n3 at version 1", v)
+	}
+	// The history keeps 50 versions (rpc.PolicyHistoryVersions) when puts
+	// prune it; put past that, from a follower too.
+	const puts = 52
+	for i := range puts {
+		_, err := c.Admin(i%3).PutPolicySet(ctx, connect.NewRequest(&writv1.PutPolicySetRequest{PolicySet: &writv1.PolicySet{
+			Name: "prod", Cedar: fmt.Sprintf("%s\n// revision %d\n", testPolicy, i),
+		}}))
+		if err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+	}
+	c.WaitConverged()
+	versions := func(m int) int { return len(c.Members[m].Node.FSM().View().PolicySetVersions("prod")) }
+	for m := range 3 {
+		if got := versions(m); got != puts+1 {
+			t.Fatalf("%s holds %d versions of prod after %d puts at cluster version 1, want %d (no pruning)", c.Members[m].ID, got, puts+1, puts+1)
+		}
+	}
+
+	// n3 is upgraded: restarted at the current version.
+	c.Kill(2)
+	c.RestartWith(2, func(cfg *node.Config) { cfg.FSMVersion = 0 })
+	nodetest.Eventually(t, 20*time.Second, "the leader counts every server at the current version", func() error {
+		if v := leader().ClusterFSMVersion(); v != fsm.Version {
+			return fmt.Errorf("cluster FSM version %d", v)
+		}
+		return nil
+	})
+	if _, err := c.Admin(0).PutPolicySet(ctx, connect.NewRequest(&writv1.PutPolicySetRequest{PolicySet: &writv1.PolicySet{
+		Name: "prod", Cedar: testPolicy + "\n// upgraded\n",
+	}})); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitConverged()
+	for m := range 3 {
+		if got := versions(m); got != 50 {
+			t.Errorf("%s holds %d versions of prod after the put at version %d, want 50", c.Members[m].ID, got, fsm.Version)
+		}
+	}
+}
