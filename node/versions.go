@@ -44,8 +44,17 @@ func (n *Node) NotePeerVersion(id string, v uint32) {
 	if n.versions.m == nil {
 		n.versions.m = map[string]reportedVersion{}
 	}
+	now := time.Now()
+	if len(n.versions.m) >= 64 {
+		// Servers removed long ago stop reporting; forget them.
+		for k, r := range n.versions.m {
+			if now.Sub(r.at) > 10*time.Minute {
+				delete(n.versions.m, k)
+			}
+		}
+	}
 	prev, known := n.versions.m[id]
-	n.versions.m[id] = reportedVersion{v: v, at: time.Now()}
+	n.versions.m[id] = reportedVersion{v: v, at: now}
 	if known && prev.v != v {
 		n.versions.cachedAt = time.Time{} // an upgrade or downgrade counts at once
 	}
