@@ -81,6 +81,9 @@ func (n *Node) Status(ctx context.Context) (*writv1.StatusResponse, error) {
 	if lc := n.raft.LastContact(); !lc.IsZero() && n.raft.State() != raft.Leader {
 		out.LastContact = durationpb.New(time.Since(lc))
 	}
+	if n.raft.State() == raft.Leader {
+		out.ClusterFsmVersion = n.ClusterFSMVersion()
+	}
 	cf := n.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
 		return nil, err

@@ -38,6 +38,9 @@ func TestFSMVersionGate(t *testing.T) {
 	if v := leader().ClusterFSMVersion(); v != 1 {
 		t.Fatalf("cluster FSM version %d with n3 at version 1", v)
 	}
+	if st, err := leader().Status(ctx); err != nil || st.GetClusterFsmVersion() != 1 {
+		t.Fatalf("leader's status: cluster FSM version %d (%v), want 1", st.GetClusterFsmVersion(), err)
+	}
 	// The history keeps 50 versions (rpc.PolicyHistoryVersions) when puts
 	// prune it; put past that, from a follower too.
 	const puts = 52

@@ -556,7 +556,7 @@ func TestCommands(t *testing.T) {
 					{Id: "n2", RaftAddr: "127.0.0.1:7411", ApiAddr: "127.0.0.1:7410", Suffrage: "voter", GossipState: "dead",
 						StatsError: "unreachable: unavailable"},
 				},
-				GossipEncrypted: true,
+				GossipEncrypted: true, ClusterFsmVersion: 2,
 			}},
 			method: "Status", req: &writv1.StatusRequest{},
 			stdout: []string{
@@ -564,6 +564,7 @@ func TestCommands(t *testing.T) {
 				"leader          n1 at 127.0.0.1:7400\n",
 				"term            2\n",
 				"applied index   10\n",
+				"cluster fsm     version 2 (what the leader writes for: the oldest server's)\n",
 				"gossip key      yes\n",
 				"MEMBER  GOSSIP  SUFFRAGE  STATE        APPLIED  LAG  CONTACT  FSM  RAFT ADDR       API ADDR        LEADER\n",
 				"n1      alive   voter     leader       10       0    0s       2    127.0.0.1:7401  127.0.0.1:7400  *\n",

@@ -39,6 +39,9 @@ func (a *app) statusCmd() *cobra.Command {
 				t.kv("last contact", lc.AsDuration().Round(time.Millisecond).String()+" ago")
 			}
 			t.kvIf("version", m.GetVersion())
+			if v := m.GetClusterFsmVersion(); v != 0 {
+				t.kv("cluster fsm", fmt.Sprintf("version %d (what the leader writes for: the oldest server's)", v))
+			}
 			t.kv("gossip key", yesNo(m.GetGossipEncrypted()))
 			t.kv("cluster tls", yesNo(m.GetClusterTls()))
 			t.line("")

@@ -357,8 +357,12 @@ type StatusResponse struct {
 	// Whether this node encrypts gossip and runs cluster traffic over mutual TLS.
 	GossipEncrypted bool `protobuf:"varint,30,opt,name=gossip_encrypted,json=gossipEncrypted,proto3" json:"gossip_encrypted,omitempty"`
 	ClusterTls      bool `protobuf:"varint,31,opt,name=cluster_tls,json=clusterTls,proto3" json:"cluster_tls,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// On the leader: the oldest FSM version among the servers of the Raft
+	// configuration, the one it writes for (node/DESIGN.md, "FSM versions").
+	// 0 on a follower, which does not track it.
+	ClusterFsmVersion uint32 `protobuf:"varint,32,opt,name=cluster_fsm_version,json=clusterFsmVersion,proto3" json:"cluster_fsm_version,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -487,6 +491,13 @@ func (x *StatusResponse) GetClusterTls() bool {
 		return x.ClusterTls
 	}
 	return false
+}
+
+func (x *StatusResponse) GetClusterFsmVersion() uint32 {
+	if x != nil {
+		return x.ClusterFsmVersion
+	}
+	return 0
 }
 
 type JoinRequest struct {
@@ -717,7 +728,7 @@ const file_writ_v1_cluster_proto_rawDesc = "" +
 	"gossipAddr\x12*\n" +
 	"\x05stats\x18  \x01(\v2\x14.writ.v1.ServerStatsR\x05stats\x12\x1f\n" +
 	"\vstats_error\x18! \x01(\tR\n" +
-	"statsError\"\xf4\x03\n" +
+	"statsError\"\xa4\x04\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -735,7 +746,8 @@ const file_writ_v1_cluster_proto_rawDesc = "" +
 	"\aversion\x18\f \x01(\tR\aversion\x12)\n" +
 	"\x10gossip_encrypted\x18\x1e \x01(\bR\x0fgossipEncrypted\x12\x1f\n" +
 	"\vcluster_tls\x18\x1f \x01(\bR\n" +
-	"clusterTls\"^\n" +
+	"clusterTls\x12.\n" +
+	"\x13cluster_fsm_version\x18  \x01(\rR\x11clusterFsmVersion\"^\n" +
 	"\vJoinRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x19\n" +
