@@ -22,6 +22,7 @@ import (
 // entry, the history is not pruned, and every replica stays identical.
 // Restarted at the current version, n3 reports it with its next freshness
 // round, and the first put after that prunes the history on every replica.
+// A server that then goes silent counts as version 1 again until it reports.
 func TestFSMVersionGate(t *testing.T) {
 	if fsm.Version < 2 {
 		t.Skip("needs FSM version 2 (keep_versions)")
@@ -80,4 +81,23 @@ func TestFSMVersionGate(t *testing.T) {
 			t.Errorf("%s holds %d versions of prod after the put at version %d, want 50", c.Members[m].ID, got, fsm.Version)
 		}
 	}
+
+	// A server that stops reporting (down, or back on a binary that does
+	// not report) counts as version 1 once its report is older than twice
+	// max staleness: it may come back on an older binary.
+	down := (c.Leader() + 1) % 3
+	c.Kill(down)
+	nodetest.Eventually(t, 20*time.Second, "a silent server counts as version 1", func() error {
+		if v := leader().ClusterFSMVersion(); v != 1 {
+			return fmt.Errorf("cluster FSM version %d with %s down", v, c.Members[down].ID)
+		}
+		return nil
+	})
+	c.Restart(down)
+	nodetest.Eventually(t, 20*time.Second, "the restarted server reports again", func() error {
+		if v := leader().ClusterFSMVersion(); v != fsm.Version {
+			return fmt.Errorf("cluster FSM version %d", v)
+		}
+		return nil
+	})
 }
