@@ -49,6 +49,7 @@ type proposal struct {
 	cmds   []*fsmpb.Command
 	size   int
 	urgent bool
+	need   uint32              // the FSM version its commands require, after lowering
 	done   chan proposalResult // buffered(1)
 }
 
@@ -126,7 +127,7 @@ func isUrgent(cmd *fsmpb.Command) bool {
 
 // submit queues commands for the next batch and waits for their results.
 func (p *proposer) submit(ctx context.Context, cmds []*fsmpb.Command, urgent bool) ([]*fsmpb.Result, error) {
-	pr := &proposal{cmds: cmds, urgent: urgent, done: make(chan proposalResult, 1)}
+	pr := &proposal{cmds: cmds, urgent: urgent, need: 1, done: make(chan proposalResult, 1)}
 	cv := p.clusterVersion()
 	for _, c := range cmds {
 		// Every write passes here: a command the FSM would halt on must
@@ -136,9 +137,14 @@ func (p *proposer) submit(ctx context.Context, cmds []*fsmpb.Command, urgent boo
 		}
 		// Nor one an older server would halt on: lower it to what every
 		// server applies alike, or refuse it.
-		if need := fsm.Requires(c); need > cv && !fsm.Lower(c, cv) {
-			return nil, fmt.Errorf("%w: this write needs FSM version %d and the oldest server runs %d; upgrade every server first", rpc.ErrFSMVersion, need, cv)
+		need := fsm.Requires(c)
+		if need > cv {
+			if !fsm.Lower(c, cv) {
+				return nil, fmt.Errorf("%w: this write needs FSM version %d and the oldest server runs %d; upgrade every server first", rpc.ErrFSMVersion, need, cv)
+			}
+			need = fsm.Requires(c)
 		}
+		pr.need = max(pr.need, need)
 		pr.size += proto.Size(c)
 		pr.urgent = pr.urgent || isUrgent(c)
 	}
@@ -297,9 +303,7 @@ func (p *proposer) apply(batch []*proposal, items int) {
 	// an older server halts only on entries it would misapply.
 	var need uint32 = 1
 	for _, pr := range batch {
-		for _, c := range pr.cmds {
-			need = max(need, fsm.Requires(c))
-		}
+		need = max(need, pr.need)
 	}
 	header := &fsmpb.Header{TimeUnixNano: p.clock.Now().UnixNano(), MinFsmVersion: need}
 	var entry *fsmpb.Command
