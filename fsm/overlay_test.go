@@ -97,13 +97,16 @@ func TestOverlayKeyedByTarget(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		kind, id, want string
+		before         string // l5's verdict before this replica applied its issuance
 	}{
-		{RevocationLease, "l5", ReasonRevoked},
-		{RevocationCompleted, "l5", ReasonCompleted},
-		{RevocationSubtree, "l1", ReasonParentInvalid},
-		{RevocationIdentity, "ci/a", ReasonIdentityRevoked},
-		{RevocationRole, "a", ReasonRoleRevoked},
-		{RevocationOwner, "team-a", ReasonOwnerRevoked},
+		// A revocation of l5 itself names it: the replica says so even
+		// before it has the lease.
+		{RevocationLease, "l5", ReasonRevoked, ReasonRevoked},
+		{RevocationCompleted, "l5", ReasonCompleted, ReasonCompleted},
+		{RevocationSubtree, "l1", ReasonParentInvalid, ReasonUnknownLease},
+		{RevocationIdentity, "ci/a", ReasonIdentityRevoked, ReasonUnknownLease},
+		{RevocationRole, "a", ReasonRoleRevoked, ReasonUnknownLease},
+		{RevocationOwner, "team-a", ReasonOwnerRevoked, ReasonUnknownLease},
 	}
 	for _, tc := range cases {
 		t.Run(tc.kind, func(t *testing.T) {
@@ -115,8 +118,11 @@ func TestOverlayKeyedByTarget(t *testing.T) {
 			if !h.f.Overlay(Pending{Index: h.idx + 2, Kind: tc.kind, ID: tc.id}) {
 				t.Fatal("not installed")
 			}
-			if r := h.check("l5"); r != ReasonUnknownLease {
-				t.Fatalf("l5 before its issuance: %q", r)
+			if r := h.check("l5"); r != tc.before {
+				t.Fatalf("l5 before its issuance: %q, want %q", r, tc.before)
+			}
+			if r := h.f.View().LeaseValid("l5", h.now); r != tc.before {
+				t.Fatalf("LeaseValid(l5) before its issuance: %q, want %q", r, tc.before)
 			}
 			h.ok(issueCmd(lease{id: "l5", parent: "l1"}))
 			if r := h.check("l5"); r != tc.want {

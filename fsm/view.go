@@ -248,7 +248,7 @@ const (
 func (v *View) CheckLease(id string, now time.Time) (*fsmpb.Lease, string) {
 	r, ok := v.leases.get(id)
 	if !ok {
-		return nil, ReasonUnknownLease
+		return nil, v.unknownLease(id)
 	}
 	return v.leases.lease(r), v.check(r, now.UnixNano(), MaxLeaseAncestors)
 }
@@ -257,9 +257,25 @@ func (v *View) CheckLease(id string, now time.Time) (*fsmpb.Lease, string) {
 func (v *View) LeaseValid(id string, now time.Time) string {
 	r, ok := v.leases.get(id)
 	if !ok {
-		return ReasonUnknownLease
+		return v.unknownLease(id)
 	}
 	return v.check(r, now.UnixNano(), MaxLeaseAncestors)
+}
+
+// unknownLease is the reason for a lease id this view does not hold. A
+// replica can be pushed a lease's revocation (the overlay) before it has
+// applied the lease's issuance, when the lease was issued a moment before
+// on another node: it then says revoked (or completed), as it will once it
+// has applied both, rather than unknown_lease.
+func (v *View) unknownLease(id string) string {
+	switch {
+	case v.ov == nil:
+	case v.ov.in(v.index, RevocationLease, id):
+		return ReasonRevoked
+	case v.ov.in(v.index, RevocationCompleted, id):
+		return ReasonCompleted
+	}
+	return ReasonUnknownLease
 }
 
 // check validates l and at most maxAncestors ancestors; a longer chain is
