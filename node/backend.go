@@ -182,31 +182,28 @@ func (n *Node) Propose(ctx context.Context, cmds []*fsmpb.Command, opts rpc.Prop
 			return nil, errors.New("propose: every command needs a request id")
 		}
 	}
-	if m := n.obs.metrics; m != nil {
-		defer func(start time.Time) {
-			m.RaftCommitSeconds.WithLabelValues(n.cfg.NodeID).Observe(time.Since(start).Seconds())
-		}(time.Now())
+	if o := n.obs.commitSeconds; o != nil {
+		defer func(start time.Time) { o.Observe(time.Since(start).Seconds()) }(time.Now())
 	}
 	var results []*fsmpb.Result
+	var forwarded [][]byte // encoded once, on the first attempt that forwards
+	urgent := opts.Urgent
 	err := n.withLeader(ctx, func(ctx context.Context, addr string) error {
 		if addr == "" { // this node leads
 			var err error
 			results, err = n.proposer.submit(ctx, cmds, opts.Urgent)
 			return err
 		}
-		req := &writv1.ForwardRequest{Commands: make([][]byte, len(cmds))}
-		urgent := opts.Urgent
-		for i, c := range cmds {
-			urgent = urgent || isUrgent(c)
-			fwd := proto.Clone(c).(*fsmpb.Command)
-			fwd.Header.Forwarded = true
-			b, err := proto.Marshal(fwd)
-			if err != nil {
+		if forwarded == nil {
+			var err error
+			if forwarded, err = encodeForwarded(cmds); err != nil {
 				return err
 			}
-			req.Commands[i] = b
+			for _, c := range cmds {
+				urgent = urgent || isUrgent(c)
+			}
 		}
-		raw, err := n.fwd.forward(ctx, addr, req.Commands, urgent)
+		raw, err := n.fwd.forward(ctx, addr, forwarded, urgent)
 		if err != nil {
 			return err
 		}
@@ -229,6 +226,28 @@ func (n *Node) Propose(ctx context.Context, cmds []*fsmpb.Command, opts rpc.Prop
 		return nil
 	})
 	return results, err
+}
+
+// encodeForwarded encodes commands for the leader, each marked Forwarded so
+// that it is never forwarded again. A command is encoded through a shallow
+// copy with its own header: the caller's command is not changed (a later
+// attempt may find this node leading and submit it as it is), and its
+// payload, the bulk of it, is not cloned.
+func encodeForwarded(cmds []*fsmpb.Command) ([][]byte, error) {
+	out := make([][]byte, len(cmds))
+	for i, c := range cmds {
+		h, _ := proto.Clone(c.GetHeader()).(*fsmpb.Header)
+		if h == nil {
+			h = &fsmpb.Header{}
+		}
+		h.Forwarded = true
+		b, err := proto.Marshal(&fsmpb.Command{Header: h, Payload: c.GetPayload()})
+		if err != nil {
+			return nil, err
+		}
+		out[i] = b
+	}
+	return out, nil
 }
 
 // withLeader runs fn against the leader ("" when this node leads, else the

@@ -20,7 +20,10 @@ import (
 type observability struct {
 	reg     *prometheus.Registry
 	metrics *telemetry.Metrics
-	audit   *audit.Log // nil when the node runs unaudited (Config.Audit nil)
+	// commitSeconds is metrics.RaftCommitSeconds for this node, looked up
+	// once: Propose observes it on every write.
+	commitSeconds prometheus.Observer
+	audit         *audit.Log // nil when the node runs unaudited (Config.Audit nil)
 	tracing *telemetry.Tracing
 }
 
@@ -71,6 +74,7 @@ func (n *Node) initMetrics() {
 		o.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	o.metrics = telemetry.NewMetrics(o.reg)
+	o.commitSeconds = o.metrics.RaftCommitSeconds.WithLabelValues(n.cfg.NodeID)
 	o.reg.MustRegister(&nodeCollector{n: n})
 }
 
