@@ -18,15 +18,15 @@ import (
 // leader. Under issuance load this turns hundreds of HTTP/2 requests a
 // second, each a goroutine and a proposal on the leader, into a few dozen,
 // and the leader's proposer gets whole batches to commit as one entry.
-// A write that finds fewer than softForwardInflight calls in flight is sent
-// at once; otherwise a call that is neither full nor carrying a revocation
-// waits for one to return and takes in what arrives meanwhile (the
-// proposer's softInflight, for the same reason: fewer, larger calls and
+// A write that finds fewer than softForwardInflight calls in flight (one:
+// none) is sent at once; otherwise a call that is neither full nor carrying
+// a revocation waits for one to return and takes in what arrives meanwhile
+// (the proposer's softInflight, for the same reason: fewer, larger calls and
 // entries). Full calls and revocations may use up to maxForwardInflight.
 const (
 	maxForwardItems     = 256
 	maxForwardBytes     = 512 << 10 // well under the API's 1 MiB request limit
-	softForwardInflight = 2
+	softForwardInflight = 1
 	maxForwardInflight  = 8
 	forwardQueueDepth   = 4096
 )

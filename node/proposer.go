@@ -24,17 +24,18 @@ import (
 //
 // While softInflight entries are in flight, a batch that is neither full nor
 // urgent waits for one of them to finish and takes in what arrives
-// meanwhile: two entries in flight keep the leader's and a follower's fsync
-// busy at once, and everything else rides in fewer, larger entries (each
-// entry costs an FSM transaction on every replica, an encode, a result
-// fan-out). A write that finds fewer in flight goes at once. Full batches and
+// meanwhile, so everything rides in fewer, larger entries (each entry costs
+// two fsynced bbolt commits per replica, an FSM transaction on every
+// replica, an encode, a result fan-out). One entry in flight: see DESIGN.md
+// ("Why hold at one") for the measurement against two. A write that finds
+// nothing in flight goes at once. Full batches and
 // revocations may use up to maxInflight, so a slow fsync does not stall the
 // queue; beyond that the queue fills and callers get ErrOverloaded instead of
 // the leader drowning and losing leadership.
 const (
 	maxBatchItems  = 512
 	maxBatchBytes  = 1 << 20
-	softInflight   = 2
+	softInflight   = 1
 	maxInflight    = 16
 	queueDepth     = 4096
 	applyTimeout   = 10 * time.Second
