@@ -11,11 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -73,14 +76,50 @@ type Cluster struct {
 	cfg   Config
 }
 
-// FreePort returns a 127.0.0.1 address with a port that was free a moment ago.
+// FreePort returns a 127.0.0.1 address with a port that was free a moment
+// ago, outside the kernel's ephemeral range. A port the kernel hands out
+// for "127.0.0.1:0" is an ephemeral one: between the pick and the server's
+// bind, any outgoing connection on the machine (a node that has already
+// started dialling its peers) may be given the same port as its local end,
+// and the server then fails with "address already in use". Below the
+// ephemeral range only another listener can take it.
 func FreePort() (string, error) {
+	lo, _ := ephemeralRange()
+	const floor = 10000
+	if lo-floor >= 1000 {
+		for range 64 {
+			port := floor + rand.IntN(lo-floor)
+			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+			if err != nil {
+				continue // taken: try another
+			}
+			addr := ln.Addr().String()
+			_ = ln.Close()
+			return addr, nil
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
+}
+
+// ephemeralRange is Linux's net.ipv4.ip_local_port_range, or the IANA
+// default (49152-65535) where it cannot be read.
+func ephemeralRange() (lo, hi int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			l, err1 := strconv.Atoi(f[0])
+			h, err2 := strconv.Atoi(f[1])
+			if err1 == nil && err2 == nil && l > 0 && l <= h {
+				return l, h
+			}
+		}
+	}
+	return 49152, 65535
 }
 
 // Start launches cfg.Nodes processes and returns at once; call WaitReady.
