@@ -24,7 +24,7 @@ type observability struct {
 	// once: Propose observes it on every write.
 	commitSeconds prometheus.Observer
 	audit         *audit.Log // nil when the node runs unaudited (Config.Audit nil)
-	tracing *telemetry.Tracing
+	tracing       *telemetry.Tracing
 }
 
 // startObservability builds the registry and metrics, opens the audit log
