@@ -134,3 +134,16 @@ func BenchmarkViewCheckLease(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkViewLoginReads: the meta reads every AppRole login makes on a
+// fresh view (Bootstrapped, then the HMAC key).
+func BenchmarkViewLoginReads(b *testing.B) {
+	h := benchState(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		v := h.f.View()
+		if !v.Bootstrapped() || len(v.HMACKey()) == 0 {
+			b.Fatal("not bootstrapped")
+		}
+	}
+}

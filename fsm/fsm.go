@@ -83,6 +83,10 @@ type published struct {
 	db     *memdb.MemDB
 	leases *leaseStore
 	index  uint64
+	// meta is the cluster's meta record at index (nil before Bootstrap),
+	// looked up once here rather than on every read: logins, node tokens
+	// and minting all ask for it.
+	meta *meta
 }
 
 // New returns an empty FSM at index 0.
@@ -98,7 +102,9 @@ func New(cfg Config) *FSM {
 // publish makes the writer's committed state visible at index and wakes
 // WaitApplied callers.
 func (f *FSM) publish(index uint64) {
-	f.pub.Store(&published{db: f.db.Snapshot(), leases: f.leases.clone(), index: index})
+	db := f.db.Snapshot()
+	m, _ := firstIn(db.Txn(false), tMeta, "id", metaKey).(*meta)
+	f.pub.Store(&published{db: db, leases: f.leases.clone(), index: index, meta: m})
 	if f.ov.Load() != nil {
 		f.prune(index)
 	}
@@ -147,7 +153,7 @@ func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
 func (f *FSM) View() *View {
 	ov := f.ov.Load()
 	p := f.pub.Load()
-	v := &View{txn: p.db.Txn(false), leases: p.leases, index: p.index}
+	v := &View{txn: p.db.Txn(false), leases: p.leases, index: p.index, m: p.meta, mSet: true}
 	if ov != nil && ov.max > p.index {
 		v.ov = ov
 	}

@@ -24,13 +24,21 @@ type View struct {
 	// ov: committed revocations above index (overlay.go); nil in the
 	// applier's view, and whenever there are none.
 	ov *overlay
+	// m is the meta record when mSet (views of published state); the
+	// applier's view looks it up in its write transaction.
+	m    *meta
+	mSet bool
 }
 
 // Index is the Raft index of the last entry this view reflects.
 func (v *View) Index() uint64 { return v.index }
 
 func (v *View) first(table, index string, args ...any) any {
-	raw, err := v.txn.First(table, index, args...)
+	return firstIn(v.txn, table, index, args...)
+}
+
+func firstIn(txn *memdb.Txn, table, index string, args ...any) any {
+	raw, err := txn.First(table, index, args...)
 	if err != nil {
 		return nil // only a malformed query; the schema is fixed
 	}
@@ -54,6 +62,9 @@ func all[T any](v *View, table string) []T {
 }
 
 func (v *View) meta() *meta {
+	if v.mSet {
+		return v.m
+	}
 	m, _ := v.first(tMeta, "id", metaKey).(*meta)
 	return m
 }

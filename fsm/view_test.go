@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -218,5 +219,42 @@ func TestWaitApplied(t *testing.T) {
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("after cancel: %v", err)
+	}
+}
+
+// TestViewMeta: a published view's meta (looked up once per publish) is the
+// record its own transaction holds, before and after Bootstrap and after a
+// restore into an empty FSM; an older view keeps the meta of its index.
+func TestViewMeta(t *testing.T) {
+	t.Parallel()
+	lookup := func(v *View) *meta {
+		m, _ := v.first(tMeta, "id", metaKey).(*meta)
+		return m
+	}
+	h := newHarness(t)
+	before := h.f.View()
+	if before.Bootstrapped() || before.HMACKey() != nil || lookup(before) != nil {
+		t.Fatal("an empty FSM's view has a meta record")
+	}
+	h.ok(bootstrapCmd())
+	v := h.f.View()
+	if !v.Bootstrapped() || v.meta() != lookup(v) || !bytes.Equal(v.HMACKey(), bytes.Repeat([]byte{2}, 32)) || v.ClusterID() != "c1" {
+		t.Fatalf("after Bootstrap: bootstrapped=%v cluster=%q", v.Bootstrapped(), v.ClusterID())
+	}
+	if before.Bootstrapped() {
+		t.Fatal("a view taken before Bootstrap sees it")
+	}
+	s := h.f.Snapshot()
+	var buf bytes.Buffer
+	if _, err := s.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	r := newHarness(t)
+	if err := r.f.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	rv := r.f.View()
+	if !rv.Bootstrapped() || rv.meta() != lookup(rv) || rv.ClusterID() != "c1" {
+		t.Fatal("a restored FSM's view lost its meta")
 	}
 }
