@@ -241,7 +241,11 @@ func encodeForwarded(cmds []*fsmpb.Command) ([][]byte, error) {
 			h = &fsmpb.Header{}
 		}
 		h.Forwarded = true
-		b, err := proto.Marshal(&fsmpb.Command{Header: h, Payload: c.GetPayload()})
+		fwd := &fsmpb.Command{Header: h, Payload: c.GetPayload()}
+		// Header and payload are all a Command has; bytes this binary
+		// does not know (a newer field) travel on as they came.
+		fwd.ProtoReflect().SetUnknown(c.ProtoReflect().GetUnknown())
+		b, err := proto.Marshal(fwd)
 		if err != nil {
 			return nil, err
 		}

@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/writ-dev/writ/fsm/fsmpb"
 	writv1 "github.com/writ-dev/writ/rpc/gen/writ/v1"
 	"github.com/writ-dev/writ/rpc/gen/writ/v1/writv1connect"
 )
@@ -170,5 +174,42 @@ func waitUntil(t *testing.T, what string, cond func() bool, state func() string)
 			t.Fatalf("timed out waiting for %s (%s)", what, state())
 		}
 		time.Sleep(time.Millisecond) // polling the fake's counters, bounded by the deadline
+	}
+}
+
+// TestEncodeForwarded: each forwarded command is the caller's command with
+// Forwarded set, unknown bytes included, and the caller's command is left
+// as it was (a later attempt may submit it locally).
+func TestEncodeForwarded(t *testing.T) {
+	issue := &fsmpb.Command{Header: &fsmpb.Header{RequestId: "r1", MinFsmVersion: 2}, Payload: &fsmpb.Command_IssueLease{IssueLease: &fsmpb.IssueLease{
+		Lease: &fsmpb.Lease{Id: "l_1", Identity: "ci/a"}, TtlNanos: 5, ConsumeSecretAccessor: "acc",
+	}}}
+	newer := &fsmpb.Command{Header: &fsmpb.Header{RequestId: "r2", Ignorable: true}}
+	newer.ProtoReflect().SetUnknown(protowire.AppendString(protowire.AppendTag(nil, 99, protowire.BytesType), "from a newer binary"))
+	cmds := []*fsmpb.Command{issue, newer}
+	before := make([]*fsmpb.Command, len(cmds))
+	for i, c := range cmds {
+		before[i] = proto.Clone(c).(*fsmpb.Command)
+	}
+	out, err := encodeForwarded(cmds)
+	if err != nil || len(out) != len(cmds) {
+		t.Fatalf("encodeForwarded: %d, %v", len(out), err)
+	}
+	for i, b := range out {
+		got := &fsmpb.Command{}
+		if err := proto.Unmarshal(b, got); err != nil {
+			t.Fatal(err)
+		}
+		if !got.GetHeader().GetForwarded() {
+			t.Errorf("command %d not marked forwarded", i)
+		}
+		want := proto.Clone(before[i]).(*fsmpb.Command)
+		want.Header.Forwarded = true
+		if !proto.Equal(got, want) {
+			t.Errorf("command %d: got %v, want %v", i, got, want)
+		}
+		if !proto.Equal(cmds[i], before[i]) {
+			t.Errorf("command %d: the caller's command changed: %v", i, cmds[i])
+		}
 	}
 }
