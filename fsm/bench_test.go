@@ -60,6 +60,10 @@ type entries struct {
 	per int
 	ids *randomIDs
 	buf [][]byte
+	// secret, when set, is the accessor each issuance consumes; skip sets
+	// skip_unlimited_use_count.
+	secret string
+	skip   bool
 }
 
 func (e *entries) get(b *testing.B) []byte {
@@ -71,6 +75,8 @@ func (e *entries) get(b *testing.B) []byte {
 			for j := range cmds {
 				cmds[j] = issueCmd(lease{id: e.ids.next("l_"), role: "big", ttl: time.Hour})
 				cmds[j].Header.RequestId = e.ids.next("r_")
+				cmds[j].GetIssueLease().ConsumeSecretAccessor = e.secret
+				cmds[j].GetIssueLease().SkipUnlimitedUseCount = e.skip
 			}
 			e.buf = append(e.buf, e.h.entry(cmds...))
 		}
@@ -81,8 +87,13 @@ func (e *entries) get(b *testing.B) []byte {
 	return data
 }
 
-func benchmarkIssue(b *testing.B, per int) {
+func benchmarkIssue(b *testing.B, per int) { benchmarkIssueWith(b, per, "", false) }
+
+func benchmarkIssueWith(b *testing.B, per int, secret string, skip bool) {
 	h := benchState(b)
+	if secret != "" {
+		h.ok(secretCmd(secret, "big", 9, 0, 0)) // unlimited uses
+	}
 	// The state is put back to its 10k leases now and then (untimed), so
 	// the numbers do not depend on how many iterations the run chose.
 	var snap bytes.Buffer
@@ -90,7 +101,7 @@ func benchmarkIssue(b *testing.B, per int) {
 		b.Fatal(err)
 	}
 	resetEvery := max(1, 8192/per)
-	src := &entries{h: h, per: per, ids: newRandomIDs(2)}
+	src := &entries{h: h, per: per, ids: newRandomIDs(2), secret: secret, skip: skip}
 	b.ReportAllocs()
 	n := 0
 	for b.Loop() {
@@ -117,6 +128,14 @@ func BenchmarkApplyIssueLease(b *testing.B) { benchmarkIssue(b, 1) }
 
 // BenchmarkApplyIssueBatch128: a group-committed entry of 128 IssueLease.
 func BenchmarkApplyIssueBatch128(b *testing.B) { benchmarkIssue(b, 128) }
+
+// BenchmarkApplyIssueAppRole: entries of 128 AppRole issuances consuming
+// one unlimited secret id, counted (FSM version 2 and below) and not
+// (skip_unlimited_use_count, version 3).
+func BenchmarkApplyIssueAppRole(b *testing.B) {
+	b.Run("counted", func(b *testing.B) { benchmarkIssueWith(b, 128, "bench-secret", false) })
+	b.Run("uncounted", func(b *testing.B) { benchmarkIssueWith(b, 128, "bench-secret", true) })
+}
 
 // BenchmarkViewCheckLease: Authorize's read path, a fresh view per call.
 func BenchmarkViewCheckLease(b *testing.B) {

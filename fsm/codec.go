@@ -16,7 +16,11 @@ const FormatProtoV1 byte = 1
 //
 // Version 2: PutPolicySet.keep_versions prunes the policy set history in
 // Apply (a version-1 replica would keep every version and diverge).
-const Version uint32 = 2
+//
+// Version 3: IssueLease.skip_unlimited_use_count leaves a secret id with
+// unlimited uses as it is (an older replica would count the use and
+// diverge).
+const Version uint32 = 3
 
 // MaxEntryBytes bounds what Decode accepts. Apply halts on an entry Decode
 // rejects, so proposers must stay well below it (node's proposer caps
@@ -101,7 +105,8 @@ func checkOne(cmd *fsmpb.Command, version uint32) error {
 // Version and is listed here, with a Lower rule where one exists.
 //
 // Version 2: PutPolicySet with keep_versions > 0 (an older replica keeps the
-// whole history).
+// whole history). Version 3: IssueLease with skip_unlimited_use_count (an
+// older replica counts the use).
 func Requires(cmd *fsmpb.Command) uint32 {
 	v := max(1, cmd.GetHeader().GetMinFsmVersion())
 	switch p := cmd.GetPayload().(type) {
@@ -113,16 +118,22 @@ func Requires(cmd *fsmpb.Command) uint32 {
 		if p.PutPolicySet.GetKeepVersions() > 0 {
 			v = max(v, 2)
 		}
+	case *fsmpb.Command_IssueLease:
+		if p.IssueLease.GetSkipUnlimitedUseCount() {
+			v = max(v, 3)
+		}
 	}
 	return v
 }
 
-// Lower rewrites cmd, in place, into a command that a replica of FSM
-// version v applies as it would have applied the original on this version,
-// and reports whether cmd now Requires at most v. It is how a leader keeps
-// writing while some voter still runs an older binary (a rolling upgrade):
-// PutPolicySet drops keep_versions below version 2, so the history is
-// pruned by the first put after every voter reports version 2. A command
+// Lower rewrites cmd, in place, into its older form, which every replica
+// of FSM version v or later applies alike, and reports whether cmd now
+// Requires at most v. It is how a leader keeps writing while some voter
+// still runs an older binary (a rolling upgrade): PutPolicySet drops
+// keep_versions below version 2, so the history is pruned by the first put
+// after every voter reports version 2; IssueLease drops
+// skip_unlimited_use_count below version 3, so unlimited secret ids are
+// counted until every voter reports version 3. A command
 // with no such rule is left as it is and reported false; the proposer
 // refuses it. A header's own min_fsm_version is never lowered.
 func Lower(cmd *fsmpb.Command, v uint32) bool {
@@ -135,6 +146,9 @@ func Lower(cmd *fsmpb.Command, v uint32) bool {
 	}
 	if p := cmd.GetPutPolicySet(); p != nil && v < 2 {
 		p.KeepVersions = 0
+	}
+	if p := cmd.GetIssueLease(); p != nil && v < 3 {
+		p.SkipUnlimitedUseCount = false
 	}
 	return Requires(cmd) <= v
 }

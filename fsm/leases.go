@@ -95,7 +95,10 @@ func (a *applier) issueLease(p *fsmpb.IssueLease, rid string) *fsmpb.Result {
 		return fail(codeExhausted, "identity %q already holds its maximum of %d live leases", ident.Id, limit)
 	}
 
-	if secret != nil {
+	// An unlimited secret id is counted only for replicas older than FSM
+	// version 3; not counting it spares every issuance a clone and a
+	// rewrite of the secret's record on every replica.
+	if secret != nil && !(secret.NumUses == 0 && p.GetSkipUnlimitedUseCount()) {
 		s := proto.Clone(secret).(*fsmpb.SecretID)
 		s.Uses++
 		a.put(tSecret, s)

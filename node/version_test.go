@@ -33,9 +33,30 @@ func TestFSMVersionGate(t *testing.T) {
 		}
 	}})
 	c.WaitVoters(3)
-	setup(t, c) // prod v1
+	proof := setup(t, c) // prod v1, and an unlimited secret id
 	ctx := context.Background()
 	leader := func() *node.Node { return c.Members[c.Leader()].Node }
+	// Issuing through every node: below version 3 the leader lowers each
+	// IssueLease to the counted form, so every replica counts the uses.
+	issueEverywhere := func() {
+		t.Helper()
+		for i := range 3 {
+			resp, err := c.Authz(i, false).AuthorizeAndIssue(ctx, issueRequest(proof, true))
+			if err != nil || !resp.Msg.GetDecision().GetAllowed() {
+				t.Fatalf("issue through %s: %v %v", c.Members[i].ID, err, resp.Msg.GetDecision())
+			}
+		}
+		c.WaitConverged()
+	}
+	secretUses := func(want uint32) {
+		t.Helper()
+		for m := range 3 {
+			secrets := c.Members[m].Node.FSM().View().SecretIDs("deploy-api")
+			if len(secrets) != 1 || secrets[0].GetUses() != want {
+				t.Fatalf("%s: secret ids %v, want one with %d uses", c.Members[m].ID, secrets, want)
+			}
+		}
+	}
 	if v := leader().ClusterFSMVersion(); v != 1 {
 		t.Fatalf("cluster FSM version %d with n3 at version 1", v)
 	}
@@ -54,6 +75,8 @@ func TestFSMVersionGate(t *testing.T) {
 		}
 	}
 	c.WaitConverged()
+	issueEverywhere()
+	secretUses(3)
 	versions := func(m int) int { return len(c.Members[m].Node.FSM().View().PolicySetVersions("prod")) }
 	for m := range 3 {
 		if got := versions(m); got != puts+1 {
@@ -81,6 +104,10 @@ func TestFSMVersionGate(t *testing.T) {
 			t.Errorf("%s holds %d versions of prod after the put at version %d, want 50", c.Members[m].ID, got, fsm.Version)
 		}
 	}
+	// At version 3 an unlimited secret id is no longer counted, on any
+	// replica.
+	issueEverywhere()
+	secretUses(3)
 
 	// A server that stops reporting (down, or back on a binary that does
 	// not report) counts as version 1 once its report is older than twice

@@ -276,6 +276,9 @@ func (s *authzService) authorizeAndIssue(ctx context.Context, req *connect.Reque
 				},
 				TtlNanos:              int64(ttl),
 				ConsumeSecretAccessor: principal.SecretAccessor,
+				// The leader lowers this away while any server is older
+				// than FSM version 3 (fsm.Lower).
+				SkipUnlimitedUseCount: principal.SecretAccessor != "",
 			}},
 		}
 		results, err := s.d.Backend.Propose(ctx, []*fsmpb.Command{cmd}, ProposeOptions{})

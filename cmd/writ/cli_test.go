@@ -210,7 +210,7 @@ func TestCommands(t *testing.T) {
 		{
 			name: "secret-id list", args: []string{"secret-id", "list", "r"}, method: "ListSecretIDs", req: &writv1.ListSecretIDsRequest{Role: "r"},
 			resps:  map[string]proto.Message{"ListSecretIDs": &writv1.ListSecretIDsResponse{SecretIds: []*writv1.SecretIDInfo{{Accessor: "acc_1", NumUses: 5, Uses: 2}, {Accessor: "acc_2"}}}},
-			stdout: []string{"acc_1     2/5", "acc_2     0/∞   never"},
+			stdout: []string{"acc_1     2/5", "acc_2     ∞     never"},
 		},
 		{
 			name: "secret-id revoke", args: []string{"secret-id", "revoke", "acc_1"}, method: "RevokeSecretID", req: &writv1.RevokeSecretIDRequest{Accessor: "acc_1"},

@@ -111,7 +111,8 @@ func (a *app) secretIDListCmd() *cobra.Command {
 		return p.emit(resp.Msg, func(t *textOut) {
 			rows := make([][]string, 0, len(resp.Msg.GetSecretIds()))
 			for _, s := range resp.Msg.GetSecretIds() {
-				uses := fmt.Sprintf("%d/%s", s.GetUses(), "∞")
+				// Unlimited secret ids are not counted (FSM version 3).
+				uses := "∞"
 				if s.GetNumUses() > 0 {
 					uses = fmt.Sprintf("%d/%d", s.GetUses(), s.GetNumUses())
 				}

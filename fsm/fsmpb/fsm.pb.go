@@ -1754,6 +1754,10 @@ type IssueLease struct {
 	TtlNanos int64                  `protobuf:"varint,2,opt,name=ttl_nanos,json=ttlNanos,proto3" json:"ttl_nanos,omitempty"`
 	// AppRole: consume one use of this secret id atomically with the issuance.
 	ConsumeSecretAccessor string `protobuf:"bytes,3,opt,name=consume_secret_accessor,json=consumeSecretAccessor,proto3" json:"consume_secret_accessor,omitempty"`
+	// FSM version 3: a secret id with unlimited uses (num_uses 0) is not
+	// counted, so the issuance does not rewrite its record. A limited one is
+	// counted either way. The leader clears it while any server is older.
+	SkipUnlimitedUseCount bool `protobuf:"varint,4,opt,name=skip_unlimited_use_count,json=skipUnlimitedUseCount,proto3" json:"skip_unlimited_use_count,omitempty"`
 	unknownFields         protoimpl.UnknownFields
 	sizeCache             protoimpl.SizeCache
 }
@@ -1807,6 +1811,13 @@ func (x *IssueLease) GetConsumeSecretAccessor() string {
 		return x.ConsumeSecretAccessor
 	}
 	return ""
+}
+
+func (x *IssueLease) GetSkipUnlimitedUseCount() bool {
+	if x != nil {
+		return x.SkipUnlimitedUseCount
+	}
+	return false
 }
 
 type RenewLease struct {
@@ -2748,7 +2759,10 @@ type SecretID struct {
 	SecretHmac []byte `protobuf:"bytes,3,opt,name=secret_hmac,json=secretHmac,proto3" json:"secret_hmac,omitempty"`
 	// 0 means unlimited.
 	NumUses uint32 `protobuf:"varint,4,opt,name=num_uses,json=numUses,proto3" json:"num_uses,omitempty"`
-	Uses    uint32 `protobuf:"varint,5,opt,name=uses,proto3" json:"uses,omitempty"`
+	// Uses consumed. Since FSM version 3 an unlimited secret id is not
+	// counted (IssueLease.skip_unlimited_use_count): its uses stay at what
+	// they were when the last server was upgraded.
+	Uses uint32 `protobuf:"varint,5,opt,name=uses,proto3" json:"uses,omitempty"`
 	// 0 means it never expires.
 	ExpiresUnixNano int64             `protobuf:"varint,6,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
 	Cidrs           []string          `protobuf:"bytes,7,rep,name=cidrs,proto3" json:"cidrs,omitempty"`
@@ -4046,12 +4060,13 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\vcreate_only\x18\x03 \x01(\bR\n" +
 	"createOnly\"&\n" +
 	"\x10DeleteAuthConfig\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\x8b\x01\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xc4\x01\n" +
 	"\n" +
 	"IssueLease\x12(\n" +
 	"\x05lease\x18\x01 \x01(\v2\x12.writ.fsm.v1.LeaseR\x05lease\x12\x1b\n" +
 	"\tttl_nanos\x18\x02 \x01(\x03R\bttlNanos\x126\n" +
-	"\x17consume_secret_accessor\x18\x03 \x01(\tR\x15consumeSecretAccessor\"\x8a\x01\n" +
+	"\x17consume_secret_accessor\x18\x03 \x01(\tR\x15consumeSecretAccessor\x127\n" +
+	"\x18skip_unlimited_use_count\x18\x04 \x01(\bR\x15skipUnlimitedUseCount\"\x8a\x01\n" +
 	"\n" +
 	"RenewLease\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12\x1b\n" +

@@ -578,10 +578,13 @@ func (x *BoundClaim) GetValues() []string {
 }
 
 type SecretIDInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Accessor      string                 `protobuf:"bytes,1,opt,name=accessor,proto3" json:"accessor,omitempty"`
-	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
-	NumUses       uint32                 `protobuf:"varint,3,opt,name=num_uses,json=numUses,proto3" json:"num_uses,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Accessor string                 `protobuf:"bytes,1,opt,name=accessor,proto3" json:"accessor,omitempty"`
+	Role     string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	// 0: unlimited.
+	NumUses uint32 `protobuf:"varint,3,opt,name=num_uses,json=numUses,proto3" json:"num_uses,omitempty"`
+	// Uses consumed by issuances. A secret id with unlimited uses is not
+	// counted once every server runs FSM version 3.
 	Uses          uint32                 `protobuf:"varint,4,opt,name=uses,proto3" json:"uses,omitempty"`
 	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	Cidrs         []string               `protobuf:"bytes,6,rep,name=cidrs,proto3" json:"cidrs,omitempty"`
