@@ -63,6 +63,10 @@ type FSM struct {
 	// leases is the writer's lease store (see leasestore.go): Apply
 	// changes it in place; readers get clones.
 	leases *leaseStore
+	// meta is db's meta record once it has one. Bootstrap writes it once
+	// and nothing changes it after, so publish looks it up only until it
+	// is found; Restore, which replaces db, clears it.
+	meta *meta
 	// pub is the last committed state: an O(1) memdb snapshot and the index
 	// it reflects, published together so a View's Index is exact.
 	pub atomic.Pointer[published]
@@ -84,8 +88,8 @@ type published struct {
 	leases *leaseStore
 	index  uint64
 	// meta is the cluster's meta record at index (nil before Bootstrap),
-	// looked up once here rather than on every read: logins, node tokens
-	// and minting all ask for it.
+	// carried here rather than looked up on every read: logins, node
+	// tokens and audit hashing all ask for it.
 	meta *meta
 }
 
@@ -103,8 +107,10 @@ func New(cfg Config) *FSM {
 // WaitApplied callers.
 func (f *FSM) publish(index uint64) {
 	db := f.db.Snapshot()
-	m, _ := firstIn(db.Txn(false), tMeta, "id", metaKey).(*meta)
-	f.pub.Store(&published{db: db, leases: f.leases.clone(), index: index, meta: m})
+	if f.meta == nil {
+		f.meta, _ = firstIn(db.Txn(false), tMeta, "id", metaKey).(*meta)
+	}
+	f.pub.Store(&published{db: db, leases: f.leases.clone(), index: index, meta: f.meta})
 	if f.ov.Load() != nil {
 		f.prune(index)
 	}

@@ -179,7 +179,7 @@ func (f *FSM) Restore(r io.Reader) error {
 		return err
 	}
 	before := f.View().PolicySets()
-	f.db, f.leases = db, leases
+	f.db, f.leases, f.meta = db, leases, nil
 	f.publish(hdr.GetIndex())
 	f.revs.reset(hdr.GetIndex())
 	after := f.View().PolicySets()
