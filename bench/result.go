@@ -38,11 +38,18 @@ type RunSummary struct {
 	P50Ms   float64 `json:"p50_ms"`
 	P99Ms   float64 `json:"p99_ms"`
 	Errors  int64   `json:"errors"`
+	// The run's revoke → every node rejects, when it measured that.
+	PropagationP50Ms float64 `json:"propagation_p50_ms,omitempty"`
+	PropagationP99Ms float64 `json:"propagation_p99_ms,omitempty"`
 }
 
 // Result is one scenario's outcome: the `--json` object and what the report
-// plots. With several runs, ops_per_s, p50_ms and p99_ms are the medians of
-// the runs and the plotted series come from the median run.
+// plots. With several runs, ops_per_s and every latency percentile (the
+// headline's, each part's, the propagation's) are medians of the runs' own
+// figures, field by field, so p50 ≤ p90 ≤ p99 ≤ p99.9 ≤ max holds as it does
+// in each run; the counts of parts and propagation are sums; ops, calls, the
+// plotted series, the percentile curve and the propagation CDF come from the
+// median run.
 type Result struct {
 	Scenario string  `json:"scenario"`
 	OpsPerS  float64 `json:"ops_per_s"`
@@ -111,7 +118,9 @@ func fromMeasurements(name, unit string, l Load, ms []*Measurement) *Result {
 	r.OpsPerS = median(mapSlice(r.Runs, func(s RunSummary) float64 { return s.OpsPerS }))
 	r.P50Ms = median(mapSlice(r.Runs, func(s RunSummary) float64 { return s.P50Ms }))
 	r.P99Ms = median(mapSlice(r.Runs, func(s RunSummary) float64 { return s.P99Ms }))
-	r.P90Ms, r.P999Ms, r.MaxMs = med.Latency.Quantile(90), med.Latency.Quantile(99.9), med.Latency.MaxMs()
+	r.P90Ms = median(mapSlice(ms, func(m *Measurement) float64 { return m.Latency.Quantile(90) }))
+	r.P999Ms = median(mapSlice(ms, func(m *Measurement) float64 { return m.Latency.Quantile(99.9) }))
+	r.MaxMs = median(mapSlice(ms, func(m *Measurement) float64 { return m.Latency.MaxMs() }))
 	r.Ops, r.Calls, r.DurationS = med.Ops, med.Calls, med.Elapsed.Seconds()
 	r.Series, r.Percentiles = med.Series, med.Latency.Percentiles()
 	for _, m := range ms {
@@ -166,6 +175,26 @@ func medianRun(ms []*Measurement) *Measurement {
 	s := slices.Clone(ms)
 	sort.Slice(s, func(i, j int) bool { return s[i].OpsPerSecond() < s[j].OpsPerSecond() })
 	return s[(len(s)-1)/2]
+}
+
+// medianLatency condenses runs' summaries of one latency: each percentile,
+// the maximum and the mean are the median of the runs' own, Count is the
+// total. Field-by-field medians keep the percentiles in order (if every run
+// has p90 ≤ p99, the median p90 is at most the median p99); taking one run's
+// p90 beside the median p99, as mergeRounds did until 2026-12-07, does not.
+func medianLatency(ls []Latency) Latency {
+	var out Latency
+	for _, l := range ls {
+		out.Count += l.Count
+	}
+	f := func(get func(Latency) float64) float64 { return median(mapSlice(ls, get)) }
+	out.P50Ms = f(func(l Latency) float64 { return l.P50Ms })
+	out.P90Ms = f(func(l Latency) float64 { return l.P90Ms })
+	out.P99Ms = f(func(l Latency) float64 { return l.P99Ms })
+	out.P999Ms = f(func(l Latency) float64 { return l.P999Ms })
+	out.MaxMs = f(func(l Latency) float64 { return l.MaxMs })
+	out.MeanMs = f(func(l Latency) float64 { return l.MeanMs })
+	return out
 }
 
 func median(xs []float64) float64 {

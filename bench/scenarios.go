@@ -185,8 +185,10 @@ func (r *runner) once(ctx context.Context, ratios bool) ([]*Result, error) {
 }
 
 // mergeRounds condenses interleaved rounds into one Result per name: the
-// round with the median throughput supplies the curves, ops/s, p50, p99 and
-// every ratio are medians over the rounds, errors add up.
+// round with the median throughput supplies the curves and the counts; ops/s,
+// every percentile (the headline's, each part's, the propagation's) and every
+// ratio are medians over the rounds, field by field (medianLatency); errors
+// and the parts' and propagation's counts add up.
 func mergeRounds(rounds [][]*Result) []*Result {
 	if len(rounds) == 1 {
 		return rounds[0]
@@ -218,32 +220,44 @@ func mergeRounds(rounds [][]*Result) []*Result {
 		m := *sorted[(len(sorted)-1)/2]
 		m.Runs, m.Errors, m.Ratios = nil, 0, nil
 		ratios := map[string][]float64{}
+		var props []Latency
+		parts := map[string][]Latency{}
 		for _, r := range ok {
-			m.Runs = append(m.Runs, RunSummary{OpsPerS: r.OpsPerS, P50Ms: r.P50Ms, P99Ms: r.P99Ms, Errors: r.Errors})
+			run := RunSummary{OpsPerS: r.OpsPerS, P50Ms: r.P50Ms, P99Ms: r.P99Ms, Errors: r.Errors}
+			if r.Propagation != nil {
+				run.PropagationP50Ms, run.PropagationP99Ms = r.Propagation.P50Ms, r.Propagation.P99Ms
+				props = append(props, *r.Propagation)
+			}
+			m.Runs = append(m.Runs, run)
 			m.Errors += r.Errors
 			for k, v := range r.Ratios {
 				ratios[k] = append(ratios[k], v)
 			}
+			for k, v := range r.Parts {
+				parts[k] = append(parts[k], v)
+			}
 		}
 		m.OpsPerS = median(mapSlice(m.Runs, func(s RunSummary) float64 { return s.OpsPerS }))
-		m.P50Ms = median(mapSlice(m.Runs, func(s RunSummary) float64 { return s.P50Ms }))
-		m.P99Ms = median(mapSlice(m.Runs, func(s RunSummary) float64 { return s.P99Ms }))
+		m.P50Ms = median(mapSlice(ok, func(r *Result) float64 { return r.P50Ms }))
+		m.P90Ms = median(mapSlice(ok, func(r *Result) float64 { return r.P90Ms }))
+		m.P99Ms = median(mapSlice(ok, func(r *Result) float64 { return r.P99Ms }))
+		m.P999Ms = median(mapSlice(ok, func(r *Result) float64 { return r.P999Ms }))
+		m.MaxMs = median(mapSlice(ok, func(r *Result) float64 { return r.MaxMs }))
 		for k, vs := range ratios {
 			if m.Ratios == nil {
 				m.Ratios = map[string]float64{}
 			}
 			m.Ratios[k] = median(vs)
 		}
-		if m.Propagation != nil {
-			var p50, p99 []float64
-			for _, r := range ok {
-				if r.Propagation != nil {
-					p50, p99 = append(p50, r.Propagation.P50Ms), append(p99, r.Propagation.P99Ms)
-				}
-			}
-			p := *m.Propagation
-			p.P50Ms, p.P99Ms = median(p50), median(p99)
+		if len(props) > 0 {
+			p := medianLatency(props)
 			m.Propagation = &p
+		}
+		if len(parts) > 0 {
+			m.Parts = map[string]Latency{}
+			for k, ls := range parts {
+				m.Parts[k] = medianLatency(ls)
+			}
 		}
 		if len(m.Scale) > 0 {
 			scale := slices.Clone(m.Scale)
@@ -583,7 +597,7 @@ func (r *runner) mixed(ctx context.Context) (*Result, error) {
 	}
 	p := prop.Summary()
 	res.Propagation, res.PropagationCDF = &p, prop.CDF()
-	res.Note = "95% authorize, 4% issue, 1% revoke (+ poll every node until it rejects), random node per call; parts and propagation cover every run"
+	res.Note = "95% authorize, 4% issue, 1% revoke (+ poll every node until it rejects), random node per call; parts and propagation cover the whole measured time; with --runs, each of their percentiles is the median of the runs' own"
 	return res, err
 }
 
