@@ -86,3 +86,29 @@ func FuzzAppendString(f *testing.F) {
 		}
 	})
 }
+
+// TestEncodeAllocatesOnce: a stream's records are encoded into one
+// allocation each once the stream has seen a record like them. With a fixed
+// 512-byte start, an Authorize record (about 580 bytes) grew once: two
+// allocations, 1,408 bytes.
+func TestEncodeAllocatesOnce(t *testing.T) {
+	s := &stream{}
+	ev := benchEvent()
+	ev.Time, ev.Node, ev.Stream = time.Date(2026, 12, 7, 15, 0, 0, 123456789, time.UTC), "n1", StreamWorkload
+	first := s.encode(ev)
+	if allocs := testing.AllocsPerRun(100, func() { s.encode(ev) }); allocs != 1 {
+		t.Errorf("encode: %v allocations per record, want 1", allocs)
+	}
+	again := s.encode(ev)
+	if string(again) != string(first) {
+		t.Errorf("encodings differ:\n%s\n%s", first, again)
+	}
+	if cap(again) > len(again)+len(again)/4 {
+		t.Errorf("buffer %d bytes for a %d-byte record", cap(again), len(again))
+	}
+	batch := *ev
+	batch.Items = make([]Item, 40)
+	if b := s.encode(&batch); cap(b) < 512+256*40 {
+		t.Errorf("batch record buffer %d, want room for its items", cap(b))
+	}
+}

@@ -100,6 +100,10 @@ type stream struct {
 	headHash string
 
 	spoolerDone chan struct{}
+
+	// encHint (spooler-owned) is the buffer an item-less record starts
+	// with: a little more than the last one took (encode).
+	encHint int
 }
 
 type mustReq struct {
@@ -439,10 +443,20 @@ func (s *stream) drainQueue(batch [][]byte) [][]byte {
 	return batch
 }
 
-// encode sizes the buffer for a typical record, so a batch record with
-// hundreds of items is not copied through a series of doublings.
+// encode sizes the buffer for the record, so it is allocated once: a batch
+// record by its items (not copied through a series of doublings), any other
+// by the size of the last such record on the stream plus an eighth. A
+// stream's records are much alike (an Authorize record is about 560 bytes),
+// and a fixed 512 made nearly every one grow once, allocating 1.4 KB and
+// copying (1,408 bytes in two allocations), where one of 704 bytes does
+// (TestEncodeAllocatesOnce).
 func (s *stream) encode(ev *Event) []byte {
-	return appendEvent(make([]byte, 0, 512+256*len(ev.Items)), ev)
+	if len(ev.Items) > 0 {
+		return appendEvent(make([]byte, 0, 512+256*len(ev.Items)), ev)
+	}
+	b := appendEvent(make([]byte, 0, max(s.encHint, 256)), ev)
+	s.encHint = min(len(b)+len(b)/8, 16<<10)
+	return b
 }
 
 func (s *stream) spoolBatch(batch [][]byte) {
