@@ -446,9 +446,9 @@ func (s *stream) drainQueue(batch [][]byte) [][]byte {
 // encode sizes the buffer for the record, so it is allocated once: a batch
 // record by its items (not copied through a series of doublings), any other
 // by the size of the last such record on the stream plus an eighth. A
-// stream's records are much alike (an Authorize record is about 560 bytes),
-// and a fixed 512 made nearly every one grow once, allocating 1.4 KB and
-// copying (1,408 bytes in two allocations), where one of 704 bytes does
+// stream's records are much alike (an Authorize record is about 580 bytes),
+// and a fixed 512-byte start made nearly every one grow once: two
+// allocations, 1,408 bytes and a copy, where one of 704 bytes does
 // (TestEncodeAllocatesOnce).
 func (s *stream) encode(ev *Event) []byte {
 	if len(ev.Items) > 0 {

@@ -116,11 +116,7 @@ func fromMeasurements(name, unit string, l Load, ms []*Measurement) *Result {
 	r.ServerCPUUsPerOp = medianCPU(ms, func(m *Measurement) time.Duration { return m.ServerCPU })
 	med := medianRun(ms)
 	r.OpsPerS = median(mapSlice(r.Runs, func(s RunSummary) float64 { return s.OpsPerS }))
-	r.P50Ms = median(mapSlice(r.Runs, func(s RunSummary) float64 { return s.P50Ms }))
-	r.P99Ms = median(mapSlice(r.Runs, func(s RunSummary) float64 { return s.P99Ms }))
-	r.P90Ms = median(mapSlice(ms, func(m *Measurement) float64 { return m.Latency.Quantile(90) }))
-	r.P999Ms = median(mapSlice(ms, func(m *Measurement) float64 { return m.Latency.Quantile(99.9) }))
-	r.MaxMs = median(mapSlice(ms, func(m *Measurement) float64 { return m.Latency.MaxMs() }))
+	r.setLatency(medianLatency(mapSlice(ms, func(m *Measurement) Latency { return m.Latency.Summary() })))
 	r.Ops, r.Calls, r.DurationS = med.Ops, med.Calls, med.Elapsed.Seconds()
 	r.Series, r.Percentiles = med.Series, med.Latency.Percentiles()
 	for _, m := range ms {
@@ -175,6 +171,16 @@ func medianRun(ms []*Measurement) *Measurement {
 	s := slices.Clone(ms)
 	sort.Slice(s, func(i, j int) bool { return s[i].OpsPerSecond() < s[j].OpsPerSecond() })
 	return s[(len(s)-1)/2]
+}
+
+// latency is the headline's percentiles as a Latency (Count and MeanMs
+// unset); setLatency stores them back.
+func (r *Result) latency() Latency {
+	return Latency{P50Ms: r.P50Ms, P90Ms: r.P90Ms, P99Ms: r.P99Ms, P999Ms: r.P999Ms, MaxMs: r.MaxMs}
+}
+
+func (r *Result) setLatency(l Latency) {
+	r.P50Ms, r.P90Ms, r.P99Ms, r.P999Ms, r.MaxMs = l.P50Ms, l.P90Ms, l.P99Ms, l.P999Ms, l.MaxMs
 }
 
 // medianLatency condenses runs' summaries of one latency: each percentile,

@@ -238,11 +238,7 @@ func mergeRounds(rounds [][]*Result) []*Result {
 			}
 		}
 		m.OpsPerS = median(mapSlice(m.Runs, func(s RunSummary) float64 { return s.OpsPerS }))
-		m.P50Ms = median(mapSlice(ok, func(r *Result) float64 { return r.P50Ms }))
-		m.P90Ms = median(mapSlice(ok, func(r *Result) float64 { return r.P90Ms }))
-		m.P99Ms = median(mapSlice(ok, func(r *Result) float64 { return r.P99Ms }))
-		m.P999Ms = median(mapSlice(ok, func(r *Result) float64 { return r.P999Ms }))
-		m.MaxMs = median(mapSlice(ok, func(r *Result) float64 { return r.MaxMs }))
+		m.setLatency(medianLatency(mapSlice(ok, (*Result).latency)))
 		for k, vs := range ratios {
 			if m.Ratios == nil {
 				m.Ratios = map[string]float64{}
