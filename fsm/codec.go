@@ -20,7 +20,14 @@ const FormatProtoV1 byte = 1
 // Version 3: IssueLease.skip_unlimited_use_count leaves a secret id with
 // unlimited uses as it is (an older replica would count the use and
 // diverge).
-const Version uint32 = 3
+//
+// Version 4 changes no command: a version-4 replica's log store enforces
+// the revocations announced in an entry's Raft extensions (Announce) from
+// the moment it stores the entry, so a leader that knows every server runs
+// version 4 may report a voter that acknowledged the append as enforcing
+// the revocation (node/announce.go). An older replica stores the
+// extensions and ignores them.
+const Version uint32 = 4
 
 // MaxEntryBytes bounds what Decode accepts. Apply halts on an entry Decode
 // rejects, so proposers must stay well below it (node's proposer caps

@@ -35,6 +35,10 @@ type Pending struct {
 	// RevocationIdentity, RevocationRole or RevocationOwner.
 	Kind string
 	ID   string // lease id, identity id, role name or owner
+	// Holders are voters known to hold the entry in their Raft log, and so
+	// to enforce it (Announce): Revoke's wait sends them nothing. Not part
+	// of what the overlay stores.
+	Holders []string
 }
 
 // MaxOverlay bounds the overlay; past it Overlay refuses (the caller then

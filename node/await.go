@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,7 +24,9 @@ import (
 // the commit (the leader's next append, two more fsyncs) and apply. A peer
 // whose overlay refuses it (full) or that does not know the field waits
 // for the apply, as it did before; p.Kind "" pushes nothing. The local
-// step and the peers run in parallel.
+// step and the peers run in parallel. A voter in p.Holders (the leader saw
+// it acknowledge the entry's append, announce.go) already enforces p and is
+// sent nothing.
 func (n *Node) AwaitEverywhere(ctx context.Context, p fsm.Pending) error {
 	index := p.Index
 	cf := n.raft.GetConfiguration()
@@ -43,6 +46,12 @@ func (n *Node) AwaitEverywhere(ctx context.Context, p fsm.Pending) error {
 	for _, srv := range cf.Configuration().Servers {
 		id := string(srv.ID)
 		if id == n.cfg.NodeID {
+			continue
+		}
+		if slices.Contains(p.Holders, id) {
+			// It acknowledged the entry's append, so it enforces the
+			// revocation announced with it (announce.go).
+			n.confirmed("stored")
 			continue
 		}
 		addr := n.peerClusterAddr(id, string(srv.Address))

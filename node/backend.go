@@ -29,6 +29,11 @@ func (n *Node) fresh() error {
 		// The lease runs on the real monotonic clock; the injectable clock is
 		// the log's notion of time (lease expiry), not this one.
 		if n.caught.freshFor(n.freshLease()) {
+			if n.logs != nil && !n.logs.caughtUp(n.fsm.AppliedIndex()) {
+				// Entries it stored before a restart, or whose
+				// announced revocations its overlay refused (announce.go).
+				return rpc.ErrStale
+			}
 			return nil
 		}
 		if n.raft.State() == raft.Follower && n.raft.LastContact().IsZero() {

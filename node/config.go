@@ -162,6 +162,11 @@ const DefaultCommitTimeout = 50 * time.Millisecond
 // two cores (DESIGN.md, "The kick waits for the push").
 const DefaultKickDelay = 3 * time.Millisecond
 
+// DefaultHolderWait: how long the leader waits for the voter whose append
+// answer did not make a revocation's commit (DESIGN.md, "Announced
+// revocations").
+const DefaultHolderWait = time.Millisecond
+
 // DefaultGCPercent is the garbage collector target (Go's GOGC) writ server
 // runs a node with unless told otherwise (cmd/writ/gc.go says why 200).
 // In-process benchmarks set it too, to measure what the server runs.
@@ -197,6 +202,12 @@ type RaftTuning struct {
 	// DefaultKickDelay; negative: none, kick at once). See DESIGN.md ("The
 	// kick waits for the push").
 	KickDelay time.Duration
+	// HolderWait: how long the leader waits, after applying a revocation,
+	// for every other server to acknowledge the entry's append, so that it
+	// can name them all as holders and Revoke pushes to none (default
+	// DefaultHolderWait; negative: no wait). See DESIGN.md ("Announced
+	// revocations").
+	HolderWait time.Duration
 }
 
 func (c *Config) validate() error {
@@ -310,5 +321,11 @@ func (c *Config) defaults() {
 		r.KickDelay = DefaultKickDelay
 	case r.KickDelay < 0:
 		r.KickDelay = 0
+	}
+	switch {
+	case r.HolderWait == 0:
+		r.HolderWait = DefaultHolderWait
+	case r.HolderWait < 0:
+		r.HolderWait = 0
 	}
 }

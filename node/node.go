@@ -45,6 +45,8 @@ type Node struct {
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
 	store     *raftboltdb.BoltStore
+	logs      *announcingLogs // the log store Raft writes through (announce.go)
+	tracker   *appendTracker  // voters' acknowledged appends, this node leading (announce.go)
 	proposer  *proposer
 	peers     *peerClients
 	caught    *freshness
@@ -120,6 +122,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	n.proposer = newProposer(n.raft, n.cfg.Clock, n.log, n.cfg.Raft.KickDelay, n.ClusterFSMVersion)
+	n.proposer.holders = n.revocationHolders
 	n.peers = newPeerClients(n.cfg.PeerTLS, func(ctx context.Context, addr string) (net.Conn, error) {
 		return n.mux.dial(ctx, addr, muxRPC)
 	})
@@ -198,10 +201,15 @@ func (n *Node) startRaft() error {
 		return fmt.Errorf("open raft store: %w", err)
 	}
 	n.store = store
-	logs, err := raft.NewLogCache(1024, store)
+	cache, err := raft.NewLogCache(1024, store)
 	if err != nil {
 		return err
 	}
+	logs, err := newAnnouncingLogs(cache, n.fsm, n.log)
+	if err != nil {
+		return fmt.Errorf("open raft store: %w", err)
+	}
+	n.logs = logs
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog)
 	if err != nil {
 		return fmt.Errorf("snapshot store: %w", err)
@@ -228,6 +236,7 @@ func (n *Node) startRaft() error {
 	}
 	trans := raft.NewNetworkTransportWithConfig(tconf)
 	n.transport = trans
+	n.tracker = &appendTracker{}
 
 	conf := raft.DefaultConfig()
 	conf.LocalID = raft.ServerID(n.cfg.NodeID)
@@ -249,7 +258,7 @@ func (n *Node) startRaft() error {
 		return fmt.Errorf("inspect raft state: %w", err)
 	}
 	n.hasState = hasState
-	r, err := raft.NewRaft(conf, raftFSM{f: n.fsm, lag: n.obs.metrics.ApplyLagSeconds.WithLabelValues(n.cfg.NodeID)}, logs, store, snaps, trans)
+	r, err := raft.NewRaft(conf, raftFSM{f: n.fsm, lag: n.obs.metrics.ApplyLagSeconds.WithLabelValues(n.cfg.NodeID)}, logs, store, snaps, &trackingTransport{NetworkTransport: trans, t: n.tracker})
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}

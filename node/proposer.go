@@ -62,6 +62,7 @@ type proposalResult struct {
 // raftApplier is the part of *raft.Raft the proposer uses (a fake in tests).
 type raftApplier interface {
 	Apply(cmd []byte, timeout time.Duration) raft.ApplyFuture
+	ApplyLog(log raft.Log, timeout time.Duration) raft.ApplyFuture
 }
 
 type proposer struct {
@@ -85,8 +86,11 @@ type proposer struct {
 	kickDelay   time.Duration
 	kickPending atomic.Bool                 // a delayed kick is scheduled
 	after       func(time.Duration, func()) // time.AfterFunc; tests fire it by hand
-	stop        chan struct{}
-	done        chan struct{}
+	// holders lists the voters known to enforce a revocation committed at
+	// an index (Node.revocationHolders); nil reports none.
+	holders func(index uint64) []string
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 func newProposer(r raftApplier, c clock.Clock, log *slog.Logger, kickDelay time.Duration, clusterVersion func() uint32) *proposer {
@@ -332,7 +336,26 @@ func (p *proposer) apply(batch []*proposal, items int) {
 	for _, pr := range batch {
 		urgent = urgent || pr.urgent
 	}
-	f := p.raft.Apply(data, applyTimeout)
+	// What the entry revokes rides in its extensions, so every replica
+	// enforces it as it stores the entry (announce.go).
+	var ext []byte
+	if urgent {
+		var cmds []*fsmpb.Command
+		for _, pr := range batch {
+			cmds = append(cmds, pr.cmds...)
+		}
+		if ext, err = fsm.EncodeAnnounce(fsm.Announced(cmds)); err != nil {
+			p.release()
+			fail(batch, err)
+			return
+		}
+	}
+	var f raft.ApplyFuture
+	if ext != nil {
+		f = p.raft.ApplyLog(raft.Log{Data: data, Extensions: ext}, applyTimeout)
+	} else {
+		f = p.raft.Apply(data, applyTimeout)
+	}
 	go func() {
 		defer p.release()
 		if err := f.Error(); err != nil {
@@ -350,12 +373,37 @@ func (p *proposer) apply(batch []*proposal, items int) {
 		case urgent:
 			p.kickSoon()
 		}
+		if ext != nil && p.holders != nil {
+			results = withHolders(batch, results, p.holders(f.Index()))
+		}
 		off := 0
 		for _, pr := range batch {
 			pr.done <- proposalResult{results: results[off : off+len(pr.cmds)]}
 			off += len(pr.cmds)
 		}
 	}()
+}
+
+// withHolders copies results, setting holders on each revocation's result
+// (the FSM's own results are left alone: it may remember them).
+func withHolders(batch []*proposal, results []*fsmpb.Result, holders []string) []*fsmpb.Result {
+	if len(holders) == 0 {
+		return results
+	}
+	out := make([]*fsmpb.Result, len(results))
+	copy(out, results)
+	i := 0
+	for _, pr := range batch {
+		for _, c := range pr.cmds {
+			if _, ok := fsm.PendingOf(c); ok && out[i] != nil {
+				r := proto.Clone(out[i]).(*fsmpb.Result)
+				r.Holders = holders
+				out[i] = r
+			}
+			i++
+		}
+	}
+	return out
 }
 
 // mustKickNow: a batch with an urgent command that is not pushed

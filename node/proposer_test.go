@@ -26,6 +26,7 @@ type fakeRaft struct {
 	entries []int
 	kicks   int              // empty entries without a request id: the proposer's kicks
 	logged  []*fsmpb.Command // every entry, decoded
+	exts    [][]byte         // every entry's extensions
 }
 
 func (r *fakeRaft) Apply(data []byte, _ time.Duration) raft.ApplyFuture {
@@ -37,11 +38,20 @@ func (r *fakeRaft) Apply(data []byte, _ time.Duration) raft.ApplyFuture {
 	r.mu.Lock()
 	r.entries = append(r.entries, n)
 	r.logged = append(r.logged, cmd)
+	r.exts = append(r.exts, nil)
 	if cmd.GetNoop() != nil && cmd.GetHeader().GetRequestId() == "" {
 		r.kicks++
 	}
 	r.mu.Unlock()
 	return &fakeFuture{release: r.release, n: n, err: err}
+}
+
+func (r *fakeRaft) ApplyLog(l raft.Log, timeout time.Duration) raft.ApplyFuture {
+	f := r.Apply(l.Data, timeout)
+	r.mu.Lock()
+	r.exts[len(r.exts)-1] = l.Extensions
+	r.mu.Unlock()
+	return f
 }
 
 func (r *fakeRaft) kicked() int {
@@ -76,6 +86,43 @@ func (f *fakeFuture) Response() any {
 }
 
 func (f *fakeFuture) Index() uint64 { return 0 }
+
+// TestProposerAnnounces: an entry holding revocations announces them in its
+// extensions and their results name the holders; an entry with none
+// announces nothing, and its results are the FSM's own.
+func TestProposerAnnounces(t *testing.T) {
+	fr := &fakeRaft{release: make(chan struct{})}
+	close(fr.release)
+	p := newProposer(fr, clock.Real{}, slog.New(slog.DiscardHandler), time.Hour, nil)
+	defer p.close()
+	p.holders = func(uint64) []string { return []string{"n2"} }
+	issue := &fsmpb.Command{Header: &fsmpb.Header{RequestId: "r1"}, Payload: &fsmpb.Command_Noop{Noop: &fsmpb.Noop{}}}
+	res, err := p.submit(context.Background(), []*fsmpb.Command{issue}, false)
+	if err != nil || len(res[0].GetHolders()) != 0 {
+		t.Fatalf("a write with no revocation: %v, holders %v", err, res)
+	}
+	revoke := &fsmpb.Command{Header: &fsmpb.Header{RequestId: "r2"}, Payload: &fsmpb.Command_RevokeRole{RevokeRole: &fsmpb.RevokeRole{Name: "ci"}}}
+	res, err = p.submit(context.Background(), []*fsmpb.Command{revoke, issue}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res[0].GetHolders(); len(got) != 1 || got[0] != "n2" {
+		t.Errorf("revocation result holders %v, want [n2]", got)
+	}
+	if got := res[1].GetHolders(); len(got) != 0 {
+		t.Errorf("the batch's other result has holders %v", got)
+	}
+	fr.mu.Lock()
+	exts := append([][]byte(nil), fr.exts...)
+	fr.mu.Unlock()
+	if len(exts) < 2 || exts[0] != nil {
+		t.Fatalf("extensions %v: want none on the first entry", exts)
+	}
+	ps, err := fsm.DecodeAnnounce(exts[1], 5)
+	if err != nil || len(ps) != 1 || ps[0].Kind != fsm.RevocationRole || ps[0].ID != "ci" || ps[0].Index != 5 {
+		t.Errorf("second entry announces %+v, %v; want the role revocation", ps, err)
+	}
+}
 
 // TestProposerHolds: with softInflight entries in flight, later writes wait
 // and then ride in one entry; a revocation is never held.

@@ -274,6 +274,7 @@ func (s *authzService) commitRevocation(ctx context.Context, cmd *fsmpb.Command,
 	committed := time.Now()
 	p, _ := fsm.PendingOf(cmd)
 	p.Index = idx
+	p.Holders = results[0].GetHolders()
 	if err := s.d.Backend.AwaitEverywhere(ctx, p); err != nil {
 		return 0, fmt.Errorf("revocation committed at index %d but not confirmed everywhere: %w", idx, err)
 	}

@@ -609,6 +609,10 @@ func TestCommands(t *testing.T) {
 			name: "bad protocol", args: []string{"status", "--protocol", "soap"}, code: exitUsage, stderr: []string{`unknown protocol "soap"`}, noCalls: true,
 		},
 		{
+			name: "bench server args without a local cluster", args: []string{"bench", "--addr", "http://127.0.0.1:1", "--server-arg=--gc-percent=100"},
+			code: exitUsage, stderr: []string{"--server-arg needs --local"}, noCalls: true,
+		},
+		{
 			name: "group without subcommand prints help", args: []string{"identity"}, stdout: []string{"Available Commands:", "put"}, noCalls: true,
 		},
 		{

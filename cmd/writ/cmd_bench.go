@@ -40,6 +40,7 @@ type benchFlags struct {
 	h2c           bool
 	keep          bool
 	conditions    string
+	serverArgs    []string
 }
 
 func (a *app) benchCmd() *cobra.Command {
@@ -91,6 +92,7 @@ and reports Writ's figures as ratios to them.`,
 	fl.StringVar(&f.etcdBinary, "etcd-binary", "etcd", "etcd executable for --peers")
 	fl.BoolVar(&f.h2c, "h2c", false, "Connect over HTTP/2 without TLS instead of HTTP/1.1 (--protocol grpc always uses h2c)")
 	fl.BoolVar(&f.keep, "keep", false, "keep the --local cluster's data dirs and logs")
+	fl.StringArrayVar(&f.serverArgs, "server-arg", nil, "with --local: one more argument for every writ server command line (repeatable), e.g. --server-arg=--revocation-holder-wait=-1ns for an A/B run")
 	fl.StringVar(&f.conditions, "conditions", "", "free text for the report: what else the machine was doing")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		return a.runBench(cmd.Context(), f, cmd.Flags().Changed("addr"))
@@ -126,6 +128,9 @@ func (a *app) runBench(ctx context.Context, f benchFlags, addrSet bool) error {
 	}
 	if f.local > 0 && addrSet {
 		return usagef("--local and --addr are exclusive")
+	}
+	if len(f.serverArgs) > 0 && f.local == 0 {
+		return usagef("--server-arg needs --local: it is passed to the servers the bench starts")
 	}
 	if f.runs < 1 || f.concurrency < 1 || f.rate < 0 || f.duration <= 0 {
 		return usagef("--runs and --concurrency must be at least 1, --duration positive, --rate not negative")
@@ -174,7 +179,7 @@ func (a *app) runBench(ctx context.Context, f benchFlags, addrSet bool) error {
 		}
 		log.Info("starting local cluster", "nodes", f.local, "dir", scratch)
 		pc, err := proccluster.Start(proccluster.Config{Binary: self, Nodes: f.local, Dir: scratch, AdminToken: token, LogToFile: true,
-			ExtraArgs: []string{"--environments", bench.Environments}})
+			ExtraArgs: append([]string{"--environments", bench.Environments}, f.serverArgs...)})
 		if err != nil {
 			return markRun(err)
 		}

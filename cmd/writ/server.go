@@ -30,6 +30,7 @@ type serverFlags struct {
 	adminToken                  string
 	maxStaleness                time.Duration
 	keyRotation, keyOverlap     time.Duration
+	holderWait                  time.Duration
 	logLevel, logFormat         string
 	schema                      string
 	tlsCert, tlsKey, tlsPeerCA  string
@@ -106,6 +107,7 @@ The cluster port (--raft-addr) carries Raft and node-to-node RPC; with
 	fl.StringSliceVar(&f.environments, "environments", []string{"prod", "staging", "dev"}, "environments identities and roles may live in (comma-separated)")
 	fl.DurationVar(&f.keyRotation, "key-rotation-period", 0, "the leader rotates the signing key when it is this old (0: only on writ key rotate)")
 	fl.DurationVar(&f.keyOverlap, "key-overlap", 0, "rotated-out keys keep verifying this long before they retire (default 24h; at least the longest credential lifetime)")
+	fl.DurationVar(&f.holderWait, "revocation-holder-wait", 0, "how long the leader waits, after a revocation applies, for every server to acknowledge its entry, so Revoke pushes it to none (default 1ms; negative: no wait; docs/consistency.md)")
 	fl.IntVar(&f.gcPercent, "gc-percent", defaultGCPercent, "Go GC target (as GOGC, which overrides it when set): the heap may grow to (1 + N/100) × live data; higher spends memory to save CPU")
 	f.cluster.add(fl)
 	f.addLogging(cmd, "info")
@@ -191,6 +193,7 @@ The cluster port (--raft-addr) carries Raft and node-to-node RPC; with
 			TLS: tlsCfg, PeerTLS: peer, Environments: envs,
 			KeyRotationPeriod: f.keyRotation, KeyOverlap: f.keyOverlap,
 			Audit: auditCfg, AuditStdout: a.stdout, BridgeGoMetrics: true, Tracing: tracing,
+			Raft: node.RaftTuning{HolderWait: f.holderWait},
 		}
 		if err := f.cluster.apply(&cfg, a.getenv); err != nil {
 			return err

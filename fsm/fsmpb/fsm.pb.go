@@ -3527,7 +3527,11 @@ type Result struct {
 	Lease   *Lease                 `protobuf:"bytes,4,opt,name=lease,proto3" json:"lease,omitempty"`
 	Version uint64                 `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
 	// How many records the command touched (reaped leases, ...).
-	Count         uint64 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	Count uint64 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	// Not replicated, never stored: on a revocation's answer, the leader lists
+	// the voters it knows hold the entry in their Raft log, and so enforce it
+	// (see Announce). The FSM never sets it.
+	Holders       []string `protobuf:"bytes,7,rep,name=holders,proto3" json:"holders,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3604,6 +3608,115 @@ func (x *Result) GetCount() uint64 {
 	return 0
 }
 
+func (x *Result) GetHolders() []string {
+	if x != nil {
+		return x.Holders
+	}
+	return nil
+}
+
+// Announce rides in a Raft log entry's Extensions, not in its data: the
+// revocations the entry holds. A replica's log store puts them in force
+// (fsm.FSM.Overlay at the entry's index) as it stores the entry, before it
+// acknowledges the append, so the leader knows which voters enforce a
+// revocation from their append responses alone (node/announce.go).
+type Announce struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revocations   []*AnnouncedRevocation `protobuf:"bytes,1,rep,name=revocations,proto3" json:"revocations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Announce) Reset() {
+	*x = Announce{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Announce) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Announce) ProtoMessage() {}
+
+func (x *Announce) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Announce.ProtoReflect.Descriptor instead.
+func (*Announce) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *Announce) GetRevocations() []*AnnouncedRevocation {
+	if x != nil {
+		return x.Revocations
+	}
+	return nil
+}
+
+type AnnouncedRevocation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One of the fsm.Revocation* kinds.
+	Kind          string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Id            string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnnouncedRevocation) Reset() {
+	*x = AnnouncedRevocation{}
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnnouncedRevocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnnouncedRevocation) ProtoMessage() {}
+
+func (x *AnnouncedRevocation) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnnouncedRevocation.ProtoReflect.Descriptor instead.
+func (*AnnouncedRevocation) Descriptor() ([]byte, []int) {
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *AnnouncedRevocation) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *AnnouncedRevocation) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 // SnapshotHeader starts a snapshot stream; records follow as length-delimited
 // SnapshotRecord messages.
 type SnapshotHeader struct {
@@ -3619,7 +3732,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[41]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3631,7 +3744,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[41]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3644,7 +3757,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{41}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SnapshotHeader) GetFsmVersion() uint32 {
@@ -3693,7 +3806,7 @@ type AppliedRequest struct {
 
 func (x *AppliedRequest) Reset() {
 	*x = AppliedRequest{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[42]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3705,7 +3818,7 @@ func (x *AppliedRequest) String() string {
 func (*AppliedRequest) ProtoMessage() {}
 
 func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[42]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3718,7 +3831,7 @@ func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
 func (*AppliedRequest) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{42}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *AppliedRequest) GetRequestId() string {
@@ -3763,7 +3876,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[43]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3775,7 +3888,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[43]
+	mi := &file_writ_fsm_v1_fsm_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3788,7 +3901,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{43}
+	return file_writ_fsm_v1_fsm_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -4239,14 +4352,20 @@ const file_writ_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
 	"OwnerEpoch\x12\x14\n" +
 	"\x05owner\x18\x01 \x01(\tR\x05owner\x12\x14\n" +
-	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"\xbf\x01\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"\xd9\x01\n" +
 	"\x06Result\x12+\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x17.writ.fsm.v1.ResultCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x14\n" +
 	"\x05index\x18\x03 \x01(\x04R\x05index\x12(\n" +
 	"\x05lease\x18\x04 \x01(\v2\x12.writ.fsm.v1.LeaseR\x05lease\x12\x18\n" +
 	"\aversion\x18\x05 \x01(\x04R\aversion\x12\x14\n" +
-	"\x05count\x18\x06 \x01(\x04R\x05count\"\xaf\x01\n" +
+	"\x05count\x18\x06 \x01(\x04R\x05count\x12\x18\n" +
+	"\aholders\x18\a \x03(\tR\aholders\"N\n" +
+	"\bAnnounce\x12B\n" +
+	"\vrevocations\x18\x01 \x03(\v2 .writ.fsm.v1.AnnouncedRevocationR\vrevocations\"9\n" +
+	"\x13AnnouncedRevocation\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"\xaf\x01\n" +
 	"\x0eSnapshotHeader\x12\x1f\n" +
 	"\vfsm_version\x18\x01 \x01(\rR\n" +
 	"fsmVersion\x12\x14\n" +
@@ -4311,58 +4430,60 @@ func file_writ_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_writ_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_writ_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_writ_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_writ_fsm_v1_fsm_proto_goTypes = []any{
-	(IdentityStatus)(0),      // 0: writ.fsm.v1.IdentityStatus
-	(LeaseStatus)(0),         // 1: writ.fsm.v1.LeaseStatus
-	(ResultCode)(0),          // 2: writ.fsm.v1.ResultCode
-	(*Header)(nil),           // 3: writ.fsm.v1.Header
-	(*Command)(nil),          // 4: writ.fsm.v1.Command
-	(*CheckpointAudit)(nil),  // 5: writ.fsm.v1.CheckpointAudit
-	(*AuditCheckpoint)(nil),  // 6: writ.fsm.v1.AuditCheckpoint
-	(*Batch)(nil),            // 7: writ.fsm.v1.Batch
-	(*Noop)(nil),             // 8: writ.fsm.v1.Noop
-	(*Bootstrap)(nil),        // 9: writ.fsm.v1.Bootstrap
-	(*RegisterNode)(nil),     // 10: writ.fsm.v1.RegisterNode
-	(*RemoveNode)(nil),       // 11: writ.fsm.v1.RemoveNode
-	(*PutIdentity)(nil),      // 12: writ.fsm.v1.PutIdentity
-	(*DeleteIdentity)(nil),   // 13: writ.fsm.v1.DeleteIdentity
-	(*PutRole)(nil),          // 14: writ.fsm.v1.PutRole
-	(*DeleteRole)(nil),       // 15: writ.fsm.v1.DeleteRole
-	(*CreateSecretID)(nil),   // 16: writ.fsm.v1.CreateSecretID
-	(*RevokeSecretID)(nil),   // 17: writ.fsm.v1.RevokeSecretID
-	(*PutPolicySet)(nil),     // 18: writ.fsm.v1.PutPolicySet
-	(*DeletePolicySet)(nil),  // 19: writ.fsm.v1.DeletePolicySet
-	(*PutSigningKey)(nil),    // 20: writ.fsm.v1.PutSigningKey
-	(*RetireSigningKey)(nil), // 21: writ.fsm.v1.RetireSigningKey
-	(*PutAuthConfig)(nil),    // 22: writ.fsm.v1.PutAuthConfig
-	(*DeleteAuthConfig)(nil), // 23: writ.fsm.v1.DeleteAuthConfig
-	(*IssueLease)(nil),       // 24: writ.fsm.v1.IssueLease
-	(*RenewLease)(nil),       // 25: writ.fsm.v1.RenewLease
-	(*RevokeLease)(nil),      // 26: writ.fsm.v1.RevokeLease
-	(*RevokeRole)(nil),       // 27: writ.fsm.v1.RevokeRole
-	(*RevokeOwner)(nil),      // 28: writ.fsm.v1.RevokeOwner
-	(*RevokeIdentity)(nil),   // 29: writ.fsm.v1.RevokeIdentity
-	(*ReapExpired)(nil),      // 30: writ.fsm.v1.ReapExpired
-	(*Identity)(nil),         // 31: writ.fsm.v1.Identity
-	(*Role)(nil),             // 32: writ.fsm.v1.Role
-	(*BoundClaim)(nil),       // 33: writ.fsm.v1.BoundClaim
-	(*AuthConfig)(nil),       // 34: writ.fsm.v1.AuthConfig
-	(*SecretID)(nil),         // 35: writ.fsm.v1.SecretID
-	(*PolicySet)(nil),        // 36: writ.fsm.v1.PolicySet
-	(*SigningKey)(nil),       // 37: writ.fsm.v1.SigningKey
-	(*Node)(nil),             // 38: writ.fsm.v1.Node
-	(*Resource)(nil),         // 39: writ.fsm.v1.Resource
-	(*Scope)(nil),            // 40: writ.fsm.v1.Scope
-	(*Lease)(nil),            // 41: writ.fsm.v1.Lease
-	(*OwnerEpoch)(nil),       // 42: writ.fsm.v1.OwnerEpoch
-	(*Result)(nil),           // 43: writ.fsm.v1.Result
-	(*SnapshotHeader)(nil),   // 44: writ.fsm.v1.SnapshotHeader
-	(*AppliedRequest)(nil),   // 45: writ.fsm.v1.AppliedRequest
-	(*SnapshotRecord)(nil),   // 46: writ.fsm.v1.SnapshotRecord
-	nil,                      // 47: writ.fsm.v1.Identity.AttributesEntry
-	nil,                      // 48: writ.fsm.v1.SecretID.MetadataEntry
-	(*structpb.Struct)(nil),  // 49: google.protobuf.Struct
+	(IdentityStatus)(0),         // 0: writ.fsm.v1.IdentityStatus
+	(LeaseStatus)(0),            // 1: writ.fsm.v1.LeaseStatus
+	(ResultCode)(0),             // 2: writ.fsm.v1.ResultCode
+	(*Header)(nil),              // 3: writ.fsm.v1.Header
+	(*Command)(nil),             // 4: writ.fsm.v1.Command
+	(*CheckpointAudit)(nil),     // 5: writ.fsm.v1.CheckpointAudit
+	(*AuditCheckpoint)(nil),     // 6: writ.fsm.v1.AuditCheckpoint
+	(*Batch)(nil),               // 7: writ.fsm.v1.Batch
+	(*Noop)(nil),                // 8: writ.fsm.v1.Noop
+	(*Bootstrap)(nil),           // 9: writ.fsm.v1.Bootstrap
+	(*RegisterNode)(nil),        // 10: writ.fsm.v1.RegisterNode
+	(*RemoveNode)(nil),          // 11: writ.fsm.v1.RemoveNode
+	(*PutIdentity)(nil),         // 12: writ.fsm.v1.PutIdentity
+	(*DeleteIdentity)(nil),      // 13: writ.fsm.v1.DeleteIdentity
+	(*PutRole)(nil),             // 14: writ.fsm.v1.PutRole
+	(*DeleteRole)(nil),          // 15: writ.fsm.v1.DeleteRole
+	(*CreateSecretID)(nil),      // 16: writ.fsm.v1.CreateSecretID
+	(*RevokeSecretID)(nil),      // 17: writ.fsm.v1.RevokeSecretID
+	(*PutPolicySet)(nil),        // 18: writ.fsm.v1.PutPolicySet
+	(*DeletePolicySet)(nil),     // 19: writ.fsm.v1.DeletePolicySet
+	(*PutSigningKey)(nil),       // 20: writ.fsm.v1.PutSigningKey
+	(*RetireSigningKey)(nil),    // 21: writ.fsm.v1.RetireSigningKey
+	(*PutAuthConfig)(nil),       // 22: writ.fsm.v1.PutAuthConfig
+	(*DeleteAuthConfig)(nil),    // 23: writ.fsm.v1.DeleteAuthConfig
+	(*IssueLease)(nil),          // 24: writ.fsm.v1.IssueLease
+	(*RenewLease)(nil),          // 25: writ.fsm.v1.RenewLease
+	(*RevokeLease)(nil),         // 26: writ.fsm.v1.RevokeLease
+	(*RevokeRole)(nil),          // 27: writ.fsm.v1.RevokeRole
+	(*RevokeOwner)(nil),         // 28: writ.fsm.v1.RevokeOwner
+	(*RevokeIdentity)(nil),      // 29: writ.fsm.v1.RevokeIdentity
+	(*ReapExpired)(nil),         // 30: writ.fsm.v1.ReapExpired
+	(*Identity)(nil),            // 31: writ.fsm.v1.Identity
+	(*Role)(nil),                // 32: writ.fsm.v1.Role
+	(*BoundClaim)(nil),          // 33: writ.fsm.v1.BoundClaim
+	(*AuthConfig)(nil),          // 34: writ.fsm.v1.AuthConfig
+	(*SecretID)(nil),            // 35: writ.fsm.v1.SecretID
+	(*PolicySet)(nil),           // 36: writ.fsm.v1.PolicySet
+	(*SigningKey)(nil),          // 37: writ.fsm.v1.SigningKey
+	(*Node)(nil),                // 38: writ.fsm.v1.Node
+	(*Resource)(nil),            // 39: writ.fsm.v1.Resource
+	(*Scope)(nil),               // 40: writ.fsm.v1.Scope
+	(*Lease)(nil),               // 41: writ.fsm.v1.Lease
+	(*OwnerEpoch)(nil),          // 42: writ.fsm.v1.OwnerEpoch
+	(*Result)(nil),              // 43: writ.fsm.v1.Result
+	(*Announce)(nil),            // 44: writ.fsm.v1.Announce
+	(*AnnouncedRevocation)(nil), // 45: writ.fsm.v1.AnnouncedRevocation
+	(*SnapshotHeader)(nil),      // 46: writ.fsm.v1.SnapshotHeader
+	(*AppliedRequest)(nil),      // 47: writ.fsm.v1.AppliedRequest
+	(*SnapshotRecord)(nil),      // 48: writ.fsm.v1.SnapshotRecord
+	nil,                         // 49: writ.fsm.v1.Identity.AttributesEntry
+	nil,                         // 50: writ.fsm.v1.SecretID.MetadataEntry
+	(*structpb.Struct)(nil),     // 51: google.protobuf.Struct
 }
 var file_writ_fsm_v1_fsm_proto_depIdxs = []int32{
 	3,  // 0: writ.fsm.v1.Command.header:type_name -> writ.fsm.v1.Header
@@ -4402,34 +4523,35 @@ var file_writ_fsm_v1_fsm_proto_depIdxs = []int32{
 	37, // 34: writ.fsm.v1.PutSigningKey.key:type_name -> writ.fsm.v1.SigningKey
 	34, // 35: writ.fsm.v1.PutAuthConfig.config:type_name -> writ.fsm.v1.AuthConfig
 	41, // 36: writ.fsm.v1.IssueLease.lease:type_name -> writ.fsm.v1.Lease
-	47, // 37: writ.fsm.v1.Identity.attributes:type_name -> writ.fsm.v1.Identity.AttributesEntry
+	49, // 37: writ.fsm.v1.Identity.attributes:type_name -> writ.fsm.v1.Identity.AttributesEntry
 	0,  // 38: writ.fsm.v1.Identity.status:type_name -> writ.fsm.v1.IdentityStatus
 	33, // 39: writ.fsm.v1.Role.bound_claims:type_name -> writ.fsm.v1.BoundClaim
 	33, // 40: writ.fsm.v1.AuthConfig.bound_claims:type_name -> writ.fsm.v1.BoundClaim
-	48, // 41: writ.fsm.v1.SecretID.metadata:type_name -> writ.fsm.v1.SecretID.MetadataEntry
+	50, // 41: writ.fsm.v1.SecretID.metadata:type_name -> writ.fsm.v1.SecretID.MetadataEntry
 	6,  // 42: writ.fsm.v1.Node.audit_checkpoints:type_name -> writ.fsm.v1.AuditCheckpoint
-	49, // 43: writ.fsm.v1.Resource.attributes:type_name -> google.protobuf.Struct
+	51, // 43: writ.fsm.v1.Resource.attributes:type_name -> google.protobuf.Struct
 	39, // 44: writ.fsm.v1.Scope.resources:type_name -> writ.fsm.v1.Resource
 	40, // 45: writ.fsm.v1.Lease.scope:type_name -> writ.fsm.v1.Scope
 	1,  // 46: writ.fsm.v1.Lease.status:type_name -> writ.fsm.v1.LeaseStatus
 	2,  // 47: writ.fsm.v1.Result.code:type_name -> writ.fsm.v1.ResultCode
 	41, // 48: writ.fsm.v1.Result.lease:type_name -> writ.fsm.v1.Lease
-	43, // 49: writ.fsm.v1.AppliedRequest.result:type_name -> writ.fsm.v1.Result
-	31, // 50: writ.fsm.v1.SnapshotRecord.identity:type_name -> writ.fsm.v1.Identity
-	32, // 51: writ.fsm.v1.SnapshotRecord.role:type_name -> writ.fsm.v1.Role
-	35, // 52: writ.fsm.v1.SnapshotRecord.secret_id:type_name -> writ.fsm.v1.SecretID
-	36, // 53: writ.fsm.v1.SnapshotRecord.policy_set:type_name -> writ.fsm.v1.PolicySet
-	37, // 54: writ.fsm.v1.SnapshotRecord.signing_key:type_name -> writ.fsm.v1.SigningKey
-	38, // 55: writ.fsm.v1.SnapshotRecord.node:type_name -> writ.fsm.v1.Node
-	41, // 56: writ.fsm.v1.SnapshotRecord.lease:type_name -> writ.fsm.v1.Lease
-	45, // 57: writ.fsm.v1.SnapshotRecord.applied_request:type_name -> writ.fsm.v1.AppliedRequest
-	34, // 58: writ.fsm.v1.SnapshotRecord.auth_config:type_name -> writ.fsm.v1.AuthConfig
-	42, // 59: writ.fsm.v1.SnapshotRecord.owner_epoch:type_name -> writ.fsm.v1.OwnerEpoch
-	60, // [60:60] is the sub-list for method output_type
-	60, // [60:60] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	45, // 49: writ.fsm.v1.Announce.revocations:type_name -> writ.fsm.v1.AnnouncedRevocation
+	43, // 50: writ.fsm.v1.AppliedRequest.result:type_name -> writ.fsm.v1.Result
+	31, // 51: writ.fsm.v1.SnapshotRecord.identity:type_name -> writ.fsm.v1.Identity
+	32, // 52: writ.fsm.v1.SnapshotRecord.role:type_name -> writ.fsm.v1.Role
+	35, // 53: writ.fsm.v1.SnapshotRecord.secret_id:type_name -> writ.fsm.v1.SecretID
+	36, // 54: writ.fsm.v1.SnapshotRecord.policy_set:type_name -> writ.fsm.v1.PolicySet
+	37, // 55: writ.fsm.v1.SnapshotRecord.signing_key:type_name -> writ.fsm.v1.SigningKey
+	38, // 56: writ.fsm.v1.SnapshotRecord.node:type_name -> writ.fsm.v1.Node
+	41, // 57: writ.fsm.v1.SnapshotRecord.lease:type_name -> writ.fsm.v1.Lease
+	47, // 58: writ.fsm.v1.SnapshotRecord.applied_request:type_name -> writ.fsm.v1.AppliedRequest
+	34, // 59: writ.fsm.v1.SnapshotRecord.auth_config:type_name -> writ.fsm.v1.AuthConfig
+	42, // 60: writ.fsm.v1.SnapshotRecord.owner_epoch:type_name -> writ.fsm.v1.OwnerEpoch
+	61, // [61:61] is the sub-list for method output_type
+	61, // [61:61] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_writ_fsm_v1_fsm_proto_init() }
@@ -4464,7 +4586,7 @@ func file_writ_fsm_v1_fsm_proto_init() {
 		(*Command_RetireSigningKey)(nil),
 		(*Command_CheckpointAudit)(nil),
 	}
-	file_writ_fsm_v1_fsm_proto_msgTypes[43].OneofWrappers = []any{
+	file_writ_fsm_v1_fsm_proto_msgTypes[45].OneofWrappers = []any{
 		(*SnapshotRecord_Identity)(nil),
 		(*SnapshotRecord_Role)(nil),
 		(*SnapshotRecord_SecretId)(nil),
@@ -4482,7 +4604,7 @@ func file_writ_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_writ_fsm_v1_fsm_proto_rawDesc), len(file_writ_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   46,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

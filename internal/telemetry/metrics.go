@@ -37,7 +37,9 @@ type Metrics struct {
 	// was confirmed to enforce it: "pushed" (it installed or had applied
 	// the pushed revocation), "waited" (it answered a wait for the index),
 	// "answered" (it is the leader that applied the write and answered
-	// it, so nothing was sent), "unconfirmed" (no answer within max
+	// it, so nothing was sent), "stored" (the leader saw it acknowledge
+	// the entry's append, which put the announced revocation in force
+	// there, so nothing was sent), "unconfirmed" (no answer within max
 	// staleness: it fails closed on its own).
 	RevocationConfirmations *prometheus.CounterVec
 	// LoginFailures by auth method and reason.
@@ -93,7 +95,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "writ_revocation_propagation_seconds", Help: "From a revocation's commit until every node in contact with the leader applied it.", Buckets: decisionBuckets,
 		}),
 		RevocationConfirmations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "writ_revocation_confirmations_total", Help: "Peers confirmed to enforce a revocation this node committed, by how: pushed, waited, answered (the leader that applied the write), unconfirmed (no answer within max staleness).",
+			Name: "writ_revocation_confirmations_total", Help: "Peers confirmed to enforce a revocation this node committed, by how: pushed, waited, answered (the leader that applied the write), stored (acknowledged the entry's append, which enforces it), unconfirmed (no answer within max staleness).",
 		}, []string{"how"}),
 		ShadowEvaluations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "writ_policy_shadow_evaluations_total", Help: "Shadow policy set evaluations on this node, by active set and result (unchanged, widened, narrowed, reasons).",
