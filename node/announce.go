@@ -37,7 +37,8 @@ import (
 // covers that: at open it is the log's last index, and the node answers no
 // stale read (fresh) until it has applied the floor. Every entry it ever
 // acknowledged is at or below it. A suffix the new leader truncates was never
-// committed, so DeleteRange lowers the floor below it. An entry whose
+// committed, so DeleteRange lowers the floor below it; a compaction from the
+// front does not move it. An entry whose
 // revocation the overlay refuses (full, or bad extensions) raises the floor
 // to its index: the replica then answers no read until it applies it.
 
@@ -87,12 +88,22 @@ func (s *announcingLogs) announce(l *raft.Log) {
 	}
 }
 
-// DeleteRange lowers the floor below a truncated suffix: those entries never
-// committed (a compaction from the front is below the applied index, where
-// the floor no longer matters).
+// DeleteRange lowers the floor below a truncated suffix: a deletion that
+// reaches the end of the log removes entries that never committed. A
+// compaction from the front leaves it alone, even while the FSM is still
+// below the floor (a restarted node may snapshot while it catches up). A
+// compaction of the whole log is at or below the applied index, so lowering
+// the floor then changes nothing.
 func (s *announcingLogs) DeleteRange(lo, hi uint64) error {
+	last, err := s.LogStore.LastIndex()
+	if err != nil {
+		return err
+	}
 	if err := s.LogStore.DeleteRange(lo, hi); err != nil {
 		return err
+	}
+	if hi < last {
+		return nil
 	}
 	for {
 		f := s.floor.Load()

@@ -94,7 +94,14 @@ func TestAnnouncingLogs(t *testing.T) {
 	if got := s.floor.Load(); got != 7 {
 		t.Fatalf("floor %d after the overlay refused, want 7", got)
 	}
-	// Compaction from the front below the floor leaves it.
+	// Compaction from the front leaves it, though the FSM is below it.
+	if err := s.DeleteRange(1, 4); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.floor.Load(); got != 7 {
+		t.Fatalf("floor %d after a compaction from the front, want 7", got)
+	}
+	// Deleting past the end of the log, above the floor, leaves it too.
 	if err := s.DeleteRange(8, 9); err != nil {
 		t.Fatal(err)
 	}

@@ -32,3 +32,15 @@ func (n *Node) WaitAppliedOn(ctx context.Context, addr string, msg *writv1.WaitA
 	}
 	return resp.Msg, nil
 }
+
+// LogFloor is the index this node's stale reads wait for (announce.go).
+func (n *Node) LogFloor() uint64 { return n.logs.floor.Load() }
+
+// SetLogFloor sets it.
+func (n *Node) SetLogFloor(v uint64) { n.logs.floor.Store(v) }
+
+// LastLogIndex is the last index in this node's Raft log store.
+func (n *Node) LastLogIndex() uint64 {
+	i, _ := n.logs.LastIndex()
+	return i
+}

@@ -188,12 +188,12 @@ func TestRevokeConfirmations(t *testing.T) {
 	// The leader names holders only once every server reported a version
 	// whose log store enforces announcements.
 	lead := c.Members[leader].Node
-	for deadline := time.Now().Add(30 * time.Second); lead.ClusterFSMVersion() < fsm.Version; {
-		if time.Now().After(deadline) {
-			t.Fatalf("cluster FSM version %d, want %d", lead.ClusterFSMVersion(), fsm.Version)
+	nodetest.Eventually(t, 30*time.Second, "every server's FSM version report", func() error {
+		if v := lead.ClusterFSMVersion(); v < fsm.Version {
+			return fmt.Errorf("cluster FSM version %d, want %d", v, fsm.Version)
 		}
-		time.Sleep(10 * time.Millisecond) // polling the leader's version reports, bounded by the deadline
-	}
+		return nil
+	})
 	const revocations = 8
 	for _, tc := range []struct {
 		name     string
@@ -235,6 +235,44 @@ func TestRevokeConfirmations(t *testing.T) {
 					after, tc.answered, tc.peers, tc.minStore)
 			}
 		})
+	}
+}
+
+// TestLogFloorGatesStaleReads: a restarted node's floor is at least the
+// last index its log held, which covers every append it acknowledged (and so
+// every announced revocation it may have been named a holder of) before it
+// went down; and while its FSM is below the floor it answers no stale read.
+func TestLogFloorGatesStaleReads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	c := nodetest.New(t, 3, nodetest.Options{})
+	proof := setup(t, c)
+	ctx := context.Background()
+	f := (c.Leader() + 1) % 3
+	issued := issueRetryingT(t, c, f, proof)
+	waitAllApplied(t, c, issued.GetIndex())
+	last := c.Members[f].Node.LastLogIndex()
+	c.Kill(f)
+	c.Restart(f)
+	n := c.Members[f].Node
+	if got := n.LogFloor(); got < last {
+		t.Fatalf("floor after restart %d, below the %d its log held", got, last)
+	}
+	nodetest.Eventually(t, 20*time.Second, "a stale read after the restart", func() error {
+		v, err := verifyOn(ctx, c, f, issued.GetCredential())
+		if err == nil && !v.GetActive() {
+			err = fmt.Errorf("lease not active: %v", v)
+		}
+		return err
+	})
+	n.SetLogFloor(n.LocalView().Index() + 1000)
+	if _, err := verifyOn(ctx, c, f, issued.GetCredential()); connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Fatalf("verify below the floor: %v, want Unavailable", err)
+	}
+	n.SetLogFloor(0)
+	if v, err := verifyOn(ctx, c, f, issued.GetCredential()); err != nil || !v.GetActive() {
+		t.Fatalf("verify once the floor is met: %v %v", v, err)
 	}
 }
 

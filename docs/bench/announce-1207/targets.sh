@@ -1,6 +1,7 @@
 #!/bin/bash
 # Every issue-3 propagation figure on this tree, one after the other.
-cd /tmp/p/final
+# ./writ-new is bin/writ of 7c0dda2; ../writ-split the same with split.patch.
+cd "$(dirname "$0")"
 st() { awk '/^cpu /{print $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
 run() { # name, command...
   local name=$1; shift
