@@ -138,6 +138,40 @@ func (f *FSM) Overlay(p Pending) bool {
 	return true
 }
 
+// OverlayAll is Overlay for the revocations of one log entry, with one copy
+// of the overlay for all of them: an entry may hold a batch of hundreds. It
+// installs what fits and reports whether every one is in force here.
+func (f *FSM) OverlayAll(ps []Pending) bool {
+	f.ovMu.Lock()
+	defer f.ovMu.Unlock()
+	applied := f.AppliedIndex()
+	var n *overlay
+	all := true
+	for _, p := range ps {
+		switch {
+		case !PendingKind(p.Kind) || p.ID == "":
+			all = false
+			continue
+		case p.Index <= applied:
+			continue
+		}
+		if n == nil {
+			n = f.ov.Load().without(applied)
+		}
+		k := overlayKey{p.Kind, p.ID}
+		if _, held := n.byKey[k]; !held && len(n.byKey) >= MaxOverlay {
+			all = false
+			continue
+		}
+		n.byKey[k] = max(n.byKey[k], p.Index)
+		n.min, n.max = min(n.min, p.Index), max(n.max, p.Index)
+	}
+	if n != nil {
+		f.ov.Store(n)
+	}
+	return all
+}
+
 // without copies o less the entries index covers (o may be nil).
 func (o *overlay) without(index uint64) *overlay {
 	n := &overlay{min: ^uint64(0), byKey: map[overlayKey]uint64{}}

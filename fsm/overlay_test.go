@@ -185,6 +185,38 @@ func TestOverlayEdges(t *testing.T) {
 	}
 }
 
+// TestOverlayAll: one entry's revocations go in together; an applied one is
+// a no-op; a bad one, or one past MaxOverlay, makes it report false while
+// the rest are still installed.
+func TestOverlayAll(t *testing.T) {
+	t.Parallel()
+	h := base(t)
+	overlayFixture(h)
+	if !h.f.OverlayAll([]Pending{
+		{Index: h.idx, Kind: RevocationLease, ID: "l9"}, // applied already
+		{Index: h.idx + 1, Kind: RevocationLease, ID: "l1"},
+		{Index: h.idx + 1, Kind: RevocationRole, ID: "r"},
+	}) {
+		t.Fatal("OverlayAll refused two good revocations")
+	}
+	if h.f.OverlayLen() != 2 || h.check("l1") != ReasonRevoked || h.check("l9") != "" {
+		t.Fatalf("overlay %d, l1 %q, l9 %q", h.f.OverlayLen(), h.check("l1"), h.check("l9"))
+	}
+	if h.f.OverlayAll([]Pending{{Index: h.idx + 1, Kind: "nonsense", ID: "x"}, {Index: h.idx + 2, Kind: RevocationOwner, ID: "o"}}) {
+		t.Fatal("OverlayAll reported a bad kind in force")
+	}
+	if h.f.OverlayLen() != 3 {
+		t.Fatalf("overlay %d: the good revocation beside the bad one must be installed", h.f.OverlayLen())
+	}
+	var many []Pending
+	for i := h.f.OverlayLen(); i <= MaxOverlay; i++ {
+		many = append(many, Pending{Index: h.idx + 3, Kind: RevocationLease, ID: fmt.Sprint("x", i)})
+	}
+	if h.f.OverlayAll(many) || h.f.OverlayLen() != MaxOverlay {
+		t.Fatalf("past MaxOverlay: overlay %d, want %d and a refusal", h.f.OverlayLen(), MaxOverlay)
+	}
+}
+
 // TestOverlayRacesApply: whatever Apply does meanwhile, every view taken
 // after Overlay returns rejects the lease (run with -race).
 func TestOverlayRacesApply(t *testing.T) {

@@ -81,10 +81,8 @@ func (s *announcingLogs) announce(l *raft.Log) {
 		s.raise(l.Index)
 		return
 	}
-	for _, p := range ps {
-		if !s.fsm.Overlay(p) {
-			s.raise(l.Index)
-		}
+	if !s.fsm.OverlayAll(ps) {
+		s.raise(l.Index)
 	}
 }
 
