@@ -357,7 +357,14 @@ func (p *proposer) apply(batch []*proposal, items int) {
 		f = p.raft.Apply(data, applyTimeout)
 	}
 	go func() {
-		defer p.release()
+		released := false
+		release := func() {
+			if !released {
+				released = true
+				p.release()
+			}
+		}
+		defer release()
 		if err := f.Error(); err != nil {
 			fail(batch, leaderError(err))
 			return
@@ -374,6 +381,9 @@ func (p *proposer) apply(batch []*proposal, items int) {
 			p.kickSoon()
 		}
 		if ext != nil && p.holders != nil {
+			// The entry is applied: its in-flight slot must not be held
+			// for the wait, or the next entry would wait with it.
+			release()
 			results = withHolders(batch, results, p.holders(f.Index()))
 		}
 		off := 0

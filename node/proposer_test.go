@@ -122,6 +122,36 @@ func TestProposerAnnounces(t *testing.T) {
 	if err != nil || len(ps) != 1 || ps[0].Kind != fsm.RevocationRole || ps[0].ID != "ci" || ps[0].Index != 5 {
 		t.Errorf("second entry announces %+v, %v; want the role revocation", ps, err)
 	}
+
+	// While the leader waits for holders, the entry's in-flight slot is
+	// free: the next write goes at once instead of being held behind it.
+	waiting, gate := make(chan struct{}), make(chan struct{})
+	p.holders = func(uint64) []string {
+		close(waiting)
+		<-gate
+		return nil
+	}
+	revoked := make(chan error, 1)
+	go func() {
+		cmd := &fsmpb.Command{Header: &fsmpb.Header{RequestId: "r3"}, Payload: &fsmpb.Command_RevokeRole{RevokeRole: &fsmpb.RevokeRole{Name: "cd"}}}
+		_, err := p.submit(context.Background(), []*fsmpb.Command{cmd}, false)
+		revoked <- err
+	}()
+	<-waiting
+	before := len(fr.sizes())
+	next := &fsmpb.Command{Header: &fsmpb.Header{RequestId: "r4"}, Payload: &fsmpb.Command_Noop{Noop: &fsmpb.Noop{}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := p.submit(ctx, []*fsmpb.Command{next}, false); err != nil {
+		t.Fatalf("the write after the revocation: %v (held behind the wait for holders?)", err)
+	}
+	if got := len(fr.sizes()); got != before+1 {
+		t.Errorf("entries %d, want %d: the write after the revocation waited for its holders", got, before+1)
+	}
+	close(gate)
+	if err := <-revoked; err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestProposerHolds: with softInflight entries in flight, later writes wait
