@@ -29,6 +29,14 @@ const FormatProtoV1 byte = 1
 // extensions and ignores them.
 const Version uint32 = 4
 
+// SnapshotVersion is what a snapshot's header names: the newest FSM version
+// whose state it may hold, which a reader must know. Version 4 changed no
+// state, so snapshots still say 3 and a version-3 binary installs them: a
+// lagging follower still on the old binary during a rolling upgrade can take
+// a snapshot from an upgraded leader. Raise it with the next version that
+// changes what a snapshot holds.
+const SnapshotVersion uint32 = 3
+
 // MaxEntryBytes bounds what Decode accepts. Apply halts on an entry Decode
 // rejects, so proposers must stay well below it (node's proposer caps
 // entries at 1 MiB).

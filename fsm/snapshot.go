@@ -55,7 +55,7 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 func (s *Snapshot) write(w io.Writer, index uint64) (int64, error) {
 	sw := &streamWriter{w: w}
 	txn := s.db.Txn(false)
-	hdr := &fsmpb.SnapshotHeader{FsmVersion: Version, Index: index}
+	hdr := &fsmpb.SnapshotHeader{FsmVersion: SnapshotVersion, Index: index}
 	if m, _ := txn.First(tMeta, "id", metaKey); m != nil {
 		m := m.(*meta)
 		hdr.ClusterId, hdr.AdminTokenSha256, hdr.HmacKey = m.ClusterID, m.AdminSHA256, m.HMACKey
