@@ -116,31 +116,12 @@ func (o *overlay) reason(index uint64, l *leaseRec) string {
 // false when p's kind is not one the overlay knows or the overlay is full.
 // Safe for concurrent use; it never blocks Apply for longer than a copy of
 // the (small) overlay.
-func (f *FSM) Overlay(p Pending) bool {
-	if !PendingKind(p.Kind) || p.ID == "" {
-		return false
-	}
-	f.ovMu.Lock()
-	defer f.ovMu.Unlock()
-	applied := f.AppliedIndex()
-	if p.Index <= applied {
-		return true
-	}
-	old := f.ov.Load()
-	if old != nil && len(old.byKey) >= MaxOverlay {
-		return false
-	}
-	n := old.without(applied)
-	k := overlayKey{p.Kind, p.ID}
-	n.byKey[k] = max(n.byKey[k], p.Index)
-	n.min, n.max = min(n.min, p.Index), max(n.max, p.Index)
-	f.ov.Store(n)
-	return true
-}
+func (f *FSM) Overlay(p Pending) bool { return f.OverlayAll([]Pending{p}) }
 
 // OverlayAll is Overlay for the revocations of one log entry, with one copy
 // of the overlay for all of them: an entry may hold a batch of hundreds. It
-// installs what fits and reports whether every one is in force here.
+// installs what fits (a target already held always fits) and reports
+// whether every one is in force here.
 func (f *FSM) OverlayAll(ps []Pending) bool {
 	f.ovMu.Lock()
 	defer f.ovMu.Unlock()

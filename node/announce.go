@@ -190,19 +190,6 @@ func (a *appendTracker) waitAll(ids []string, index uint64, d time.Duration) []s
 	}
 }
 
-// holders lists the voters whose noted index covers index.
-func (a *appendTracker) holders(index uint64) []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var out []string
-	for id, k := range a.stored {
-		if k >= index {
-			out = append(out, id)
-		}
-	}
-	return out
-}
-
 // trackingTransport is the Raft transport with the leader's append
 // tracking. Embedding keeps NetworkTransport's Close and RequestPreVote, so
 // Raft still finds WithClose and WithPreVote.
@@ -278,7 +265,7 @@ func (n *Node) revocationHolders(index uint64) []string {
 	}
 	cf := n.raft.GetConfiguration()
 	if cf.Error() != nil {
-		return n.tracker.holders(index)
+		return nil // nobody named: Revoke pushes to every peer
 	}
 	var others []string // voters and non-voters: AwaitEverywhere covers both
 	for _, srv := range cf.Configuration().Servers {

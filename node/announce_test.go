@@ -133,14 +133,13 @@ func TestAppendTracker(t *testing.T) {
 		index uint64
 		want  []string
 	}{{8, []string{"b", "c"}}, {9, []string{"b"}}, {10, []string{"b"}}, {11, nil}} {
-		got := a.holders(tc.index)
-		slices.Sort(got)
+		got := a.waitAll([]string{"b", "c", "d"}, tc.index, 0)
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("holders(%d) = %v, want %v", tc.index, got, tc.want)
 		}
 	}
 	a.note("c", &raft.AppendEntriesRequest{Term: 3, Entries: entries(9, 9)}, ok)
-	if got := a.holders(8); !slices.Equal(got, []string{"c"}) {
+	if got := a.waitAll([]string{"b", "c", "d"}, 8, 0); !slices.Equal(got, []string{"c"}) {
 		t.Errorf("after a new term, holders(8) = %v, want [c]: b's answer was about the old term's log", got)
 	}
 }

@@ -340,11 +340,11 @@ func (p *proposer) apply(batch []*proposal, items int) {
 	// enforces it as it stores the entry (announce.go).
 	var ext []byte
 	if urgent {
-		var cmds []*fsmpb.Command
+		var ps []fsm.Pending
 		for _, pr := range batch {
-			cmds = append(cmds, pr.cmds...)
+			ps = append(ps, fsm.Announced(pr.cmds)...)
 		}
-		if ext, err = fsm.EncodeAnnounce(fsm.Announced(cmds)); err != nil {
+		if ext, err = fsm.EncodeAnnounce(ps); err != nil {
 			p.release()
 			fail(batch, err)
 			return
